@@ -1,0 +1,183 @@
+"""``python -m recmodels train | evaluate | results | list`` (and ``bench`` once explanations exist)."""
+from __future__ import annotations
+
+import argparse
+import inspect
+import json
+import re
+import sys
+from pathlib import Path
+
+from .errors import RecModelsError
+
+TRAIN_ORDER = ("mostpop", "bpr", "din", "nrms", "two_tower", "inttower", "acf")
+
+
+def _parse_value(text: str):
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError:
+        return text
+
+
+def _parse_settings(pairs: list[str]) -> dict:
+    out = {}
+    for pair in pairs or []:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise SystemExit(f"--set takes KEY=VALUE, got {pair!r}")
+        out[key.strip()] = _parse_value(value.strip())
+    return out
+
+
+def _slug(name: str) -> str:
+    return re.sub(r"[^a-z0-9]+", "", name.lower()) or "data"
+
+
+def default_out(model: str, dataset: str) -> Path:
+    return Path("checkpoints") / f"{model}-{_slug(dataset)}"
+
+
+def cmd_train(args) -> int:
+    import torch.distributed as dist
+
+    from .checkpoint import save_checkpoint
+    from .data import TEST, RecData, SplitConfig
+    from .eval import evaluate
+    from .models import available_models, model_class
+    from .report import text_table
+    from .train import TrainConfig, train_model
+    from .train.trainer import distributed_context
+
+    rank, world = distributed_context()
+    data = RecData.load(args.dataset, args.data_dir, image_dir=args.image_dir,
+                        split=SplitConfig(args.valid_fraction, args.test_fraction), max_history=args.max_history)
+    if rank == 0:
+        print(f"dataset {data.dataset.name}: {data.summary()}")
+        if data.dataset.citation:
+            print(f"data: {data.dataset.citation}")
+    names = [m for m in TRAIN_ORDER if m in available_models()] if args.model == "all" else [args.model]
+    if args.model == "all" and args.out:
+        raise SystemExit("--out names one folder; leave it out with --model all (each goes to checkpoints/).")
+    settings = _parse_settings(args.set)
+    rows = []
+    for name in names:
+        cls = model_class(name)
+        accepted = set(inspect.signature(cls.__init__).parameters) - {"self", "spec"}
+        train_keys = {k: v for k, v in settings.items() if k not in accepted}
+        hparams = {k: v for k, v in settings.items() if k in accepted}
+        config = TrainConfig.for_model(cls, epochs=args.epochs, seed=args.seed, **train_keys)
+        model = cls.from_data(data, **hparams)
+        if rank == 0:
+            print(f"training {name} ({sum(p.numel() for p in model.parameters()):,} parameters) with "
+                  f"{json.dumps(config.to_dict())}")
+        result = train_model(model, data, config, device=args.device, progress=not args.quiet)
+        if rank != 0:
+            continue
+        metrics = {"valid": result.best_valid, "test": evaluate(result.model, data, TEST)}
+        out = Path(args.out) if args.out else default_out(name, data.dataset.name)
+        save_checkpoint(out, result.model, data, training={**config.to_dict(), "best_epoch": result.best_epoch,
+                                                            "device": str(result.model.device), "world_size": world},
+                        metrics=metrics, history=result.history)
+        print(f"saved {out}")
+        rows.append({"model": name, **metrics["test"]})
+    if rank == 0 and rows:
+        print(text_table(rows, ["model", "ndcg@10", "ndcg@20", "recall@10", "recall@20", "hr@10", "mrr@10", "auc",
+                                "gauc", "logloss"]))
+    if world > 1:
+        dist.barrier()
+        dist.destroy_process_group()
+    return 0
+
+
+def cmd_evaluate(args) -> int:
+    from .checkpoint import load_checkpoint, read_config
+    from .data import PART_NAMES, RecData
+    from .device import resolve_device
+    from .eval import evaluate
+    from .report import text_table
+
+    config = read_config(args.checkpoint)
+    dataset = config["dataset"]
+    data = RecData.load(dataset["name"], args.data_dir or dataset.get("data_dir"), image_dir=args.image_dir,
+                        split=dataset["split"], max_history=dataset["max_history"])
+    model, _ = load_checkpoint(args.checkpoint, device=resolve_device(args.device), data=data)
+    part = PART_NAMES[args.part]
+    metrics = evaluate(model, data, part, progress=not args.quiet)
+    print(f"{config['model']} on {dataset['name']} ({args.part}, {len(data.topk_cases(part))} ranked users, "
+          f"full ranking over unseen items)")
+    if data.dataset.citation:
+        print(f"data: {data.dataset.citation}")
+    recorded = config.get("metrics", {}).get(args.part, {})
+    columns = ["ndcg@10", "ndcg@20", "recall@10", "recall@20", "hr@10", "mrr@10", "auc", "gauc", "logloss"]
+    rows = [{"": "measured", **metrics}]
+    if recorded:
+        rows.append({"": "recorded", **recorded})
+    print(text_table(rows, [""] + columns))
+    return 0
+
+
+def cmd_list(args) -> int:
+    from .checkpoint import read_config
+
+    folders = sorted(p for p in Path(args.root).iterdir() if (p / "config.json").is_file()) \
+        if Path(args.root).is_dir() else []
+    if not folders:
+        print(f"no checkpoints under {args.root}; train one with `python -m recmodels train --model bpr`")
+        return 0
+    for folder in folders:
+        try:
+            config = read_config(folder)
+        except RecModelsError as err:
+            print(f"{folder}: unreadable ({err})")
+            continue
+        test = config.get("metrics", {}).get("test", {})
+        print(f"{folder}: {config['model']} on {config['dataset']['name']}, test NDCG@10 "
+              f"{test.get('ndcg@10', float('nan')):.4f}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m recmodels", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    train = sub.add_parser("train", help="train a model (or all) and write a checkpoint folder")
+    train.add_argument("--model", required=True, help="a registered model name, or 'all'")
+    train.add_argument("--dataset", default="ml-100k", help="ml-100k, fashion, or a label for --data-dir")
+    train.add_argument("--data-dir", default=None, help="GroupLens ml-100k/ml-1m or RecBole atomic folder")
+    train.add_argument("--image-dir", default=None, help="folder of <item_id>.jpg|png item images")
+    train.add_argument("--device", default="auto", help="auto, cpu or cuda")
+    train.add_argument("--epochs", type=int, default=None)
+    train.add_argument("--seed", type=int, default=0)
+    train.add_argument("--out", default=None, help="checkpoint folder (default checkpoints/<model>-<dataset>)")
+    train.add_argument("--max-history", type=int, default=50)
+    train.add_argument("--valid-fraction", type=float, default=0.1)
+    train.add_argument("--test-fraction", type=float, default=0.2)
+    train.add_argument("--set", action="append", metavar="KEY=VALUE",
+                       help="a training setting (lr, loss, negatives, weight_decay, ...) or model hyperparameter")
+    train.add_argument("--quiet", action="store_true", help="no progress bars")
+    train.set_defaults(func=cmd_train)
+
+    ev = sub.add_parser("evaluate", help="print the metrics table of a checkpoint")
+    ev.add_argument("checkpoint")
+    ev.add_argument("--part", choices=["test", "valid"], default="test")
+    ev.add_argument("--data-dir", default=None)
+    ev.add_argument("--image-dir", default=None)
+    ev.add_argument("--device", default="auto")
+    ev.add_argument("--quiet", action="store_true")
+    ev.set_defaults(func=cmd_evaluate)
+
+    ls = sub.add_parser("list", help="list the checkpoints in a folder")
+    ls.add_argument("root", nargs="?", default="checkpoints")
+    ls.set_defaults(func=cmd_list)
+    return parser
+
+
+def main(argv=None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return args.func(args)
+    except (RecModelsError, ValueError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2

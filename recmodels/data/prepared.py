@@ -1,0 +1,184 @@
+"""A dataset with its split and feature tables, and the leakage-free samples drawn from it.
+
+Every history handed to a model comes from :meth:`RecData.histories` or :meth:`RecData.history_before`:
+it holds only the user's interactions with a timestamp strictly earlier than the target's.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from .features import FeatureTables, build_feature_tables
+from .loaders import load_dataset
+from .schema import PAD, InteractionData
+from .split import TEST, TRAIN, VALID, SplitConfig, temporal_split
+
+CTR_DROPPED_RATING = 3.0  # as in the IntTower paper: rating > 3 is a click, rating 3 is ambiguous and dropped
+POSITIVE_RATING = 4.0     # top-K positives: test ratings >= 4
+
+
+@dataclass
+class Rows:
+    """(user, item) rows with the history before each and a label; arrays of equal length N."""
+
+    users: np.ndarray     # (N,) int64
+    items: np.ndarray     # (N,) int64
+    history: np.ndarray   # (N, T) int64, chronological, right-padded with 0
+    labels: np.ndarray    # (N,) float32
+
+    def __len__(self) -> int:
+        return len(self.users)
+
+    def take(self, index) -> "Rows":
+        return Rows(self.users[index], self.items[index], self.history[index], self.labels[index])
+
+
+@dataclass
+class TopKCases:
+    """Everything full-ranking evaluation needs for one part, one entry per evaluated user."""
+
+    users: np.ndarray            # (U,)
+    history: np.ndarray          # (U, T): interactions before the user's first one in the part
+    seen_indptr: np.ndarray      # CSR over users: items excluded from ranking (train, and valid for test)
+    seen_items: np.ndarray
+    positive_indptr: np.ndarray  # CSR over users: the part's items rated >= POSITIVE_RATING
+    positive_items: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.users)
+
+
+class RecData:
+    """A loaded dataset plus its temporal split, feature tables and fingerprint."""
+
+    def __init__(self, dataset: InteractionData, split: SplitConfig = SplitConfig(), max_history: int = 50):
+        self.dataset = dataset
+        self.split = split
+        self.max_history = int(max_history)
+        self.part = temporal_split(dataset.interactions, split)
+        self.tables: FeatureTables = build_feature_tables(dataset, self.part)
+        frame = dataset.interactions
+        self._users = frame["user"].to_numpy()
+        self._items = frame["item"].to_numpy()
+        self._ratings = frame["rating"].to_numpy()
+        self._times = frame["timestamp"].to_numpy()
+        # one sortable key per (user, time): searchsorted on it finds "strictly earlier" boundaries
+        _, time_rank = np.unique(self._times, return_inverse=True)
+        self._time_span = int(time_rank.max()) + 2 if len(time_rank) else 2
+        self._key = self._users.astype(np.int64) * self._time_span + time_rank.astype(np.int64)
+        self._time_rank = time_rank
+        self._user_start = np.searchsorted(self._users, np.arange(dataset.n_users + 2), side="left")
+        self.implicit = bool(len(self._ratings) and np.all(self._ratings == self._ratings[0]))
+        self.fingerprint = self._fingerprint()
+
+    # ------------------------------------------------------------------ construction
+    @classmethod
+    def load(cls, name: str = "ml-100k", data_dir: str | Path | None = None, image_dir=None,
+             split: SplitConfig | dict | None = None, max_history: int = 50) -> "RecData":
+        if isinstance(split, dict):
+            split = SplitConfig(**split)
+        return cls(load_dataset(name, data_dir, image_dir=image_dir), split or SplitConfig(), max_history)
+
+    def _fingerprint(self) -> str:
+        digest = hashlib.sha256()
+        digest.update(json.dumps({
+            "name": self.dataset.name,
+            "split": self.split.to_dict(),
+            "tables": self.tables.spec(),
+            "user_vocabs": self.tables.user_field_vocabs,
+            "years": self.tables.year_vocab,
+        }, sort_keys=True).encode())
+        for array in (self.dataset.user_ids, self.dataset.item_ids):
+            digest.update("\x1f".join(map(str, array)).encode())
+        for array in (self._users, self._items, self._times, self.part):
+            digest.update(np.ascontiguousarray(array).tobytes())
+        return digest.hexdigest()[:16]
+
+    # ------------------------------------------------------------------ histories
+    def histories(self, rows: np.ndarray, max_len: int | None = None) -> np.ndarray:
+        """History for each interaction row: the user's items strictly earlier than that row's time."""
+        rows = np.asarray(rows, dtype=np.int64)
+        end = np.searchsorted(self._key, self._key[rows], side="left")
+        return self._window(self._users[rows], end, max_len)
+
+    def history_before(self, users: np.ndarray, time_rank: np.ndarray, max_len: int | None = None) -> np.ndarray:
+        """History of each user with times strictly earlier than the given time ranks."""
+        users = np.asarray(users, dtype=np.int64)
+        end = np.searchsorted(self._key, users * self._time_span + np.asarray(time_rank), side="left")
+        return self._window(users, end, max_len)
+
+    def full_history(self, users: np.ndarray, max_len: int | None = None) -> np.ndarray:
+        """Every known interaction of each user (the serving-time view); the most recent ``max_len``."""
+        users = np.asarray(users, dtype=np.int64)
+        return self._window(users, self._user_start[users + 1], max_len)
+
+    def _window(self, users: np.ndarray, end: np.ndarray, max_len: int | None) -> np.ndarray:
+        length = self.max_history if max_len is None else int(max_len)
+        start = np.maximum(self._user_start[users], end - length)
+        index = start[:, None] + np.arange(length)[None, :]
+        valid = index < end[:, None]
+        return np.where(valid, self._items[np.minimum(index, len(self._items) - 1)], PAD).astype(np.int64)
+
+    # ------------------------------------------------------------------ samples
+    def rows_of(self, part: int) -> np.ndarray:
+        return np.flatnonzero(self.part == part)
+
+    def ctr_rows(self, part: int) -> Rows:
+        """CTR samples of one part: label = rating > 3, rating 3 dropped (all kept for implicit data)."""
+        rows = self.rows_of(part)
+        if not self.implicit:
+            rows = rows[self._ratings[rows] != CTR_DROPPED_RATING]
+        labels = (self._ratings[rows] > CTR_DROPPED_RATING) if not self.implicit else np.ones(len(rows), bool)
+        return Rows(self._users[rows], self._items[rows], self.histories(rows), labels.astype(np.float32))
+
+    def interaction_rows(self, part: int = TRAIN) -> Rows:
+        """Every interaction of a part as an implicit positive (label 1), with its history."""
+        rows = self.rows_of(part)
+        return Rows(self._users[rows], self._items[rows], self.histories(rows), np.ones(len(rows), np.float32))
+
+    def seen_matrix_rows(self, parts: tuple[int, ...]) -> tuple[np.ndarray, np.ndarray]:
+        """CSR (indptr over all users, items) of each user's interactions within ``parts``."""
+        mask = np.isin(self.part, parts)
+        users, items = self._users[mask], self._items[mask]
+        indptr = np.searchsorted(users, np.arange(self.dataset.n_users + 2), side="left")
+        return indptr, items
+
+    def topk_cases(self, part: int) -> TopKCases:
+        """Full-ranking cases for ``part`` (VALID or TEST): users with at least one positive in it."""
+        threshold = POSITIVE_RATING if not self.implicit else self._ratings[0]
+        in_part = self.part == part
+        positive = in_part & (self._ratings >= threshold)
+        users = np.unique(self._users[positive])
+        # the part begins at each user's first interaction in it; the history stops strictly before that
+        first_rank = np.full(self.dataset.n_users + 1, np.iinfo(np.int64).max, dtype=np.int64)
+        np.minimum.at(first_rank, self._users[in_part], self._time_rank[in_part])
+        history = self.history_before(users, first_rank[users])
+
+        excluded = (TRAIN,) if part == VALID else (TRAIN, VALID)
+        seen_indptr_all, seen_items_all = self.seen_matrix_rows(excluded)
+        pos_users, pos_items = self._users[positive], self._items[positive]
+        pos_indptr_all = np.searchsorted(pos_users, np.arange(self.dataset.n_users + 2), side="left")
+        seen_indptr, seen_items = _select_csr(seen_indptr_all, seen_items_all, users)
+        pos_indptr, pos_items = _select_csr(pos_indptr_all, pos_items, users)
+        return TopKCases(users, history, seen_indptr, seen_items, pos_indptr, pos_items)
+
+    def item_counts(self, part: int = TRAIN) -> np.ndarray:
+        rows = self.rows_of(part)
+        return np.bincount(self._items[rows], minlength=self.dataset.n_items + 1)
+
+    def summary(self) -> dict:
+        counts = {name: int((self.part == p).sum()) for name, p in (("train", TRAIN), ("valid", VALID),
+                                                                     ("test", TEST))}
+        return {**self.dataset.summary(), **counts, "fingerprint": self.fingerprint}
+
+
+def _select_csr(indptr: np.ndarray, values: np.ndarray, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    starts, ends = indptr[rows], indptr[rows + 1]
+    lengths = ends - starts
+    new_indptr = np.r_[0, np.cumsum(lengths)]
+    index = np.repeat(starts - new_indptr[:-1], lengths) + np.arange(new_indptr[-1])
+    return new_indptr, values[index]

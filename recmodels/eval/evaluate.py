@@ -1,0 +1,85 @@
+"""Evaluation on a split part: CTR metrics on rated rows, and full ranking over unseen items."""
+from __future__ import annotations
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from ..data import TEST, RecData, Rows
+from ..models.base import Batch, RecModel
+from .metrics import auc, gauc, logloss, ranking_metrics, topk_hits
+
+TOPK_METRICS = ("recall@10", "recall@20", "ndcg@10", "ndcg@20", "hr@10", "mrr@10")
+CTR_METRICS = ("auc", "gauc", "logloss")
+
+
+@torch.no_grad()
+def score_rows(model: RecModel, rows: Rows, batch_size: int = 4096, progress: bool = False) -> np.ndarray:
+    device = model.device
+    out = np.empty(len(rows), dtype=np.float32)
+    starts = range(0, len(rows), batch_size)
+    for start in tqdm(starts, desc="scoring", disable=not progress, leave=False):
+        part = rows.take(slice(start, start + batch_size))
+        batch = Batch.from_numpy(part.users, part.items, part.history).to(device)
+        out[start:start + batch_size] = model(batch).scores.float().cpu().numpy()
+    return out
+
+
+def evaluate_ctr(model: RecModel, data: RecData, part: int = TEST, batch_size: int = 4096,
+                 progress: bool = False) -> dict[str, float]:
+    was_training = model.training
+    model.eval()
+    rows = data.ctr_rows(part)
+    logits = score_rows(model, rows, batch_size, progress)
+    model.train(was_training)
+    probabilities = 1.0 / (1.0 + np.exp(-np.clip(logits.astype(np.float64), -50, 50)))
+    return {
+        "auc": auc(rows.labels, logits),
+        "gauc": gauc(rows.users, rows.labels, logits),
+        "logloss": logloss(rows.labels, probabilities),
+    }
+
+
+@torch.no_grad()
+def evaluate_topk(model: RecModel, data: RecData, part: int = TEST, ks=(10, 20), users_per_batch: int = 64,
+                  progress: bool = False, max_users: int | None = None) -> dict[str, float]:
+    """Full ranking: every item the user has not interacted with (train, and valid when testing)."""
+    was_training = model.training
+    model.eval()
+    device = model.device
+    cases = data.topk_cases(part)
+    n_users = len(cases) if max_users is None else min(max_users, len(cases))
+    all_items = torch.arange(1, data.dataset.n_items + 1, device=device)
+    totals: dict[str, float] = {}
+    starts = range(0, n_users, users_per_batch)
+    for start in tqdm(starts, desc="ranking", disable=not progress, leave=False):
+        stop = min(n_users, start + users_per_batch)
+        users = torch.as_tensor(cases.users[start:stop], device=device)
+        history = torch.as_tensor(cases.history[start:stop], device=device)
+        scores = model.score_items(users, history, all_items).float()
+        seen = _csr_to_dense(cases.seen_indptr, cases.seen_items, start, stop, data.dataset.n_items + 1, device)
+        positives = _csr_to_dense(cases.positive_indptr, cases.positive_items, start, stop,
+                                  data.dataset.n_items + 1, device)
+        scores = scores.masked_fill(seen[:, 1:], float("-inf"))  # column j is item j + 1
+        hits = topk_hits(scores, positives[:, 1:], max(ks))
+        values = ranking_metrics(hits, positives.sum(1), ks)
+        for name in TOPK_METRICS:
+            totals[name] = totals.get(name, 0.0) + float(values[name].sum())
+    model.train(was_training)
+    return {name: totals.get(name, float("nan")) / max(n_users, 1) for name in TOPK_METRICS}
+
+
+def evaluate(model: RecModel, data: RecData, part: int = TEST, progress: bool = False) -> dict[str, float]:
+    """Both tasks on one part: top-K for every model, CTR metrics on the rated rows."""
+    metrics = evaluate_topk(model, data, part, progress=progress)
+    metrics.update(evaluate_ctr(model, data, part, progress=progress))
+    return metrics
+
+
+def _csr_to_dense(indptr, values, start, stop, width, device) -> torch.Tensor:
+    lengths = np.diff(indptr[start:stop + 1])
+    rows = np.repeat(np.arange(stop - start), lengths)
+    cols = values[indptr[start]:indptr[stop]]
+    dense = torch.zeros(stop - start, width, dtype=torch.bool, device=device)
+    dense[torch.as_tensor(rows, device=device), torch.as_tensor(cols, device=device)] = True
+    return dense

@@ -1,0 +1,76 @@
+"""Metrics: AUC, GAUC, LogLoss for CTR; Recall, NDCG, HR, MRR at k for full ranking.
+
+Ranking metrics follow the usual definitions (as in RecBole): Recall@k = hits / |positives|;
+NDCG@k = DCG / IDCG with binary gains and IDCG over min(|positives|, k) ideal hits; HR@k = 1 if any hit;
+MRR@k = 1 / rank of the first hit within k, else 0. Each is averaged over users.
+"""
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+
+def auc(labels: np.ndarray, scores: np.ndarray) -> float:
+    """Area under the ROC curve (Mann-Whitney U, ties counted as half). NaN without both classes."""
+    labels = np.asarray(labels, dtype=bool)
+    scores = np.asarray(scores, dtype=np.float64)
+    n_pos = int(labels.sum())
+    n_neg = len(labels) - n_pos
+    if n_pos == 0 or n_neg == 0:
+        return float("nan")
+    ranks = _average_ranks(scores)
+    return float((ranks[labels].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
+
+
+def gauc(users: np.ndarray, labels: np.ndarray, scores: np.ndarray) -> float:
+    """Mean of per-user AUC over users who have both positive and negative rows."""
+    users = np.asarray(users)
+    order = np.argsort(users, kind="stable")
+    users, labels, scores = users[order], np.asarray(labels)[order], np.asarray(scores)[order]
+    bounds = np.flatnonzero(np.r_[True, users[1:] != users[:-1], True])
+    values = [auc(labels[a:b], scores[a:b]) for a, b in zip(bounds[:-1], bounds[1:])]
+    values = [v for v in values if np.isfinite(v)]
+    return float(np.mean(values)) if values else float("nan")
+
+
+def logloss(labels: np.ndarray, probabilities: np.ndarray, eps: float = 1e-7) -> float:
+    p = np.clip(np.asarray(probabilities, dtype=np.float64), eps, 1 - eps)
+    y = np.asarray(labels, dtype=np.float64)
+    return float(-np.mean(y * np.log(p) + (1 - y) * np.log(1 - p)))
+
+
+def _average_ranks(values: np.ndarray) -> np.ndarray:
+    order = np.argsort(values, kind="mergesort")
+    sorted_values = values[order]
+    ranks = np.empty(len(values), dtype=np.float64)
+    bounds = np.flatnonzero(np.r_[True, sorted_values[1:] != sorted_values[:-1], True])
+    # tied values share the mean of the 1-based ranks they span
+    mean_rank = (bounds[:-1] + bounds[1:] + 1) / 2.0
+    ranks[order] = np.repeat(mean_rank, np.diff(bounds))
+    return ranks
+
+
+def topk_hits(scores: torch.Tensor, positives: torch.Tensor, k: int) -> torch.Tensor:
+    """(U, k) bool: whether each of the top-k items of each row is a positive.
+
+    ``scores`` is (U, I) with excluded items already at -inf; ``positives`` is (U, I) bool.
+    """
+    top = torch.topk(scores, k=min(k, scores.shape[1]), dim=1).indices
+    return torch.gather(positives, 1, top)
+
+
+def ranking_metrics(hits: torch.Tensor, n_positives: torch.Tensor, ks=(10, 20)) -> dict[str, torch.Tensor]:
+    """Per-user metric values from the hit matrix of the top max(ks) items."""
+    hits = hits.float()
+    n_pos = n_positives.float().clamp(min=1)
+    discounts = 1.0 / torch.log2(torch.arange(hits.shape[1], device=hits.device, dtype=torch.float32) + 2.0)
+    out = {}
+    for k in ks:
+        h = hits[:, :k]
+        ideal = torch.cumsum(discounts[:k], 0)[(n_pos.clamp(max=k) - 1).long()]
+        out[f"recall@{k}"] = h.sum(1) / n_pos
+        out[f"ndcg@{k}"] = (h * discounts[:k]).sum(1) / ideal
+        out[f"hr@{k}"] = (h.sum(1) > 0).float()
+        first = torch.where(h.any(1), h.argmax(1).float() + 1.0, torch.full_like(n_pos, float("inf")))
+        out[f"mrr@{k}"] = 1.0 / first
+    return out

@@ -1,0 +1,238 @@
+"""The interface every model shares: a batch in, one score per (user, item) row out, attention on request.
+
+This follows HF transformers' habit: ``model(batch, output_attentions=True)`` returns a dataclass whose
+``attentions`` holds named maps. The app draws any :class:`AttentionMap` from its fields alone.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from typing import Callable, ClassVar
+
+import numpy as np
+import torch
+from torch import nn
+
+LEVELS = ("head", "item", "field", "component")
+
+
+@dataclass
+class Batch:
+    """Rows of (user, candidate item) with the user's history before the target.
+
+    ``history`` is chronological and right-padded with 0; ``labels`` is only needed for training.
+    """
+
+    users: torch.Tensor            # (B,) int64
+    items: torch.Tensor            # (B,) int64
+    history: torch.Tensor          # (B, T) int64
+    labels: torch.Tensor | None = None
+
+    @property
+    def history_mask(self) -> torch.Tensor:
+        return self.history != 0
+
+    def to(self, device) -> "Batch":
+        return Batch(self.users.to(device), self.items.to(device), self.history.to(device),
+                     None if self.labels is None else self.labels.to(device))
+
+    def __len__(self) -> int:
+        return int(self.users.shape[0])
+
+    @classmethod
+    def from_numpy(cls, users, items, history, labels=None) -> "Batch":
+        return cls(torch.as_tensor(np.asarray(users), dtype=torch.long),
+                   torch.as_tensor(np.asarray(items), dtype=torch.long),
+                   torch.as_tensor(np.asarray(history), dtype=torch.long),
+                   None if labels is None else torch.as_tensor(np.asarray(labels), dtype=torch.float32))
+
+
+@dataclass
+class AttentionMap:
+    """One named attention map for a batch of rows.
+
+    Attributes:
+        values: ``(B, *sizes)``; one slice per row of the batch.
+        axes: names of the non-batch axes, e.g. ``("head", "query_item", "key_item")``.
+        level: one of ``LEVELS``.
+        mask: bool, broadcastable to ``values``; True where the position is real (not padding).
+        normalised_over: the axis the weights sum to 1 over, or None when the map is not a distribution
+            (e.g. IntTower's head-similarity scores). Collapse statistics only apply to distributions.
+        labels: per-axis labels (item titles, field names, grid shape), filled in by the service.
+        description: one sentence on what the map means, shown beside it.
+        axis_items: for axes that enumerate items, the item index at each position, ``(B, n)``; the
+            service turns them into titles (e.g. ``{"history": batch.history}``).
+        meta: extra facts, e.g. ``{"grid": (7, 7)}`` for image regions or ``{"components": "genres"}``.
+    """
+
+    values: torch.Tensor
+    axes: tuple[str, ...]
+    level: str
+    mask: torch.Tensor | None = None
+    normalised_over: str | None = None
+    labels: dict[str, list[str]] = field(default_factory=dict)
+    description: str = ""
+    axis_items: dict[str, torch.Tensor] = field(default_factory=dict)
+    meta: dict = field(default_factory=dict)
+
+    def __post_init__(self):
+        if self.level not in LEVELS:
+            raise ValueError(f"level must be one of {LEVELS}, got {self.level!r}")
+        if self.values.dim() != len(self.axes) + 1:
+            raise ValueError(f"values has {self.values.dim() - 1} non-batch axes but axes names {self.axes}")
+        if self.normalised_over is not None and self.normalised_over not in self.axes:
+            raise ValueError(f"normalised_over {self.normalised_over!r} is not one of {self.axes}")
+
+    def row(self, index: int) -> "AttentionMap":
+        """The map of one row, keeping a leading batch axis of size 1."""
+        mask = None if self.mask is None else self.mask.expand_as(self.values)[index:index + 1]
+        items = {axis: ids[index:index + 1] for axis, ids in self.axis_items.items()}
+        return replace(self, values=self.values[index:index + 1], mask=mask, axis_items=items)
+
+    def full_mask(self) -> torch.Tensor:
+        if self.mask is None:
+            return torch.ones_like(self.values, dtype=torch.bool)
+        return self.mask.expand_as(self.values)
+
+    def detach(self) -> "AttentionMap":
+        return replace(self, values=self.values.detach(), mask=None if self.mask is None else self.mask.detach())
+
+
+@dataclass
+class RecOutput:
+    """What ``model(batch)`` returns: logits per row, and the named maps when asked for."""
+
+    scores: torch.Tensor                                   # (B,) logits
+    attentions: dict[str, AttentionMap] | None = None
+    extras: dict[str, torch.Tensor] = field(default_factory=dict)  # e.g. tower vectors for the CIR loss
+
+
+# An override replaces a distribution map's weights inside the forward pass (faithfulness perturbations):
+# it is called as fn(weights, mask) with the distribution on the LAST axis of ``weights`` and ``mask``
+# broadcastable to it, and returns weights of the same shape. Passed per call, never stored on the model,
+# so one model can serve concurrent requests.
+AttentionOverride = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+
+
+def apply_override(name: str, weights: torch.Tensor, mask: torch.Tensor | None,
+                   overrides: dict[str, AttentionOverride] | None) -> torch.Tensor:
+    if not overrides or name not in overrides:
+        return weights
+    if mask is None:
+        mask = torch.ones_like(weights, dtype=torch.bool)
+    return overrides[name](weights, mask.expand_as(weights))
+
+
+class InputTap(nn.Identity):
+    """Marks an embedding output for Captum's ``LayerIntegratedGradients``.
+
+    A model passes each input embedding through its own tap, exactly once per forward, with shape
+    ``(B, *units, dim)``. Attribution to the tap, summed over ``dim``, gives one value per unit.
+
+    Args:
+        units: names of the unit axes, e.g. ``("history",)`` or ``("user_feature",)``.
+        labels: fixed labels of the last unit axis (e.g. field names); axes that enumerate items are
+            labelled by the service from ``item_axis``.
+        item_axis: the batch field whose item ids enumerate the units ("history" or "items"), if any.
+    """
+
+    def __init__(self, units: tuple[str, ...], labels: list[str] | None = None, item_axis: str | None = None,
+                 description: str = ""):
+        super().__init__()
+        self.units = tuple(units)
+        self.labels = list(labels) if labels is not None else None
+        self.item_axis = item_axis
+        self.description = description
+
+
+def masked_softmax(scores: torch.Tensor, mask: torch.Tensor | None, dim: int = -1) -> torch.Tensor:
+    """Softmax that gives exactly 0 to masked positions and all-zero rows when nothing is valid."""
+    if mask is None:
+        return torch.softmax(scores, dim=dim)
+    scores = scores.masked_fill(~mask, float("-inf"))
+    weights = torch.softmax(scores, dim=dim)
+    return torch.nan_to_num(weights, nan=0.0)  # a row with no valid position is all -inf -> NaN -> 0
+
+
+class RecModel(nn.Module):
+    """Base class: holds the data spec, the hyperparameters and the feature tables as buffers.
+
+    Subclasses set ``name`` and ``default_training`` and implement :meth:`forward`. Faster ranking paths
+    override :meth:`score_items`.
+    """
+
+    name: ClassVar[str] = ""
+    # the trainer's defaults for this model; any of them can be overridden from the command line
+    default_training: ClassVar[dict] = {}
+    # True when the output is a calibrated click probability (trained with BCE on CTR labels)
+    predicts_probability: ClassVar[bool] = False
+
+    def __init__(self, spec: dict, **hparams):
+        super().__init__()
+        self.spec = dict(spec)
+        self.hparams = dict(hparams)
+        n_users, n_items = spec["n_users"], spec["n_items"]
+        n_fields = len(spec["user_field_names"])
+        self.register_buffer("user_fields", torch.zeros(n_users + 1, n_fields, dtype=torch.long))
+        self.register_buffer("item_genres", torch.zeros(n_items + 1, len(spec["genre_names"])))
+        self.register_buffer("item_year", torch.zeros(n_items + 1, dtype=torch.long))
+        self.register_buffer("user_mean_rating", torch.zeros(n_users + 1))
+        self.register_buffer("item_mean_rating", torch.zeros(n_items + 1))
+        self.register_buffer("item_popularity", torch.zeros(n_items + 1))
+
+    @classmethod
+    def from_data(cls, data, **hparams) -> "RecModel":
+        """Build for a :class:`~recmodels.data.RecData` and copy its feature tables into the buffers."""
+        return cls(data.tables.spec(), **hparams).load_feature_tables(data.tables)
+
+    @property
+    def n_users(self) -> int:
+        return self.spec["n_users"]
+
+    @property
+    def n_items(self) -> int:
+        return self.spec["n_items"]
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.buffers()).device
+
+    def load_feature_tables(self, tables) -> "RecModel":
+        """Copy a :class:`~recmodels.data.FeatureTables` into the buffers (before training)."""
+        for name, array in tables.tensors().items():
+            buffer = getattr(self, name)
+            buffer.copy_(torch.as_tensor(array, dtype=buffer.dtype))
+        return self
+
+    def forward(self, batch: Batch, output_attentions: bool = False,
+                attention_override: dict[str, AttentionOverride] | None = None) -> RecOutput:  # pragma: no cover
+        """Scores (logits) for each row; with ``output_attentions`` also the named maps.
+
+        ``attention_override`` maps an attention map's name to a function that replaces its weights in
+        this call only (see :data:`AttentionOverride`); models apply it with :func:`apply_override`.
+        """
+        raise NotImplementedError
+
+    def input_taps(self) -> dict[str, InputTap]:
+        """The model's :class:`InputTap` modules by attribute path (Captum's layers to attribute to)."""
+        return {name: module for name, module in self.named_modules() if isinstance(module, InputTap)}
+
+    def score_items(self, users: torch.Tensor, history: torch.Tensor, items: torch.Tensor,
+                    chunk_rows: int = 65536) -> torch.Tensor:
+        """Scores of every candidate in ``items`` (C,) for each user row: ``(B, C)``.
+
+        The default expands rows and calls ``forward``; towers override it with one matrix product.
+        """
+        n_users, n_candidates = users.shape[0], items.shape[0]
+        out = torch.empty(n_users, n_candidates, device=users.device)
+        users_per_chunk = max(1, chunk_rows // max(n_candidates, 1))
+        for start in range(0, n_users, users_per_chunk):
+            stop = min(n_users, start + users_per_chunk)
+            u = users[start:stop].repeat_interleave(n_candidates)
+            h = history[start:stop].repeat_interleave(n_candidates, dim=0)
+            i = items.repeat(stop - start)
+            out[start:stop] = self(Batch(u, i, h)).scores.view(stop - start, n_candidates)
+        return out
+
+    def regularised_parameters(self) -> list[nn.Parameter]:
+        """Parameters that the trainer's L2 penalty applies to (all by default)."""
+        return [p for p in self.parameters() if p.requires_grad]

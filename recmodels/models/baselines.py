@@ -1,0 +1,49 @@
+"""Non-attention baselines on the same split and metrics: MostPopular and BPR-MF (Rendle et al., 2009)."""
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from .base import Batch, RecModel, RecOutput
+from .registry import register_model
+
+
+@register_model
+class MostPopular(RecModel):
+    """Scores each item by how often it was interacted with in train; the same list for everyone."""
+
+    name = "mostpop"
+    default_training = {"epochs": 0}
+
+    def forward(self, batch: Batch, output_attentions: bool = False) -> RecOutput:
+        return RecOutput(scores=self.item_popularity[batch.items])
+
+    def score_items(self, users, history, items, chunk_rows: int = 65536):
+        return self.item_popularity[items].unsqueeze(0).expand(users.shape[0], -1).clone()
+
+
+@register_model
+class BPRMF(RecModel):
+    """Matrix factorisation trained with the BPR pairwise loss; score = <p_u, q_i> + b_i."""
+
+    name = "bpr"
+    default_training = {"loss": "bpr", "epochs": 60, "lr": 2e-3, "weight_decay": 1e-5, "batch_size": 1024,
+                        "monitor": "ndcg@10"}
+
+    def __init__(self, spec: dict, dim: int = 64):
+        super().__init__(spec, dim=dim)
+        self.user_embedding = nn.Embedding(self.n_users + 1, dim, padding_idx=0)
+        self.item_embedding = nn.Embedding(self.n_items + 1, dim, padding_idx=0)
+        self.item_bias = nn.Embedding(self.n_items + 1, 1, padding_idx=0)
+        nn.init.normal_(self.user_embedding.weight, std=0.05)
+        nn.init.normal_(self.item_embedding.weight, std=0.05)
+        nn.init.zeros_(self.item_bias.weight)
+
+    def forward(self, batch: Batch, output_attentions: bool = False) -> RecOutput:
+        user = self.user_embedding(batch.users)
+        item = self.item_embedding(batch.items)
+        scores = (user * item).sum(-1) + self.item_bias(batch.items).squeeze(-1)
+        return RecOutput(scores=scores)
+
+    def score_items(self, users, history, items, chunk_rows: int = 65536):
+        return self.user_embedding(users) @ self.item_embedding(items).T + self.item_bias(items).T

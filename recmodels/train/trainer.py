@@ -1,0 +1,266 @@
+"""The trainer: one process, or DistributedDataParallel under ``torchrun`` with the same entry point.
+
+Each epoch draws fresh negatives from a seeded generator, trains, then (on rank 0) evaluates on the valid
+part, records the attention statistics of every map, and decides on early stopping, which it broadcasts so
+all ranks stop together. Only rank 0 ever writes.
+"""
+from __future__ import annotations
+
+import copy
+import math
+import os
+import random
+import time
+from dataclasses import asdict, dataclass, fields
+
+import numpy as np
+import torch
+import torch.distributed as dist
+from tqdm.auto import tqdm
+
+from ..data import TRAIN, VALID, RecData
+from ..device import resolve_device
+from ..eval.evaluate import CTR_METRICS, evaluate_ctr, evaluate_topk
+from ..explain.collapse import epoch_summary
+from ..models.base import Batch, RecModel
+from . import losses
+
+LOWER_IS_BETTER = {"logloss"}
+
+
+@dataclass
+class TrainConfig:
+    """Training settings; each model's ``default_training`` fills in its own defaults.
+
+    samples: "implicit" trains on every train interaction as a positive; "ctr" on rated rows with label
+        rating > 3 (rating 3 dropped).
+    negatives: unobserved items drawn per row (labelled 0 for "bce", the pairwise side for "bpr"/"warp").
+    weight_decay: the L2 coefficient lambda (Adam's coupled decay, i.e. a lambda/2 ||theta||^2 penalty).
+    aux_loss: "cir" adds IntTower's contrastive loss with weight ``aux_weight`` and ``temperature``.
+    """
+
+    epochs: int = 20
+    batch_size: int = 1024
+    lr: float = 1e-3
+    weight_decay: float = 0.0
+    loss: str = "bce"
+    samples: str = "implicit"
+    negatives: int = 1
+    aux_loss: str | None = None
+    aux_weight: float = 0.1
+    temperature: float = 0.07
+    patience: int = 3
+    monitor: str = "ndcg@10"
+    grad_clip: float | None = 5.0
+    seed: int = 0
+    attention_sample: int = 512
+    valid_users: int | None = None
+
+    def __post_init__(self):
+        if self.loss not in losses.LOSSES:
+            raise ValueError(f"loss must be one of {losses.LOSSES}, got {self.loss!r}")
+        if self.samples not in ("implicit", "ctr"):
+            raise ValueError(f"samples must be 'implicit' or 'ctr', got {self.samples!r}")
+        if self.aux_loss not in (None, "cir"):
+            raise ValueError(f"aux_loss must be None or 'cir', got {self.aux_loss!r}")
+        if self.loss in ("bpr", "warp") and self.negatives < 1:
+            raise ValueError(f"loss {self.loss!r} needs at least one negative per row")
+
+    @classmethod
+    def for_model(cls, model_cls, **overrides) -> "TrainConfig":
+        names = {f.name for f in fields(cls)}
+        unknown = set(overrides) - names
+        if unknown:
+            raise ValueError(f"unknown training settings: {', '.join(sorted(unknown))}")
+        values = {**model_cls.default_training, **{k: v for k, v in overrides.items() if v is not None}}
+        return cls(**{k: v for k, v in values.items() if k in names})
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass
+class FitResult:
+    model: RecModel
+    history: list[dict]
+    best_epoch: int
+    best_valid: dict
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+class NegativeSampler:
+    """Uniform draws over the catalogue, redrawn where they hit an item the user has in train."""
+
+    def __init__(self, data: RecData):
+        self.n_items = data.dataset.n_items
+        indptr, items = data.seen_matrix_rows((TRAIN,))
+        users = np.repeat(np.arange(len(indptr) - 1), np.diff(indptr))
+        self._keys = np.unique(users.astype(np.int64) * (self.n_items + 1) + items)
+
+    def sample(self, users: np.ndarray, k: int, rng: np.random.Generator) -> np.ndarray:
+        negatives = rng.integers(1, self.n_items + 1, size=(len(users), k))
+        base = users.astype(np.int64)[:, None] * (self.n_items + 1)
+        for _ in range(20):
+            keys = base + negatives
+            pos = np.searchsorted(self._keys, keys).clip(max=len(self._keys) - 1)
+            clash = self._keys[pos] == keys if len(self._keys) else np.zeros_like(keys, bool)
+            if not clash.any():
+                break
+            negatives[clash] = rng.integers(1, self.n_items + 1, size=int(clash.sum()))
+        return negatives
+
+
+def distributed_context() -> tuple[int, int]:
+    """(rank, world size); starts the process group when launched by torchrun."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world > 1 and not dist.is_initialized():
+        backend = "nccl" if torch.cuda.is_available() else "gloo"
+        dist.init_process_group(backend)
+    if world > 1:
+        return dist.get_rank(), world
+    return 0, 1
+
+
+def train_model(model: RecModel, data: RecData, config: TrainConfig, device="auto",
+                progress: bool = True) -> FitResult:
+    rank, world = distributed_context()
+    device = resolve_device(device)
+    if world > 1 and device.type == "cuda":
+        device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
+        torch.cuda.set_device(device)
+    if world > 1 and device.type == "cpu":
+        torch.set_num_threads(max(1, (os.cpu_count() or 1) // world))
+    seed_everything(config.seed)
+    model.to(device)
+    parallel = model
+    if world > 1:
+        parallel = torch.nn.parallel.DistributedDataParallel(
+            model, device_ids=[device.index] if device.type == "cuda" else None)
+    is_main = rank == 0
+
+    history: list[dict] = []
+    if config.epochs == 0:  # models with nothing to learn (MostPopular)
+        valid = _validate(model, data, config) if is_main else {}
+        return FitResult(model, history, 0, valid)
+
+    rows = data.ctr_rows(TRAIN) if config.samples == "ctr" else data.interaction_rows(TRAIN)
+    if config.loss in ("bpr", "warp"):
+        rows = rows.take(rows.labels > 0)  # pairwise losses compare liked items with unobserved ones
+    sampler = NegativeSampler(data)
+    optimiser = torch.optim.Adam(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    probe = _attention_probe(data, config)
+
+    if is_main:
+        history.append({"epoch": 0, "train_loss": None, "valid": {}, "attention": _attention_stats(model, probe),
+                        "seconds": 0.0})
+    best_value, best_epoch, best_state, best_valid, waited = -math.inf, 0, None, {}, 0
+    for epoch in range(1, config.epochs + 1):
+        started = time.perf_counter()
+        model.train()
+        rng = np.random.default_rng([config.seed, epoch])
+        order = rng.permutation(len(rows))
+        negatives = sampler.sample(rows.users, config.negatives, rng) if config.negatives else None
+        per_rank = len(order) // world
+        order = order[rank * per_rank:(rank + 1) * per_rank]  # equal step counts keep DDP ranks in lockstep
+        total, count = 0.0, 0
+        steps = range(0, len(order), config.batch_size)
+        bar = tqdm(steps, desc=f"{model.name} epoch {epoch}/{config.epochs}", disable=not (progress and is_main),
+                   leave=False, unit="batch")
+        for start in bar:
+            index = order[start:start + config.batch_size]
+            loss = _step_loss(parallel, model, rows, index, negatives, config, device)
+            optimiser.zero_grad(set_to_none=True)
+            loss.backward()
+            if config.grad_clip:
+                torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
+            optimiser.step()
+            total += float(loss.detach()) * len(index)
+            count += len(index)
+            bar.set_postfix(loss=f"{total / max(count, 1):.4f}")
+        train_loss = total / max(count, 1)
+
+        stop = torch.zeros(1)
+        if is_main:
+            valid = _validate(model, data, config)
+            value = valid[config.monitor] * (-1 if config.monitor in LOWER_IS_BETTER else 1)
+            entry = {"epoch": epoch, "train_loss": train_loss, "valid": valid,
+                     "attention": _attention_stats(model, probe), "seconds": time.perf_counter() - started}
+            history.append(entry)
+            improved = value > best_value
+            if improved:
+                best_value, best_epoch, best_valid, waited = value, epoch, valid, 0
+                best_state = copy.deepcopy(model.state_dict())
+            else:
+                waited += 1
+            if is_main:
+                shown = ", ".join(f"{k} {v:.4f}" for k, v in valid.items() if k in (config.monitor, "auc", "ndcg@10"))
+                tqdm.write(f"epoch {epoch}: loss {train_loss:.4f}, valid {shown}{' *' if improved else ''}")
+            if waited >= config.patience:
+                stop[0] = 1
+        if world > 1:
+            dist.broadcast(stop, src=0)
+        if stop.item():
+            break
+
+    if is_main and best_state is not None:
+        model.load_state_dict(best_state)
+    return FitResult(model, history, best_epoch, best_valid)
+
+
+def _step_loss(parallel, model, rows, index, negatives, config: TrainConfig, device) -> torch.Tensor:
+    users, items, hist = rows.users[index], rows.items[index], rows.history[index]
+    labels = torch.as_tensor(rows.labels[index], device=device)
+    size, k = len(index), config.negatives
+    if k:
+        neg = negatives[index]
+        users = np.concatenate([users, np.repeat(users, k)])
+        items = np.concatenate([items, neg.reshape(-1)])
+        hist = np.concatenate([hist, np.repeat(hist, k, axis=0)])
+    batch = Batch.from_numpy(users, items, hist).to(device)
+    out = parallel(batch)
+    scores = out.scores
+    if config.loss == "bce":
+        targets = torch.cat([labels, torch.zeros(size * k, device=device)])
+        loss = losses.bce(scores, targets)
+    elif config.loss == "bpr":
+        loss = losses.bpr(scores[:size], scores[size:].view(size, k))
+    else:
+        loss = losses.warp(scores[:size], scores[size:].view(size, k), n_items=model.n_items)
+    if config.aux_loss == "cir":
+        liked = labels > 0
+        if int(liked.sum()) > 1:
+            loss = loss + config.aux_weight * losses.cir(out.extras["user_vector"][:size][liked],
+                                                         out.extras["item_vector"][:size][liked],
+                                                         config.temperature)
+    return loss
+
+
+def _validate(model: RecModel, data: RecData, config: TrainConfig) -> dict:
+    metrics = evaluate_topk(model, data, VALID, max_users=config.valid_users)
+    metrics.update(evaluate_ctr(model, data, VALID))
+    return metrics
+
+
+def _attention_probe(data: RecData, config: TrainConfig) -> Batch:
+    rows = data.ctr_rows(VALID)
+    rng = np.random.default_rng(config.seed)
+    pick = rng.choice(len(rows), size=min(config.attention_sample, len(rows)), replace=False)
+    picked = rows.take(np.sort(pick))
+    return Batch.from_numpy(picked.users, picked.items, picked.history)
+
+
+@torch.no_grad()
+def _attention_stats(model: RecModel, probe: Batch) -> dict:
+    was_training = model.training
+    model.eval()
+    out = model(probe.to(model.device), output_attentions=True)
+    model.train(was_training)
+    return epoch_summary(out.attentions or {})
+
+
+__all__ = ["TrainConfig", "FitResult", "train_model", "NegativeSampler", "seed_everything", "CTR_METRICS"]

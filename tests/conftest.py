@@ -1,0 +1,50 @@
+"""Shared fixtures: a tiny synthetic dataset for fast unit tests, and the real ml-100k (loaded once)."""
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from recmodels.data import RecData
+from recmodels.data.schema import build_interaction_data
+
+
+def make_tiny_dataset(n_users: int = 30, n_items: int = 40, per_user: int = 25, seed: int = 0):
+    """Random users with timestamps (some tied), ratings 1..5, three user fields and genres."""
+    rng = np.random.default_rng(seed)
+    rows = []
+    for user in range(1, n_users + 1):
+        items = rng.choice(np.arange(1, n_items + 1), size=per_user, replace=False)
+        times = np.sort(rng.integers(1_000, 1_000 + per_user * 3, size=per_user))  # ties happen
+        for item, time in zip(items, times):
+            rows.append((str(user), str(item), float(rng.integers(1, 6)), int(time)))
+    interactions = pd.DataFrame(rows, columns=["user_id", "item_id", "rating", "timestamp"])
+    genres = ["Action", "Comedy", "Drama", "Horror", "Sci-Fi"]
+    users = pd.DataFrame({
+        "age": rng.choice(["18-24", "25-34", "35-44"], size=n_users),
+        "gender": rng.choice(["F", "M"], size=n_users),
+        "occupation": rng.choice(["artist", "engineer", "student", "other"], size=n_users),
+    }, index=[str(u) for u in range(1, n_users + 1)])
+    items = pd.DataFrame({
+        "title": [f"Film {i}" for i in range(1, n_items + 1)],
+        "year": rng.integers(1950, 2000, size=n_items).astype(float),
+        "genres": [tuple(rng.choice(genres, size=rng.integers(1, 4), replace=False)) for _ in range(n_items)],
+    }, index=[str(i) for i in range(1, n_items + 1)])
+    return build_interaction_data("tiny", interactions, users, items)
+
+
+@pytest.fixture(scope="session")
+def tiny_data() -> RecData:
+    return RecData(make_tiny_dataset(), max_history=12)
+
+
+@pytest.fixture(scope="session")
+def ml100k() -> RecData:
+    return RecData.load("ml-100k")
+
+
+@pytest.fixture(autouse=True)
+def _seeded():
+    torch.manual_seed(0)
+    np.random.seed(0)
