@@ -46,7 +46,7 @@ def cmd_train(args) -> int:
     from .eval import evaluate
     from .models import available_models, model_class
     from .report import text_table
-    from .train import TrainConfig, train_model
+    from .train import TrainConfig, seed_everything, train_model
     from .train.trainer import distributed_context
 
     rank, world = distributed_context()
@@ -67,6 +67,7 @@ def cmd_train(args) -> int:
         train_keys = {k: v for k, v in settings.items() if k not in accepted}
         hparams = {k: v for k, v in settings.items() if k in accepted}
         config = TrainConfig.for_model(cls, epochs=args.epochs, seed=args.seed, **train_keys)
+        seed_everything(config.seed)  # the initial weights come from the seeded generator as well
         model = cls.from_data(data, **hparams)
         if rank == 0:
             print(f"training {name} ({sum(p.numel() for p in model.parameters()):,} parameters) with "

@@ -22,9 +22,6 @@ TIME_FIELDS = ("timestamp", "date", "time")
 TITLE_FIELDS = ("movie_title", "title", "name", "item_name")
 YEAR_FIELDS = ("release_year", "year")
 GENRE_FIELDS = ("class", "genre", "genres", "categories", "category")
-# user fields that identify rather than describe a person; embedding them would only memorise
-SKIPPED_USER_FIELDS = {"zip_code", "zip", "postcode"}
-MAX_CATEGORIES = 1000
 
 
 def read_atomic_table(path: Path) -> tuple[pd.DataFrame, dict[str, str]]:
@@ -90,13 +87,12 @@ def _user_side(path: Path) -> pd.DataFrame:
         raise DataFormatError(path, "needs a user_id field in its header", 1)
     out = pd.DataFrame(index=table["user_id"].str.strip())
     for column in table.columns:
-        if column == "user_id" or column in SKIPPED_USER_FIELDS or types[column] != "token":
+        if column == "user_id" or types[column] != "token":
             continue
         values = table[column].str.strip().to_numpy()
         if column == "age" and all(v.isdigit() for v in values if v):
             values = np.array([age_bucket(int(v)) if v else "" for v in values], dtype=object)
-        if len(set(values)) <= MAX_CATEGORIES:
-            out[column] = values
+        out[column] = values
     return out
 
 

@@ -12,6 +12,11 @@ import numpy as np
 from .schema import InteractionData
 from .split import TRAIN
 
+# user columns that identify rather than describe a person: embedding them would only memorise, so they stay
+# in the profile table (shown in the app) but never become model fields
+IDENTIFYING_USER_FIELDS = {"zip_code", "zip", "postcode", "name", "email"}
+MAX_CATEGORIES = 1000
+
 
 @dataclass
 class FeatureTables:
@@ -58,6 +63,8 @@ def build_feature_tables(data: InteractionData, part: np.ndarray) -> FeatureTabl
     for column in data.user_features.columns:
         values = data.user_features[column].fillna("").astype(str).to_numpy()
         vocab = ["<unknown>"] + sorted({v for v in values if v})
+        if column in IDENTIFYING_USER_FIELDS or len(vocab) > MAX_CATEGORIES:
+            continue
         lookup = {v: i for i, v in enumerate(vocab)}
         names.append(column)
         vocabs.append(vocab)

