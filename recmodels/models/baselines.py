@@ -4,7 +4,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .base import Batch, RecModel, RecOutput
+from .base import Batch, InputTap, RecModel, RecOutput
 from .registry import register_model
 
 
@@ -15,8 +15,8 @@ class MostPopular(RecModel):
     name = "mostpop"
     default_training = {"epochs": 0}
 
-    def forward(self, batch: Batch, output_attentions: bool = False) -> RecOutput:
-        return RecOutput(scores=self.item_popularity[batch.items])
+    def forward(self, batch: Batch, output_attentions: bool = False, attention_override=None) -> RecOutput:
+        return RecOutput(scores=self.item_popularity[batch.items], attentions={} if output_attentions else None)
 
     def score_items(self, users, history, items, chunk_rows: int = 65536):
         return self.item_popularity[items].unsqueeze(0).expand(users.shape[0], -1).clone()
@@ -38,12 +38,15 @@ class BPRMF(RecModel):
         nn.init.normal_(self.user_embedding.weight, std=0.05)
         nn.init.normal_(self.item_embedding.weight, std=0.05)
         nn.init.zeros_(self.item_bias.weight)
+        self.user_tap = InputTap(("user_feature",), labels=["user id"], description="user embedding")
+        self.candidate_tap = InputTap(("item_feature",), labels=["item id"],
+                                      description="candidate item embedding (its bias is held fixed)")
 
-    def forward(self, batch: Batch, output_attentions: bool = False) -> RecOutput:
-        user = self.user_embedding(batch.users)
-        item = self.item_embedding(batch.items)
+    def forward(self, batch: Batch, output_attentions: bool = False, attention_override=None) -> RecOutput:
+        user = self.user_tap(self.user_embedding(batch.users).unsqueeze(1)).squeeze(1)
+        item = self.candidate_tap(self.item_embedding(batch.items).unsqueeze(1)).squeeze(1)
         scores = (user * item).sum(-1) + self.item_bias(batch.items).squeeze(-1)
-        return RecOutput(scores=scores)
+        return RecOutput(scores=scores, attentions={} if output_attentions else None)
 
     def score_items(self, users, history, items, chunk_rows: int = 65536):
         return self.user_embedding(users) @ self.item_embedding(items).T + self.item_bias(items).T

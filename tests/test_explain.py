@@ -1,0 +1,241 @@
+"""Attributions (IG completeness, leave-one-out), collapse statistics on known distributions, faithfulness
+helpers, the service's answers and error types, and thread safety."""
+from __future__ import annotations
+
+import math
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from recmodels.errors import EmptyHistoryError, UnknownItemError, UnknownUserError
+from recmodels.explain.attributions import integrated_gradients, leave_one_out, remove_positions
+from recmodels.explain.collapse import js_divergence, pairwise_head_js, row_statistics
+from recmodels.explain.faithfulness import kendall_tau, permute_override, topk_overlap, uniform_override
+from recmodels.models import Batch, available_models, model_class
+from recmodels.service import RecService
+from recmodels.train import seed_everything
+
+ATTRIBUTED_MODELS = [name for name in available_models() if name != "mostpop"]
+
+
+def _model(name, data):
+    seed_everything(0)
+    model = model_class(name).from_data(data).eval()
+    with torch.no_grad():  # random, non-degenerate weights everywhere (fresh heads often start at zero)
+        for parameter in model.parameters():
+            parameter.add_(0.1 * torch.randn_like(parameter))
+    return model
+
+
+def _rows(data, n=6):
+    rows = data.ctr_rows(2).take(slice(0, n))
+    return Batch.from_numpy(rows.users, rows.items, rows.history)
+
+
+# ---------------------------------------------------------------- collapse statistics
+def test_statistics_of_uniform_and_one_hot():
+    mask = torch.tensor([[True, True, True, True, False]])
+    uniform = torch.tensor([[0.25, 0.25, 0.25, 0.25, 0.0]])
+    one_hot = torch.tensor([[0.0, 1.0, 0.0, 0.0, 0.0]])
+    u, o = row_statistics(uniform, mask), row_statistics(one_hot, mask)
+    assert u["normalised_entropy"].item() == pytest.approx(1.0)
+    assert o["normalised_entropy"].item() == pytest.approx(0.0)
+    assert u["max_weight"].item() == pytest.approx(0.25) and o["max_weight"].item() == pytest.approx(1.0)
+    assert u["effective_number"].item() == pytest.approx(4.0) and o["effective_number"].item() == pytest.approx(1.0)
+    assert u["gini"].item() == pytest.approx(0.0) and o["gini"].item() == pytest.approx(3 / 4)
+
+
+def test_statistics_renormalise_unnormalised_weights_and_ignore_padding():
+    mask = torch.tensor([[True, True, False]])
+    raw = torch.tensor([[2.0, 2.0, 9.0]])  # DIN-style raw weights; the padded 9 must not count
+    stats = row_statistics(raw, mask)
+    assert stats["normalised_entropy"].item() == pytest.approx(1.0)
+    assert stats["max_weight"].item() == pytest.approx(0.5)
+    single = row_statistics(torch.tensor([[1.0, 0.0]]), torch.tensor([[True, False]]))
+    assert math.isnan(single["normalised_entropy"].item())  # one valid position says nothing about collapse
+
+
+def test_js_divergence_of_identical_and_disjoint_heads():
+    p = torch.tensor([0.5, 0.5, 0.0, 0.0])
+    q = torch.tensor([0.0, 0.0, 0.5, 0.5])
+    assert js_divergence(p, p).item() == pytest.approx(0.0, abs=1e-7)
+    assert js_divergence(p, q).item() == pytest.approx(math.log(2))
+    heads = torch.stack([p, p, q]).unsqueeze(0)         # (B=1, H=3, n)
+    matrix = pairwise_head_js(heads, torch.ones_like(heads, dtype=torch.bool), head_dim=1)
+    assert matrix[0, 1].item() == pytest.approx(0.0, abs=1e-7)
+    assert matrix[0, 2].item() == pytest.approx(math.log(2))
+    assert torch.allclose(matrix, matrix.T)
+
+
+# ---------------------------------------------------------------- faithfulness helpers
+def test_kendall_tau_and_overlap_by_hand():
+    assert kendall_tau([1, 2, 3], [10, 20, 30]) == pytest.approx(1.0)
+    assert kendall_tau([1, 2, 3], [3, 2, 1]) == pytest.approx(-1.0)
+    # pairs: (1,2) concordant, (1,3) concordant, (2,3) discordant -> (2 - 1) / 3
+    assert kendall_tau([1, 2, 3], [1, 3, 2]) == pytest.approx(1 / 3)
+    assert topk_overlap([0.9, 0.5, 0.1, 0.0], [0.1, 0.8, 0.7, 0.0], k=2) == pytest.approx(0.5)
+
+
+def test_overrides_keep_padding_at_zero():
+    weights = torch.tensor([[0.7, 0.2, 0.1, 0.0]])
+    mask = torch.tensor([[True, True, True, False]])
+    assert torch.allclose(uniform_override(weights, mask), torch.tensor([[1 / 3, 1 / 3, 1 / 3, 0.0]]))
+    permuted = permute_override(seed=1)(weights, mask)
+    assert permuted[0, 3] == 0
+    assert sorted(permuted[0, :3].tolist()) == pytest.approx(sorted(weights[0, :3].tolist()))
+
+
+def test_remove_positions_shifts_left():
+    history = torch.tensor([5, 6, 7, 0])
+    out = remove_positions(history, torch.tensor([0, 2]))
+    assert out.tolist() == [[6, 7, 0, 0], [5, 6, 0, 0]]
+
+
+# ---------------------------------------------------------------- attributions on every model
+@pytest.mark.parametrize("name", ATTRIBUTED_MODELS)
+def test_integrated_gradients_are_complete(name, tiny_data):
+    model = _model(name, tiny_data)
+    batch = _rows(tiny_data)
+    result = integrated_gradients(model, batch, n_steps=64)
+    assert torch.allclose(result.scores, model(batch).scores, atol=1e-5)
+    change = result.scores - result.baseline_scores
+    # completeness: the attributions add up to score - baseline score, up to the reported delta
+    assert torch.allclose(result.total(), change + result.delta, atol=1e-5)
+    assert torch.all(result.delta.abs() <= 0.01 * change.abs().clamp(min=1e-2)), (result.delta, change)
+    for attribution in result.attributions.values():
+        assert attribution.values.shape[0] == len(batch)
+        assert torch.isfinite(attribution.values).all()
+
+
+@pytest.mark.parametrize("name", ATTRIBUTED_MODELS)
+def test_leave_one_out_matches_recomputed_scores(name, tiny_data):
+    model = _model(name, tiny_data)
+    batch = _rows(tiny_data, 1)
+    history = batch.history[0]
+    occlusion = leave_one_out(model, int(batch.users[0]), int(batch.items[0]), history)
+    valid = torch.nonzero(history != 0).squeeze(1)
+    assert torch.isnan(occlusion[history == 0]).all()
+    full = model(batch).scores[0]
+    for position in valid[:4]:
+        kept = torch.cat([history[:position], history[position + 1:], torch.zeros(1, dtype=torch.long)])
+        removed = model(Batch(batch.users, batch.items, kept.unsqueeze(0))).scores[0]
+        assert occlusion[position].item() == pytest.approx((full - removed).item(), abs=1e-5)
+
+
+def test_attribution_leaves_no_hook_on_the_shared_model(tiny_data):
+    model = _model(ATTRIBUTED_MODELS[0], tiny_data)
+    integrated_gradients(model, _rows(tiny_data), n_steps=8)
+    assert all(not m._forward_hooks and not m._forward_pre_hooks for m in model.modules())
+
+
+# ---------------------------------------------------------------- the service
+def _service(name, data) -> RecService:
+    model = _model(name, data)
+    config = {"model": name, "metrics": {}, "history": [
+        {"epoch": 0, "train_loss": None, "valid": {}, "attention": {}},
+        {"epoch": 1, "train_loss": 0.5, "valid": {"ndcg@10": 0.1}, "attention": {}}]}
+    return RecService(model, config, data, torch.device("cpu"))
+
+
+@pytest.fixture(scope="module")
+def services(tiny_data):
+    return {name: _service(name, tiny_data) for name in ATTRIBUTED_MODELS}
+
+
+def test_service_names_users_and_items_by_their_own_ids(services, tiny_data):
+    service = next(iter(services.values()))
+    users = service.users()
+    assert list(users["user"][:3]) == ["1", "2", "3"] and "age" in users.columns
+    history = service.history("4")
+    assert list(history.columns) == ["item", "title", "genres", "rating", "time", "part", "image"]
+    assert history["time"].is_monotonic_increasing
+    recs = service.recommend("4", k=5)
+    assert list(recs["rank"]) == [1, 2, 3, 4, 5]
+    assert not set(recs["item"]) & set(history["item"])  # exclude_seen
+    assert recs["score"].is_monotonic_decreasing
+    everything = service.recommend("4", k=tiny_data.dataset.n_items, exclude_seen=False)
+    assert len(everything) == tiny_data.dataset.n_items
+
+
+@pytest.mark.parametrize("name", ATTRIBUTED_MODELS)
+def test_explanations_carry_labelled_maps_and_attributions(name, services):
+    service = services[name]
+    item = service.recommend("5", k=1)["item"][0]
+    explanation = service.explain("5", item, n_steps=50)
+    assert explanation.rank == 1
+    for view in explanation.maps.values():
+        assert set(view.labels) == set(view.axes)
+        assert all(len(view.labels[a]) == n for a, n in zip(view.axes, view.values.shape))
+        if view.normalised_over is not None:
+            sums = np.where(view.mask, view.values, 0).sum(axis=view.axes.index(view.normalised_over))
+            valid_rows = view.mask.any(axis=view.axes.index(view.normalised_over))
+            assert np.allclose(sums[valid_rows], 1.0, atol=1e-5) or view.meta.get("unnormalised")
+        assert len(view.to_frame()) == view.values.size
+    assert explanation.attributions
+    scores = service.recommend("5", k=len(service.data.dataset.item_ids) - 1, exclude_seen=False)["score"]
+    assert abs(explanation.delta) <= 0.01 * (scores.max() - scores.min())  # the issue's target: 1% of the range
+    assert explanation.perturbations is not None and explanation.perturbations["perturbation"][0] == "none"
+    assert set(explanation.per_item["item"]) == set(explanation.history["item"])
+
+
+def test_explaining_an_item_from_the_history_uses_only_earlier_interactions(services):
+    service = next(iter(services.values()))
+    history = service.history("3")
+    item = history["item"].iloc[10]
+    explanation = service.explain("3", item, attributions=False)
+    earlier = history[history["time"] < history["time"].iloc[10]]["item"]
+    assert set(explanation.history["item"]) <= set(earlier)
+    assert item not in set(explanation.history["item"])
+
+
+def test_errors_are_typed_with_one_sentence(services):
+    service = next(iter(services.values()))
+    with pytest.raises(UnknownUserError, match="User 'nobody' is not in tiny"):
+        service.recommend("nobody")
+    with pytest.raises(UnknownItemError, match="Item '9999' is not in the tiny catalogue"):
+        service.explain("1", "9999")
+    first_item = service.history("1")["item"].iloc[0]
+    with pytest.raises(EmptyHistoryError, match="no interactions before"):
+        service.explain("1", first_item)
+    with pytest.raises(ValueError, match="positive whole number"):
+        service.recommend("1", k=0)
+    for error in (UnknownUserError("x y."), UnknownItemError("x y.")):
+        assert str(error) == "x y."
+
+
+def test_diagnostics_and_training_history(services):
+    for service in services.values():
+        report = service.diagnostics(batch_size=7)
+        if service.model(Batch(*[torch.ones(1, dtype=torch.long)] * 2, torch.ones(1, 3, dtype=torch.long)),
+                         output_attentions=True).attentions:
+            assert not report.rows.empty
+            assert report.rows["normalised_entropy"].between(0, 1 + 1e-6).all()
+            assert set(report.summary["map"]) <= set(report.rows["map"])
+        for matrix in report.head_similarity.values():
+            assert np.allclose(np.diag(matrix), 0, atol=1e-6)
+        assert list(service.training_history()["epoch"]) == [0, 1]
+
+
+def test_sixteen_threads_get_the_serial_answers(services):
+    service = services[ATTRIBUTED_MODELS[-1]]
+    users = [str(u) for u in range(1, 17)]
+
+    def work(user):
+        recs = service.recommend(user, k=5)
+        explanation = service.explain(user, recs["item"][0], n_steps=8)
+        maps = {k: v.values.copy() for k, v in explanation.maps.items()}
+        attributions = {k: v.values.copy() for k, v in explanation.attributions.items()}
+        return recs, maps, attributions, explanation.perturbations
+
+    serial = [work(u) for u in users]
+    with ThreadPoolExecutor(max_workers=16) as pool:
+        threaded = list(pool.map(work, users))
+    for (r1, m1, a1, p1), (r2, m2, a2, p2) in zip(serial, threaded):
+        pd.testing.assert_frame_equal(r1, r2)
+        assert m1.keys() == m2.keys() and all(np.array_equal(m1[k], m2[k]) for k in m1)
+        assert a1.keys() == a2.keys() and all(np.array_equal(a1[k], a2[k]) for k in a1)
+        pd.testing.assert_frame_equal(p1, p2)
+    assert all(not m._forward_hooks for m in service.model.modules())
