@@ -138,6 +138,87 @@ def cmd_list(args) -> int:
     return 0
 
 
+def cmd_bench(args) -> int:
+    import torch
+
+    from .bench import run_bench
+    from .checkpoint import read_config
+    from .report import text_table
+
+    paths = [Path(p) for p in args.checkpoints] if args.checkpoints else sorted(
+        p for p in Path("checkpoints").iterdir() if (p / "config.json").is_file()
+        and read_config(p)["dataset"]["name"] == "ml-100k")
+    if not paths:
+        raise SystemExit("no checkpoints to benchmark; train some or pass --checkpoints")
+    devices = ["cpu"] + (["cuda"] if torch.cuda.is_available() else []) if args.device == "all" else [args.device]
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} CPU threads"
+          + (f", {torch.cuda.get_device_name()}" if torch.cuda.is_available() else ", no CUDA device"))
+    rows = run_bench(paths, devices, repeats=args.repeats, scales=args.scales.split(","), naive=not args.no_naive)
+    print()
+    print(text_table(rows, ["checkpoint", "scale", "device", "items", "recommend_ms", "naive_ms", "speedup",
+                            "maps_ms", "ig_top10_ms", "max_delta_share"],
+                     ["checkpoint", "scale", "device", "items", "recommend ms/user", "naive ms/user", "speed-up",
+                      "all maps ms", "IG top-10 ms", "max |delta|/range"]))
+    print("\ntargets on a 2-core CPU: recommend <= 20 ms/user at ml-1m scale; all maps <= 20 ms; IG top-10 "
+          "(n_steps=50) <= 500 ms with |delta| <= 1% of the score range")
+    return 0
+
+
+RESULTS_START = "<!-- results:start (python -m recmodels results --write-readme README.md) -->"
+RESULTS_END = "<!-- results:end -->"
+
+
+def results_markdown(root: Path) -> str:
+    """One table per dataset from the shipped checkpoints' recorded test metrics (measured when trained;
+    tests/test_checkpoints.py re-measures them)."""
+    from .checkpoint import read_config
+    from .models import model_class
+    from .report import markdown_table
+
+    by_dataset: dict[str, list[dict]] = {}
+    for folder in sorted(p for p in root.iterdir() if (p / "config.json").is_file()):
+        config = read_config(folder)
+        test = dict(config.get("metrics", {}).get("test", {}))
+        if not model_class(config["model"]).predicts_probability:
+            test["logloss"] = None  # scores that are not probabilities have no meaningful LogLoss
+        name = TITLES.get(config["model"], config["model"])
+        if config.get("collapse_example"):
+            name += " (collapse example)"
+        by_dataset.setdefault(config["dataset"]["name"], []).append(
+            {"model": name, "checkpoint": f"`{folder.name}`", "order": _order(config), **test})
+    blocks = []
+    for dataset, rows in by_dataset.items():
+        rows.sort(key=lambda r: r["order"])
+        blocks.append(f"**{dataset}** (test part)\n\n" + markdown_table(
+            rows, ["model", "checkpoint", "ndcg@10", "recall@20", "hr@10", "auc", "gauc", "logloss"]))
+    return "\n\n".join(blocks)
+
+
+TITLES = {"mostpop": "MostPopular", "bpr": "BPR-MF", "din": "DIN", "nrms": "NRMS", "two_tower": "Two-tower (MHA)",
+          "inttower": "IntTower", "acf": "ACF"}
+
+
+def _order(config: dict) -> tuple:
+    model = config["model"]
+    return (TRAIN_ORDER.index(model) if model in TRAIN_ORDER else 99, bool(config.get("collapse_example")))
+
+
+def cmd_results(args) -> int:
+    table = results_markdown(Path(args.root))
+    if not args.write_readme:
+        print(table)
+        return 0
+    readme = Path(args.write_readme)
+    text = readme.read_text()
+    if RESULTS_START not in text or RESULTS_END not in text:
+        raise SystemExit(f"{readme} has no results markers; add {RESULTS_START} and {RESULTS_END} where the table goes")
+    head, rest = text.split(RESULTS_START, 1)
+    _, tail = rest.split(RESULTS_END, 1)
+    readme.write_text(f"{head}{RESULTS_START}\n{table}\n{RESULTS_END}{tail}")
+    print(f"wrote the results table into {readme}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m recmodels", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -167,6 +248,19 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--device", default="auto")
     ev.add_argument("--quiet", action="store_true")
     ev.set_defaults(func=cmd_evaluate)
+
+    bench = sub.add_parser("bench", help="print latency tables per model, scale and device")
+    bench.add_argument("--checkpoints", nargs="*", help="checkpoint folders (default: the ml-100k ones)")
+    bench.add_argument("--device", default="all", help="all (CPU, and CUDA when present), cpu or cuda")
+    bench.add_argument("--repeats", type=int, default=20)
+    bench.add_argument("--scales", default="ml-100k,ml-1m")
+    bench.add_argument("--no-naive", action="store_true", help="skip the one-candidate-at-a-time loop")
+    bench.set_defaults(func=cmd_bench)
+
+    results = sub.add_parser("results", help="the README's results table, from the shipped checkpoints")
+    results.add_argument("--root", default="checkpoints")
+    results.add_argument("--write-readme", metavar="README", help="replace the table between the markers in README")
+    results.set_defaults(func=cmd_results)
 
     ls = sub.add_parser("list", help="list the checkpoints in a folder")
     ls.add_argument("root", nargs="?", default="checkpoints")

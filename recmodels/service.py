@@ -21,7 +21,7 @@ from .data import PART_NAMES, RecData
 from .device import describe_device, resolve_device
 from .errors import EmptyHistoryError, UnknownItemError, UnknownUserError
 from .explain.attributions import integrated_gradients, leave_one_out
-from .explain.collapse import CollapseThresholds, flags, map_statistics
+from .explain.collapse import CollapseThresholds, flags, map_statistics, pairwise_head_js
 from .explain.diagnostics import DiagnosticsReport, dataset_diagnostics
 from .explain.faithfulness import kendall_tau, perturbation_tests, topk_overlap
 from .models.base import AttentionMap, Batch
@@ -59,6 +59,35 @@ class MapView:
     meta: dict
     statistics: dict[str, np.ndarray] | None = None   # over the remaining axes (e.g. per head)
     flags: dict[str, np.ndarray] | None = None
+    head_similarity: np.ndarray | None = None          # (H, H) Jensen-Shannon divergence between heads
+
+    def valid_positions(self, axis: str) -> np.ndarray:
+        """Indices along ``axis`` that hold a real position somewhere (padding is dropped for display)."""
+        other = tuple(i for i, a in enumerate(self.axes) if a != axis)
+        return np.flatnonzero(self.mask.any(axis=other) if other else self.mask)
+
+    def mean_over(self, axis: str) -> "MapView":
+        """The map averaged over one axis (e.g. the mean over heads), masked positions ignored."""
+        position = self.axes.index(axis)
+        weight = self.mask.astype(float)
+        total = (np.where(self.mask, self.values, 0.0)).sum(axis=position)
+        count = weight.sum(axis=position)
+        values = np.where(count > 0, total / np.maximum(count, 1), 0.0)
+        axes = tuple(a for a in self.axes if a != axis)
+        return MapView(f"{self.name} (mean over {axis}s)", self.level, axes, values, count > 0,
+                       self.normalised_over if self.normalised_over != axis else None,
+                       {a: self.labels[a] for a in axes}, {a: v for a, v in self.item_ids.items() if a in axes},
+                       self.description, dict(self.meta))
+
+    def select(self, axis: str, index: int) -> "MapView":
+        """One slice along ``axis`` (e.g. one head)."""
+        position = self.axes.index(axis)
+        axes = tuple(a for a in self.axes if a != axis)
+        return MapView(f"{self.name} ({self.labels[axis][index]})", self.level, axes,
+                       np.take(self.values, index, axis=position), np.take(self.mask, index, axis=position),
+                       self.normalised_over if self.normalised_over != axis else None,
+                       {a: self.labels[a] for a in axes}, {a: v for a, v in self.item_ids.items() if a in axes},
+                       self.description, dict(self.meta))
 
     def to_frame(self) -> pd.DataFrame:
         """Long format, one row per cell, with the labels of every axis (for CSV export)."""
@@ -233,6 +262,13 @@ class RecService:
         from .vision.images import load_image
         return load_image(path)
 
+    def planted_regions(self, user) -> list[int] | None:
+        """Ground-truth grid cells a simulated shopper was planted to care about (None for real data)."""
+        planted = self.data.dataset.extras.get("planted_regions")
+        if not planted:
+            return None
+        return planted.get(str(user))
+
     def item_info(self, item) -> dict:
         index = self._item(item)
         return {"item": self.data.dataset.item_ids[index], "title": self._titles[index],
@@ -304,8 +340,14 @@ class RecService:
         if stats is not None:
             stat_values = {k: v[0].cpu().numpy() for k, v in stats.items()}
             flag_values = {k: v[0].cpu().numpy() for k, v in flags(stats, self.thresholds).items()}
+        similarity = None
+        if attention.normalised_over is not None and "head" in attention.axes:
+            last = 1 + attention.axes.index(attention.normalised_over)
+            head_dim = 1 + [a for a in attention.axes if a != attention.normalised_over].index("head")
+            similarity = pairwise_head_js(attention.values[:1].movedim(last, -1),
+                                          attention.full_mask()[:1].movedim(last, -1), head_dim=head_dim).numpy()
         return MapView(name, attention.level, attention.axes, values, mask, attention.normalised_over, labels,
-                       item_ids, attention.description, dict(attention.meta), stat_values, flag_values)
+                       item_ids, attention.description, dict(attention.meta), stat_values, flag_values, similarity)
 
     @staticmethod
     def _per_position(attention: AttentionMap, history: np.ndarray) -> np.ndarray | None:

@@ -25,7 +25,7 @@ from ..models.base import Batch, InputTap, RecModel
 
 # Captum warns whenever several layers are attributed at once; taps are independent leaves by contract
 # (no tap's output feeds another tap), which is exactly what that warning asks to make sure of.
-warnings.filterwarnings("ignore", message="Multiple layers provided", module="captum")
+warnings.filterwarnings("ignore", message="Multiple layers provided", category=UserWarning)
 
 
 @dataclass

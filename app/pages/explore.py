@@ -1,0 +1,241 @@
+"""Explorer: a user's history, their recommendations, and the explanation of any (user, item) pair."""
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import streamlit as st
+
+from app import plots
+from app.report import explanation_html
+from app.services import MODEL_TITLES, explanation, thumbnail_uri
+from app.ui import collapse_badges, csv_button, current_service, dataset_caption, figure, guarded, user_picker
+from recmodels.errors import EmptyHistoryError, RecModelsError
+
+service = current_service()
+if service is None:
+    st.stop()
+path = str(service.path)
+user = user_picker(service)
+st.sidebar.caption(f"Device: **{service.device_label}**")
+dataset_caption(service)
+if user is None:
+    st.stop()
+
+st.title(f"{MODEL_TITLES.get(service.model_name, service.model_name)} on {service.dataset_name}")
+
+
+def with_thumbnails(frame: pd.DataFrame) -> tuple[pd.DataFrame, dict]:
+    """Turn the image path column into small inline thumbnails (or drop it when nothing has an image)."""
+    if "image" not in frame or frame["image"].isna().all():
+        return frame.drop(columns=["image"], errors="ignore"), {}
+    frame = frame.copy()
+    frame["image"] = [thumbnail_uri(p) if p else None for p in frame["image"]]
+    return frame, {"image": st.column_config.ImageColumn("image", width="small")}
+
+
+# ---------------------------------------------------------------- history and recommendations
+left, right = st.columns(2, gap="large")
+with left:
+    users = service.users()
+    profile = users[users["user"] == user].drop(columns=["user"]).iloc[0]
+    st.subheader(f"User {user}")
+    st.caption(" · ".join(f"{k}: {v}" for k, v in profile.items() if k != "zip_code"))
+    with guarded("loading the history"):
+        history = service.history(user)
+        shown, config = with_thumbnails(history)
+        shown["time"] = shown["time"].dt.strftime("%Y-%m-%d %H:%M")
+        st.dataframe(shown.iloc[::-1], hide_index=True, height=360, column_config=config,
+                     column_order=[c for c in ["image", "title", "genres", "rating", "time", "part", "item"]
+                                   if c in shown])
+        st.caption(f"{len(history)} interactions, newest first. Part = where the temporal split put each one.")
+        csv_button(history, f"history-user-{user}", key="history_csv")
+
+with right:
+    st.subheader("Recommendations")
+    controls = st.columns([1, 1])
+    exclude_seen = controls[0].toggle("Exclude seen", value=True, key="exclude_seen")
+    k = controls[1].number_input("How many", min_value=1, max_value=100, value=10, key="k")
+    recommendations = pd.DataFrame()
+    with guarded("ranking the catalogue"):
+        recommendations = service.recommend(user, k=int(k), exclude_seen=exclude_seen)
+        shown, config = with_thumbnails(recommendations.assign(image=[service.item_info(i)["image"]
+                                                                      for i in recommendations["item"]]))
+        selection = st.dataframe(shown, hide_index=True, height=360, on_select="rerun", selection_mode="single-row",
+                                 key="recommendations", column_config=config,
+                                 column_order=[c for c in ["rank", "image", "title", "genres", "score", "probability",
+                                                           "item"] if c in shown])
+        st.caption("Select a row to explain it, or pick any item below.")
+        csv_button(recommendations, f"recommendations-user-{user}", key="recs_csv")
+
+# ---------------------------------------------------------------- which pair to explain
+catalogue = service.data.dataset
+titles = {raw: f"{title} ({raw})" for raw, title in zip(catalogue.item_ids[1:], catalogue.item_features["title"])}
+selected_rows = selection.selection.rows if not recommendations.empty else []
+default_item = (recommendations["item"].iloc[selected_rows[0]] if selected_rows
+                else recommendations["item"].iloc[0] if not recommendations.empty else catalogue.item_ids[1])
+if st.session_state.get("explain_for") != (path, user, default_item):
+    st.session_state["explain_for"] = (path, user, default_item)
+    st.session_state["explain_item"] = default_item
+
+st.divider()
+header = st.columns([3, 1, 1])
+item = header[0].selectbox("Explain the score of", list(titles), key="explain_item", format_func=titles.get,
+                           help="Any item in the catalogue; items from the history are explained with the history "
+                                "before that interaction.")
+with_attributions = header[1].toggle("Attributions (Captum IG)", value=True, key="with_ig")
+n_steps = header[2].number_input("IG steps", min_value=8, max_value=300, value=50, step=8, key="n_steps",
+                                 disabled=not with_attributions)
+
+try:
+    result = explanation(path, user, item, with_attributions, int(n_steps))
+except EmptyHistoryError as err:
+    st.info(str(err))
+    st.stop()
+except RecModelsError as err:
+    st.error(str(err))
+    st.stop()
+
+facts = st.columns(5)
+facts[0].metric("Score (logit)", f"{result.score:.3f}")
+facts[1].metric("Probability", f"{result.probability:.3f}" if result.probability is not None else "–",
+                help="Only models trained on click labels output a probability.")
+facts[2].metric("Rank among unseen items", f"{result.rank}")
+facts[3].metric("History items seen", f"{len(result.history)}")
+if result.delta is not None:
+    facts[4].metric("IG convergence delta", f"{result.delta:+.2e}",
+                    help="Sum of attributions minus (score - baseline score). Small means the attributions "
+                         "account for the whole change.")
+
+
+def maps_of(level: str, head_axis: bool | None = None):
+    for name, view in result.maps.items():
+        if view.level != level:
+            continue
+        if head_axis is None or (("head" in view.axes) == head_axis):
+            yield name, view
+
+
+head_maps = list(maps_of("head", head_axis=True))
+item_maps = list(maps_of("item"))
+field_maps = list(maps_of("field")) + list(maps_of("head", head_axis=False))
+region_maps = list(maps_of("component"))
+tab_names = [name for name, present in (("Heads", head_maps), ("Items", item_maps), ("Fields", field_maps),
+                                        ("Regions", region_maps), ("Attributions", result.attributions)) if present]
+if not tab_names:
+    st.info(f"{MODEL_TITLES.get(service.model_name, service.model_name)} has no attention maps and no attribution "
+            "inputs: there is nothing to explain beyond the score.")
+    st.stop()
+tabs = dict(zip(tab_names, st.tabs(tab_names)))
+
+
+def map_header(name, view):
+    st.markdown(f"**{name}** · `{' × '.join(view.axes)}`")
+    if view.description:
+        st.caption(view.description)
+
+
+if "Heads" in tabs:
+    with tabs["Heads"]:
+        for name, view in head_maps:
+            map_header(name, view)
+            heads = view.labels["head"]
+            choice = st.segmented_control("Heads", ["all heads", "mean over heads", *heads], default="all heads",
+                                          key=f"heads_{name}")
+            if choice in (None, "all heads"):
+                figure(plots.heads_figure(view), key=f"fig_heads_{name}")
+            else:
+                shown = view.mean_over("head") if choice == "mean over heads" else view.select("head",
+                                                                                             heads.index(choice))
+                figure(plots.matrix_figure(shown) if len(shown.axes) == 2 else plots.item_attention_figure(shown),
+                       key=f"fig_head_{name}")
+            collapse_badges(view)
+            if view.head_similarity is not None:
+                st.markdown("Head similarity (Jensen-Shannon divergence between heads; 0 = redundant heads)")
+                figure(plots.js_figure(view.head_similarity, heads), key=f"fig_js_{name}")
+            csv_button(view.to_frame(), f"{name}-user-{user}-item-{item}", key=f"csv_{name}")
+
+if "Items" in tabs:
+    with tabs["Items"]:
+        for name, view in item_maps:
+            map_header(name, view)
+            figure(plots.item_attention_figure(view), key=f"fig_item_{name}")
+            collapse_badges(view)
+            csv_button(view.to_frame(), f"{name}-user-{user}-item-{item}", key=f"csv_{name}")
+
+if "Fields" in tabs:
+    with tabs["Fields"]:
+        for name, view in field_maps:
+            map_header(name, view)
+            if view.level == "field":
+                axis = view.axes[0]
+                figure(plots.weights_bar(view.labels[axis], view.values, axis), key=f"fig_field_{name}")
+            else:
+                figure(plots.interaction_figure(view), key=f"fig_inter_{name}")
+                st.caption("● marks each user head's best-matching item head: the score adds up those maxima.")
+            collapse_badges(view)
+            csv_button(view.to_frame(), f"{name}-user-{user}-item-{item}", key=f"csv_{name}")
+
+if "Regions" in tabs:
+    with tabs["Regions"]:
+        planted = service.planted_regions(user)
+        for name, view in region_maps:
+            map_header(name, view)
+            profile_axis, component_axis = view.axes
+            grid = view.meta.get("grid")
+            if grid:
+                if planted is not None:
+                    st.caption(f"Green squares: the {len(planted)} regions this simulated shopper was planted to "
+                               "care about (ground truth).")
+                keep = view.valid_positions(profile_axis)
+                peak = float(np.nanmax(np.where(view.mask, view.values, np.nan)[keep])) if len(keep) else 1.0
+                st.caption(f"Colour: share of the item's component attention, 0 to {peak:.2f} (uniform would be "
+                           f"{1 / (grid[0] * grid[1]):.3f}).")
+                columns = st.columns(5)
+                for slot, position in enumerate(keep):
+                    raw = view.item_ids[profile_axis][position]
+                    image = service.item_image(raw)
+                    with columns[slot % 5]:
+                        if image is None:
+                            st.caption(f"{plots.short(view.labels[profile_axis][position], 24)}: no image")
+                            continue
+                        figure(plots.region_overlay(image, view.values[position], tuple(grid), planted,
+                                                    title=plots.short(view.labels[profile_axis][position], 22),
+                                                    zmax=peak), key=f"fig_region_{name}_{position}")
+            else:
+                kind = view.meta.get("components", "components")
+                st.caption(f"Components here are the item's {kind}, not image regions: this dataset has no images.")
+                figure(plots.component_figure(view, view.meta.get("component_labels")), key=f"fig_comp_{name}")
+            collapse_badges(view)
+            csv_button(view.to_frame(), f"{name}-user-{user}-item-{item}", key=f"csv_{name}")
+
+if "Attributions" in tabs:
+    with tabs["Attributions"]:
+        cols = st.columns(4)
+        cols[0].metric("Score", f"{result.score:.4f}")
+        cols[1].metric("Baseline score", f"{result.baseline_score:.4f}",
+                       help="Every attributed embedding at its padding baseline; the history mask is held fixed.")
+        cols[2].metric("Sum of attributions", f"{result.score - result.baseline_score + result.delta:.4f}")
+        cols[3].metric("Convergence delta", f"{result.delta:+.2e}", help=f"Gauss-Legendre, {result.n_steps} steps")
+        agreement = result.agreement
+        if agreement.get("map"):
+            st.markdown(f"**Attention ({agreement['map']}) against attributions over history items**")
+            metric_cols = st.columns(4)
+            for index, (key, label) in enumerate([(k, k.replace("_", " ")) for k in agreement if k != "map"]):
+                value = agreement[key]
+                metric_cols[index % 4].metric(label.replace("kendall tau", "Kendall τ"),
+                                              "–" if value is None or np.isnan(value) else f"{value:.2f}")
+            figure(plots.agreement_figure(result.per_item), key="fig_agreement")
+            csv_button(result.per_item, f"attention-vs-attributions-user-{user}-item-{item}", key="csv_per_item")
+        for name, view in result.attributions.items():
+            st.markdown(f"**{name}** · {view.description}")
+            figure(plots.attribution_figure(view), key=f"fig_attr_{name}")
+            csv_button(view.to_frame(), f"ig-{name}-user-{user}-item-{item}", key=f"csv_attr_{name}")
+        if result.perturbations is not None:
+            st.markdown("**Perturbations** · change in score and in rank among all items")
+            st.dataframe(result.perturbations, hide_index=True)
+            csv_button(result.perturbations, f"perturbations-user-{user}-item-{item}", key="csv_perturbations")
+
+st.download_button("Download this explanation as a self-contained HTML report",
+                   data=lambda: explanation_html(service, result).encode(),
+                   file_name=f"explanation-{service.model_name}-user-{user}-item-{item}.html", mime="text/html",
+                   key="html_report", icon=":material/summarize:")

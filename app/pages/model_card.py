@@ -1,0 +1,57 @@
+"""Model card: what the checkpoint is, how it was trained, how well it does, on which data."""
+from __future__ import annotations
+
+import json
+
+import pandas as pd
+import streamlit as st
+
+from app import plots
+from app.services import MODEL_TITLES
+from app.ui import csv_button, current_service, dataset_caption, figure
+from recmodels.report import METRIC_LABELS
+
+service = current_service()
+if service is None:
+    st.stop()
+config = service.config
+st.title(f"Model card: {MODEL_TITLES.get(service.model_name, service.model_name)}")
+if config.get("collapse_example"):
+    st.warning(f"This is the deliberately collapsed example: {config['collapse_example']}")
+st.caption(f"Checkpoint `{service.path}` · library {config.get('library_version')} · written {config.get('created')}"
+           f" · device now: {service.device_label}")
+
+metrics = config.get("metrics", {})
+rows = [{"part": part, **{METRIC_LABELS.get(k, k): v for k, v in values.items()}} for part, values in metrics.items()]
+if rows:
+    st.subheader("Metrics")
+    table = pd.DataFrame(rows)
+    st.dataframe(table, hide_index=True)
+    csv_button(table, f"metrics-{service.model_name}", key="csv_metrics")
+    st.caption("Top-K: full ranking over every item the user has not interacted with; positives are ratings >= 4 in "
+               "the part. CTR: label rating > 3, rating 3 dropped. Temporal split per user (70/10/20).")
+
+history = service.training_history()
+if not history.empty:
+    st.subheader("Training")
+    monitor = config.get("training", {}).get("monitor", "ndcg@10")
+    figure(plots.training_curves(history, [monitor, "ndcg@10", "auc"]), key="fig_training")
+    if "normalised_entropy" in history:
+        figure(plots.epochs_figure(history, "normalised_entropy", "Mean normalised attention entropy per epoch"),
+               key="fig_card_entropy")
+    csv_button(history, f"training-history-{service.model_name}", key="csv_history")
+
+left, right = st.columns(2)
+with left:
+    st.subheader("Hyperparameters")
+    st.json(config.get("hparams", {}))
+    st.subheader("Training settings")
+    st.json(config.get("training", {}), expanded=False)
+with right:
+    st.subheader("Data")
+    dataset = config["dataset"]
+    st.json({"name": dataset["name"], "fingerprint": dataset["fingerprint"], "split": dataset["split"],
+             "max_history": dataset["max_history"], **dataset.get("summary", {})})
+    dataset_caption(service, container=st)
+st.download_button("config.json", data=json.dumps(config, indent=2), file_name="config.json", mime="application/json",
+                   key="config_json", icon=":material/download:")

@@ -1,0 +1,215 @@
+"""Plotly figures drawn from the service's MapView / AttributionView / DataFrames alone.
+
+Conventions: attention on a fixed 0..1 scale (``zmin=0, zmax=1``), signed attributions on a diverging scale
+centred on 0, padding never drawn, one facet per head.
+"""
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import plotly.express as px
+import plotly.graph_objects as go
+from plotly.subplots import make_subplots
+
+ATTENTION_SCALE = "Blues"
+REGION_SCALE = "Inferno"
+DIVERGING_SCALE = "RdBu"
+JS_MAX = float(np.log(2))  # the largest Jensen-Shannon divergence (nats)
+
+
+def short(label: str, width: int = 32) -> str:
+    label = str(label)
+    return label if len(label) <= width else label[: width - 1] + "…"
+
+
+def unique_labels(labels: list[str], positions) -> list[str]:
+    """Category labels that stay distinct when two items share a title."""
+    return [f"{p + 1}. {short(labels[p])}" for p in positions]
+
+
+def _layout(fig: go.Figure, height: int | None = None, title: str | None = None) -> go.Figure:
+    fig.update_layout(margin=dict(l=10, r=10, t=40 if title else 10, b=10), title=title, height=height)
+    return fig
+
+
+def heads_figure(view, max_positions: int = 50) -> go.Figure:
+    """A grid of per-head heatmaps (``facet_col`` over heads) on the fixed 0..1 scale."""
+    head_axis = view.axes.index("head")
+    values = np.moveaxis(np.where(view.mask, view.values, np.nan), head_axis, 0)
+    axes = [a for a in view.axes if a != "head"]
+    heads = view.labels["head"]
+    if len(axes) == 1:  # (head, history): one row per head
+        keep = view.valid_positions(axes[0])[-max_positions:]
+        fig = px.imshow(values[:, keep], zmin=0, zmax=1, color_continuous_scale=ATTENTION_SCALE, aspect="auto",
+                        x=unique_labels(view.labels[axes[0]], keep), y=heads,
+                        labels=dict(x=axes[0].replace("_", " "), y="head", color="weight"))
+        return _layout(fig, height=140 + 40 * len(heads))
+    rows, cols = axes
+    keep_rows = view.valid_positions(rows)[-max_positions:]
+    keep_cols = view.valid_positions(cols)[-max_positions:]
+    values = values[:, keep_rows][:, :, keep_cols]
+    fig = px.imshow(values, facet_col=0, facet_col_wrap=min(len(heads), 4), zmin=0, zmax=1,
+                    color_continuous_scale=ATTENTION_SCALE, x=unique_labels(view.labels[cols], keep_cols),
+                    y=unique_labels(view.labels[rows], keep_rows), aspect="auto",
+                    labels=dict(x=cols.replace("_", " "), y=rows.replace("_", " "), color="weight"))
+    for annotation in fig.layout.annotations:  # "facet_col=0" -> "head 1"
+        index = int(annotation.text.split("=")[-1])
+        annotation.text = heads[index]
+    fig.update_xaxes(showticklabels=len(keep_cols) <= 20)
+    return _layout(fig, height=320 * int(np.ceil(len(heads) / 4)) + 80)
+
+
+def matrix_figure(view, max_positions: int = 50) -> go.Figure:
+    """A single 2-D attention map (e.g. the mean over heads) on the fixed 0..1 scale."""
+    rows, cols = view.axes
+    keep_rows = view.valid_positions(rows)[-max_positions:]
+    keep_cols = view.valid_positions(cols)[-max_positions:]
+    values = np.where(view.mask, view.values, np.nan)[np.ix_(keep_rows, keep_cols)]
+    fig = px.imshow(values, zmin=0, zmax=1, color_continuous_scale=ATTENTION_SCALE, aspect="auto",
+                    x=unique_labels(view.labels[cols], keep_cols), y=unique_labels(view.labels[rows], keep_rows),
+                    labels=dict(x=cols.replace("_", " "), y=rows.replace("_", " "), color="weight"))
+    return _layout(fig, height=min(900, 120 + 18 * len(keep_rows)))
+
+
+def weights_bar(labels: list[str], values: np.ndarray, axis_title: str, signed: bool = False,
+                value_title: str = "weight") -> go.Figure:
+    """Horizontal bars, one per position, top to bottom in order."""
+    frame = pd.DataFrame({"label": labels, value_title: values})
+    if signed:
+        fig = px.bar(frame, x=value_title, y="label", orientation="h", color=value_title,
+                     color_continuous_scale=DIVERGING_SCALE, color_continuous_midpoint=0.0)
+    else:
+        fig = px.bar(frame, x=value_title, y="label", orientation="h", color=value_title,
+                     color_continuous_scale=ATTENTION_SCALE, range_color=(0, 1), range_x=(0, 1))
+    fig.update_yaxes(autorange="reversed", title=axis_title, type="category")
+    return _layout(fig, height=min(1200, 90 + 22 * len(labels)))
+
+
+def item_attention_figure(view) -> go.Figure:
+    axis = view.axes[0]
+    keep = view.valid_positions(axis)
+    return weights_bar(unique_labels(view.labels[axis], keep), view.values[keep], axis.replace("_", " "))
+
+
+def interaction_figure(view) -> go.Figure:
+    """IntTower's (layer, user_head, item_head) similarities, signed, with each user head's best match."""
+    layers = view.labels[view.axes[0]]
+    values = view.values
+    limit = float(np.nanmax(np.abs(values))) or 1.0
+    fig = make_subplots(rows=1, cols=len(layers), subplot_titles=layers, horizontal_spacing=0.06)
+    for index in range(len(layers)):
+        matrix = values[index]
+        best = matrix.argmax(axis=1)
+        text = [["●" if j == best[i] else "" for j in range(matrix.shape[1])] for i in range(matrix.shape[0])]
+        fig.add_trace(go.Heatmap(z=matrix, x=view.labels[view.axes[2]], y=view.labels[view.axes[1]], text=text,
+                                 texttemplate="%{text}", colorscale=DIVERGING_SCALE, zmid=0, zmin=-limit, zmax=limit,
+                                 showscale=index == len(layers) - 1, colorbar=dict(title="similarity")),
+                      row=1, col=index + 1)
+    fig.update_yaxes(autorange="reversed")
+    return _layout(fig, height=320)
+
+
+def js_figure(matrix: np.ndarray, labels: list[str], title: str | None = None) -> go.Figure:
+    fig = px.imshow(matrix, zmin=0, zmax=JS_MAX, x=labels, y=labels, color_continuous_scale="Viridis",
+                    labels=dict(color="JS (nats)"), text_auto=".2f")
+    return _layout(fig, height=120 + 45 * len(labels), title=title)
+
+
+def component_figure(view, component_labels: list[list[str]] | None = None) -> go.Figure:
+    """(profile, component) attention when components are not image regions (e.g. genres)."""
+    rows, cols = view.axes
+    keep = view.valid_positions(rows)
+    values = np.where(view.mask, view.values, np.nan)[keep]
+    text = None
+    if component_labels is not None:
+        text = [[component_labels[r][c] if view.mask[r, c] else "" for c in range(values.shape[1])] for r in keep]
+    fig = go.Figure(go.Heatmap(z=values, y=unique_labels(view.labels[rows], keep),
+                               x=[f"component {c + 1}" for c in range(values.shape[1])], text=text,
+                               texttemplate="%{text}" if text else None, colorscale=ATTENTION_SCALE, zmin=0, zmax=1,
+                               colorbar=dict(title="weight")))
+    fig.update_yaxes(autorange="reversed")
+    return _layout(fig, height=min(900, 120 + 34 * len(keep)))
+
+
+def region_overlay(image, weights: np.ndarray, grid: tuple[int, int], planted: list[int] | None = None,
+                   title: str | None = None, zmax: float | None = None) -> go.Figure:
+    """The item's image with its region attention laid over it; planted cells outlined in green."""
+    rgb = np.asarray(image.convert("RGB"))
+    height, width = rgb.shape[:2]
+    rows, cols = grid
+    fig = go.Figure(go.Image(z=rgb))
+    fig.add_trace(go.Heatmap(z=weights.reshape(rows, cols), x0=width / cols / 2, dx=width / cols,
+                             y0=height / rows / 2, dy=height / rows, colorscale=REGION_SCALE, opacity=0.55, zmin=0,
+                             zmax=zmax or float(weights.max()) or 1.0, showscale=False,
+                             hovertemplate="region weight %{z:.3f}<extra></extra>"))
+    for cell in planted or []:
+        r, c = divmod(int(cell), cols)
+        fig.add_shape(type="rect", x0=c * width / cols, x1=(c + 1) * width / cols, y0=r * height / rows,
+                      y1=(r + 1) * height / rows, line=dict(color="#00e676", width=2))
+    fig.update_xaxes(visible=False)
+    fig.update_yaxes(visible=False)
+    return _layout(fig, height=230, title=title)
+
+
+def attribution_figure(view) -> go.Figure:
+    """Signed attributions per unit on a diverging scale centred at 0."""
+    if view.values.ndim == 1:
+        return weights_bar([short(x) for x in view.labels[view.units[0]]], view.values, view.units[0].replace("_", " "),
+                           signed=True, value_title="attribution")
+    rows, cols = view.units[:2]
+    values = view.values.reshape(view.values.shape[0], view.values.shape[1], -1).sum(-1)
+    limit = float(np.abs(values).max()) or 1.0
+    fig = px.imshow(values, zmin=-limit, zmax=limit, color_continuous_scale=DIVERGING_SCALE, aspect="auto",
+                    y=unique_labels(view.labels[rows], range(values.shape[0])),
+                    x=[short(x, 14) for x in view.labels[cols]], labels=dict(color="attribution"))
+    return _layout(fig, height=min(900, 120 + 22 * values.shape[0]))
+
+
+def agreement_figure(per_item: pd.DataFrame) -> go.Figure:
+    """Attention, integrated gradients and leave-one-out per history item, side by side on shared rows."""
+    labels = unique_labels(list(per_item["title"]), range(len(per_item)))
+    columns = [("attention", "attention", False), ("integrated_gradients", "integrated gradients", True),
+               ("leave_one_out", "leave-one-out", True)]
+    fig = make_subplots(rows=1, cols=3, shared_yaxes=True, subplot_titles=[c[1] for c in columns],
+                        horizontal_spacing=0.03)
+    for index, (column, _, signed) in enumerate(columns, start=1):
+        values = per_item[column].to_numpy(dtype=float)
+        if signed:
+            colors = np.where(values >= 0, "#b2182b", "#2166ac")
+        else:
+            colors = "#2171b5"
+        fig.add_trace(go.Bar(x=values, y=labels, orientation="h", marker_color=colors, showlegend=False,
+                             hovertemplate="%{y}: %{x:.4f}<extra></extra>"), row=1, col=index)
+        if signed:
+            fig.add_vline(x=0, line_width=1, line_color="#444", row=1, col=index)
+    fig.update_yaxes(autorange="reversed", type="category")
+    return _layout(fig, height=min(1200, 100 + 20 * len(labels)))
+
+
+def statistic_box(rows: pd.DataFrame, statistic: str, title: str | None = None) -> go.Figure:
+    """Distribution of one collapse statistic over users, one box per map and head."""
+    frame = rows.copy()
+    frame["map / head"] = np.where(frame["head"] >= 0, frame["map"] + " · head " + (frame["head"] + 1).astype(str),
+                                   frame["map"])
+    fig = px.box(frame, x="map / head", y=statistic, points=False, range_y=(0, 1.02))
+    return _layout(fig, height=340, title=title)
+
+
+def epochs_figure(history: pd.DataFrame, statistic: str, title: str | None = None) -> go.Figure:
+    frame = history.dropna(subset=[statistic]) if statistic in history else pd.DataFrame()
+    if frame.empty:
+        return _layout(go.Figure(), height=300, title=title)
+    fig = px.line(frame, x="epoch", y=statistic, color="map", markers=True, range_y=(0, 1.02))
+    return _layout(fig, height=320, title=title)
+
+
+def training_curves(history: pd.DataFrame, metrics: list[str]) -> go.Figure:
+    frame = history.drop_duplicates("epoch")
+    frame = frame[frame["epoch"] > 0]
+    present = [m for m in ["train_loss", *metrics] if m in frame and frame[m].notna().any()]
+    fig = make_subplots(rows=1, cols=len(present) or 1, subplot_titles=present)
+    for index, metric in enumerate(present, start=1):
+        fig.add_trace(go.Scatter(x=frame["epoch"], y=frame[metric], mode="lines+markers", name=metric,
+                                 showlegend=False), row=1, col=index)
+    fig.update_xaxes(title="epoch")
+    return _layout(fig, height=300)

@@ -1,0 +1,193 @@
+"""Drive the running app in a real browser (Playwright + Debian's chromium): screenshots and timings.
+
+    python tools/app_browser.py timings                       # first render, user switch, explanation open
+    python tools/app_browser.py screenshots --out artifacts/screenshots
+
+The browser test in tests/test_browser.py uses the same helpers.
+"""
+from __future__ import annotations
+
+import argparse
+import contextlib
+import os
+import socket
+import statistics
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+CHROMIUM = os.environ.get("RECMODELS_CHROMIUM", "/usr/bin/chromium")
+CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                  "--disable-component-update", "--disable-sync", "--no-first-run"]
+ERROR_MARKERS = ("Traceback", "Exception:", "Error:", "StreamlitAPIException")
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@contextlib.contextmanager
+def serve_app(port: int | None = None, timeout: float = 120.0):
+    """Run `streamlit run app/explorer.py` on a free localhost port; yields the URL."""
+    port = port or free_port()
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    process = subprocess.Popen([sys.executable, "-m", "streamlit", "run", str(REPO / "app" / "explorer.py"),
+                                "--server.port", str(port), "--server.address", "127.0.0.1",
+                                "--server.headless", "true", "--browser.gatherUsageStats", "false"],
+                               cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as response:
+                    if response.status == 200:
+                        break
+            except OSError:
+                pass
+            if process.poll() is not None or time.monotonic() > deadline:
+                output = process.stdout.read() if process.poll() is not None else ""
+                raise RuntimeError(f"streamlit did not start on port {port}: {output[-2000:]}")
+            time.sleep(0.3)
+        yield url
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+
+
+@contextlib.contextmanager
+def browser_page(width: int = 1600, height: int = 1200):
+    from playwright.sync_api import sync_playwright
+
+    if not Path(CHROMIUM).exists():
+        raise RuntimeError(f"{CHROMIUM} is missing; install it with `apt-get install -y chromium`.")
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_FLAGS)
+        try:
+            page = browser.new_page(viewport={"width": width, "height": height})
+            yield page
+        finally:
+            browser.close()
+
+
+def wait_idle(page, timeout: float = 120.0) -> None:
+    """Until Streamlit has finished the current run (its 'running' widget is gone) and charts are drawn."""
+    page.wait_for_timeout(150)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        running = page.locator('[data-testid="stStatusWidget"]').count()
+        stale = page.locator('[data-stale="true"]').count()
+        if not running and not stale:
+            break
+        page.wait_for_timeout(100)
+    else:
+        raise TimeoutError("the app did not finish rendering in time")
+
+
+def wait_for_charts(page, timeout: float = 120.0) -> None:
+    page.wait_for_selector(".js-plotly-plot .main-svg", timeout=timeout * 1000)
+    wait_idle(page, timeout)
+
+
+def choose(page, label: str, text: str, sidebar: bool = False) -> None:
+    """Pick an option of a Streamlit selectbox by typing into it."""
+    scope = page.locator('[data-testid="stSidebar"]') if sidebar else page
+    box = scope.locator('[data-testid="stSelectbox"]').filter(has_text=label).first
+    box.click()
+    page.keyboard.type(text)
+    page.wait_for_timeout(200)
+    page.keyboard.press("Enter")
+
+
+def page_text(page) -> str:
+    return page.locator('[data-testid="stMain"]').inner_text() + page.locator('[data-testid="stSidebar"]').inner_text()
+
+
+def visible_errors(page) -> list[str]:
+    errors = [e.inner_text() for e in page.locator('[data-testid="stException"], [data-testid="stAlertContentError"]').all()]
+    text = page_text(page)
+    return errors + [marker for marker in ("Traceback",) if marker in text]
+
+
+def timings(repeats: int = 3) -> list[dict]:
+    rows = []
+    with serve_app() as url, browser_page() as page:
+        for attempt in range(repeats):
+            start = time.perf_counter()
+            page.goto(url)
+            wait_for_charts(page)
+            first = time.perf_counter() - start
+            start = time.perf_counter()
+            choose(page, "User", str(10 + attempt), sidebar=True)
+            wait_for_charts(page)
+            switch = time.perf_counter() - start
+            start = time.perf_counter()
+            choose(page, "Explain the score of", "Fargo")
+            wait_for_charts(page)
+            explain = time.perf_counter() - start
+            rows.append({"first render s": first, "switch user s": switch, "open explanation with IG s": explain})
+    return rows
+
+
+def screenshots(out: Path, checkpoints: list[str], user: str = "13") -> list[Path]:
+    out.mkdir(parents=True, exist_ok=True)
+    saved = []
+    with serve_app() as url, browser_page() as page:
+        page.goto(url)
+        wait_for_charts(page)
+        for checkpoint in checkpoints:
+            choose(page, "Checkpoint", checkpoint, sidebar=True)
+            wait_for_charts(page)
+            choose(page, "User", user, sidebar=True)
+            wait_for_charts(page)
+            slug = "".join(c if c.isalnum() else "-" for c in checkpoint.lower()).strip("-")
+            for tab in page.get_by_role("tab").all():
+                name = tab.inner_text().strip()
+                tab.click()
+                wait_idle(page)
+                page.wait_for_timeout(400)
+                path = out / f"{slug}-{name.lower()}.png"
+                page.screenshot(path=str(path), full_page=True)
+                saved.append(path)
+        for title in ("Collapse", "Compare", "Model card"):
+            page.get_by_role("link", name=title).click()
+            wait_for_charts(page)
+            page.wait_for_timeout(400)
+            path = out / f"page-{title.lower().replace(' ', '-')}.png"
+            page.screenshot(path=str(path), full_page=True)
+            saved.append(path)
+    return saved
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="command", required=True)
+    timing = sub.add_parser("timings")
+    timing.add_argument("--repeats", type=int, default=3)
+    shots = sub.add_parser("screenshots")
+    shots.add_argument("--out", default=str(REPO / "artifacts" / "screenshots"))
+    shots.add_argument("--checkpoints", nargs="*", default=["DIN · ml-100k", "NRMS", "Two-tower", "IntTower", "ACF · ml-100k",
+                                                          "ACF · fashion"])
+    args = parser.parse_args()
+    if args.command == "timings":
+        rows = timings(args.repeats)
+        for row in rows:
+            print("  ".join(f"{k} {v:6.2f}" for k, v in row.items()))
+        print("median: " + "  ".join(f"{k} {statistics.median(r[k] for r in rows):.2f}" for k in rows[0]))
+        print("targets: first render <= 5 s, switch user <= 1.5 s, explanation with attributions <= 2 s")
+    else:
+        for path in screenshots(Path(args.out), args.checkpoints):
+            print(path)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
