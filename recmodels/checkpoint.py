@@ -114,6 +114,11 @@ def load_checkpoint(path, device="cpu", data=None):
         first = str(err).splitlines()[0]
         raise CheckpointError(f"{weights_path} does not match model {config['model']!r} ({first[:160]}); the "
                               "checkpoint was written by another version or is corrupt.") from None
+    if data is not None:
+        model.attach_data(data)
+    elif getattr(model, "needs_data", False):
+        raise CheckpointError(f"{folder} reads features from its dataset ({config['dataset'].get('name')}); load it "
+                              "with the data, e.g. RecService.from_checkpoint(path).")
     model.to(device).eval()
     return model, config
 

@@ -346,8 +346,10 @@ class RecService:
             head_dim = 1 + [a for a in attention.axes if a != attention.normalised_over].index("head")
             similarity = pairwise_head_js(attention.values[:1].movedim(last, -1),
                                           attention.full_mask()[:1].movedim(last, -1), head_dim=head_dim).numpy()
+        meta = {key: value[0].cpu().numpy() if isinstance(value, torch.Tensor) and value.dim() else value
+                for key, value in attention.row(0).meta.items()}
         return MapView(name, attention.level, attention.axes, values, mask, attention.normalised_over, labels,
-                       item_ids, attention.description, dict(attention.meta), stat_values, flag_values, similarity)
+                       item_ids, attention.description, meta, stat_values, flag_values, similarity)
 
     @staticmethod
     def _per_position(attention: AttentionMap, history: np.ndarray) -> np.ndarray | None:

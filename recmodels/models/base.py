@@ -86,7 +86,11 @@ class AttentionMap:
         """The map of one row, keeping a leading batch axis of size 1."""
         mask = None if self.mask is None else self.mask.expand_as(self.values)[index:index + 1]
         items = {axis: ids[index:index + 1] for axis, ids in self.axis_items.items()}
-        return replace(self, values=self.values[index:index + 1], mask=mask, axis_items=items)
+        batch = self.values.shape[0]
+        # per-row tensors in meta (e.g. argmax matches) follow the row; everything else is shared
+        meta = {key: value[index:index + 1] if isinstance(value, torch.Tensor) and value.dim() and
+                value.shape[0] == batch else value for key, value in self.meta.items()}
+        return replace(self, values=self.values[index:index + 1], mask=mask, axis_items=items, meta=meta)
 
     def full_mask(self) -> torch.Tensor:
         if self.mask is None:
@@ -179,10 +183,18 @@ class RecModel(nn.Module):
         self.register_buffer("item_mean_rating", torch.zeros(n_items + 1))
         self.register_buffer("item_popularity", torch.zeros(n_items + 1))
 
+    # True for models that read tables too large for a checkpoint (image-region features) from the data at load
+    needs_data: ClassVar[bool] = False
+
     @classmethod
     def from_data(cls, data, **hparams) -> "RecModel":
         """Build for a :class:`~recmodels.data.RecData` and copy its feature tables into the buffers."""
-        return cls(data.tables.spec(), **hparams).load_feature_tables(data.tables)
+        model = cls(data.tables.spec(), **hparams).load_feature_tables(data.tables)
+        model.attach_data(data)
+        return model
+
+    def attach_data(self, data) -> None:
+        """Read what the checkpoint does not hold (e.g. region features) from ``data``; checks it fits."""
 
     @property
     def n_users(self) -> int:
