@@ -8,8 +8,6 @@ import streamlit as st
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # `app` and `recmodels` from a plain clone
 
-from app.ui import checkpoint_picker  # noqa: E402
-
 st.set_page_config(page_title="Attention explorer", page_icon=":material/visibility:", layout="wide")
 
 pages = [
@@ -18,11 +16,4 @@ pages = [
     st.Page("pages/compare.py", title="Compare", icon=":material/compare:"),
     st.Page("pages/model_card.py", title="Model card", icon=":material/description:"),
 ]
-navigation = st.navigation(pages)
-
-with st.sidebar:
-    st.session_state["checkpoint_resolved"] = checkpoint_picker()
-    st.radio("Figure download format", ["png", "svg"], key="figure_format", horizontal=True,
-             help="What the camera button in each chart's toolbar saves.")
-
-navigation.run()
+st.navigation(pages).run()

@@ -34,19 +34,33 @@ def guarded(what: str):
         st.error(f"Something went wrong while {what} ({err.__class__.__name__}: {err}).")
 
 
+def _remember(widget_key: str, store_key: str) -> None:
+    st.session_state[store_key] = st.session_state[widget_key]
+
+
 def checkpoint_picker(label: str = "Checkpoint", key: str = "checkpoint", default: str | None = None,
                       container=None, allow_path: bool = True) -> str | None:
-    """A checkpoint from checkpoints/, or a typed folder path; returns the path or None."""
+    """A checkpoint from checkpoints/, or a typed folder path; returns the path or None.
+
+    Widgets are per page in Streamlit, so the choice is carried across pages in ``_<key>`` (and the typed
+    path in ``_<key>_path``) and each page's widget starts from it.
+    """
     container = container or st.sidebar
+    page = st.session_state.get("_page", "")
     entries = shipped_checkpoints()
     options = [e.path for e in entries]
     labels = {e.path: e.label for e in entries}
-    index = options.index(default) if default in options else 0
+    current = st.session_state.get(f"_{key}", default)
+    index = options.index(current) if current in options else 0
+    widget = f"{key}_{page}" if page else key
     chosen = container.selectbox(label, options, index=index if options else None,
-                                 format_func=lambda p: labels.get(p, p), key=key,
+                                 format_func=lambda p: labels.get(p, p), key=widget, on_change=_remember,
+                                 args=(widget, f"_{key}"),
                                  placeholder="no shipped checkpoints" if not options else None)
     if allow_path:
-        typed = container.text_input("…or a checkpoint folder", key=f"{key}_path",
+        typed = container.text_input("…or a checkpoint folder", key=f"{widget}_path",
+                                     value=st.session_state.get(f"_{key}_path", ""), on_change=_remember,
+                                     args=(f"{widget}_path", f"_{key}_path"),
                                      placeholder=str(CHECKPOINTS / "my-model"),
                                      help="A folder with config.json and model.safetensors.")
         if typed.strip():
@@ -58,7 +72,20 @@ def checkpoint_picker(label: str = "Checkpoint", key: str = "checkpoint", defaul
     return chosen
 
 
-def current_service(key: str = "checkpoint"):
+def sidebar(page: str):
+    """The sidebar every page shares: the checkpoint, and how figures download. Returns the service or None."""
+    st.session_state["_page"] = page
+    with st.sidebar:
+        path = checkpoint_picker()
+        st.radio("Figure download format", ["png", "svg"], key=f"figure_format_{page}", horizontal=True,
+                 index=["png", "svg"].index(st.session_state.get("_figure_format", "png")),
+                 on_change=_remember, args=(f"figure_format_{page}", "_figure_format"),
+                 help="What the camera button in each chart's toolbar saves.")
+    st.session_state["checkpoint_resolved"] = path
+    return current_service()
+
+
+def current_service():
     """The service of the sidebar's checkpoint, or None after showing why."""
     path = st.session_state.get("checkpoint_resolved")
     if not path:
@@ -105,7 +132,7 @@ def _describe_user(row) -> str:
 
 def figure(fig, key: str) -> None:
     """A plotly chart whose toolbar camera saves PNG or SVG, as chosen in the sidebar."""
-    fmt = st.session_state.get("figure_format", "png")
+    fmt = st.session_state.get("_figure_format", "png")
     st.plotly_chart(fig, key=key, config={"displaylogo": False,
                                           "toImageButtonOptions": {"format": fmt, "filename": key, "scale": 2}})
 

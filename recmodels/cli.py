@@ -79,7 +79,8 @@ def cmd_train(args) -> int:
         out = Path(args.out) if args.out else default_out(name, data.dataset.name)
         save_checkpoint(out, result.model, data, training={**config.to_dict(), "best_epoch": result.best_epoch,
                                                             "device": str(result.model.device), "world_size": world},
-                        metrics=metrics, history=result.history)
+                        metrics=metrics, history=result.history,
+                        extra={"collapse_example": args.collapse_example} if args.collapse_example else None)
         print(f"saved {out}")
         rows.append({"model": name, **metrics["test"]})
     if rank == 0 and rows:
@@ -164,6 +165,18 @@ def cmd_bench(args) -> int:
     return 0
 
 
+def cmd_recovery(args) -> int:
+    from .service import RecService
+
+    service = RecService.from_checkpoint(args.checkpoint, device=args.device)
+    result = service.planted_region_recovery()
+    print(f"planted-region recovery of {service.model_name} on {service.dataset_name} (simulated shoppers)")
+    for how, values in result.items():
+        print(f"  {how.replace('_', ' ')}: {values['share']:.4f} of the region attention on planted regions, "
+              f"uniform {values['uniform']:.4f} (k/49), lift x{values['lift']:.2f} over {values['users']} shoppers")
+    return 0
+
+
 RESULTS_START = "<!-- results:start (python -m recmodels results --write-readme README.md) -->"
 RESULTS_END = "<!-- results:end -->"
 
@@ -237,6 +250,8 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--test-fraction", type=float, default=0.2)
     train.add_argument("--set", action="append", metavar="KEY=VALUE",
                        help="a training setting (lr, loss, negatives, weight_decay, ...) or model hyperparameter")
+    train.add_argument("--collapse-example", metavar="WHY", default=None,
+                       help="mark the checkpoint as a deliberately collapsed example, saying how it was made")
     train.add_argument("--quiet", action="store_true", help="no progress bars")
     train.set_defaults(func=cmd_train)
 
@@ -261,6 +276,11 @@ def build_parser() -> argparse.ArgumentParser:
     results.add_argument("--root", default="checkpoints")
     results.add_argument("--write-readme", metavar="README", help="replace the table between the markers in README")
     results.set_defaults(func=cmd_results)
+
+    recovery = sub.add_parser("recovery", help="planted-region recovery of a region-attention checkpoint")
+    recovery.add_argument("checkpoint")
+    recovery.add_argument("--device", default="auto")
+    recovery.set_defaults(func=cmd_recovery)
 
     ls = sub.add_parser("list", help="list the checkpoints in a folder")
     ls.add_argument("root", nargs="?", default="checkpoints")

@@ -348,6 +348,9 @@ class RecService:
                                           attention.full_mask()[:1].movedim(last, -1), head_dim=head_dim).numpy()
         meta = {key: value[0].cpu().numpy() if isinstance(value, torch.Tensor) and value.dim() else value
                 for key, value in attention.row(0).meta.items()}
+        if "component_ids" in meta and "component_names" in meta:  # e.g. which genre each ACF component is
+            names = meta["component_names"]
+            meta["component_labels"] = [[names[i] if i >= 0 else "" for i in row] for row in meta["component_ids"]]
         return MapView(name, attention.level, attention.axes, values, mask, attention.normalised_over, labels,
                        item_ids, attention.description, meta, stat_values, flag_values, similarity)
 
@@ -533,6 +536,44 @@ class RecService:
         return dataset_diagnostics(self.model, indices, items, histories,
                                    case_labels=list(dataset.user_ids[indices]), batch_size=batch_size,
                                    thresholds=self.thresholds, progress=progress)
+
+    @torch.no_grad()
+    def planted_region_recovery(self, map_name: str = "components", batch_size: int = 256) -> dict:
+        """Share of region attention on each simulated shopper's planted regions, against uniform (k / R).
+
+        Each shopper is read at their most recent interaction with the history before it (as in
+        :meth:`diagnostics`). Reported plain and weighted by the item-level attention of the profile.
+        """
+        from .vision.recovery import planted_for_users, planted_region_recovery
+
+        planted = self.data.dataset.extras.get("planted_regions")
+        if not planted:
+            raise ValueError(f"{self.dataset_name} has no planted regions; recovery needs the simulated fashion data.")
+        dataset = self.data.dataset
+        users = np.arange(1, dataset.n_users + 1)
+        last_rows = self._user_start[users + 1] - 1
+        items = dataset.interactions["item"].to_numpy()[last_rows]
+        histories = self.data.histories(last_rows)
+        betas, masks, alphas = [], [], []
+        for start in range(0, len(users), batch_size):
+            batch = Batch.from_numpy(users[start:start + batch_size], items[start:start + batch_size],
+                                     histories[start:start + batch_size]).to(self.device)
+            maps = self.model(batch, output_attentions=True).attentions or {}
+            if map_name not in maps or maps[map_name].meta.get("grid") is None:
+                raise ValueError(f"{self.model_name} has no region-level map {map_name!r}.")
+            betas.append(maps[map_name].values.cpu())
+            masks.append(maps[map_name].full_mask().cpu())
+            item_level = next((m for m in maps.values() if m.level == "item"), None)
+            alphas.append(item_level.values.cpu() if item_level is not None else None)
+        beta, mask = torch.cat(betas), torch.cat(masks)
+        grid = maps[map_name].meta["grid"]
+        truth = planted_for_users(planted, dataset.user_ids[users], n_regions=grid[0] * grid[1])
+        plain = planted_region_recovery(beta, truth, mask)
+        out = {"plain": plain.as_dict()}
+        if alphas[0] is not None:
+            out["weighted_by_item_attention"] = planted_region_recovery(beta, truth, mask,
+                                                                        item_weights=torch.cat(alphas)).as_dict()
+        return out
 
     def training_history(self) -> pd.DataFrame:
         """Per-epoch loss, valid metrics and attention statistics, from the checkpoint, in long format."""

@@ -5,8 +5,9 @@ import streamlit as st
 
 from app import plots
 from app.services import diagnostics, open_service, shipped_checkpoints
-from app.ui import checkpoint_picker, csv_button, figure, guarded
+from app.ui import checkpoint_picker, csv_button, figure, guarded, sidebar
 
+sidebar("collapse")
 st.title("Attention collapse")
 st.caption("Per user, each map's weights over the valid positions: normalised entropy (1 = uniform, 0 = one-hot), "
            "max weight, effective number of positions and Gini. Computed for every user's most recent interaction "

@@ -5,8 +5,9 @@ import streamlit as st
 
 from app import plots
 from app.services import MODEL_TITLES, explanation, open_service, shipped_checkpoints
-from app.ui import checkpoint_picker, figure, guarded, user_picker
+from app.ui import checkpoint_picker, figure, guarded, sidebar, user_picker
 
+sidebar("compare")
 st.title("Compare two checkpoints")
 entries = shipped_checkpoints()
 first = st.session_state.get("checkpoint_resolved")

@@ -8,10 +8,10 @@ import streamlit as st
 from app import plots
 from app.report import explanation_html
 from app.services import MODEL_TITLES, explanation, thumbnail_uri
-from app.ui import collapse_badges, csv_button, current_service, dataset_caption, figure, guarded, user_picker
+from app.ui import collapse_badges, csv_button, dataset_caption, figure, guarded, sidebar, user_picker
 from recmodels.errors import EmptyHistoryError, RecModelsError
 
-service = current_service()
+service = sidebar("explore")
 if service is None:
     st.stop()
 path = str(service.path)

@@ -8,10 +8,10 @@ import streamlit as st
 
 from app import plots
 from app.services import MODEL_TITLES
-from app.ui import csv_button, current_service, dataset_caption, figure
+from app.ui import csv_button, dataset_caption, figure, sidebar
 from recmodels.report import METRIC_LABELS
 
-service = current_service()
+service = sidebar("card")
 if service is None:
     st.stop()
 config = service.config

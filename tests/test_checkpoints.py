@@ -1,0 +1,40 @@
+"""The shipped checkpoints load on their data and reproduce the test metrics recorded when they were trained."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from recmodels.checkpoint import load_checkpoint, read_config
+from recmodels.data import TEST
+from recmodels.eval import evaluate
+from recmodels.service import load_data_cached
+
+REPO = Path(__file__).resolve().parents[1]
+SHIPPED = sorted(p for p in (REPO / "checkpoints").iterdir() if (p / "config.json").is_file())
+EXPECTED_MODELS = {"mostpop", "bpr", "din", "nrms", "two_tower", "inttower", "acf"}
+TOLERANCE = 2e-3  # float summation order differs between thread counts and machines
+
+
+def test_every_model_ships_a_checkpoint_with_history():
+    configs = [read_config(p) for p in SHIPPED]
+    assert EXPECTED_MODELS <= {c["model"] for c in configs}
+    assert any(c.get("collapse_example") for c in configs), "the collapsed ACF example"
+    assert any(c["dataset"]["name"] == "fashion" and c["model"] == "acf" for c in configs), "ACF on image regions"
+    for config in configs:
+        if config["model"] in EXPECTED_MODELS - {"mostpop"}:
+            assert len(config["history"]) >= 2 and config["history"][1]["valid"]
+        if config["model"] in {"din", "nrms", "two_tower", "inttower", "acf"}:
+            assert config["history"][-1]["attention"], f"{config['model']} logs attention entropy per epoch"
+
+
+@pytest.mark.parametrize("path", SHIPPED, ids=[p.name for p in SHIPPED])
+def test_checkpoint_reproduces_its_recorded_test_metrics(path):
+    config = read_config(path)
+    dataset = config["dataset"]
+    data = load_data_cached(dataset["name"], dataset.get("data_dir"), None, dataset["split"], dataset["max_history"])
+    model, _ = load_checkpoint(path, data=data)
+    measured = evaluate(model, data, TEST)
+    recorded = config["metrics"]["test"]
+    for name, value in recorded.items():
+        assert measured[name] == pytest.approx(value, abs=TOLERANCE), name
