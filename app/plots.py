@@ -174,8 +174,8 @@ def agreement_figure(per_item: pd.DataFrame) -> go.Figure:
                         horizontal_spacing=0.03)
     for index, (column, _, signed) in enumerate(columns, start=1):
         values = per_item[column].to_numpy(dtype=float)
-        if signed:
-            colors = np.where(values >= 0, "#b2182b", "#2166ac")
+        if signed:  # the ends of RdBu, as in the other attribution charts: positive blue, negative red
+            colors = np.where(values >= 0, "#2166ac", "#b2182b")
         else:
             colors = "#2171b5"
         fig.add_trace(go.Bar(x=values, y=labels, orientation="h", marker_color=colors, showlegend=False,
@@ -183,7 +183,9 @@ def agreement_figure(per_item: pd.DataFrame) -> go.Figure:
         if signed:
             fig.add_vline(x=0, line_width=1, line_color="#444", row=1, col=index)
     fig.update_yaxes(autorange="reversed", type="category")
-    return _layout(fig, height=min(1200, 100 + 20 * len(labels)))
+    fig = _layout(fig, height=min(1200, 120 + 20 * len(labels)))
+    fig.update_layout(margin=dict(t=40))  # room for the three subplot titles
+    return fig
 
 
 def statistic_box(rows: pd.DataFrame, statistic: str, title: str | None = None) -> go.Figure:

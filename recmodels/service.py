@@ -137,6 +137,7 @@ class Explanation:
     n_steps: int | None = None
     per_item: pd.DataFrame | None = None        # attention, IG and leave-one-out per history item
     agreement: dict[str, float] = field(default_factory=dict)
+    agreement_map: str | None = None            # the attention map the agreement is measured on
     perturbations: pd.DataFrame | None = None
     timings: dict[str, float] = field(default_factory=dict)
 
@@ -428,9 +429,11 @@ class RecService:
         started = time.perf_counter()
         occlusion = leave_one_out(self.model, user_index, item_index, history).numpy()
         map_name, attention = self._primary_item_map(out.attentions or {}, history.numpy())
-        ig = self._ig_per_position(explanation.attributions, history.numpy())
+        ig = self._ig_per_position(result, out.attentions or {}, history.numpy()) if self.model.input_taps() \
+            else None
         explanation.per_item = self._per_item_frame(history.numpy(), attention, ig, occlusion)
-        explanation.agreement = self._agreement(attention, ig, occlusion, map_name)
+        explanation.agreement = self._agreement(attention, ig, occlusion)
+        explanation.agreement_map = map_name
         timings["occlusion"] = time.perf_counter() - started
 
         if perturbations:
@@ -468,16 +471,34 @@ class RecService:
                     axis_labels[axis] = [f"{axis} {i + 1}" for i in range(size)]
         return AttributionView(name, tuple(units), values, axis_labels, description)
 
-    def _ig_per_position(self, attributions: dict[str, AttributionView], history: np.ndarray) -> np.ndarray | None:
-        """IG per history slot from the tap that reads the history (summed over any further unit axes)."""
-        view = next((a for a in attributions.values() if a.units and a.units[0] == "history"), None)
-        if view is None:
-            return None
-        values = view.values.reshape(view.values.shape[0], -1).sum(1)
-        out = np.full(len(history), np.nan)
-        out[:len(values)] = values
-        out[history == 0] = np.nan
-        return out
+    @staticmethod
+    def _ig_per_position(result, attentions: dict[str, AttentionMap], history: np.ndarray) -> np.ndarray | None:
+        """IG per history slot, from the tap over history items (summed over any further unit axes).
+
+        A tap over the history itself lines up slot by slot; a tap over another axis of items (ACF's profile)
+        is placed at the slots holding the same items, through a map's ``axis_items`` for that axis.
+        """
+        last_position = {int(item): p for p, item in enumerate(history) if item != 0}
+        for attribution in sorted(result.attributions.values(), key=lambda a: len(a.units)):  # one-axis taps first
+            axis = attribution.units[0] if attribution.units else None
+            values = attribution.values[0].reshape(attribution.values.shape[1], -1).sum(1).cpu().numpy() \
+                if attribution.values.dim() > 1 else None
+            if values is None:
+                continue
+            if axis == "history":
+                out = np.full(len(history), np.nan)
+                out[:len(values)] = values
+                out[history == 0] = np.nan
+                return out
+            source = next((m.axis_items[axis][0].cpu().numpy() for m in attentions.values() if axis in m.axis_items),
+                          None)
+            if source is not None and attribution.item_axis is None:
+                out = np.full(len(history), np.nan)
+                for slot, item in enumerate(source):
+                    if item != 0 and int(item) in last_position:
+                        out[last_position[int(item)]] = values[slot]
+                return out
+        return None
 
     def _per_item_frame(self, history, attention, ig, occlusion) -> pd.DataFrame:
         valid = np.flatnonzero(history != 0)
@@ -489,17 +510,18 @@ class RecService:
         return frame
 
     @staticmethod
-    def _agreement(attention, ig, occlusion, map_name) -> dict[str, float]:
-        out = {"map": map_name}
+    def _agreement(attention, ig, occlusion) -> dict[str, float]:
+        """Kendall's tau and top-k overlap between attention and each attribution over history items."""
+        out = {}
         if attention is None:
             return out
         valid = np.isfinite(attention)
         k = int(min(3, max(valid.sum(), 1)))
-        for name, other in (("integrated_gradients", ig), ("leave_one_out", occlusion)):
+        for name, other in (("integrated gradients", ig), ("leave-one-out", occlusion)):
             if other is None:
                 continue
-            out[f"kendall_tau_{name}"] = kendall_tau(attention[valid], other[valid])
-            out[f"top{k}_overlap_{name}"] = topk_overlap(attention[valid], other[valid], k)
+            out[f"Kendall τ, attention vs {name}"] = kendall_tau(attention[valid], other[valid])
+            out[f"top-{k} overlap, attention vs {name}"] = topk_overlap(attention[valid], other[valid], k)
         return out
 
     def attribute_top(self, user, k: int = 10, n_steps: int = 50, internal_batch_size: int | None = None) -> pd.DataFrame:

@@ -179,6 +179,12 @@ def test_explanations_carry_labelled_maps_and_attributions(name, services):
     assert abs(explanation.delta) <= 0.01 * (scores.max() - scores.min())  # the target: 1% of the range
     assert explanation.perturbations is not None and explanation.perturbations["perturbation"][0] == "none"
     assert set(explanation.per_item["item"]) == set(explanation.history["item"])
+    if name != "bpr":  # every model that reads the history attributes to its items (ACF: to its profile items)
+        assert explanation.per_item["integrated_gradients"].notna().any()
+        assert np.allclose(explanation.per_item["leave_one_out"].notna(), True)
+    if explanation.agreement_map is not None:
+        assert explanation.per_item["attention"].notna().any()
+        assert all(-1 <= v <= 1 for v in explanation.agreement.values() if not np.isnan(v))
 
 
 def test_explaining_an_item_from_the_history_uses_only_earlier_interactions(services):

@@ -216,14 +216,14 @@ if "Attributions" in tabs:
                        help="Every attributed embedding at its padding baseline; the history mask is held fixed.")
         cols[2].metric("Sum of attributions", f"{result.score - result.baseline_score + result.delta:.4f}")
         cols[3].metric("Convergence delta", f"{result.delta:+.2e}", help=f"Gauss-Legendre, {result.n_steps} steps")
-        agreement = result.agreement
-        if agreement.get("map"):
-            st.markdown(f"**Attention ({agreement['map']}) against attributions over history items**")
+        if result.agreement_map:
+            st.markdown(f"**Attention ({result.agreement_map}) against attributions over history items**")
             metric_cols = st.columns(4)
-            for index, (key, label) in enumerate([(k, k.replace("_", " ")) for k in agreement if k != "map"]):
-                value = agreement[key]
-                metric_cols[index % 4].metric(label.replace("kendall tau", "Kendall τ"),
-                                              "–" if value is None or np.isnan(value) else f"{value:.2f}")
+            for index, (label, value) in enumerate(result.agreement.items()):
+                metric_cols[index % 4].metric(label, "–" if value is None or np.isnan(value) else f"{value:.2f}",
+                                              help="Kendall τ: rank agreement over history items (1 = same order, "
+                                                   "0 = unrelated). Top-k overlap: share of the most-attended items "
+                                                   "that are also the most attributed.")
             figure(plots.agreement_figure(result.per_item), key="fig_agreement")
             csv_button(result.per_item, f"attention-vs-attributions-user-{user}-item-{item}", key="csv_per_item")
         for name, view in result.attributions.items():
