@@ -38,12 +38,13 @@ def heads_figure(view, max_positions: int = 50) -> go.Figure:
     values = np.moveaxis(np.where(view.mask, view.values, np.nan), head_axis, 0)
     axes = [a for a in view.axes if a != "head"]
     heads = view.labels["head"]
-    if len(axes) == 1:  # (head, history): one row per head
+    if len(axes) == 1:  # (head, history): one column per head, the history down the side where titles fit
         keep = view.valid_positions(axes[0])[-max_positions:]
-        fig = px.imshow(values[:, keep], zmin=0, zmax=1, color_continuous_scale=ATTENTION_SCALE, aspect="auto",
-                        x=unique_labels(view.labels[axes[0]], keep), y=heads,
-                        labels=dict(x=axes[0].replace("_", " "), y="head", color="weight"))
-        return _layout(fig, height=140 + 40 * len(heads))
+        fig = px.imshow(values[:, keep].T, zmin=0, zmax=1, color_continuous_scale=ATTENTION_SCALE, aspect="auto",
+                        y=unique_labels(view.labels[axes[0]], keep), x=heads,
+                        labels=dict(y=axes[0].replace("_", " "), x="head", color="weight"))
+        fig.update_xaxes(side="top")
+        return _layout(fig, height=min(1200, 140 + 20 * len(keep)))
     rows, cols = axes
     keep_rows = view.valid_positions(rows)[-max_positions:]
     keep_cols = view.valid_positions(cols)[-max_positions:]
@@ -96,7 +97,7 @@ def interaction_figure(view) -> go.Figure:
     layers = view.labels[view.axes[0]]
     values = view.values
     limit = float(np.nanmax(np.abs(values))) or 1.0
-    fig = make_subplots(rows=1, cols=len(layers), subplot_titles=layers, horizontal_spacing=0.06)
+    fig = make_subplots(rows=1, cols=len(layers), subplot_titles=layers, horizontal_spacing=0.04, shared_yaxes=True)
     for index in range(len(layers)):
         matrix = values[index]
         best = matrix.argmax(axis=1)
@@ -106,7 +107,9 @@ def interaction_figure(view) -> go.Figure:
                                  showscale=index == len(layers) - 1, colorbar=dict(title="similarity")),
                       row=1, col=index + 1)
     fig.update_yaxes(autorange="reversed")
-    return _layout(fig, height=320)
+    fig = _layout(fig, height=340)
+    fig.update_layout(margin=dict(t=50))  # room for the layer titles
+    return fig
 
 
 def js_figure(matrix: np.ndarray, labels: list[str], title: str | None = None) -> go.Figure:

@@ -93,8 +93,9 @@ def wait_idle(page, timeout: float = 120.0) -> None:
 
 
 def wait_for_charts(page, timeout: float = 120.0) -> None:
-    page.wait_for_selector(".js-plotly-plot .main-svg", timeout=timeout * 1000)
     wait_idle(page, timeout)
+    # figures in hidden tabs exist too; wait for one the person can see
+    page.locator(".js-plotly-plot .main-svg >> visible=true").first.wait_for(timeout=timeout * 1000)
 
 
 def choose(page, label: str, text: str, sidebar: bool = False) -> None:

@@ -245,6 +245,20 @@ class RecModel(nn.Module):
             out[start:stop] = self(Batch(u, i, h)).scores.view(stop - start, n_candidates)
         return out
 
+    @staticmethod
+    def encode_distinct(encode: Callable, users: torch.Tensor, history: torch.Tensor) -> torch.Tensor:
+        """``encode(users, history)[0]`` computed once per distinct (user, history) row and gathered back.
+
+        The trainer repeats each row's user and history for every sampled negative; encoding the distinct rows
+        only gives the same values and gradients for a fraction of the work. Use it in training mode only:
+        attribution replaces embeddings row by row, so every row must be encoded there.
+        """
+        key = torch.cat([users.unsqueeze(1), history], 1)
+        unique, inverse = torch.unique(key, dim=0, return_inverse=True)
+        if unique.shape[0] == key.shape[0]:
+            return encode(users, history)[0]
+        return encode(unique[:, 0], unique[:, 1:])[0][inverse]
+
     def regularised_parameters(self) -> list[nn.Parameter]:
         """Parameters that the trainer's L2 penalty applies to (all by default)."""
         return [p for p in self.parameters() if p.requires_grad]

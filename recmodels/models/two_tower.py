@@ -134,16 +134,10 @@ class TwoTower(RecModel):
                    ) -> tuple[torch.Tensor, dict[str, AttentionMap] | None]:
         """u (B, hidden[-1]); with the ``user_attention`` map when asked.
 
-        In training the trainer repeats each row's (user, history) for every sampled negative; rows that share
-        them are encoded once and the result is gathered back (the same values and gradients, a fraction of the
-        work). Evaluation and attribution (eval mode, where Captum replaces tap outputs row by row) encode
-        every row.
+        In training, rows repeated for the sampled negatives are encoded once (:meth:`encode_distinct`).
         """
         if self.training and not output_attentions and not attention_override:
-            key = torch.cat([users.unsqueeze(1), history], 1)
-            unique, inverse = torch.unique(key, dim=0, return_inverse=True)
-            if unique.shape[0] < key.shape[0]:
-                return self._encode_users(unique[:, 0], unique[:, 1:])[0][inverse], None
+            return self.encode_distinct(self._encode_users, users, history), None
         return self._encode_users(users, history, output_attentions, attention_override)
 
     def _encode_users(self, users: torch.Tensor, history: torch.Tensor, output_attentions: bool = False,
