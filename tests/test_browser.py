@@ -18,10 +18,10 @@ def test_pick_user_open_explanation_and_see_heatmaps():
         page.goto(url)
         wait_for_charts(page)
         assert not visible_errors(page)
-        choose(page, "User", "42", sidebar=True)
+        choose(page, "User", "user 42 ·", sidebar=True)
         wait_for_charts(page)
-        assert "User 42" in page_text(page)
-        choose(page, "Explain the score of", "Fargo")
+        assert "User 42\n" in page_text(page)
+        choose(page, "Explain the score of", "Fargo (100)")
         wait_for_charts(page)
         text = page_text(page)
         assert "Fargo" in text and "Score (logit)" in text

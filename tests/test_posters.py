@@ -70,6 +70,7 @@ def test_posters_give_efficientnet_regions_and_an_acf_explanation(poster_data):
     assert explanation.attributions["component_tap"].values.shape[-1] == 49  # one value per region
 
 
+@pytest.mark.filterwarnings("ignore::recmodels.vision.ImageWarning")  # the corrupt poster, warned about above
 def test_checkpoint_refuses_a_changed_grid_or_changed_images(poster_data, tmp_path):
     data, model, folder, _ = poster_data
     checkpoint = save_checkpoint(tmp_path / "acf-posters", model, data)

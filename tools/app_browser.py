@@ -104,8 +104,9 @@ def choose(page, label: str, text: str, sidebar: bool = False) -> None:
     box = scope.locator('[data-testid="stSelectbox"]').filter(has_text=label).first
     box.click()
     page.keyboard.type(text)
-    page.wait_for_timeout(200)
-    page.keyboard.press("Enter")
+    option = page.get_by_role("option").filter(has_text=text).first
+    option.wait_for(timeout=30_000)
+    option.click()
 
 
 def page_text(page) -> str:
@@ -127,11 +128,11 @@ def timings(repeats: int = 3) -> list[dict]:
             wait_for_charts(page)
             first = time.perf_counter() - start
             start = time.perf_counter()
-            choose(page, "User", str(10 + attempt), sidebar=True)
+            choose(page, "User", f"user {10 + attempt} ·", sidebar=True)
             wait_for_charts(page)
             switch = time.perf_counter() - start
             start = time.perf_counter()
-            choose(page, "Explain the score of", "Fargo")
+            choose(page, "Explain the score of", "Fargo (100)")
             wait_for_charts(page)
             explain = time.perf_counter() - start
             rows.append({"first render s": first, "switch user s": switch, "open explanation with IG s": explain})
@@ -147,7 +148,7 @@ def screenshots(out: Path, checkpoints: list[str], user: str = "13") -> list[Pat
         for checkpoint in checkpoints:
             choose(page, "Checkpoint", checkpoint, sidebar=True)
             wait_for_charts(page)
-            choose(page, "User", user, sidebar=True)
+            choose(page, "User", f"user {user} ·", sidebar=True)
             wait_for_charts(page)
             slug = "".join(c if c.isalnum() else "-" for c in checkpoint.lower()).strip("-")
             for tab in page.get_by_role("tab").all():

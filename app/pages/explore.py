@@ -40,6 +40,7 @@ with left:
     profile = users[users["user"] == user].drop(columns=["user"]).iloc[0]
     st.subheader(f"User {user}")
     st.caption(" · ".join(f"{k}: {v}" for k, v in profile.items() if k != "zip_code"))
+    history = pd.DataFrame()
     with guarded("loading the history"):
         history = service.history(user)
         shown, config = with_thumbnails(history)
@@ -95,6 +96,10 @@ except RecModelsError as err:
     st.error(str(err))
     st.stop()
 
+seen_before = not history.empty and item in set(history["item"])
+st.subheader(f"Why {result.title} for user {user}")
+if seen_before:
+    st.caption("The user has this item in their history, so the model sees only the interactions before it.")
 facts = st.columns(5)
 facts[0].metric("Score (logit)", f"{result.score:.3f}")
 facts[1].metric("Probability", f"{result.probability:.3f}" if result.probability is not None else "–",
