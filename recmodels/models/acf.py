@@ -277,7 +277,11 @@ class ACF(RecModel):
 
     def forward(self, batch: Batch, output_attentions: bool = False,
                 attention_override: dict[str, AttentionOverride] | None = None) -> RecOutput:
-        user, maps = self.user_representation(batch.users, batch.history, output_attentions, attention_override)
+        if self.training and not output_attentions and not attention_override:
+            # rows repeated for the sampled negatives share their user side: encode it once per distinct row
+            user, maps = self.encode_distinct(self.user_representation, batch.users, batch.history), None
+        else:
+            user, maps = self.user_representation(batch.users, batch.history, output_attentions, attention_override)
         candidate = self.candidate_tap(self.item_embedding(batch.items).unsqueeze(1)).squeeze(1)
         return RecOutput(scores=(user * candidate).sum(-1), attentions=maps)
 
