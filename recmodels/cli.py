@@ -174,6 +174,10 @@ def cmd_recovery(args) -> int:
     for how, values in result.items():
         print(f"  {how.replace('_', ' ')}: {values['share']:.4f} of the region attention on planted regions, "
               f"uniform {values['uniform']:.4f} (k/49), lift x{values['lift']:.2f} over {values['users']} shoppers")
+        print(f"    control, other shoppers' planted regions: {values['other_shoppers_share']:.4f} "
+              f"(lift x{values['other_shoppers_lift']:.2f}); own / control x{values['lift_over_other_shoppers']:.2f}")
+    print("  (a lift over uniform that the control matches is attention to generally informative cells, "
+          "not to this shopper's taste)")
     return 0
 
 

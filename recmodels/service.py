@@ -564,9 +564,11 @@ class RecService:
         """Share of region attention on each simulated shopper's planted regions, against uniform (k / R).
 
         Each shopper is read at their most recent interaction with the history before it (as in
-        :meth:`diagnostics`). Reported plain and weighted by the item-level attention of the profile.
+        :meth:`diagnostics`). Reported plain and weighted by the item-level attention of the profile, each
+        with the other-shoppers control (the same attention scored against someone else's planted cells), so
+        that shopper-specific recovery can be told apart from attention to generally informative cells.
         """
-        from .vision.recovery import planted_for_users, planted_region_recovery
+        from .vision.recovery import other_shoppers_control, planted_for_users, planted_region_recovery
 
         planted = self.data.dataset.extras.get("planted_regions")
         if not planted:
@@ -590,11 +592,16 @@ class RecService:
         beta, mask = torch.cat(betas), torch.cat(masks)
         grid = maps[map_name].meta["grid"]
         truth = planted_for_users(planted, dataset.user_ids[users], n_regions=grid[0] * grid[1])
-        plain = planted_region_recovery(beta, truth, mask)
-        out = {"plain": plain.as_dict()}
+        weightings = {"plain": None}
         if alphas[0] is not None:
-            out["weighted_by_item_attention"] = planted_region_recovery(beta, truth, mask,
-                                                                        item_weights=torch.cat(alphas)).as_dict()
+            weightings["weighted_by_item_attention"] = torch.cat(alphas)
+        out = {}
+        for how, weights in weightings.items():
+            own = planted_region_recovery(beta, truth, mask, item_weights=weights)
+            control = other_shoppers_control(beta, truth, mask, item_weights=weights)
+            out[how] = {**own.as_dict(), "other_shoppers_share": control.share,
+                        "other_shoppers_lift": control.lift,
+                        "lift_over_other_shoppers": own.share / control.share if control.share > 0 else float("nan")}
         return out
 
     def training_history(self) -> pd.DataFrame:

@@ -12,7 +12,8 @@ import torch
 
 from recmodels.data import RecData, load_dataset
 from recmodels.data.fashion import CLASS_NAMES, DEBIAN_FASHION_MNIST, FASHION_DIR, load_fashion
-from recmodels.vision import find_item_image, load_image, planted_for_users, planted_region_recovery
+from recmodels.vision import (find_item_image, load_image, other_shoppers_control, planted_for_users,
+                             planted_region_recovery)
 
 ROOT = Path(__file__).resolve().parents[1]
 SHIPPED = ("images", "items.csv", "users.csv", "interactions.csv", "planted_regions.json", "simulation.json",
@@ -130,6 +131,26 @@ def test_recovery_of_uniform_attention_is_chance_and_of_planted_attention_is_one
     assert perfect.share == pytest.approx(1.0)
     ks = np.array([len(fashion.extras["planted_regions"][u]) for u in users])
     assert perfect.uniform == pytest.approx(np.mean(ks / 49))
+
+
+
+def test_other_shoppers_control_separates_taste_from_generally_informative_cells(fashion):
+    users = fashion.user_ids[1:]
+    planted = planted_for_users(fashion.extras["planted_regions"], users)
+    # one map for everybody, on the cells planted most often: beats k/49 but knows nothing about the shopper,
+    # so the control (someone else's planted cells) scores exactly the same share
+    popular = planted.sum(0).astype(float)
+    shared = np.broadcast_to(popular / popular.sum(), (len(users), 2, 49))
+    own, control = planted_region_recovery(shared, planted), other_shoppers_control(shared, planted)
+    assert own.lift > 1.5
+    assert control.share == pytest.approx(own.share)
+    # each shopper's own cells: all of it on planted cells, far less on another shopper's
+    on_planted = np.repeat((planted / planted.sum(1, keepdims=True))[:, None], 2, axis=1)
+    own, control = planted_region_recovery(on_planted, planted), other_shoppers_control(on_planted, planted)
+    assert own.share == pytest.approx(1.0)
+    assert control.share < 0.5
+    with pytest.raises(ValueError, match="two shoppers"):
+        other_shoppers_control(on_planted[:1], planted[:1])
 
 
 @pytest.mark.slow
