@@ -13,7 +13,8 @@ import torch
 from recmodels.errors import EmptyHistoryError, UnknownItemError, UnknownUserError
 from recmodels.explain.attributions import integrated_gradients, leave_one_out, remove_positions
 from recmodels.explain.collapse import js_divergence, pairwise_head_js, row_statistics
-from recmodels.explain.faithfulness import kendall_tau, permute_override, topk_overlap, uniform_override
+from recmodels.explain.faithfulness import (catalogue_scores, kendall_tau, permute_override, topk_overlap,
+                                           uniform_override)
 from recmodels.models import Batch, available_models, model_class
 from recmodels.service import RecService
 from recmodels.train import seed_everything
@@ -124,6 +125,32 @@ def test_leave_one_out_matches_recomputed_scores(name, tiny_data):
         removed = model(Batch(batch.users, batch.items, kept.unsqueeze(0))).scores[0]
         assert occlusion[position].item() == pytest.approx((full - removed).item(), abs=1e-5)
 
+
+
+@pytest.mark.parametrize("name", [n for n in ATTRIBUTED_MODELS if n != "bpr"])
+def test_catalogue_scores_under_an_override_match_forward_row_by_row(name, tiny_data):
+    # perturbation tests rank the catalogue through score_items; it must apply overrides exactly as forward does
+    model = _model(name, tiny_data)
+    batch = _rows(tiny_data, 1)
+    maps = model(batch, output_attentions=True).attentions
+    distributions = [n for n, m in maps.items() if m.normalised_over is not None]
+    assert distributions, f"{name} exposes no distribution to override"
+    items = torch.arange(1, tiny_data.dataset.n_items + 1)
+    user, history = int(batch.users[0]), batch.history[0]
+    uniform = {n: uniform_override for n in distributions}
+    ranked = catalogue_scores(model, user, history, items, uniform)
+    with torch.no_grad():
+        rows = model(Batch(batch.users.expand(len(items)), items, history.expand(len(items), -1)),
+                     attention_override=uniform).scores
+    assert torch.allclose(ranked, rows, atol=1e-5)
+    assert not torch.allclose(ranked, catalogue_scores(model, user, history, items))
+    # one permutation for the user, the same for every candidate: as forward on that one row
+    permuted = {n: permute_override(3) for n in distributions}
+    ranked = catalogue_scores(model, user, history, items, permuted)
+    with torch.no_grad():
+        for item in items[:5]:
+            row = model(Batch(batch.users, item.view(1), batch.history), attention_override=permuted).scores[0]
+            assert ranked[item - 1].item() == pytest.approx(row.item(), abs=1e-5)
 
 def test_attribution_leaves_no_hook_on_the_shared_model(tiny_data):
     model = _model(ATTRIBUTED_MODELS[0], tiny_data)

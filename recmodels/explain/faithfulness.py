@@ -49,11 +49,15 @@ def uniform_override(weights: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
 
 
 def permute_override(seed: int = 0):
-    """An override that shuffles the weights among the valid positions of each distribution (seeded)."""
+    """An override that shuffles the weights among the valid positions of each distribution (seeded).
+
+    One shuffle of the positions serves every row and head, so that the candidates of one user, whether
+    scored in one batch or one at a time, all see the same permuted attention.
+    """
 
     def override(weights: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         generator = torch.Generator(device="cpu").manual_seed(seed)
-        noise = torch.rand(weights.shape, generator=generator).to(weights.device)
+        noise = torch.rand(weights.shape[-1], generator=generator).to(weights.device).expand(weights.shape)
         # a random order of the valid positions: padding sorts last in both orders
         order_keys = torch.where(mask, noise, torch.full_like(noise, 2.0))
         shuffled_slots = torch.argsort(order_keys, dim=-1)
@@ -68,22 +72,13 @@ def permute_override(seed: int = 0):
 
 
 @torch.no_grad()
-def catalogue_scores(model, user: int, history: torch.Tensor, items: torch.Tensor, attention_override=None,
-                     chunk: int = 8192) -> torch.Tensor:
-    """Scores of ``items`` for one user; with an override, through ``forward`` (the only path that takes one)."""
+def catalogue_scores(model, user: int, history: torch.Tensor, items: torch.Tensor,
+                     attention_override=None) -> torch.Tensor:
+    """Scores of ``items`` for one user, with the attention replaced where ``attention_override`` says."""
     device = model.device
     users = torch.tensor([user], device=device)
-    history = history.to(device)
-    items = items.to(device)
-    if attention_override is None:
-        return model.score_items(users, history.unsqueeze(0), items)[0]
-    from ..models.base import Batch
-    out = []
-    for start in range(0, len(items), chunk):
-        part = items[start:start + chunk]
-        batch = Batch(users.expand(len(part)), part, history.unsqueeze(0).expand(len(part), -1))
-        out.append(model(batch, attention_override=attention_override).scores)
-    return torch.cat(out)
+    return model.score_items(users, history.to(device).unsqueeze(0), items.to(device),
+                             attention_override=attention_override)[0]
 
 
 def rank_among(scores: torch.Tensor, target_index: int, excluded: torch.Tensor) -> int:

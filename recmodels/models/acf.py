@@ -286,6 +286,7 @@ class ACF(RecModel):
         return RecOutput(scores=(user * candidate).sum(-1), attentions=maps)
 
     def score_items(self, users: torch.Tensor, history: torch.Tensor, items: torch.Tensor,
-                    chunk_rows: int = 65536) -> torch.Tensor:
-        user, _ = self.user_representation(users, history)
+                    chunk_rows: int = 65536,
+                    attention_override: dict[str, AttentionOverride] | None = None) -> torch.Tensor:
+        user, _ = self.user_representation(users, history, attention_override=attention_override)
         return user @ self.item_embedding(items).T

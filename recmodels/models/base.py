@@ -229,10 +229,12 @@ class RecModel(nn.Module):
         return {name: module for name, module in self.named_modules() if isinstance(module, InputTap)}
 
     def score_items(self, users: torch.Tensor, history: torch.Tensor, items: torch.Tensor,
-                    chunk_rows: int = 65536) -> torch.Tensor:
+                    chunk_rows: int = 65536,
+                    attention_override: dict[str, AttentionOverride] | None = None) -> torch.Tensor:
         """Scores of every candidate in ``items`` (C,) for each user row: ``(B, C)``.
 
         The default expands rows and calls ``forward``; towers override it with one matrix product.
+        ``attention_override`` is passed on as in ``forward`` (perturbation tests rank the catalogue with it).
         """
         n_users, n_candidates = users.shape[0], items.shape[0]
         out = torch.empty(n_users, n_candidates, device=users.device)
@@ -242,7 +244,8 @@ class RecModel(nn.Module):
             u = users[start:stop].repeat_interleave(n_candidates)
             h = history[start:stop].repeat_interleave(n_candidates, dim=0)
             i = items.repeat(stop - start)
-            out[start:stop] = self(Batch(u, i, h)).scores.view(stop - start, n_candidates)
+            out[start:stop] = self(Batch(u, i, h), attention_override=attention_override).scores.view(
+                stop - start, n_candidates)
         return out
 
     @staticmethod

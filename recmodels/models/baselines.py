@@ -18,7 +18,7 @@ class MostPopular(RecModel):
     def forward(self, batch: Batch, output_attentions: bool = False, attention_override=None) -> RecOutput:
         return RecOutput(scores=self.item_popularity[batch.items], attentions={} if output_attentions else None)
 
-    def score_items(self, users, history, items, chunk_rows: int = 65536):
+    def score_items(self, users, history, items, chunk_rows: int = 65536, attention_override=None):
         return self.item_popularity[items].unsqueeze(0).expand(users.shape[0], -1).clone()
 
 
@@ -48,5 +48,5 @@ class BPRMF(RecModel):
         scores = (user * item).sum(-1) + self.item_bias(batch.items).squeeze(-1)
         return RecOutput(scores=scores, attentions={} if output_attentions else None)
 
-    def score_items(self, users, history, items, chunk_rows: int = 65536):
+    def score_items(self, users, history, items, chunk_rows: int = 65536, attention_override=None):
         return self.user_embedding(users) @ self.item_embedding(items).T + self.item_bias(items).T

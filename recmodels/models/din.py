@@ -247,12 +247,16 @@ class DIN(RecModel):
 
     @torch.no_grad()
     def score_items(self, users: torch.Tensor, history: torch.Tensor, items: torch.Tensor,
-                    chunk_rows: int = 65536) -> torch.Tensor:
+                    chunk_rows: int = 65536,
+                    attention_override: dict[str, AttentionOverride] | None = None) -> torch.Tensor:
         """(B, C) logits, vectorised over candidates x history (see the module docstring).
 
         Users go in chunks of about ``chunk_rows`` (user, candidate) rows; the activation unit runs, user by
-        user, over blocks of about ``block_pairs`` (candidate, history item) pairs.
+        user, over blocks of about ``block_pairs`` (candidate, history item) pairs. With an attention override
+        the rows go through ``forward``, which is where overrides apply.
         """
+        if attention_override:
+            return super().score_items(users, history, items, chunk_rows, attention_override)
         candidate = self.candidate_fields(items)                                           # (C, F_i, dim)
         query = candidate[:, :2].flatten(1)                                                # (C, D)
         item = self.item_features(candidate, items)                                        # (C, I)

@@ -215,10 +215,11 @@ class IntTower(RecModel):
         return RecOutput(scores=scores, attentions=maps, extras=extras)
 
     def score_items(self, users: torch.Tensor, history: torch.Tensor, items: torch.Tensor,
-                    chunk_rows: int = 65536) -> torch.Tensor:
+                    chunk_rows: int = 65536,
+                    attention_override: dict[str, AttentionOverride] | None = None) -> torch.Tensor:
         """(B, C): the user tower once per row, the item tower once per candidate, one matrix product."""
-        user_heads = self.user_tower(users, history)[0].flatten(1, 2)               # (B, L*H_u, p)
-        item_heads = self.item_tower(items)[0].flatten(0, 1)                        # (C*H_i, p)
+        user_heads = self.user_tower(users, history, attention_override)[0].flatten(1, 2)   # (B, L*H_u, p)
+        item_heads = self.item_tower(items, attention_override)[0].flatten(0, 1)            # (C*H_i, p)
         n_users, n_candidates = users.shape[0], items.shape[0]
         out = torch.empty(n_users, n_candidates, device=user_heads.device, dtype=user_heads.dtype)
         # bound the (users, L*H_u, C, H_i) similarity tensor to about chunk_rows * L*H_u*H_i values

@@ -171,7 +171,8 @@ class NRMS(RecModel):
                          extras={"user_vector": user, "item_vector": candidate})
 
     def score_items(self, users: torch.Tensor, history: torch.Tensor, items: torch.Tensor,
-                    chunk_rows: int = 65536) -> torch.Tensor:
+                    chunk_rows: int = 65536,
+                    attention_override: dict[str, AttentionOverride] | None = None) -> torch.Tensor:
         """(B, C): each user encoded once, each candidate once, one matrix product."""
-        user, _ = self.user_vectors(users, history)
+        user, _ = self.user_vectors(users, history, attention_override=attention_override)
         return user @ self.item_vectors(items).T

@@ -178,7 +178,8 @@ class TwoTower(RecModel):
                          extras={"user_vector": user, "item_vector": item})
 
     def score_items(self, users: torch.Tensor, history: torch.Tensor, items: torch.Tensor,
-                    chunk_rows: int = 65536) -> torch.Tensor:
+                    chunk_rows: int = 65536,
+                    attention_override: dict[str, AttentionOverride] | None = None) -> torch.Tensor:
         """(B, C): the user tower once per row, the item tower once for all candidates, one matrix product."""
-        user, _ = self.user_tower(users, history)
+        user, _ = self.user_tower(users, history, attention_override=attention_override)
         return user @ self.item_tower(self.item_fields(items)).T
