@@ -17,7 +17,7 @@ $(STAMP): requirements.txt requirements-test.txt pyproject.toml
 install: $(STAMP)
 
 app: $(STAMP)
-	$(PY) -m streamlit run app/explorer.py --server.port $(PORT)
+	$(PY) -m app.serve --server.port $(PORT)
 
 # pytest exits 5 when it collects nothing; that means the suite is broken, so say so and fail
 test: $(STAMP)

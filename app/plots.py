@@ -12,7 +12,10 @@ import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
 ATTENTION_SCALE = "Blues"
-REGION_SCALE = "Inferno"
+# Inferno starts at #000004, one of the placeholder colours (#000001..#000040) that Streamlit's frontend swaps for
+# its theme colours, which painted the low end pink; the same scale, starting at a black it leaves alone
+REGION_SCALE = [[i / (len(px.colors.sequential.Inferno) - 1), "#010108" if i == 0 else colour]
+                for i, colour in enumerate(px.colors.sequential.Inferno)]
 DIVERGING_SCALE = "RdBu"
 JS_MAX = float(np.log(2))  # the largest Jensen-Shannon divergence (nats)
 
@@ -154,6 +157,21 @@ def region_overlay(image, weights: np.ndarray, grid: tuple[int, int], planted: l
     return _layout(fig, height=230, title=title)
 
 
+def colour_key(zmax: float, title: str, colorscale=REGION_SCALE, reference: float | None = None) -> go.Figure:
+    """A thin horizontal colour bar from 0 to ``zmax``, shared by a grid of overlays; ``reference`` is marked."""
+    values = np.linspace(0.0, zmax, 101)
+    fig = go.Figure(go.Heatmap(z=values[None, :], x=values, y=[""], colorscale=colorscale, zmin=0, zmax=zmax,
+                               showscale=False, hovertemplate="%{x:.3f}<extra></extra>"))
+    if reference is not None and 0 < reference < zmax:
+        fig.add_vline(x=reference, line_width=2, line_color="#00e676",
+                      annotation_text="uniform", annotation_position="top")
+    fig.update_xaxes(title_text=title, ticks="outside")
+    fig.update_yaxes(visible=False)
+    fig = _layout(fig, height=95)
+    fig.update_layout(margin=dict(l=10, r=10, t=22, b=40))
+    return fig
+
+
 def attribution_figure(view) -> go.Figure:
     """Signed attributions per unit on a diverging scale centred at 0."""
     if view.values.ndim == 1:
@@ -211,7 +229,7 @@ def epochs_figure(history: pd.DataFrame, statistic: str, title: str | None = Non
 def training_curves(history: pd.DataFrame, metrics: list[str]) -> go.Figure:
     frame = history.drop_duplicates("epoch")
     frame = frame[frame["epoch"] > 0]
-    present = [m for m in ["train_loss", *metrics] if m in frame and frame[m].notna().any()]
+    present = [m for m in dict.fromkeys(["train_loss", *metrics]) if m in frame and frame[m].notna().any()]
     fig = make_subplots(rows=1, cols=len(present) or 1, subplot_titles=present)
     for index, metric in enumerate(present, start=1):
         fig.add_trace(go.Scatter(x=frame["epoch"], y=frame[metric], mode="lines+markers", name=metric,

@@ -33,10 +33,10 @@ def free_port() -> int:
 
 @contextlib.contextmanager
 def serve_app(port: int | None = None, timeout: float = 120.0):
-    """Run `streamlit run app/explorer.py` on a free localhost port; yields the URL."""
+    """Run the explorer as `make app` does (`python -m app.serve`) on a free localhost port; yields the URL."""
     port = port or free_port()
     env = {**os.environ, "PYTHONPATH": str(REPO)}
-    process = subprocess.Popen([sys.executable, "-m", "streamlit", "run", str(REPO / "app" / "explorer.py"),
+    process = subprocess.Popen([sys.executable, "-m", "app.serve",
                                 "--server.port", str(port), "--server.address", "127.0.0.1",
                                 "--server.headless", "true", "--browser.gatherUsageStats", "false"],
                                cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
@@ -82,10 +82,13 @@ def wait_idle(page, timeout: float = 120.0) -> None:
     """Until Streamlit has finished the current run (its 'running' widget is gone) and charts are drawn."""
     page.wait_for_timeout(150)
     deadline = time.monotonic() + timeout
+    quiet_polls = 0
     while time.monotonic() < deadline:
         running = page.locator('[data-testid="stStatusWidget"]').count()
         stale = page.locator('[data-stale="true"]').count()
-        if not running and not stale:
+        # a rerun can start a moment after the click: count as finished only after three quiet polls
+        quiet_polls = 0 if running or stale else quiet_polls + 1
+        if quiet_polls >= 3:
             break
         page.wait_for_timeout(100)
     else:
@@ -142,7 +145,8 @@ def timings(repeats: int = 3) -> list[dict]:
 def screenshots(out: Path, checkpoints: list[str], user: str = "13") -> list[Path]:
     out.mkdir(parents=True, exist_ok=True)
     saved = []
-    with serve_app() as url, browser_page() as page:
+    # Streamlit scrolls inside its own container, so full_page cannot reach below the viewport: make it tall
+    with serve_app() as url, browser_page(height=3200) as page:
         page.goto(url)
         wait_for_charts(page)
         for checkpoint in checkpoints:

@@ -4,7 +4,7 @@ from __future__ import annotations
 import streamlit as st
 
 from app import plots
-from app.services import diagnostics, open_service, shipped_checkpoints
+from app.services import MODEL_TITLES, diagnostics, open_service, shipped_checkpoints
 from app.ui import checkpoint_picker, csv_button, figure, guarded, sidebar
 
 sidebar("collapse")
@@ -40,7 +40,7 @@ for column, path, side in zip(columns, choices, ("left", "right")):
             if report.rows.empty:
                 st.info(f"{service.model_name} has no attention distributions, so there is nothing to diagnose.")
                 continue
-            st.subheader(f"{service.model_name} on {service.dataset_name}")
+            st.subheader(f"{MODEL_TITLES.get(service.model_name, service.model_name)} on {service.dataset_name}")
             summary = report.summary.copy()
             st.dataframe(summary[["map", "head", "normalised_entropy_mean", "max_weight_mean",
                                   "effective_number_mean", "share_near_uniform", "share_near_one_hot", "rows"]],

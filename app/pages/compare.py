@@ -11,7 +11,10 @@ sidebar("compare")
 st.title("Compare two checkpoints")
 entries = shipped_checkpoints()
 first = st.session_state.get("checkpoint_resolved")
-second = next((e.path for e in entries if e.path != first and e.dataset == "ml-100k" and e.model != "mostpop"), None)
+# by default the right side is another model on the left one's data, so the same user exists on both
+first_dataset = next((e.dataset for e in entries if e.path == first), "ml-100k")
+second = next((e.path for e in entries if e.path != first and e.dataset == first_dataset and e.model != "mostpop"),
+              None)
 columns = st.columns(2, gap="large")
 paths = [checkpoint_picker("Left", key="compare_left", default=first, container=columns[0], allow_path=False),
          checkpoint_picker("Right", key="compare_right", default=second, container=columns[1], allow_path=False)]
@@ -32,7 +35,7 @@ if left.data.fingerprint != right.data.fingerprint:
 user = user_picker(left, key="compare_user")
 k = st.slider("Recommendations", 5, 50, 10, key="compare_k")
 recommendations = []
-for column, service in zip(columns, services):
+for column, service in zip(st.columns(2, gap="large"), services):  # a row below the pickers and the slider
     with column, guarded("ranking the catalogue"):
         frame = service.recommend(user, k=k)
         recommendations.append(frame)
@@ -48,7 +51,7 @@ if len(recommendations) == 2:
     options = shared + [i for i in recommendations[0]["item"] if i not in shared]
     item = st.selectbox("Attention for the item", options, format_func=titles.get, key="compare_item",
                         help="Items both lists share come first.")
-    for column, service, path in zip(columns, services, paths):
+    for column, service, path in zip(st.columns(2, gap="large"), services, paths):
         with column, guarded("explaining the item"):
             result = explanation(path, user, item, False, 50)
             st.caption(f"score {result.score:.3f} · rank {result.rank}")

@@ -193,8 +193,11 @@ if "Regions" in tabs:
                                "care about (ground truth).")
                 keep = view.valid_positions(profile_axis)
                 peak = float(np.nanmax(np.where(view.mask, view.values, np.nan)[keep])) if len(keep) else 1.0
+                uniform = 1 / (grid[0] * grid[1])
                 st.caption(f"Colour: share of the item's component attention, 0 to {peak:.2f} (uniform would be "
-                           f"{1 / (grid[0] * grid[1]):.3f}).")
+                           f"{uniform:.3f}); the same scale on every image.")
+                figure(plots.colour_key(peak, "share of the item's component attention", reference=uniform),
+                       key=f"fig_region_key_{name}")
                 columns = st.columns(5)
                 for slot, position in enumerate(keep):
                     raw = view.item_ids[profile_axis][position]
