@@ -43,9 +43,8 @@ class BackboneWeightsError(RecModelsError, FileNotFoundError):
     """A backbone's weights file is missing or unreadable."""
 
 
-@dataclass
-class RegionGrid:
-    """Region features of N images: ``features`` (N, R, D) with R = h * w row-major, and ``grid`` = (h, w)."""
+class GridShape:
+    """``n_regions`` and ``dim`` for anything holding ``features`` (..., R, D) on a ``grid`` of (h, w)."""
 
     features: torch.Tensor
     grid: tuple[int, int]
@@ -57,6 +56,14 @@ class RegionGrid:
     @property
     def dim(self) -> int:
         return int(self.features.shape[-1])
+
+
+@dataclass
+class RegionGrid(GridShape):
+    """Region features of N images: ``features`` (N, R, D) with R = h * w row-major, and ``grid`` = (h, w)."""
+
+    features: torch.Tensor
+    grid: tuple[int, int]
 
     def as_map(self) -> torch.Tensor:
         """The features as a map, (N, D, h, w)."""

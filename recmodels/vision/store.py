@@ -39,7 +39,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from tqdm import tqdm
 
-from .backbones import Backbone, get_backbone
+from .backbones import Backbone, GridShape, get_backbone
 from .images import ImageWarning, find_item_image, load_image
 
 CACHE_ENV = "RECMODELS_CACHE"
@@ -54,7 +54,7 @@ def cache_root() -> Path:
 
 
 @dataclass
-class RegionFeatures:
+class RegionFeatures(GridShape):
     """Region features for every item index of a dataset (row 0 is padding).
 
     Attributes:
@@ -78,14 +78,6 @@ class RegionFeatures:
     unreadable: dict[str, str] = field(default_factory=dict)
     cache_dir: Path | None = None
     computed: int = 0
-
-    @property
-    def n_regions(self) -> int:
-        return self.grid[0] * self.grid[1]
-
-    @property
-    def dim(self) -> int:
-        return int(self.features.shape[-1])
 
     @property
     def region_mask(self) -> torch.Tensor:
