@@ -11,6 +11,7 @@ from recmodels.checkpoint import load_checkpoint, save_checkpoint
 from recmodels.models import Batch, build_model, model_class
 from recmodels.models.nrms import NRMS
 from recmodels.train import TrainConfig, seed_everything, train_model
+from tests.helpers import ragged_batch
 
 DIM, HEADS = 16, 4
 
@@ -26,15 +27,7 @@ def _model(data, **hparams) -> NRMS:
 
 
 def _batch(data, lengths=(12, 7, 1, 0, 3)) -> Batch:
-    """Rows with histories of the given lengths (right-padded to 12), including an empty one."""
-    generator = torch.Generator().manual_seed(2)
-    width, n_items = 12, data.dataset.n_items
-    history = torch.zeros(len(lengths), width, dtype=torch.long)
-    for row, length in enumerate(lengths):
-        history[row, :length] = torch.randint(1, n_items + 1, (length,), generator=generator)
-    users = torch.randint(1, data.dataset.n_users + 1, (len(lengths),), generator=generator)
-    items = torch.randint(1, n_items + 1, (len(lengths),), generator=generator)
-    return Batch(users, items, history)
+    return ragged_batch(data, lengths)
 
 
 def _reference(model: NRMS, batch: Batch, self_weights=None, pool_weights=None):
