@@ -18,19 +18,27 @@ def warm() -> None:
     import plotly.express  # noqa: F401
     import pyarrow  # noqa: F401 - what Streamlit serialises tables with
 
-    from app.services import open_service, shipped_checkpoints
+    # the caches work outside a script run; Streamlit only warns that there is no session or runtime yet.
+    # Its modules set their loggers' levels when first imported, so import them before quieting them.
+    import streamlit.runtime.caching.cache_data_api  # noqa: F401
+    import streamlit.runtime.scriptrunner_utils.script_run_context  # noqa: F401
 
-    # the caches work outside a script run; Streamlit only warns that there is no session yet
-    quiet = logging.getLogger("streamlit.runtime.scriptrunner_utils.script_run_context")
-    level, quiet.level = quiet.level, logging.ERROR
+    loggers = [logging.getLogger(name) for name in ("streamlit.runtime.scriptrunner_utils.script_run_context",
+                                                    "streamlit.runtime.caching.cache_data_api")]
+    levels = [logger.level for logger in loggers]
+    for logger in loggers:
+        logger.setLevel(logging.ERROR)
     try:
+        from app.services import open_service, shipped_checkpoints
+
         entries = shipped_checkpoints()
         if entries:
             _, error = open_service(entries[0].path)
             if error:
                 print(f"warm-up skipped: {error}", file=sys.stderr)
     finally:
-        quiet.setLevel(level)
+        for logger, level in zip(loggers, levels):
+            logger.setLevel(level)
 
 
 def main(argv: list[str] | None = None) -> int:
