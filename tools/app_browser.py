@@ -78,27 +78,36 @@ def browser_page(width: int = 1600, height: int = 1200):
             browser.close()
 
 
-def wait_idle(page, timeout: float = 120.0) -> None:
-    """Until Streamlit has finished the current run (its 'running' widget is gone) and charts are drawn."""
+def wait_idle(page, timeout: float = 120.0) -> float:
+    """Until Streamlit has finished the current run (its 'running' widget is gone and nothing is stale).
+
+    Returns the ``time.perf_counter()`` at which the app went quiet, so that the polls that confirm it are not
+    counted in timings.
+    """
     page.wait_for_timeout(150)
     deadline = time.monotonic() + timeout
-    quiet_polls = 0
+    quiet_polls, quiet_since = 0, None
     while time.monotonic() < deadline:
         running = page.locator('[data-testid="stStatusWidget"]').count()
         stale = page.locator('[data-stale="true"]').count()
         # a rerun can start a moment after the click: count as finished only after three quiet polls
-        quiet_polls = 0 if running or stale else quiet_polls + 1
+        if running or stale:
+            quiet_polls, quiet_since = 0, None
+        else:
+            quiet_polls += 1
+            quiet_since = quiet_since or time.perf_counter()
         if quiet_polls >= 3:
-            break
+            return quiet_since
         page.wait_for_timeout(100)
-    else:
-        raise TimeoutError("the app did not finish rendering in time")
+    raise TimeoutError("the app did not finish rendering in time")
 
 
-def wait_for_charts(page, timeout: float = 120.0) -> None:
-    wait_idle(page, timeout)
+def wait_for_charts(page, timeout: float = 120.0) -> float:
+    """As :func:`wait_idle`, and a chart is visible; returns when the app went quiet."""
+    quiet_since = wait_idle(page, timeout)
     # figures in hidden tabs exist too; wait for one the person can see
     page.locator(".js-plotly-plot .main-svg >> visible=true").first.wait_for(timeout=timeout * 1000)
+    return quiet_since
 
 
 def choose(page, label: str, text: str, sidebar: bool = False) -> None:
@@ -128,16 +137,13 @@ def timings(repeats: int = 3) -> list[dict]:
         for attempt in range(repeats):
             start = time.perf_counter()
             page.goto(url)
-            wait_for_charts(page)
-            first = time.perf_counter() - start
+            first = wait_for_charts(page) - start
             start = time.perf_counter()
             choose(page, "User", f"user {10 + attempt} ·", sidebar=True)
-            wait_for_charts(page)
-            switch = time.perf_counter() - start
+            switch = wait_for_charts(page) - start
             start = time.perf_counter()
             choose(page, "Explain the score of", "Fargo (100)")
-            wait_for_charts(page)
-            explain = time.perf_counter() - start
+            explain = wait_for_charts(page) - start
             rows.append({"first render s": first, "switch user s": switch, "open explanation with IG s": explain})
     return rows
 
