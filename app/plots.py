@@ -86,6 +86,8 @@ def weights_bar(labels: list[str], values: np.ndarray, axis_title: str, signed: 
         fig = px.bar(frame, x=value_title, y="label", orientation="h", color=value_title,
                      color_continuous_scale=ATTENTION_SCALE, range_color=(0, 1), range_x=(0, 1))
     fig.update_yaxes(autorange="reversed", title=axis_title, type="category")
+    # a colour bar squeezed into a chart of one to three bars is unreadable; the x axis carries the values
+    fig.update_layout(coloraxis_showscale=len(labels) > 3)
     return _layout(fig, height=min(1200, 90 + 22 * len(labels)))
 
 
