@@ -114,10 +114,7 @@ class ACF(RecModel):
                                       description=f"the raw component features of each profile item ({components})")
         self.candidate_tap = InputTap(("candidate",), labels=["item id"], description="the candidate's embedding v_j")
 
-        for embedding in (self.user_embedding, self.item_embedding, self.aux_embedding):
-            nn.init.normal_(embedding.weight, std=init_std)
-            with torch.no_grad():
-                embedding.weight[0].zero_()
+        self.init_embeddings(self.user_embedding, self.item_embedding, self.aux_embedding, std=init_std)
         for layer in self.modules():
             if isinstance(layer, nn.Linear):
                 nn.init.xavier_uniform_(layer.weight)
@@ -277,11 +274,8 @@ class ACF(RecModel):
 
     def forward(self, batch: Batch, output_attentions: bool = False,
                 attention_override: dict[str, AttentionOverride] | None = None) -> RecOutput:
-        if self.training and not output_attentions and not attention_override:
-            # rows repeated for the sampled negatives share their user side: encode it once per distinct row
-            user, maps = self.encode_distinct(self.user_representation, batch.users, batch.history), None
-        else:
-            user, maps = self.user_representation(batch.users, batch.history, output_attentions, attention_override)
+        user, maps = self.encode_users(self.user_representation, batch.users, batch.history, output_attentions,
+                                       attention_override)
         candidate = self.candidate_tap(self.item_embedding(batch.items).unsqueeze(1)).squeeze(1)
         return RecOutput(scores=(user * candidate).sum(-1), attentions=maps)
 

@@ -249,6 +249,26 @@ class RecModel(nn.Module):
         return out
 
     @staticmethod
+    def init_embeddings(*embeddings: nn.Embedding, std: float) -> None:
+        """Normal(0, std) weights, with each embedding's padding row (if it has one) kept at zero."""
+        for embedding in embeddings:
+            nn.init.normal_(embedding.weight, std=std)
+            if embedding.padding_idx is not None:
+                with torch.no_grad():
+                    embedding.weight[embedding.padding_idx].zero_()
+
+    def encode_users(self, encode: Callable, users: torch.Tensor, history: torch.Tensor,
+                     output_attentions: bool = False, attention_override: dict | None = None):
+        """``encode(users, history, output_attentions, attention_override)`` -> (vectors, maps or None).
+
+        In plain training (no maps, no override) the rows repeated for the sampled negatives are encoded once
+        each (:meth:`encode_distinct`).
+        """
+        if self.training and not output_attentions and not attention_override:
+            return self.encode_distinct(encode, users, history), None
+        return encode(users, history, output_attentions, attention_override)
+
+    @staticmethod
     def encode_distinct(encode: Callable, users: torch.Tensor, history: torch.Tensor) -> torch.Tensor:
         """``encode(users, history)[0]`` computed once per distinct (user, history) row and gathered back.
 

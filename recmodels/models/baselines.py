@@ -1,7 +1,6 @@
 """Non-attention baselines on the same split and metrics: MostPopular and BPR-MF (Rendle et al., 2009)."""
 from __future__ import annotations
 
-import torch
 from torch import nn
 
 from .base import Batch, InputTap, RecModel, RecOutput

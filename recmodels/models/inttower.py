@@ -122,12 +122,8 @@ class IntTower(RecModel):
         self.candidate_tap = InputTap(("item_feature",), labels=list(self.item_field_labels),
                                       description="the candidate's id, genre, decade and mean-rating embeddings")
 
-        for embedding in (self.user_embedding, self.user_field_embedding, self.history_embedding,
-                          self.item_embedding, *([self.decade_embedding] if use_decade else [])):
-            nn.init.normal_(embedding.weight, std=init_std)
-            if embedding.padding_idx is not None:
-                with torch.no_grad():
-                    embedding.weight[embedding.padding_idx].zero_()
+        self.init_embeddings(self.user_embedding, self.user_field_embedding, self.history_embedding,
+                             self.item_embedding, *([self.decade_embedding] if use_decade else []), std=init_std)
         nn.init.normal_(self.genre_embedding.weight, std=init_std)
 
     @staticmethod

@@ -86,10 +86,7 @@ class NRMS(RecModel):
         self.candidate_tap = InputTap(("item_feature",), labels=["item id", "genres"],
                                       description="the candidate's item-id and genre embeddings, summed into e")
 
-        for embedding in (self.item_embedding, self.user_embedding):
-            nn.init.normal_(embedding.weight, std=init_std)
-            with torch.no_grad():
-                embedding.weight[0].zero_()
+        self.init_embeddings(self.item_embedding, self.user_embedding, std=init_std)
         nn.init.normal_(self.genre_embedding.weight, std=init_std)
         # scores_h = X_h Q_h X_h^T has no 1/sqrt(d_h); starting Q_h at that scale keeps the first softmaxes soft
         nn.init.normal_(self.query, std=self.head_dim ** -1.0)
@@ -114,11 +111,9 @@ class NRMS(RecModel):
                      ) -> tuple[torch.Tensor, dict[str, AttentionMap] | None]:
         """u (B, d) for users (B,) with histories (B, T); with the two maps when asked.
 
-        In training, rows repeated for the sampled negatives are encoded once (:meth:`encode_distinct`).
+        In training, rows repeated for the sampled negatives are encoded once (:meth:`encode_users`).
         """
-        if self.training and not output_attentions and not attention_override:
-            return self.encode_distinct(self._encode_users, users, history), None
-        return self._encode_users(users, history, output_attentions, attention_override)
+        return self.encode_users(self._encode_users, users, history, output_attentions, attention_override)
 
     def _encode_users(self, users: torch.Tensor, history: torch.Tensor, output_attentions: bool = False,
                       attention_override: dict[str, AttentionOverride] | None = None

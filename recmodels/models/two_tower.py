@@ -103,12 +103,8 @@ class TwoTower(RecModel):
         self.candidate_tap = InputTap(("item_feature",), labels=list(self.item_field_labels),
                                       description="the candidate's id, genre and decade embeddings")
 
-        for embedding in (self.user_embedding, self.user_field_embedding, self.item_embedding,
-                          *([self.decade_embedding] if use_decade else [])):
-            nn.init.normal_(embedding.weight, std=init_std)
-            if embedding.padding_idx is not None:
-                with torch.no_grad():
-                    embedding.weight[embedding.padding_idx].zero_()
+        self.init_embeddings(self.user_embedding, self.user_field_embedding, self.item_embedding,
+                             *([self.decade_embedding] if use_decade else []), std=init_std)
         nn.init.normal_(self.genre_embedding.weight, std=init_std)
 
     # ------------------------------------------------------------------ features
@@ -134,11 +130,9 @@ class TwoTower(RecModel):
                    ) -> tuple[torch.Tensor, dict[str, AttentionMap] | None]:
         """u (B, hidden[-1]); with the ``user_attention`` map when asked.
 
-        In training, rows repeated for the sampled negatives are encoded once (:meth:`encode_distinct`).
+        In training, rows repeated for the sampled negatives are encoded once (:meth:`encode_users`).
         """
-        if self.training and not output_attentions and not attention_override:
-            return self.encode_distinct(self._encode_users, users, history), None
-        return self._encode_users(users, history, output_attentions, attention_override)
+        return self.encode_users(self._encode_users, users, history, output_attentions, attention_override)
 
     def _encode_users(self, users: torch.Tensor, history: torch.Tensor, output_attentions: bool = False,
                       attention_override: dict[str, AttentionOverride] | None = None
