@@ -3,15 +3,31 @@ from __future__ import annotations
 
 import torch
 
+from .errors import InvalidArgumentError, quote
+
 
 def resolve_device(device: str | torch.device = "auto") -> torch.device:
     if isinstance(device, torch.device):
         return device
+    if not isinstance(device, str):
+        raise InvalidArgumentError(f"device must be 'auto', 'cpu' or 'cuda[:N]', got {type(device).__name__} "
+                                   f"{quote(device)}.")
     if device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        raise ValueError("device 'cuda' was asked for but no CUDA GPU is available; use --device cpu or auto.")
-    return torch.device(device)
+    try:
+        resolved = torch.device(device)
+    except RuntimeError:
+        raise InvalidArgumentError(f"device must be 'auto', 'cpu' or 'cuda[:N]', got {quote(device)}.") from None
+    if resolved.type not in ("cpu", "cuda"):
+        raise InvalidArgumentError(f"device {quote(device)} is not supported; use 'auto', 'cpu' or 'cuda[:N]'.")
+    if resolved.type == "cuda":
+        if not torch.cuda.is_available():
+            raise InvalidArgumentError("device 'cuda' was asked for but no CUDA GPU is available; use --device cpu "
+                                       "or auto.")
+        if resolved.index is not None and resolved.index >= torch.cuda.device_count():
+            raise InvalidArgumentError(f"device {quote(device)} does not exist; this machine has "
+                                       f"{torch.cuda.device_count()} CUDA device(s).")
+    return resolved
 
 
 def describe_device(device: torch.device) -> str:

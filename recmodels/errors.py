@@ -4,9 +4,31 @@ The app shows ``str(error)`` as it is, so messages never carry tracebacks or int
 """
 from __future__ import annotations
 
+import re
+
+# a quoted value inside a message: '...' or "..." (reprs of file content, ids, config values)
+_QUOTED = re.compile(r"'(?:[^'\\\n]|\\.)*'|\"(?:[^\"\\\n]|\\.)*\"")
+MAX_QUOTED = 60
+_SEPARATORS = {"'\\t'", "'::'", "'|'", "','"}  # named in format errors, not file content
+
+
+def quote(value, width: int = MAX_QUOTED) -> str:
+    """``repr`` of a value for a message, cut with an ellipsis, so a 1 MB id cannot fill a message."""
+    try:
+        text = value if isinstance(value, str) else str(value)
+    except Exception:  # noqa: BLE001 - a hostile __str__ must not turn into a second error
+        text = f"<{type(value).__name__}>"
+    if len(text) > width:
+        text = text[: width - 1] + "…"
+    return repr(text)
+
 
 class RecModelsError(Exception):
     """Base class for every error this library raises on purpose."""
+
+    def public_message(self) -> str:
+        """The sentence to show a browser visitor: the message without anything it quotes from files."""
+        return str(self)
 
 
 class DataFormatError(RecModelsError, ValueError):
@@ -16,8 +38,13 @@ class DataFormatError(RecModelsError, ValueError):
         self.path = str(path)
         self.line = line
         self.problem = problem
-        where = f"{self.path}, line {line}" if line is not None else self.path
-        super().__init__(f"{where}: {problem}")
+        self.where = f"{self.path}, line {line}" if line is not None else self.path
+        super().__init__(f"{self.where}: {problem}")
+
+    def public_message(self) -> str:
+        # a checkpoint's data_dir can point at any file, so a browser never sees what the file holds
+        problem = _QUOTED.sub(lambda m: m.group(0) if m.group(0) in _SEPARATORS else "'…'", self.problem)
+        return f"{self.where}: {problem} (open the checkpoint in a terminal for the details)."
 
 
 class UnknownDatasetError(RecModelsError, ValueError):
@@ -52,3 +79,7 @@ class UnknownItemError(RecModelsError, LookupError):
 
 class EmptyHistoryError(RecModelsError, ValueError):
     """A user with no interactions, where an explanation needs some."""
+
+
+class InvalidArgumentError(RecModelsError, ValueError):
+    """An argument of the API (k, n_steps, a batch size, ...) of the wrong type or out of range."""

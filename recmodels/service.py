@@ -19,7 +19,8 @@ import torch
 from .checkpoint import load_checkpoint, read_config
 from .data import PART_NAMES, RecData
 from .device import describe_device, resolve_device
-from .errors import EmptyHistoryError, UnknownItemError, UnknownUserError
+from .arguments import flag, identifier, optional_whole_number, whole_number
+from .errors import EmptyHistoryError, InvalidArgumentError, UnknownItemError, UnknownUserError, quote
 from .explain.attributions import integrated_gradients, leave_one_out
 from .explain.collapse import CollapseThresholds, flags, map_statistics, pairwise_head_js
 from .explain.diagnostics import DiagnosticsReport, dataset_diagnostics
@@ -27,6 +28,9 @@ from .explain.faithfulness import kendall_tau, perturbation_tests, topk_overlap
 from .models.base import AttentionMap, Batch
 
 PART_LABELS = {v: k for k, v in PART_NAMES.items()}
+MAX_K = 10_000              # recommendations per call
+MAX_IG_STEPS = 2_000        # integrated-gradients steps per explanation
+MAX_BATCH = 65_536          # rows per forward pass
 AXIS_PREFIX = {"head": "head", "layer": "layer", "user_head": "user head", "item_head": "item head"}
 
 _DATA_CACHE: dict[tuple, RecData] = {}
@@ -202,15 +206,15 @@ class RecService:
 
     # ------------------------------------------------------------------ ids
     def _user(self, user) -> int:
-        index = self.data.dataset.user_index(user)
+        index = self.data.dataset.user_index(identifier("user", user))
         if index is None:
-            raise UnknownUserError(f"User {user!r} is not in {self.dataset_name}; pick one from the user list.")
+            raise UnknownUserError(f"User {quote(user)} is not in {self.dataset_name}; pick one from the user list.")
         return index
 
     def _item(self, item) -> int:
-        index = self.data.dataset.item_index(item)
+        index = self.data.dataset.item_index(identifier("item", item))
         if index is None:
-            raise UnknownItemError(f"Item {item!r} is not in the {self.dataset_name} catalogue; pick an item "
+            raise UnknownItemError(f"Item {quote(item)} is not in the {self.dataset_name} catalogue; pick an item "
                                    "from the recommendations or the history.")
         return index
 
@@ -252,7 +256,8 @@ class RecService:
             "rating": frame["rating"].to_numpy(),
             "time": pd.to_datetime(frame["timestamp"].to_numpy(), unit="s", utc=True),
             "part": [PART_LABELS[p] for p in self.data.part[start:stop]],
-            "image": [str(self._image_paths[i]) if i in self._image_paths else None for i in items],
+            "image": pd.Series([str(self._image_paths[i]) if i in self._image_paths else None for i in items],
+                               dtype=object),  # None, not NaN, where an item has no image
         })
 
     def item_image(self, item):
@@ -292,8 +297,8 @@ class RecService:
 
     def recommend(self, user, k: int = 10, exclude_seen: bool = True) -> pd.DataFrame:
         """Top-``k`` items for the user, scored with their full history, as rank, item, title, score."""
-        if not isinstance(k, (int, np.integer)) or k < 1:
-            raise ValueError(f"k must be a positive whole number, got {k!r}.")
+        k = whole_number("k", k, 1, MAX_K)
+        exclude_seen = flag("exclude_seen", exclude_seen)
         index = self._user(user)
         scores = self._catalogue_scores(index)
         if exclude_seen:
@@ -388,12 +393,15 @@ class RecService:
                 perturbations: bool = True) -> Explanation:
         """Every attention map of the pair, labelled; with ``attributions`` also integrated gradients, exact
         leave-one-out occlusion, agreement between attention and attributions, and the perturbation tests."""
+        attributions, perturbations = flag("attributions", attributions), flag("perturbations", perturbations)
+        n_steps = whole_number("n_steps", n_steps, 1, MAX_IG_STEPS)
+        internal_batch_size = optional_whole_number("internal_batch_size", internal_batch_size, 1, MAX_BATCH)
         timings = {}
         started = time.perf_counter()
         user_index, item_index = self._user(user), self._item(item)
         history = self._history_for(user_index, item_index)
         if int((history != 0).sum()) == 0:
-            raise EmptyHistoryError(f"User {user!r} has no interactions before item {item!r}, so there is no "
+            raise EmptyHistoryError(f"User {quote(user)} has no interactions before item {quote(item)}, so there is no "
                                     "history to explain; pick an item they have not seen or one from later on.")
         batch = Batch(torch.tensor([user_index]), torch.tensor([item_index]), history.unsqueeze(0)).to(self.device)
         with torch.no_grad():
@@ -529,8 +537,10 @@ class RecService:
 
         Returns one row per (item, tap unit) with the attribution, plus each item's delta.
         """
+        n_steps = whole_number("n_steps", n_steps, 1, MAX_IG_STEPS)
+        internal_batch_size = optional_whole_number("internal_batch_size", internal_batch_size, 1, MAX_BATCH)
         user_index = self._user(user)
-        top = self.recommend(user, k=k)
+        top = self.recommend(user, k=whole_number("k", k, 1, 1_000))
         items = torch.as_tensor([self._item(i) for i in top["item"]])
         history = self._full_history[user_index].unsqueeze(0).expand(len(items), -1)
         batch = Batch(torch.full((len(items),), user_index), items, history).to(self.device)
@@ -548,10 +558,16 @@ class RecService:
         """Collapse statistics over users: each user's most recent interaction as the candidate, with the
         history strictly before it (the same view training used)."""
         dataset = self.data.dataset
+        batch_size = whole_number("batch_size", batch_size, 1, MAX_BATCH)
         if users is None:
             indices = np.arange(1, dataset.n_users + 1)
         else:
+            if isinstance(users, (str, bytes)) or not hasattr(users, "__iter__"):
+                raise InvalidArgumentError(f"users must be a list of user ids, got {type(users).__name__} "
+                                           f"{quote(users)}.")
             indices = np.array([self._user(u) for u in users], dtype=np.int64)
+            if not len(indices):
+                raise InvalidArgumentError("users is empty; pass at least one user id, or None for every user.")
         last_rows = self._user_start[indices + 1] - 1
         items = dataset.interactions["item"].to_numpy()[last_rows]
         histories = self.data.histories(last_rows)
@@ -570,9 +586,10 @@ class RecService:
         """
         from .vision.recovery import other_shoppers_control, planted_for_users, planted_region_recovery
 
+        batch_size = whole_number("batch_size", batch_size, 1, MAX_BATCH)
         planted = self.data.dataset.extras.get("planted_regions")
         if not planted:
-            raise ValueError(f"{self.dataset_name} has no planted regions; recovery needs the simulated fashion data.")
+            raise InvalidArgumentError(f"{self.dataset_name} has no planted regions; recovery needs the simulated fashion data.")
         dataset = self.data.dataset
         users = np.arange(1, dataset.n_users + 1)
         last_rows = self._user_start[users + 1] - 1
@@ -584,7 +601,7 @@ class RecService:
                                      histories[start:start + batch_size]).to(self.device)
             maps = self.model(batch, output_attentions=True).attentions or {}
             if map_name not in maps or maps[map_name].meta.get("grid") is None:
-                raise ValueError(f"{self.model_name} has no region-level map {map_name!r}.")
+                raise InvalidArgumentError(f"{self.model_name} has no region-level map {quote(map_name)}.")
             betas.append(maps[map_name].values.cpu())
             masks.append(maps[map_name].full_mask().cpu())
             item_level = next((m for m in maps.values() if m.level == "item"), None)

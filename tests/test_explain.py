@@ -233,7 +233,7 @@ def test_errors_are_typed_with_one_sentence(services):
     first_item = service.history("1")["item"].iloc[0]
     with pytest.raises(EmptyHistoryError, match="no interactions before"):
         service.explain("1", first_item)
-    with pytest.raises(ValueError, match="positive whole number"):
+    with pytest.raises(ValueError, match="k must be a whole number from 1"):
         service.recommend("1", k=0)
     for error in (UnknownUserError("x y."), UnknownItemError("x y.")):
         assert str(error) == "x y."

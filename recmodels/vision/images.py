@@ -1,8 +1,9 @@
 """Item images: finding them by item id and reading them safely.
 
-A file that cannot be used as an image (missing, unreadable, corrupt, truncated, not an image at all, or a
-decompression bomb past Pillow's ``Image.MAX_IMAGE_PIXELS``) never raises: :func:`load_image` returns None and
-emits exactly one :class:`ImageWarning` that names the file. Callers treat such an item as having no image.
+A file that cannot be used as an image (missing, unreadable, corrupt, truncated, in a format outside
+``ALLOWED_FORMATS`` whatever its extension, not an image at all, or a decompression bomb past Pillow's
+``Image.MAX_IMAGE_PIXELS``) never raises: :func:`load_image` returns None and emits exactly one
+:class:`ImageWarning` that names the file. Callers treat such an item as having no image.
 """
 from __future__ import annotations
 
@@ -13,6 +14,9 @@ from pathlib import Path
 from PIL import Image, ImageOps
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
+# Pillow guesses the format from the bytes, whatever the extension; without a list an EPS named .png would reach
+# its Ghostscript plugin. Only these decoders ever see a user's file.
+ALLOWED_FORMATS = ("PNG", "JPEG", "GIF", "WEBP", "BMP")
 # warnings.catch_warnings swaps process-wide filters; the app loads images from several threads at once
 _WARNING_FILTERS = threading.Lock()
 
@@ -52,7 +56,7 @@ def load_image(path, mode: str = "RGB") -> Image.Image | None:
             # Pillow's own warnings (bad EXIF, ...) are not the caller's business; a bomb is an error
             warnings.simplefilter("ignore")
             warnings.simplefilter("error", Image.DecompressionBombWarning)
-            with Image.open(path) as image:
+            with Image.open(path, formats=ALLOWED_FORMATS) as image:
                 image.load()
                 try:
                     image = ImageOps.exif_transpose(image)
@@ -70,7 +74,7 @@ def load_image(path, mode: str = "RGB") -> Image.Image | None:
     except PermissionError:
         reason = "permission denied"
     except Image.UnidentifiedImageError:
-        reason = "not an image Pillow can identify"
+        reason = f"not a {', '.join(ALLOWED_FORMATS[:-1])} or {ALLOWED_FORMATS[-1]} image"
     except (OSError, SyntaxError, ValueError, EOFError, MemoryError, TypeError) as err:
         reason = f"corrupt or truncated ({type(err).__name__}: {err})"
     warnings.warn(f"{path}: cannot be read as an image ({reason}); the item is treated as having no image.",

@@ -1,0 +1,186 @@
+"""Fuzz the service boundary: every argument of every type ends in a result or one RecModelsError sentence.
+
+Bounded: Hypothesis with a fixed budget and derandomised, on the tiny synthetic dataset.
+"""
+from __future__ import annotations
+
+import math
+import warnings
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from PIL import Image
+
+from recmodels.device import resolve_device
+from recmodels.errors import InvalidArgumentError, RecModelsError, UnknownUserError
+from recmodels.models import model_class
+from recmodels.service import RecService
+from recmodels.train import seed_everything
+from recmodels.vision.images import ImageWarning, load_image
+
+FUZZ = settings(max_examples=60, deadline=None, derandomize=True,
+                suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+
+ANYTHING = st.one_of(
+    st.none(), st.booleans(), st.integers(min_value=-2**70, max_value=2**70),
+    st.floats(allow_nan=True, allow_infinity=True), st.text(max_size=30), st.binary(max_size=10),
+    st.lists(st.integers(), max_size=3), st.dictionaries(st.text(max_size=3), st.integers(), max_size=2),
+    st.just(float("nan")), st.just("1" * 1_000_000), st.just(np.int64(3)), st.just(np.float32(2.0)),
+    st.just(torch.tensor(3)), st.just(object()),
+)
+
+
+class Hostile:
+    """An id whose __str__ and __repr__ raise: messages must not fall over it."""
+
+    def __str__(self):
+        raise RuntimeError("boom")
+
+    __repr__ = __str__
+
+
+@pytest.fixture(scope="module")
+def service(tiny_data) -> RecService:
+    seed_everything(0)
+    model = model_class("din").from_data(tiny_data).eval()
+    config = {"model": "din", "metrics": {}, "history": []}
+    return RecService(model, config, tiny_data, torch.device("cpu"))
+
+
+def assert_one_sentence(error: BaseException) -> None:
+    assert isinstance(error, RecModelsError), f"untyped {type(error).__name__}: {error}"
+    message = str(error)
+    assert message and "\n" not in message and len(message) < 400, message
+    assert "Traceback" not in message
+
+
+def call(function, *args, **kwargs):
+    try:
+        return function(*args, **kwargs)
+    except Exception as error:  # noqa: BLE001 - the property under test is what is raised
+        assert_one_sentence(error)
+        return None
+
+
+@FUZZ
+@given(user=ANYTHING)
+def test_any_user_id_gives_a_result_or_one_sentence(service, user):
+    for method in (service.history, service.recommend, service.planted_regions):
+        call(method, user)
+
+
+def test_ids_are_named_as_given_and_cut(service):
+    assert len(service.history(3)) == len(service.history("3"))  # whole numbers are the dataset's string ids
+    assert service.recommend(np.int64(3), k=2)["item"].tolist() == service.recommend("3", k=2)["item"].tolist()
+    with pytest.raises(UnknownUserError) as caught:
+        service.recommend("x" * 1_000_000)
+    assert len(str(caught.value)) < 200 and "…" in str(caught.value)
+    for bad in (3.0, True, None, [3], b"3", Hostile()):
+        with pytest.raises(InvalidArgumentError, match="user ids are strings or whole numbers"):
+            service.recommend(bad)
+
+
+@FUZZ
+@given(k=ANYTHING, exclude_seen=ANYTHING)
+def test_any_k_and_flag_give_a_ranking_or_one_sentence(service, k, exclude_seen):
+    frame = call(service.recommend, "3", k=k, exclude_seen=exclude_seen)
+    if frame is not None:
+        assert isinstance(frame, pd.DataFrame)
+        assert 0 < len(frame) <= int(k)
+        assert np.isfinite(frame["score"]).all() and frame["score"].is_monotonic_decreasing
+
+
+@FUZZ
+@given(n_steps=ANYTHING, internal_batch_size=ANYTHING, attributions=st.sampled_from([True, False, 1, "yes"]))
+def test_any_explain_arguments_give_an_explanation_or_one_sentence(service, n_steps, internal_batch_size,
+                                                                     attributions):
+    if isinstance(n_steps, int) and not isinstance(n_steps, bool) and n_steps > 64:
+        n_steps = 64  # valid but slow; the bound itself is tested below
+    result = call(service.explain, "3", "7", attributions=attributions, n_steps=n_steps,
+                  internal_batch_size=internal_batch_size, perturbations=False)
+    if result is not None:
+        assert math.isfinite(result.score)
+        if attributions is True:
+            assert result.delta is not None and math.isfinite(result.delta)
+
+
+@pytest.mark.parametrize("n_steps, accepted", [(0, False), (-1, False), (1, True), (2_000, True), (2_001, False),
+                                               (2.0, False), ("50", False), (True, False)])
+def test_n_steps_bounds(service, n_steps, accepted):
+    if accepted:
+        assert service.explain("3", "7", n_steps=n_steps, perturbations=False).n_steps == n_steps
+    else:
+        with pytest.raises(InvalidArgumentError, match="n_steps must be a whole number from 1 to 2000"):
+            service.explain("3", "7", n_steps=n_steps)
+
+
+@FUZZ
+@given(users=st.one_of(ANYTHING, st.lists(st.sampled_from(["1", "2", 3, "nobody", None]), max_size=4)),
+       batch_size=ANYTHING)
+def test_diagnostics_arguments(service, users, batch_size):
+    report = call(service.diagnostics, users=users, batch_size=batch_size)
+    if report is not None:
+        assert report.rows["normalised_entropy"].between(0, 1 + 1e-6).all()
+
+
+@FUZZ
+@given(k=ANYTHING, n_steps=st.one_of(st.integers(-3, 12), ANYTHING))
+def test_attribute_top_arguments(service, k, n_steps):
+    if isinstance(k, int) and not isinstance(k, bool) and k > 5:
+        k = 5
+    frame = call(service.attribute_top, "3", k=k, n_steps=n_steps)
+    if frame is not None:
+        assert np.isfinite(frame["attribution"]).all()
+
+
+@pytest.mark.parametrize("device", ["tpu", "cuda:99", "", "meta", 3, None, "cpu:0:1"])
+def test_bad_devices_are_one_sentence(device):
+    with pytest.raises(RecModelsError) as caught:
+        resolve_device(device)
+    assert_one_sentence(caught.value)
+
+
+# ---------------------------------------------------------------- images: only allow-listed decoders run
+EPS = (b"%!PS-Adobe-3.0 EPSF-3.0\n%%BoundingBox: 0 0 10 10\nnewpath 0 0 moveto 10 10 lineto stroke\n"
+       b"showpage\n%%EOF\n")
+
+
+@pytest.mark.parametrize("name, payload", [
+    ("poster.png", EPS),                                  # an EPS named .png must never reach Ghostscript
+    ("poster.jpg", b"%PDF-1.4\n1 0 obj<<>>endobj\n"),
+    ("poster.png", b"\x00" * 10),
+    ("poster.png", b""),
+])
+def test_images_outside_the_allow_list_are_refused_with_one_warning(tmp_path, monkeypatch, name, payload):
+    from PIL import EpsImagePlugin
+
+    def no_ghostscript(*args, **kwargs):
+        raise AssertionError("Pillow's Ghostscript plugin was reached")
+
+    monkeypatch.setattr(EpsImagePlugin, "Ghostscript", no_ghostscript, raising=False)
+    path = tmp_path / name
+    path.write_bytes(payload)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        assert load_image(path) is None
+    assert [w.category for w in caught] == [ImageWarning]
+
+
+@pytest.mark.parametrize("fmt", ["TIFF", "ICO", "PPM"])
+def test_real_images_in_other_formats_are_refused(tmp_path, fmt):
+    path = tmp_path / "poster.png"
+    Image.new("RGB", (16, 16), "red").save(path, format=fmt)
+    with pytest.warns(ImageWarning, match="not a PNG, JPEG, GIF, WEBP or BMP image"):
+        assert load_image(path) is None
+
+
+@pytest.mark.parametrize("fmt", ["PNG", "JPEG", "GIF", "WEBP", "BMP"])
+def test_allowed_formats_open_whatever_the_extension(tmp_path, fmt):
+    path = tmp_path / "poster.jpg"
+    Image.new("RGB", (16, 12), "red").save(path, format=fmt)
+    image = load_image(path)
+    assert image is not None and image.size == (16, 12) and image.mode == "RGB"
