@@ -13,14 +13,18 @@ _SEPARATORS = {"'\\t'", "'::'", "'|'", "','"}  # named in format errors, not fil
 
 
 def quote(value, width: int = MAX_QUOTED) -> str:
-    """``repr`` of a value for a message, cut with an ellipsis, so a 1 MB id cannot fill a message."""
+    """``repr`` of a value for a message, at most ``width`` characters with an ellipsis, so that a 1 MB id or a
+    line of binary junk cannot fill a message."""
     try:
         text = value if isinstance(value, str) else str(value)
     except Exception:  # noqa: BLE001 - a hostile __str__ must not turn into a second error
         text = f"<{type(value).__name__}>"
-    if len(text) > width:
-        text = text[: width - 1] + "…"
-    return repr(text)
+    if len(repr(text)) <= width:
+        return repr(text)
+    text = text[:width]
+    while text and len(repr(text + "…")) > width:  # escapes such as '\x85' take four characters each
+        text = text[:-1]
+    return repr(text + "…")
 
 
 class RecModelsError(Exception):

@@ -243,3 +243,156 @@ def test_fingerprint_is_stable_and_sensitive(tiny_data):
     assert again.fingerprint == tiny_data.fingerprint
     other = RecData(make_tiny_dataset(seed=1), max_history=12)
     assert other.fingerprint != tiny_data.fingerprint
+
+
+# ---------------------------------------------------------------- hostile input (issue 9): read right or one sentence
+ATOMIC_HEADER = "user_id:token\titem_id:token\trating:float\ttimestamp:float\n"
+
+
+def _folder(tmp_path, files: dict[str, bytes | str], name: str = "data"):
+    folder = tmp_path / name
+    folder.mkdir(exist_ok=True)
+    for file_name, content in files.items():
+        (folder / file_name).write_bytes(content if isinstance(content, bytes) else content.encode())
+    return folder
+
+
+def _refusal(folder, name="d") -> DataFormatError:
+    with pytest.raises(DataFormatError) as err:
+        RecData.load(name, data_dir=folder)
+    assert "\n" not in str(err.value) and len(str(err.value)) < 300
+    return err.value
+
+
+@pytest.mark.parametrize("file_name, content", [("d.inter", ATOMIC_HEADER), ("u.data", ""),
+                                                ("u.data", "\n \n\t\n"), ("ratings.dat", "\r\n\r\n")])
+def test_data_without_interactions_is_refused_when_read(tmp_path, file_name, content):
+    error = _refusal(_folder(tmp_path, {file_name: content}))
+    assert error.path.endswith(file_name) and "holds no interactions" in str(error)
+
+
+def test_lines_end_at_newline_only(tmp_path):
+    flags = "|".join(["0"] * 19)
+    titles = [b"Caf\x85 (1995)", b"Form\x0cfeed (1996)", b"Lone\rreturn (1997)", b"Tab\x0bbed (1998)"]
+    item = b"".join(b"%d|%s|01-Jan-1995||http://x|%s\r\n" % (i, t, flags.encode()) for i, t in enumerate(titles, 1))
+    folder = _folder(tmp_path, {"u.data": "1\t1\t5\t10\n1\t2\t5\t11\n1\t3\t5\t12\n1\t4\t5\t13\n", "u.item": item})
+    data = load_dataset("x", data_dir=folder)
+    assert data.item_features["title"].tolist() == [t.decode("latin-1") for t in titles]
+    (folder / "u.item").write_bytes(item + b"5|Short\x85line|01-Jan-1995\n")
+    error = _refusal(folder)
+    assert (error.line, error.path.endswith("u.item")) == (5, True) and "expected 24 fields" in str(error)
+
+
+def test_duplicate_header_fields_name_file_line_and_field(tmp_path):
+    folder = _folder(tmp_path, {"d.inter": "user_id:token\tuser_id:token\titem_id:token\ttimestamp:float\n1\t1\t2\t3\n"})
+    assert str(_refusal(folder)).endswith("d.inter, line 1: the header names the field 'user_id:token' twice; "
+                                          "each field needs its own name")
+    (folder / "d.inter").write_text("user_id:token\titem_id:token\tuser_id:float\ttimestamp:float\n1\t2\t1\t3\n")
+    assert "the header names the field 'user_id' twice" in str(_refusal(folder))
+
+
+def test_years_that_are_not_whole_count_as_unknown(tmp_path):
+    folder = _folder(tmp_path, {
+        "d.inter": ATOMIC_HEADER + "u\ta\t5\t1\nu\tb\t4\t2\nu\tc\t3\t3\nu\td\t2\t4\n",
+        "d.item": "item_id:token\trelease_year:token\na\t1.5\nb\t1999\nc\t1e30\nd\tunkonwn\n"})
+    data = load_dataset("d", data_dir=folder)
+    years = data.item_features["year"]
+    assert str(years.dtype) == "Int64" and years.isna().tolist() == [True, False, True, True]
+    assert years.loc[data.item_index("b")] == 1999
+
+
+@pytest.mark.parametrize("stamp, problem", [("1e30", "does not fit in a 64-bit integer"),
+                                            ("9223372036854775808", "does not fit in a 64-bit integer"),
+                                            ("1.5", "is not a whole number"), ("inf", "is not a number")])
+def test_timestamps_that_are_not_int64_are_refused(tmp_path, stamp, problem):
+    error = _refusal(_folder(tmp_path, {"d.inter": ATOMIC_HEADER + f"u\ta\t5\t1\nu\tb\t5\t{stamp}\n"}))
+    assert error.line == 3 and f"timestamp '{stamp}' {problem}" in str(error)
+
+
+def test_timestamps_round_trip_exactly(tmp_path):
+    stamps = ["9223372036854775807", "-9223372036854775808", "1600000000000000001", "978300760.0", "-5", "9.5e8"]
+    body = "".join(f"u\ti{k}\t5\t{stamp}\n" for k, stamp in enumerate(stamps))
+    frame = load_dataset("d", data_dir=_folder(tmp_path, {"d.inter": ATOMIC_HEADER + body})).interactions
+    assert frame["timestamp"].dtype == np.int64
+    assert sorted(frame["timestamp"].tolist()) == sorted([2 ** 63 - 1, -2 ** 63, 1600000000000000001, 978300760,
+                                                          -5, 950000000])
+
+
+def test_ratings_must_be_finite_as_float32(tmp_path):
+    folder = _folder(tmp_path, {"u.data": "1\t1\t3e38\t10\n1\t2\t1e39\t11\n"})
+    error = _refusal(folder)
+    assert error.line == 2 and "rating '1e39' is too large to keep as a 32-bit float" in str(error)
+    (folder / "u.data").write_text("1\t1\t3e38\t10\n")
+    assert np.isfinite(load_dataset("x", data_dir=folder).interactions["rating"]).all()
+
+
+def test_a_byte_order_mark_is_dropped(tmp_path):
+    bom = b"\xef\xbb\xbf"
+    folder = _folder(tmp_path, {"d.inter": bom + (ATOMIC_HEADER + "u\ta\t5\t1\n").encode()})
+    assert load_dataset("d", data_dir=folder).user_ids.tolist() == ["<pad>", "u"]
+    ml1m = _folder(tmp_path, {"ratings.dat": bom + b"7::1::5::10\n", "movies.dat": bom + "1::Café (1995)::Drama\n"
+                              .encode()}, name="ml-1m")
+    data = load_dataset("ml-1m", data_dir=ml1m)  # the mark says UTF-8, so é is read as UTF-8, not latin-1
+    assert data.user_ids.tolist() == ["<pad>", "7"] and data.item_features["title"].tolist() == ["Café (1995)"]
+    (ml1m / "movies.dat").write_bytes("1::Café (1995)::Drama\n".encode())  # re-saved as UTF-8 without a mark
+    assert load_dataset("ml-1m", data_dir=ml1m).item_features["title"].tolist() == ["Café (1995)"]
+
+
+def test_ml1m_messages_name_its_own_separator(tmp_path):
+    folder = _folder(tmp_path, {"ratings.dat": "1::1193::5::978300760\n1::661:3::978302109\n",
+                                "movies.dat": "1193::A\ttabbed: title (1975)::Drama\n"})
+    assert str(_refusal(folder)).endswith("ratings.dat, line 2: expected 4 fields separated by '::', found 3")
+    (folder / "ratings.dat").write_text("1::1193::5::978300760\n")
+    data = load_dataset("ml-1m", data_dir=folder)  # a tab and a single ':' are content in a '::' file
+    assert data.item_features["title"].tolist() == ["A\ttabbed: title (1975)"]
+
+
+def test_odd_ids_are_read_as_ids(tmp_path):
+    body = "<pad>\t\xb2\t5\t1\n<pad>\t" + "9" * 5000 + "\t4\t2\n b \t 10 \t3\t3\n b \t2\t3\t3\n"
+    data = load_dataset("d", data_dir=_folder(tmp_path, {"d.inter": ATOMIC_HEADER + body}))
+    assert data.user_ids.tolist() == ["<pad>", "<pad>", "b"]  # a raw "<pad>" id is an ordinary id
+    assert data.item_ids.tolist() == ["<pad>", "2", "10", "9" * 5000, "\xb2"]  # numeric order, then text
+    assert data.user_index("<pad>") == 1 and set(data.interactions["user"]) == {1, 2}
+
+
+def test_side_files_with_other_ids_and_odd_genre_spacing(tmp_path):
+    folder = _folder(tmp_path, {
+        "d.inter": ATOMIC_HEADER + "u\ta\t5\t1\nu\tb\t4\t2\n",
+        "d.user": "user_id:token\tgender:token\nsomeone\tF\n",
+        "d.item": "item_id:token\ttitle:token_seq\tclass:token_seq\nb\t Lamp \t  Home \u00a0 Light  \nzz\tX\tY\n"})
+    data = load_dataset("d", data_dir=folder)
+    assert data.user_features["gender"].isna().all()  # no user of the file has a profile
+    a, b = data.item_index("a"), data.item_index("b")
+    assert data.item_features.loc[a, "title"] == "item a" and data.item_features.loc[a, "genres"] == ()
+    assert data.item_features.loc[b, "title"] == "Lamp" and data.item_features.loc[b, "genres"] == ("Home", "Light")
+
+
+def test_binary_and_foreign_encodings_are_refused(tmp_path):
+    folder = _folder(tmp_path, {"u.data": "1\t1\t5\t10\n1\t2\x00\t5\t11\n"})
+    assert str(_refusal(folder)).endswith("u.data, line 2: holds a NUL byte, so it is binary rather than text; "
+                                          "check that this is the right file")
+    (folder / "u.data").write_bytes("1\t1\t5\t10\n".encode("utf-16"))
+    assert "is UTF-16 text; save it as UTF-8" in str(_refusal(folder))
+
+
+def test_long_values_are_cut_in_messages(tmp_path):
+    error = _refusal(_folder(tmp_path, {"u.data": "1\t1\t" + "5" * 10 ** 6 + "\t10\n"}))
+    assert "…' is not a number" in str(error) and len(error.problem) < 120
+
+
+def test_folders_that_do_not_say_which_dataset(tmp_path):
+    folder = _folder(tmp_path, {"a.inter": ATOMIC_HEADER + "u\tx\t5\t1\n", "b.inter": ATOMIC_HEADER + "v\ty\t5\t1\n"})
+    assert "holds 2 .inter files ('a.inter', 'b.inter'); pass --dataset" in str(_refusal(folder, name="ml-100k"))
+    assert load_dataset("b", data_dir=folder).user_ids.tolist() == ["<pad>", "v"]
+    (tmp_path / "loop").symlink_to(tmp_path / "loop")
+    for not_a_folder in (folder / "a.inter", tmp_path / "loop"):
+        assert "is not a folder" in str(_refusal(not_a_folder))
+    (tmp_path / "links").mkdir()
+    (tmp_path / "links" / "d.inter").symlink_to(tmp_path / "links" / "d.inter")
+    with pytest.raises(UnknownDatasetError, match="holds no dataset"):
+        load_dataset("d", data_dir=tmp_path / "links")
+
+
+def test_an_empty_genre_list_is_refused(tmp_path):
+    error = _refusal(_folder(tmp_path, {"u.data": "1\t1\t5\t10\n", "u.item": "1|A|||x\n", "u.genre": "\n"}))
+    assert error.path.endswith("u.genre") and "holds no genres" in str(error)

@@ -9,7 +9,8 @@ import pandas as pd
 
 from ..errors import DataFormatError
 from .schema import AGE_BUCKETS, GROUPLENS_CITATION, InteractionData, age_bucket, build_interaction_data
-from .tables import numeric_column, read_delimited, read_text, required_text_column
+from .tables import (line_of, numeric_column, rating_column, read_delimited, read_text, require_rows,
+                     required_text_column, shown, timestamp_column)
 
 ML100K_GENRES = ["unknown", "Action", "Adventure", "Animation", "Children's", "Comedy", "Crime", "Documentary",
                  "Drama", "Fantasy", "Film-Noir", "Horror", "Musical", "Mystery", "Romance", "Sci-Fi", "Thriller",
@@ -22,17 +23,18 @@ _YEAR_IN_TITLE = re.compile(r"\((\d{4})\)\s*$")
 LICENCE_NOTE = ("MovieLens data may not be redistributed; it is read from your own copy and never shipped here.")
 
 
-def _ratings(path: Path, sep: str, encoding: str) -> pd.DataFrame:
-    text = read_text(path, encoding)
-    if sep == "::":
-        text = text.replace("::", "\t")  # lets the fast C parser read ml-1m's two-character separator
-        sep = "\t"
-    table = read_delimited(path, text, sep, names=["user_id", "item_id", "rating", "timestamp"])
+def _read(path: Path, sep: str, names: list[str]) -> pd.DataFrame:
+    return read_delimited(path, read_text(path, "latin-1"), sep, names=names)
+
+
+def _ratings(path: Path, sep: str) -> pd.DataFrame:
+    table = _read(path, sep, ["user_id", "item_id", "rating", "timestamp"])
+    require_rows(table, path, "interactions", "it needs one line per rating: user id, item id, rating, timestamp")
     return pd.DataFrame({
         "user_id": required_text_column(table, "user_id", path, "user id"),
         "item_id": required_text_column(table, "item_id", path, "item id"),
-        "rating": numeric_column(table, "rating", path, "rating"),
-        "timestamp": numeric_column(table, "timestamp", path, "timestamp"),
+        "rating": rating_column(table, "rating", path),
+        "timestamp": timestamp_column(table, "timestamp", path),
     })
 
 
@@ -43,13 +45,12 @@ def _year_from_title(title: str) -> float:
 
 def load_ml100k_folder(folder: Path, name: str = "ml-100k", **meta) -> InteractionData:
     folder = Path(folder)
-    interactions = _ratings(folder / "u.data", "\t", "latin-1")
+    interactions = _ratings(folder / "u.data", "\t")
 
     users = None
     if (folder / "u.user").is_file():
         path = folder / "u.user"
-        table = read_delimited(path, read_text(path, "latin-1"), "|",
-                               names=["user_id", "age", "gender", "occupation", "zip_code"])
+        table = _read(path, "|", ["user_id", "age", "gender", "occupation", "zip_code"])
         ages = numeric_column(table, "age", path, "age")
         users = pd.DataFrame({"age": [age_bucket(int(a)) for a in ages], "gender": table["gender"].to_numpy(),
                               "occupation": table["occupation"].to_numpy(), "zip_code": table["zip_code"].to_numpy()},
@@ -58,46 +59,51 @@ def load_ml100k_folder(folder: Path, name: str = "ml-100k", **meta) -> Interacti
     items = None
     if (folder / "u.item").is_file():
         path = folder / "u.item"
-        genres = ML100K_GENRES
-        if (folder / "u.genre").is_file():
-            genre_table = read_delimited(folder / "u.genre", read_text(folder / "u.genre", "latin-1"), "|",
-                                         names=["genre", "index"])
-            genres = genre_table["genre"].tolist()
+        genres = _ml100k_genres(folder / "u.genre")
         names = ["item_id", "title", "release_date", "video_release_date", "url"] + [f"g{i}" for i in range(len(genres))]
-        table = read_delimited(path, read_text(path, "latin-1"), "|", names=names)
-        flags = np.stack([numeric_column(table, f"g{i}", path, f"genre flag {genre!r}")
+        table = _read(path, "|", names)
+        flags = np.stack([numeric_column(table, f"g{i}", path, f"genre flag {shown(genre)}")
                           for i, genre in enumerate(genres)], axis=1) > 0
         years = pd.to_datetime(table["release_date"], format="%d-%b-%Y", errors="coerce").dt.year
         items = pd.DataFrame({
             "title": table["title"].to_numpy(),
             "year": years.to_numpy(dtype=float),
-            "genres": [tuple(g for g, on in zip(genres, row) if on) for row in flags],
+            "genres": [tuple(g for g, on in zip(genres, row) if on and g) for row in flags],
         }, index=table["item_id"].str.strip())
     meta.setdefault("citation", GROUPLENS_CITATION)
     meta.setdefault("licence_note", LICENCE_NOTE)
     return build_interaction_data(name, interactions, users, items, **meta)
 
 
+def _ml100k_genres(path: Path) -> list[str]:
+    """Genre names in flag order: from ``u.genre`` when the folder has one (names stripped)."""
+    if not path.is_file():
+        return ML100K_GENRES
+    table = _read(path, "|", ["genre", "index"])
+    require_rows(table, path, "genres", "it needs one line per genre: name|index, in the order of u.item's flags")
+    return table["genre"].str.strip().tolist()
+
+
 def load_ml1m_folder(folder: Path, name: str = "ml-1m", **meta) -> InteractionData:
     folder = Path(folder)
-    interactions = _ratings(folder / "ratings.dat", "::", "latin-1")
+    interactions = _ratings(folder / "ratings.dat", "::")
 
     users = None
     if (folder / "users.dat").is_file():
         path = folder / "users.dat"
-        table = read_delimited(path, read_text(path, "latin-1").replace("::", "\t"), "\t",
-                               names=["user_id", "gender", "age", "occupation", "zip_code"])
+        table = _read(path, "::", ["user_id", "gender", "age", "occupation", "zip_code"])
         age_names = dict(AGE_BUCKETS)
         ages = numeric_column(table, "age", path, "age code")
         occupations = numeric_column(table, "occupation", path, "occupation code")
-        bad = np.flatnonzero([int(a) not in age_names for a in ages])
+        bad = np.flatnonzero([a not in age_names for a in ages])
         if bad.size:
-            raise DataFormatError(path, f"age code {int(ages[bad[0]])} is not one of {sorted(age_names)}",
-                                  int(table.attrs["line_numbers"][bad[0]]))
+            raise DataFormatError(path, f"age code {shown(table['age'].iloc[bad[0]].strip())} is not one of "
+                                        f"{sorted(age_names)}", line_of(table, bad[0]))
         users = pd.DataFrame({
             "age": [age_names[int(a)] for a in ages],
             "gender": table["gender"].to_numpy(),
-            "occupation": [ML1M_OCCUPATIONS[int(o)] if 0 <= o < len(ML1M_OCCUPATIONS) else "other"
+            # an unknown occupation code is read as "other", as GroupLens' own code 0 is
+            "occupation": [ML1M_OCCUPATIONS[int(o)] if o in range(len(ML1M_OCCUPATIONS)) else "other"
                            for o in occupations],
             "zip_code": table["zip_code"].to_numpy(),
         }, index=table["user_id"].str.strip())
@@ -105,12 +111,11 @@ def load_ml1m_folder(folder: Path, name: str = "ml-1m", **meta) -> InteractionDa
     items = None
     if (folder / "movies.dat").is_file():
         path = folder / "movies.dat"
-        table = read_delimited(path, read_text(path, "latin-1").replace("::", "\t"), "\t",
-                               names=["item_id", "title", "genres"])
+        table = _read(path, "::", ["item_id", "title", "genres"])
         items = pd.DataFrame({
             "title": table["title"].to_numpy(),
             "year": [_year_from_title(t) for t in table["title"]],
-            "genres": [tuple(g for g in value.split("|") if g) for value in table["genres"]],
+            "genres": [tuple(g.strip() for g in value.split("|") if g.strip()) for value in table["genres"]],
         }, index=table["item_id"].str.strip())
     meta.setdefault("citation", GROUPLENS_CITATION)
     meta.setdefault("licence_note", LICENCE_NOTE)

@@ -5,9 +5,10 @@ import importlib.resources
 from pathlib import Path
 
 from ..errors import DataFormatError, UnknownDatasetError
-from .atomic import load_atomic, load_atomic_files
+from .atomic import inter_files, load_atomic, load_atomic_files
 from .grouplens import LICENCE_NOTE, load_ml1m_folder, load_ml100k_folder
 from .schema import GROUPLENS_CITATION, InteractionData
+from .tables import shown
 
 BUILTIN = ("ml-100k", "fashion")
 
@@ -34,18 +35,30 @@ def load_dataset(name: str = "ml-100k", data_dir: str | Path | None = None,
         image_dir: a folder of item images named ``<item_id>.jpg`` or ``.png``. Defaults to an ``images``
             folder inside ``data_dir`` when there is one.
     """
-    data = _load(name, data_dir, image_dir)
-    if data_dir is not None:
-        data.extras["data_dir"] = str(Path(data_dir).expanduser())
+    folder = _data_folder(data_dir) if data_dir is not None else None
+    data = _load(name, folder, image_dir)
+    if folder is not None:
+        data.extras["data_dir"] = str(folder)
     return data
 
 
-def _load(name, data_dir, image_dir) -> InteractionData:
-    meta = {}
-    if data_dir is not None:
+def _data_folder(data_dir) -> Path:
+    if not str(data_dir).strip():
+        raise UnknownDatasetError("The data folder is an empty name; pass the folder that holds the dataset's "
+                                  "files.")
+    try:
         folder = Path(data_dir).expanduser()
-        if not folder.is_dir():
-            raise DataFormatError(folder, "is not a folder; pass the folder that holds the dataset's files")
+    except RuntimeError:  # "~someone" with no such user
+        raise DataFormatError(data_dir, "names the home folder of an unknown user; write the folder out in "
+                                        "full") from None
+    if not folder.is_dir():  # also a file, a broken link or a link loop
+        raise DataFormatError(folder, "is not a folder; pass the folder that holds the dataset's files")
+    return folder
+
+
+def _load(name, folder: Path | None, image_dir) -> InteractionData:
+    meta = {}
+    if folder is not None:
         if image_dir is None and (folder / "images").is_dir():
             image_dir = folder / "images"
         if image_dir is not None:
@@ -54,21 +67,20 @@ def _load(name, data_dir, image_dir) -> InteractionData:
             return load_ml1m_folder(folder, name=name if name not in BUILTIN else "ml-1m", **meta)
         if (folder / "u.data").is_file():
             return load_ml100k_folder(folder, name=name, **meta)
-        if any(folder.glob("*.inter")):
-            return load_atomic(folder, name=name if any(folder.glob(f"{name}.inter")) else None, **meta)
+        if inter_files(folder):
+            return load_atomic(folder, name=name, **meta)
         raise UnknownDatasetError(
             f"{folder} holds no dataset this library reads; it needs u.data (GroupLens ml-100k), "
             "ratings.dat (GroupLens ml-1m) or a <name>.inter file (RecBole atomic format).")
     if image_dir is not None:
         meta["image_dir"] = Path(image_dir).expanduser()
     if name == "ml-100k":
-        folder = recbole_ml100k_folder()
-        with importlib.resources.as_file(folder) as path:
+        with importlib.resources.as_file(recbole_ml100k_folder()) as path:
             return load_atomic_files("ml-100k", path / "ml-100k.inter", path / "ml-100k.user",
                                      path / "ml-100k.item", citation=GROUPLENS_CITATION,
                                      licence_note=LICENCE_NOTE, **meta)
     if name == "fashion":
         from .fashion import load_fashion
         return load_fashion(**meta)
-    raise UnknownDatasetError(f"Unknown dataset {name!r}; use one of {', '.join(BUILTIN)} or pass --data-dir "
+    raise UnknownDatasetError(f"Unknown dataset {shown(name)}; use one of {', '.join(BUILTIN)} or pass --data-dir "
                               "with a GroupLens or RecBole atomic folder.")

@@ -12,6 +12,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from ..errors import DataFormatError
+
 PAD = 0
 PAD_ID = "<pad>"
 
@@ -24,6 +26,7 @@ GROUPLENS_CITATION = (
 # ML-1M's age buckets; ML-100K's exact ages are mapped onto them so both datasets share one field.
 AGE_BUCKETS = ((1, "Under 18"), (18, "18-24"), (25, "25-34"), (35, "35-44"), (45, "45-49"), (50, "50-55"),
                (56, "56+"))
+MAX_YEAR = 9999
 
 
 def age_bucket(age: int) -> str:
@@ -107,16 +110,19 @@ def build_interaction_data(
     ``title``, ``year``, ``genres`` (each optional). Users and items that only appear in the side tables
     are dropped: an index exists only for what was interacted with.
     """
+    if len(interactions) == 0:
+        raise DataFormatError(name, "holds no interactions; a dataset needs at least one (user, item) pair")
     user_ids = np.array([PAD_ID] + sorted(interactions["user_id"].unique(), key=_natural_key), dtype=object)
     item_ids = np.array([PAD_ID] + sorted(interactions["item_id"].unique(), key=_natural_key), dtype=object)
-    user_lookup = pd.Series(np.arange(len(user_ids)), index=user_ids)
-    item_lookup = pd.Series(np.arange(len(item_ids)), index=item_ids)
+    # the lookups leave out position 0, so a dataset's own id that happens to read "<pad>" is an ordinary id
+    user_lookup = pd.Series(np.arange(1, len(user_ids)), index=user_ids[1:])
+    item_lookup = pd.Series(np.arange(1, len(item_ids)), index=item_ids[1:])
 
     table = pd.DataFrame({
         "user": user_lookup.loc[interactions["user_id"].to_numpy()].to_numpy().astype(np.int64),
         "item": item_lookup.loc[interactions["item_id"].to_numpy()].to_numpy().astype(np.int64),
         "rating": interactions["rating"].to_numpy(dtype=np.float32),
-        "timestamp": interactions["timestamp"].to_numpy(dtype=np.int64),
+        "timestamp": _int64_timestamps(name, interactions["timestamp"].to_numpy()),
     })
     table = table.sort_values(["user", "timestamp", "item"], kind="stable").reset_index(drop=True)
 
@@ -129,7 +135,7 @@ def build_interaction_data(
     item_features.loc[empty, "title"] = [f"item {raw}" for raw in item_ids[1:][empty.to_numpy()]]
     if "year" not in item_features:
         item_features["year"] = pd.array([pd.NA] * len(item_features), dtype="Int64")
-    item_features["year"] = pd.to_numeric(item_features["year"], errors="coerce").astype("Int64")
+    item_features["year"] = clean_years(item_features["year"])
     if "genres" not in item_features:
         item_features["genres"] = [()] * len(item_features)
     item_features["genres"] = [tuple(str(x) for x in g) if isinstance(g, (tuple, list, np.ndarray)) else ()
@@ -147,6 +153,29 @@ def build_interaction_data(
     )
 
 
+def clean_years(values) -> pd.array:
+    """Years as nullable Int64: anything not a whole number from 0 to ``MAX_YEAR`` becomes missing (unknown)."""
+    years = pd.to_numeric(pd.Series(np.asarray(values, dtype=object)), errors="coerce").to_numpy(
+        dtype=np.float64, na_value=np.nan)
+    known = np.isfinite(years) & (years == np.floor(years)) & (years >= 0) & (years <= MAX_YEAR)
+    cleaned = pd.array(np.where(known, years, 0).astype(np.int64), dtype="Int64")
+    cleaned[~known] = pd.NA
+    return cleaned
+
+
+def _int64_timestamps(name: str, values: np.ndarray) -> np.ndarray:
+    """Timestamps as int64. The file loaders check them line by line; this guards other callers against a
+    float that the cast would silently change (1e30 becomes INT64_MIN, 1.5 becomes 1)."""
+    if values.dtype.kind == "i":
+        return values.astype(np.int64)
+    floats = np.asarray(values, dtype=np.float64)
+    exact = np.isfinite(floats) & (floats == np.floor(floats)) & (np.abs(floats) < 2.0 ** 63)
+    if not exact.all():
+        raise DataFormatError(name, f"has timestamp {float(floats[~exact][0])!r}, which is not a whole number "
+                                    "within the 64-bit integer range")
+    return floats.astype(np.int64)
+
+
 def _side_table(table: pd.DataFrame | None, raw_ids: np.ndarray) -> pd.DataFrame:
     index = pd.RangeIndex(1, len(raw_ids) + 1)
     if table is None or table.empty:
@@ -158,5 +187,10 @@ def _side_table(table: pd.DataFrame | None, raw_ids: np.ndarray) -> pd.DataFrame
 
 
 def _natural_key(raw: str):
-    # numeric ids sort numerically ("2" before "10"), anything else as text after them
-    return (0, int(raw), "") if raw.isdigit() else (1, 0, raw)
+    # numeric ids sort numerically ("2" before "10"), anything else as text after them; comparing digit
+    # strings by length then text is numeric order without int(), which refuses 4,300+ digits and
+    # non-ASCII digits such as "²"
+    if raw.isascii() and raw.isdigit():
+        significant = raw.lstrip("0")
+        return (0, len(significant), significant, raw)
+    return (1, 0, raw, "")

@@ -1,65 +1,224 @@
-"""Reading delimited text files into string tables, with errors that name the file and the line."""
+"""Reading delimited text files into string tables, with errors that name the file and the line.
+
+Lines end at ``"\\n"`` only (``"\\r\\n"`` counts as one): ``str.splitlines`` would also break at ``\\x85``,
+``\\u2028``, ``\\x0c`` or a lone ``\\r``, which latin-1 GroupLens titles hold as ordinary characters.
+"""
 from __future__ import annotations
 
 import csv
 import io
+from decimal import Decimal, InvalidOperation
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from ..errors import DataFormatError
+from ..errors import DataFormatError, quote
+
+UTF8_BOM = b"\xef\xbb\xbf"
+UTF16_BOMS = (b"\xff\xfe", b"\xfe\xff")
+MAX_SHOWN = 80  # characters of a file's value quoted in a message
+# single characters that stand in for a multi-character separator such as ml-1m's '::' so that pandas' C
+# parser can split the fields; one that the text does not hold is used
+_STAND_INS = ("\x1f", "\x1e", "\x1d", "\x1c", "\x01", "\x02", "\x03", "\x04")
+_INT64_LOW, _INT64_HIGH = -(2 ** 63), 2 ** 63
+_EXACT_IN_FLOAT = 2.0 ** 53  # whole numbers below this survive the trip through float64
+
+
+def shown(value) -> str:
+    """``repr`` of a value from a file, cut with an ellipsis so that a message stays one short line."""
+    return quote(value, MAX_SHOWN)
 
 
 def read_text(path: Path, encoding: str = "utf-8") -> str:
+    """The file's text.
+
+    A UTF-8 byte-order mark is dropped, and since it declares the encoding, the rest is then read as UTF-8
+    whatever ``encoding`` says (an editor that re-saved a latin-1 GroupLens file wrote it). For the same
+    reason latin-1 files that are valid UTF-8 are read as UTF-8: GroupLens' own latin-1 files are not, and
+    reading a re-saved copy as latin-1 would turn "é" into "Ã©". UTF-16 text and NUL bytes (binary files)
+    are refused.
+    """
     path = Path(path)
     if not path.is_file():
         raise DataFormatError(path, "file not found; check the folder and the file name")
     try:
-        return path.read_bytes().decode(encoding)
+        raw = path.read_bytes()
+    except OSError as err:
+        raise DataFormatError(path, f"could not be read ({err.strerror or type(err).__name__}); check that "
+                                    "it is a readable file") from None
+    if raw.startswith(UTF16_BOMS):
+        raise DataFormatError(path, "is UTF-16 text; save it as UTF-8", 1)
+    marked = raw.startswith(UTF8_BOM)
+    if marked:
+        raw, encoding = raw[len(UTF8_BOM):], "utf-8"
+    nul = raw.find(b"\x00")
+    if nul >= 0:
+        raise DataFormatError(path, "holds a NUL byte, so it is binary rather than text; check that this is the "
+                                    "right file", raw.count(b"\n", 0, nul) + 1)
+    if encoding == "latin-1":
+        try:
+            return raw.decode("utf-8")
+        except UnicodeDecodeError:
+            pass
+    try:
+        return raw.decode(encoding)
     except UnicodeDecodeError as err:
-        line = path.read_bytes()[: err.start].count(b"\n") + 1
-        raise DataFormatError(path, f"is not valid {encoding} text", line) from None
+        name = {"utf-8": "UTF-8"}.get(encoding, encoding)
+        problem = ("starts with a UTF-8 byte-order mark but is not valid UTF-8; save it as UTF-8" if marked
+                   else f"is not valid {name} text; save it as {name}")
+        raise DataFormatError(path, problem, raw.count(b"\n", 0, err.start) + 1) from None
+
+
+def split_lines(text: str) -> list[str]:
+    """The lines of ``text``, broken at ``"\\n"`` only; a final line end does not start another line."""
+    lines = text.replace("\r\n", "\n").split("\n")
+    if lines[-1] == "":
+        lines.pop()
+    return lines
 
 
 def read_delimited(path: Path, text: str, sep: str, names: list[str] | None, header_lines: int = 0) -> pd.DataFrame:
-    """Parse ``text`` into a table of strings; every row must have exactly ``len(columns)`` fields."""
-    lines = text.splitlines()
+    """Parse ``text`` into a table of strings; every row must have exactly ``len(names)`` fields.
+
+    With ``names=None`` the first line is the header. Blank lines are skipped; ``table.attrs["line_numbers"]``
+    holds the file's line number (from 1) of each row.
+    """
+    lines = split_lines(text)
     if names is None:
-        if not lines or not lines[0].strip():
-            raise DataFormatError(path, "is empty; it needs a header line", 1)
-        names = lines[0].split(sep)
-    n_fields = len(names)
-    counts = np.fromiter((line.count(sep) + 1 for line in lines), dtype=np.int64, count=len(lines))
+        names = _header_names(path, lines, sep)
     blank = np.fromiter((not line.strip() for line in lines), dtype=bool, count=len(lines))
+    _check_field_counts(path, lines, blank, sep, len(names), header_lines)
+    keep = ~blank
+    keep[:header_lines] = False
+    line_numbers = np.flatnonzero(keep) + 1
+    body = [line for line, kept in zip(lines, keep) if kept]
+    if not body:
+        table = pd.DataFrame({name: pd.Series(dtype=object) for name in names})
+    else:
+        table = _parse_fields(body, sep, names)
+    if len(table) != len(body):  # the parser must see the lines we counted; anything else would shift them
+        raise DataFormatError(path, "could not be split into lines consistently; check its line ends")
+    table.attrs["line_numbers"] = line_numbers
+    return table
+
+
+def _header_names(path: Path, lines: list[str], sep: str) -> list[str]:
+    if not lines or not lines[0].strip():
+        raise DataFormatError(path, "has no header line; its first line must name the fields", 1)
+    names = [name.strip() for name in lines[0].split(sep)]
+    seen = set()
+    for name in names:
+        if not name:
+            raise DataFormatError(path, f"the header has an empty field name; separate the names by one {sep!r}", 1)
+        if name in seen:
+            raise DataFormatError(path, f"the header names the field {shown(name)} twice; each field needs its own "
+                                        "name", 1)
+        seen.add(name)
+    return names
+
+
+def _check_field_counts(path: Path, lines: list[str], blank: np.ndarray, sep: str, n_fields: int,
+                        header_lines: int) -> None:
+    counts = np.fromiter((line.count(sep) + 1 for line in lines), dtype=np.int64, count=len(lines))
     counts[blank] = n_fields
     bad = np.flatnonzero(counts[header_lines:] != n_fields)
-    if bad.size:
-        line_no = int(bad[0]) + header_lines + 1
-        raise DataFormatError(path, f"expected {n_fields} fields separated by {sep!r}, found "
-                                    f"{counts[bad[0] + header_lines]}", line_no)
-    body = "\n".join(line for line, empty in zip(lines[header_lines:], blank[header_lines:]) if not empty)
-    if not body:
-        return pd.DataFrame({name: pd.Series(dtype=object) for name in names})
-    table = pd.read_csv(io.StringIO(body), sep=sep, header=None, names=names, dtype=str, keep_default_na=False,
-                        quoting=csv.QUOTE_NONE, engine="c" if len(sep) == 1 else "python")
-    table.attrs["line_numbers"] = np.flatnonzero(~blank[header_lines:]) + header_lines + 1
-    return table
+    if not bad.size:
+        return
+    row = int(bad[0]) + header_lines
+    problem = f"expected {n_fields} fields separated by {sep!r}, found {counts[row]}"
+    if "\r" in lines[row].rstrip("\r"):
+        problem += "; it holds a lone carriage return (\\r), which does not end a line: use \\n or \\r\\n line ends"
+    raise DataFormatError(path, problem, row + 1)
+
+
+def _parse_fields(body: list[str], sep: str, names: list[str]) -> pd.DataFrame:
+    """Split checked lines into string columns, with pandas' C parser where a one-character separator allows."""
+    text = "\n".join(body)
+    parse_sep = sep if len(sep) == 1 else next((c for c in _STAND_INS if c not in text), None)
+    if parse_sep is None:  # every stand-in occurs in the text: split in Python (slower, same result)
+        columns = zip(*(line.split(sep) for line in body))
+        return pd.DataFrame({name: pd.Series(list(values), dtype=str) for name, values in zip(names, columns)})
+    if parse_sep != sep:
+        text = text.replace(sep, parse_sep)  # replaces exactly the occurrences that str.count counted
+    # lineterminator="\n": the C parser would otherwise also end a line at a lone "\r"
+    return pd.read_csv(io.StringIO(text), sep=parse_sep, header=None, names=names, dtype=str,
+                       keep_default_na=False, na_filter=False, quoting=csv.QUOTE_NONE, engine="c",
+                       lineterminator="\n", skip_blank_lines=False)
+
+
+def line_of(table: pd.DataFrame, row: int) -> int | None:
+    """The file's line number of a table row, when the table came from :func:`read_delimited`."""
+    numbers = table.attrs.get("line_numbers")
+    return int(numbers[row]) if numbers is not None else None
+
+
+def require_rows(table: pd.DataFrame, path: Path, what: str, how: str) -> None:
+    """Refuse a table without rows: nothing can be trained or shown from it."""
+    if len(table) == 0:
+        raise DataFormatError(path, f"holds no {what}; {how}")
 
 
 def numeric_column(table: pd.DataFrame, column: str, path: Path, what: str) -> np.ndarray:
     values = pd.to_numeric(table[column].str.strip(), errors="coerce").to_numpy(dtype=np.float64)
     bad = np.flatnonzero(~np.isfinite(values))
     if bad.size:
-        line = int(table.attrs["line_numbers"][bad[0]]) if "line_numbers" in table.attrs else None
-        raise DataFormatError(path, f"{what} {table[column].iloc[bad[0]]!r} is not a number", line)
+        raise DataFormatError(path, f"{what} {shown(table[column].iloc[bad[0]])} is not a number",
+                              line_of(table, bad[0]))
     return values
+
+
+def rating_column(table: pd.DataFrame, column: str, path: Path) -> np.ndarray:
+    """Ratings as float64 numbers that are also finite as float32 (the dtype they are kept in)."""
+    values = numeric_column(table, column, path, "rating")
+    bad = np.flatnonzero(np.abs(values) > np.finfo(np.float32).max)
+    if bad.size:
+        raise DataFormatError(path, f"rating {shown(table[column].iloc[bad[0]])} is too large to keep as a "
+                                    "32-bit float; rescale the ratings", line_of(table, bad[0]))
+    return values
+
+
+def timestamp_column(table: pd.DataFrame, column: str, path: Path) -> np.ndarray:
+    """Timestamps as int64, exactly as written.
+
+    Any whole number within int64 is kept, negative ones included (times before 1970), also when written
+    as a float (``978300760.0``, ``9.783e8``). Fractional timestamps are refused rather than truncated,
+    since truncating would silently tie or reorder interactions; so are values beyond int64.
+    """
+    values = numeric_column(table, column, path, "timestamp")
+    small = np.abs(values) < _EXACT_IN_FLOAT
+    fractional = np.flatnonzero(small & (values != np.floor(values)))
+    if fractional.size:
+        _refuse_timestamp(table, column, path, int(fractional[0]), "is not a whole number; the split needs whole "
+                                                                   "numbers such as Unix seconds")
+    stamps = np.where(small, values, 0).astype(np.int64)
+    for row in np.flatnonzero(~small):  # beyond float64's exact range: read the text itself
+        stamps[row] = _exact_timestamp(table, column, path, int(row))
+    return stamps
+
+
+def _exact_timestamp(table: pd.DataFrame, column: str, path: Path, row: int) -> int:
+    text = table[column].iloc[row].strip()
+    try:
+        value = Decimal(text)
+    except InvalidOperation:  # numeric_column accepted it, so only an odd spelling gets here
+        _refuse_timestamp(table, column, path, row, "is not a number")
+    if value != value.to_integral_value():
+        _refuse_timestamp(table, column, path, row, "is not a whole number; the split needs whole numbers such "
+                                                    "as Unix seconds")
+    if not _INT64_LOW <= value < _INT64_HIGH:
+        _refuse_timestamp(table, column, path, row, "does not fit in a 64-bit integer; use seconds (or "
+                                                    "milliseconds) since 1970")
+    return int(value)
+
+
+def _refuse_timestamp(table: pd.DataFrame, column: str, path: Path, row: int, problem: str):
+    raise DataFormatError(path, f"timestamp {shown(table[column].iloc[row])} {problem}", line_of(table, row))
 
 
 def required_text_column(table: pd.DataFrame, column: str, path: Path, what: str) -> pd.Series:
     values = table[column].str.strip()
     bad = np.flatnonzero((values == "").to_numpy())
     if bad.size:
-        line = int(table.attrs["line_numbers"][bad[0]]) if "line_numbers" in table.attrs else None
-        raise DataFormatError(path, f"{what} is empty", line)
+        raise DataFormatError(path, f"{what} is empty", line_of(table, bad[0]))
     return values
