@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .checkpoint import load_checkpoint, read_config
+from .checkpoint import dataset_location, load_checkpoint, read_config
 from .explain.attributions import integrated_gradients
 from .models import Batch, build_model
 
@@ -62,7 +62,8 @@ def _real(path: Path, device):
     from .service import load_data_cached
     config = read_config(path)
     dataset = config["dataset"]
-    data = load_data_cached(dataset["name"], dataset.get("data_dir"), None, dataset["split"], dataset["max_history"])
+    data_dir, image_dir = dataset_location(config, path)
+    data = load_data_cached(dataset["name"], data_dir, image_dir, dataset["split"], dataset["max_history"])
     model, _ = load_checkpoint(path, device=device, data=data)
     user = int(np.argmax(np.diff(np.searchsorted(data.dataset.interactions["user"].to_numpy(),
                                                  np.arange(data.dataset.n_users + 2)))[1:])) + 1

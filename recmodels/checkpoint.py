@@ -11,17 +11,20 @@ import time
 from pathlib import Path
 
 import torch
-from safetensors import SafetensorError
-from safetensors.torch import load_file, save_file
+from safetensors.torch import save_file
 
 from . import __version__
-from .errors import CheckpointError, FingerprintMismatchError, RecModelsError
+from .checkpoint_schema import FORMAT_VERSION, MAX_HISTORY, load_config_json, quote, validate_config
+from .checkpoint_weights import (check_feature_tables, check_index_tables, check_values, compare_with_model,
+                                 declared_tensors, load_tensors, read_header, refuse_pickle_files)
+from .data.fashion import FASHION_DIR
+from .errors import CheckpointError, FingerprintMismatchError
 from .models import build_model
 
 CONFIG_FILE = "config.json"
 WEIGHTS_FILE = "model.safetensors"
-FORMAT_VERSION = 1
-REQUIRED_KEYS = ("format_version", "model", "hparams", "spec", "dataset")
+__all__ = ["CONFIG_FILE", "WEIGHTS_FILE", "FORMAT_VERSION", "MAX_HISTORY", "save_checkpoint", "read_config",
+           "dataset_location", "load_checkpoint", "check_fingerprint", "check_against_data"]
 
 
 def save_checkpoint(path, model, data, training: dict | None = None, metrics: dict | None = None,
@@ -38,7 +41,7 @@ def save_checkpoint(path, model, data, training: dict | None = None, metrics: di
         "spec": model.spec,
         "dataset": {
             "name": data.dataset.name,
-            "data_dir": data.dataset.extras.get("data_dir"),
+            **stored_locations(data),
             "fingerprint": data.fingerprint,
             "split": data.split.to_dict(),
             "max_history": data.max_history,
@@ -61,7 +64,26 @@ def save_checkpoint(path, model, data, training: dict | None = None, metrics: di
     return folder
 
 
+def stored_locations(data) -> dict:
+    """``data_dir`` and ``image_dir`` as absolute paths, so the checkpoint opens from any working directory.
+
+    An image folder the loader finds by itself (``<data_dir>/images``, the shipped fashion images) is left out:
+    the loader finds it again, also after the repository or the dataset has moved.
+    """
+    data_dir = data.dataset.extras.get("data_dir")
+    data_dir = None if data_dir is None else Path(data_dir).expanduser().resolve()
+    image_dir = data.dataset.image_dir
+    image_dir = None if image_dir is None else Path(image_dir).expanduser().resolve()
+    default_images = data_dir / "images" if data_dir is not None else (
+        FASHION_DIR.resolve() / "images" if data.dataset.name == "fashion" else None)
+    if image_dir == default_images:
+        image_dir = None
+    return {"data_dir": None if data_dir is None else str(data_dir),
+            "image_dir": None if image_dir is None else str(image_dir)}
+
+
 def read_config(path) -> dict:
+    """The checked ``config.json`` of a checkpoint folder (see :mod:`recmodels.checkpoint_schema`)."""
     folder = Path(path)
     if not folder.is_dir():
         raise CheckpointError(f"{folder} is not a checkpoint folder; pass a folder that holds {CONFIG_FILE} "
@@ -69,51 +91,53 @@ def read_config(path) -> dict:
     config_path = folder / CONFIG_FILE
     if not config_path.is_file():
         raise CheckpointError(f"{folder} has no {CONFIG_FILE}; it is not a recmodels checkpoint.")
-    try:
-        config = json.loads(config_path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as err:
-        raise CheckpointError(f"{config_path} is not valid JSON ({err.__class__.__name__}); the file is "
-                              "corrupt or truncated, so retrain or restore it.") from None
-    missing = [key for key in REQUIRED_KEYS if not isinstance(config, dict) or key not in config]
-    if missing:
-        raise CheckpointError(f"{config_path} lacks {', '.join(missing)}; it was not written by recmodels.")
-    if config["format_version"] > FORMAT_VERSION:
-        raise CheckpointError(f"{config_path} has format version {config['format_version']}, newer than this "
-                              f"library reads ({FORMAT_VERSION}); upgrade recmodels.")
-    return config
+    return validate_config(load_config_json(config_path), config_path)
+
+
+def dataset_location(config: dict, folder) -> tuple[Path | None, Path | None]:
+    """``(data_dir, image_dir)`` of a checkpoint's dataset; a relative path is taken from the checkpoint folder.
+
+    Checkpoints store absolute paths; a relative one was written by hand (e.g. a dataset moved next to the
+    checkpoint), and reading it against the checkpoint rather than the working directory keeps it portable.
+    """
+    dataset = config["dataset"]
+    base = Path(folder).resolve()
+
+    def locate(value):
+        if value is None:
+            return None
+        path = Path(value).expanduser()
+        return path if path.is_absolute() else (base / path).resolve()
+
+    return locate(dataset.get("data_dir")), locate(dataset.get("image_dir"))
 
 
 def load_checkpoint(path, device="cpu", data=None):
     """Rebuild the model of a checkpoint folder; returns ``(model, config)``.
 
     When ``data`` (a :class:`~recmodels.data.RecData`) is given, its fingerprint must match the one the
-    model was trained with; otherwise :class:`FingerprintMismatchError` says so.
+    model was trained with; otherwise :class:`FingerprintMismatchError` says so. Config, sizes, header, dtypes
+    and values are all checked before the model is built, so a hostile folder costs no more memory than its
+    own weights file.
     """
     folder = Path(path)
     config = read_config(folder)
+    refuse_pickle_files(folder)
     if data is not None:
         check_fingerprint(config, data.fingerprint, folder)
+        check_against_data(config, data, folder / CONFIG_FILE)
     weights_path = folder / WEIGHTS_FILE
     if not weights_path.is_file():
         raise CheckpointError(f"{folder} has no {WEIGHTS_FILE}; the checkpoint is incomplete.")
-    try:
-        state = load_file(str(weights_path), device="cpu")
-    except (SafetensorError, OSError, ValueError) as err:
-        raise CheckpointError(f"{weights_path} could not be read ({str(err).splitlines()[0][:120]}); the file "
-                              "is corrupt or truncated, so retrain or restore it.") from None
-    try:
-        model = build_model(config["model"], config["spec"], **config["hparams"])
-    except RecModelsError:
-        raise
-    except (TypeError, KeyError, ValueError) as err:
-        raise CheckpointError(f"{folder}: the stored hyperparameters do not fit model {config['model']!r} "
-                              f"({err}); the checkpoint was written by another version.") from None
-    try:
-        model.load_state_dict(state, strict=True)
-    except RuntimeError as err:
-        first = str(err).splitlines()[0]
-        raise CheckpointError(f"{weights_path} does not match model {config['model']!r} ({first[:160]}); the "
-                              "checkpoint was written by another version or is corrupt.") from None
+    compare_with_model(weights_path, read_header(weights_path), declared_tensors(config, folder), config["model"])
+    state = load_tensors(weights_path)
+    check_values(weights_path, state)
+    if data is not None:
+        check_feature_tables(weights_path, state, data)
+    else:
+        check_index_tables(weights_path, state, config["spec"])
+    model = build_model(config["model"], config["spec"], **config["hparams"])
+    model.load_state_dict(state, strict=True)  # names, shapes and dtypes were all checked above
     if data is not None:
         model.attach_data(data)
     elif getattr(model, "needs_data", False):
@@ -123,12 +147,25 @@ def load_checkpoint(path, device="cpu", data=None):
     return model, config
 
 
+def check_against_data(config: dict, data, config_path) -> None:
+    """Sizes and history window must be the data's: a matching fingerprint alone can be copied by hand."""
+    given = {f"spec.{key}": value for key, value in data.tables.spec().items()}
+    given["dataset.max_history"] = data.max_history
+    stored = {f"spec.{key}": value for key, value in config["spec"].items()}
+    stored["dataset.max_history"] = config["dataset"]["max_history"]
+    for field, value in given.items():
+        if stored.get(field) != value:
+            raise CheckpointError(f"{config_path}: {field} is {quote(stored.get(field))}, but {data.dataset.name} "
+                                  f"gives {quote(value)}; the config was edited or belongs to other data, so restore "
+                                  "it or retrain.")
+
+
 def check_fingerprint(config: dict, fingerprint: str, where="checkpoint") -> None:
     expected = config["dataset"].get("fingerprint")
     if expected != fingerprint:
         raise FingerprintMismatchError(
             f"{where} was trained on {config['dataset'].get('name')!r} with data fingerprint {expected}, but the "
-            f"data given has fingerprint {fingerprint}; load the same dataset and split, or retrain.")
+            f"data given has fingerprint {fingerprint}; load the same dataset, split and max_history, or retrain.")
 
 
 def _json_default(value):

@@ -93,7 +93,7 @@ def cmd_train(args) -> int:
 
 
 def cmd_evaluate(args) -> int:
-    from .checkpoint import load_checkpoint, read_config
+    from .checkpoint import dataset_location, load_checkpoint, read_config
     from .data import PART_NAMES, RecData
     from .device import resolve_device
     from .eval import evaluate
@@ -101,7 +101,8 @@ def cmd_evaluate(args) -> int:
 
     config = read_config(args.checkpoint)
     dataset = config["dataset"]
-    data = RecData.load(dataset["name"], args.data_dir or dataset.get("data_dir"), image_dir=args.image_dir,
+    data_dir, image_dir = dataset_location(config, args.checkpoint)
+    data = RecData.load(dataset["name"], args.data_dir or data_dir, image_dir=args.image_dir or image_dir,
                         split=dataset["split"], max_history=dataset["max_history"])
     model, _ = load_checkpoint(args.checkpoint, device=resolve_device(args.device), data=data)
     part = PART_NAMES[args.part]
@@ -236,6 +237,19 @@ def cmd_results(args) -> int:
     return 0
 
 
+def history_length(text: str) -> int:
+    """--max-history: refused here, as loading the checkpoint would refuse it later."""
+    from .checkpoint import MAX_HISTORY
+
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if not 1 <= value <= MAX_HISTORY:
+        raise argparse.ArgumentTypeError(f"must be from 1 to {MAX_HISTORY}, got {value}")
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m recmodels", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -249,7 +263,8 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--epochs", type=int, default=None)
     train.add_argument("--seed", type=int, default=0)
     train.add_argument("--out", default=None, help="checkpoint folder (default checkpoints/<model>-<dataset>)")
-    train.add_argument("--max-history", type=int, default=50)
+    train.add_argument("--max-history", type=history_length, default=50,
+                       help="the most recent interactions a model sees (1 to 10000)")
     train.add_argument("--valid-fraction", type=float, default=0.1)
     train.add_argument("--test-fraction", type=float, default=0.2)
     train.add_argument("--set", action="append", metavar="KEY=VALUE",
@@ -297,6 +312,11 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     try:
         return args.func(args)
-    except (RecModelsError, ValueError) as err:
-        print(f"error: {err}", file=sys.stderr)
+    except (RecModelsError, ValueError) as err:  # every error a user can cause: one line, no traceback
+        print(f"error: {one_line(err)}", file=sys.stderr)
         return 2
+
+
+def one_line(err: BaseException) -> str:
+    """The message on one line (a quoted value or a wrapped library message may carry newlines)."""
+    return " ".join(str(err).split()) or err.__class__.__name__

@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from .checkpoint import load_checkpoint, read_config
+from .checkpoint import dataset_location, load_checkpoint, read_config
 from .data import PART_NAMES, RecData
 from .device import describe_device, resolve_device
 from .arguments import flag, identifier, optional_whole_number, whole_number
@@ -173,8 +173,9 @@ class RecService:
         path = Path(path)
         config = read_config(path)
         dataset = config["dataset"]
-        data = load_data_cached(dataset["name"], data_dir or dataset.get("data_dir"), image_dir or
-                                dataset.get("image_dir"), dataset["split"], dataset["max_history"])
+        stored_data_dir, stored_image_dir = dataset_location(config, path)
+        data = load_data_cached(dataset["name"], data_dir or stored_data_dir, image_dir or stored_image_dir,
+                                dataset["split"], dataset["max_history"])
         device = resolve_device(device)
         model, config = load_checkpoint(path, device=device, data=data)
         return cls(model, config, data, device, path)
@@ -254,7 +255,8 @@ class RecService:
             "title": self._titles[items],
             "genres": self._genres[items],
             "rating": frame["rating"].to_numpy(),
-            "time": pd.to_datetime(frame["timestamp"].to_numpy(), unit="s", utc=True),
+            # timestamps are read as Unix seconds; one outside pandas' datetime range shows as NaT, not an error
+            "time": pd.to_datetime(frame["timestamp"].to_numpy(), unit="s", utc=True, errors="coerce"),
             "part": [PART_LABELS[p] for p in self.data.part[start:stop]],
             "image": pd.Series([str(self._image_paths[i]) if i in self._image_paths else None for i in items],
                                dtype=object),  # None, not NaN, where an item has no image

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from recmodels.checkpoint import load_checkpoint, read_config
+from recmodels.checkpoint import dataset_location, load_checkpoint, read_config
 from recmodels.data import TEST
 from recmodels.eval import evaluate
 from recmodels.service import load_data_cached
@@ -32,7 +32,7 @@ def test_every_model_ships_a_checkpoint_with_history():
 def test_checkpoint_reproduces_its_recorded_test_metrics(path):
     config = read_config(path)
     dataset = config["dataset"]
-    data = load_data_cached(dataset["name"], dataset.get("data_dir"), None, dataset["split"], dataset["max_history"])
+    data = load_data_cached(dataset["name"], *dataset_location(config, path), dataset["split"], dataset["max_history"])
     model, _ = load_checkpoint(path, data=data)
     measured = evaluate(model, data, TEST)
     recorded = config["metrics"]["test"]

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -11,12 +12,13 @@ import numpy as np
 import pytest
 import torch
 
-from recmodels.checkpoint import load_checkpoint, read_config, save_checkpoint
+from recmodels.checkpoint import dataset_location, load_checkpoint, read_config, save_checkpoint
 from recmodels.data import TEST, RecData
 from recmodels.errors import CheckpointError, FingerprintMismatchError, UnknownModelError
 from recmodels.eval import evaluate_topk
 from recmodels.models import Batch, build_model
 from recmodels.models.baselines import BPRMF
+from recmodels.service import RecService
 from recmodels.train import TrainConfig, bpr, seed_everything, train_model, warp
 
 from conftest import make_tiny_dataset
@@ -104,6 +106,50 @@ def test_corrupt_and_missing_checkpoint_files_give_clear_errors(tiny_data, tmp_p
         read_config(folder)
     with pytest.raises(CheckpointError, match="not a checkpoint folder"):
         read_config(tmp_path / "missing")
+
+
+def test_the_fingerprint_covers_the_history_window():
+    dataset = make_tiny_dataset()
+    assert RecData(dataset, max_history=12).fingerprint != RecData(dataset, max_history=13).fingerprint
+    assert RecData(dataset, max_history=12).fingerprint == RecData(dataset, max_history=12).fingerprint
+
+
+def test_data_paths_are_stored_absolute_and_read_relative_to_the_checkpoint(tiny_data, tmp_path, monkeypatch):
+    write_atomic(tiny_data.dataset, tmp_path / "work" / "data")
+    monkeypatch.chdir(tmp_path / "work")
+    data = RecData.load("tiny", "data", max_history=12)  # relative, as typed after --data-dir
+    folder = save_checkpoint("ck", BPRMF.from_data(data, dim=4), data)
+    config = read_config(folder)
+    assert config["dataset"]["data_dir"] == str((tmp_path / "work" / "data").resolve())
+    assert config["dataset"]["image_dir"] is None
+
+    # moved by hand to another place, side by side, with the config pointing at its sibling
+    moved = tmp_path / "moved"
+    moved.mkdir()
+    shutil.move(tmp_path / "work" / "data", moved / "data")
+    shutil.move(tmp_path / "work" / "ck", moved / "ck")
+    config["dataset"]["data_dir"] = "../data"
+    (moved / "ck" / "config.json").write_text(json.dumps(config))
+    monkeypatch.chdir(tmp_path)
+    assert dataset_location(config, moved / "ck") == ((moved / "data").resolve(), None)
+    service = RecService.from_checkpoint(moved / "ck", device="cpu")
+    assert service.data.fingerprint == config["dataset"]["fingerprint"]
+    assert service.data.dataset.extras["data_dir"] == str((moved / "data").resolve())
+
+
+def test_an_explicit_image_folder_is_stored_absolute_and_a_default_one_is_not(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    dataset = make_tiny_dataset()
+    dataset.image_dir = Path("posters")
+    data = RecData(dataset, max_history=12)
+    config = read_config(save_checkpoint(tmp_path / "ck", BPRMF.from_data(data, dim=4), data))
+    assert config["dataset"]["image_dir"] == str(tmp_path.resolve() / "posters")
+    write_atomic(dataset, tmp_path / "data")
+    (tmp_path / "data" / "images").mkdir()
+    data = RecData.load("tiny", tmp_path / "data", max_history=12)  # the loader finds data/images by itself
+    assert data.dataset.image_dir is not None
+    config = read_config(save_checkpoint(tmp_path / "ck2", BPRMF.from_data(data, dim=4), data))
+    assert config["dataset"]["image_dir"] is None
 
 
 def test_weights_of_another_model_are_refused(tiny_data, tmp_path):

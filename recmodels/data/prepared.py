@@ -88,6 +88,7 @@ class RecData:
         digest.update(json.dumps({
             "name": self.dataset.name,
             "split": self.split.to_dict(),
+            "max_history": self.max_history,  # the window shapes every sample, so metrics hold for one window only
             "tables": self.tables.spec(),
             "user_vocabs": self.tables.user_field_vocabs,
             "years": self.tables.year_vocab,
