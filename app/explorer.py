@@ -1,14 +1,40 @@
-"""The attention explorer: `streamlit run app/explorer.py` (or `make app`)."""
+"""The attention explorer: `make app` (or `python -m app.serve`, or `streamlit run app/explorer.py --server.address
+127.0.0.1`)."""
 from __future__ import annotations
 
 import sys
 from pathlib import Path
 
 import streamlit as st
+from PIL import Image, ImageDraw
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # `app` and `recmodels` from a plain clone
 
-st.set_page_config(page_title="Attention explorer", page_icon=":material/visibility:", layout="wide")
+from app.safety import REFUSAL, address_chosen, apply_safe_options  # noqa: E402 - needs the path above
+
+
+
+def icon() -> Image.Image:
+    """A magnifier, drawn here: a :material/...: or emoji page icon makes the browser fetch it from Google's CDN."""
+    image = Image.new("RGBA", (64, 64), (0, 0, 0, 0))
+    draw = ImageDraw.Draw(image)
+    draw.line((38, 38, 58, 58), fill="#1f4e79", width=10)
+    draw.ellipse((6, 6, 44, 44), fill="#dbeafe", outline="#1f4e79", width=7)
+    return image
+
+
+apply_safe_options()  # before anything can fail: no tracebacks in the browser however the app was started
+st.set_page_config(page_title="Attention explorer", page_icon=icon(), layout="wide")
+
+
+def refuse() -> None:
+    st.error(REFUSAL, icon=":material/lan:")
+
+
+if not address_chosen():
+    # one page for every URL: without st.navigation, Streamlit would serve the files in pages/ on their own
+    st.navigation([st.Page(refuse, title="Attention explorer", url_path="refused")], position="hidden").run()
+    st.stop()
 
 pages = [
     st.Page("pages/explore.py", title="Explorer", icon=":material/travel_explore:", default=True),

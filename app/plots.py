@@ -1,15 +1,24 @@
 """Plotly figures drawn from the service's MapView / AttributionView / DataFrames alone.
 
 Conventions: attention on a fixed 0..1 scale (``zmin=0, zmax=1``), signed attributions on a diverging scale
-centred on 0, padding never drawn, one facet per head.
+centred on 0, padding never drawn, one facet per head. Plotly renders a subset of HTML in titles, tick labels,
+annotations and hover text, so every label that comes from data goes through :func:`short` (cut and escaped), and
+images are shrunk to display size (:func:`display_copy`) before they go into a figure.
 """
 from __future__ import annotations
+
+import base64
+import html
+import io
 
 import numpy as np
 import pandas as pd
 import plotly.express as px
 import plotly.graph_objects as go
+from PIL import Image
 from plotly.subplots import make_subplots
+
+from .text import plain
 
 ATTENTION_SCALE = "Blues"
 # Inferno starts at #000004, one of the placeholder colours (#000001..#000040) that Streamlit's frontend swaps for
@@ -18,11 +27,16 @@ REGION_SCALE = [[i / (len(px.colors.sequential.Inferno) - 1), "#010108" if i == 
                 for i, colour in enumerate(px.colors.sequential.Inferno)]
 DIVERGING_SCALE = "RdBu"
 JS_MAX = float(np.log(2))  # the largest Jensen-Shannon divergence (nats)
+DISPLAY_SIDE = 320  # pixels: an overlay is drawn 230 px high, so this is sharp and a figure stays small
 
 
-def short(label: str, width: int = 32) -> str:
-    label = str(label)
-    return label if len(label) <= width else label[: width - 1] + "…"
+def short(label, width: int = 32) -> str:
+    """A label for a figure: one line, cut with an ellipsis, with ``<``, ``>`` and ``&`` escaped for plotly."""
+    return html.escape(plain(label, width), quote=False)
+
+
+def shorts(labels, width: int = 32) -> list[str]:
+    return [short(label, width) for label in labels]
 
 
 def unique_labels(labels: list[str], positions) -> list[str]:
@@ -31,8 +45,29 @@ def unique_labels(labels: list[str], positions) -> list[str]:
 
 
 def _layout(fig: go.Figure, height: int | None = None, title: str | None = None) -> go.Figure:
-    fig.update_layout(margin=dict(l=10, r=10, t=40 if title else 10, b=10), title=title, height=height)
+    fig.update_layout(margin=dict(l=10, r=10, t=40 if title else 10, b=10), title=short(title, 90) if title else None,
+                      height=height)
     return fig
+
+
+def display_copy(image: Image.Image, side: int = DISPLAY_SIDE) -> Image.Image:
+    """A new RGB image no larger than ``side`` on its longer edge (a 9000x9000 poster would be 324 MB of JSON)."""
+    width, height = image.size
+    scale = min(1.0, side / max(width, height, 1))
+    if scale < 1.0:
+        size = (max(1, round(width * scale)), max(1, round(height * scale)))
+        image = image.resize(size, Image.Resampling.BILINEAR, reducing_gap=2.0)  # a new image
+    else:
+        image = image.copy()
+    return image if image.mode == "RGB" else image.convert("RGB")
+
+
+def _image_uri(image: Image.Image) -> str:
+    """A data URI: PNG for small images (crisp when plotly scales them up), JPEG for photos (a tenth the size)."""
+    kind = "png" if image.width * image.height <= 128 * 128 else "jpeg"
+    buffer = io.BytesIO()
+    image.save(buffer, format=kind.upper(), **({"quality": 85} if kind == "jpeg" else {}))
+    return f"data:image/{kind};base64," + base64.b64encode(buffer.getvalue()).decode()
 
 
 def heads_figure(view, max_positions: int = 50) -> go.Figure:
@@ -44,7 +79,7 @@ def heads_figure(view, max_positions: int = 50) -> go.Figure:
     if len(axes) == 1:  # (head, history): one column per head, the history down the side where titles fit
         keep = view.valid_positions(axes[0])[-max_positions:]
         fig = px.imshow(values[:, keep].T, zmin=0, zmax=1, color_continuous_scale=ATTENTION_SCALE, aspect="auto",
-                        y=unique_labels(view.labels[axes[0]], keep), x=heads,
+                        y=unique_labels(view.labels[axes[0]], keep), x=shorts(heads),
                         labels=dict(y=axes[0].replace("_", " "), x="head", color="weight"))
         fig.update_xaxes(side="top")
         return _layout(fig, height=min(1200, 140 + 20 * len(keep)))
@@ -58,7 +93,7 @@ def heads_figure(view, max_positions: int = 50) -> go.Figure:
                     labels=dict(x=cols.replace("_", " "), y=rows.replace("_", " "), color="weight"))
     for annotation in fig.layout.annotations:  # "facet_col=0" -> "head 1"
         index = int(annotation.text.split("=")[-1])
-        annotation.text = heads[index]
+        annotation.text = short(heads[index])
     fig.update_xaxes(showticklabels=len(keep_cols) <= 20)
     return _layout(fig, height=320 * int(np.ceil(len(heads) / 4)) + 80)
 
@@ -91,6 +126,12 @@ def weights_bar(labels: list[str], values: np.ndarray, axis_title: str, signed: 
     return _layout(fig, height=min(1200, 90 + 22 * len(labels)))
 
 
+def field_figure(view) -> go.Figure:
+    """A field-level map (one weight per feature field) as bars."""
+    axis = view.axes[0]
+    return weights_bar(shorts(view.labels[axis]), view.values, short(axis))
+
+
 def item_attention_figure(view) -> go.Figure:
     axis = view.axes[0]
     keep = view.valid_positions(axis)
@@ -102,12 +143,14 @@ def interaction_figure(view) -> go.Figure:
     layers = view.labels[view.axes[0]]
     values = view.values
     limit = float(np.nanmax(np.abs(values))) or 1.0
-    fig = make_subplots(rows=1, cols=len(layers), subplot_titles=layers, horizontal_spacing=0.04, shared_yaxes=True)
+    fig = make_subplots(rows=1, cols=len(layers), subplot_titles=shorts(layers), horizontal_spacing=0.04,
+                        shared_yaxes=True)
     for index in range(len(layers)):
         matrix = values[index]
         best = matrix.argmax(axis=1)
         text = [["●" if j == best[i] else "" for j in range(matrix.shape[1])] for i in range(matrix.shape[0])]
-        fig.add_trace(go.Heatmap(z=matrix, x=view.labels[view.axes[2]], y=view.labels[view.axes[1]], text=text,
+        fig.add_trace(go.Heatmap(z=matrix, x=shorts(view.labels[view.axes[2]]), y=shorts(view.labels[view.axes[1]]),
+                                 text=text,
                                  texttemplate="%{text}", colorscale=DIVERGING_SCALE, zmid=0, zmin=-limit, zmax=limit,
                                  showscale=index == len(layers) - 1, colorbar=dict(title="similarity")),
                       row=1, col=index + 1)
@@ -118,7 +161,7 @@ def interaction_figure(view) -> go.Figure:
 
 
 def js_figure(matrix: np.ndarray, labels: list[str], title: str | None = None) -> go.Figure:
-    fig = px.imshow(matrix, zmin=0, zmax=JS_MAX, x=labels, y=labels, color_continuous_scale="Viridis",
+    fig = px.imshow(matrix, zmin=0, zmax=JS_MAX, x=shorts(labels), y=shorts(labels), color_continuous_scale="Viridis",
                     labels=dict(color="JS (nats)"), text_auto=".2f")
     return _layout(fig, height=120 + 45 * len(labels), title=title)
 
@@ -130,7 +173,8 @@ def component_figure(view, component_labels: list[list[str]] | None = None) -> g
     values = np.where(view.mask, view.values, np.nan)[keep]
     text = None
     if component_labels is not None:
-        text = [[component_labels[r][c] if view.mask[r, c] else "" for c in range(values.shape[1])] for r in keep]
+        text = [[short(component_labels[r][c], 16) if view.mask[r, c] else "" for c in range(values.shape[1])]
+                for r in keep]
     fig = go.Figure(go.Heatmap(z=values, y=unique_labels(view.labels[rows], keep),
                                x=[f"component {c + 1}" for c in range(values.shape[1])], text=text,
                                texttemplate="%{text}" if text else None, colorscale=ATTENTION_SCALE, zmin=0, zmax=1,
@@ -141,11 +185,14 @@ def component_figure(view, component_labels: list[list[str]] | None = None) -> g
 
 def region_overlay(image, weights: np.ndarray, grid: tuple[int, int], planted: list[int] | None = None,
                    title: str | None = None, zmax: float | None = None) -> go.Figure:
-    """The item's image with its region attention laid over it; planted cells outlined in green."""
-    rgb = np.asarray(image.convert("RGB"))
-    height, width = rgb.shape[:2]
+    """The item's image with its region attention laid over it; planted cells outlined in green.
+
+    The image goes in shrunk to display size (``DISPLAY_SIDE``) and encoded as PNG or JPEG, so one figure is
+    tens of kilobytes whatever the size of the original."""
+    small = display_copy(image)
+    width, height = small.size
     rows, cols = grid
-    fig = go.Figure(go.Image(z=rgb))
+    fig = go.Figure(go.Image(source=_image_uri(small), hoverinfo="skip"))
     fig.add_trace(go.Heatmap(z=weights.reshape(rows, cols), x0=width / cols / 2, dx=width / cols,
                              y0=height / rows / 2, dy=height / rows, colorscale=REGION_SCALE, opacity=0.55, zmin=0,
                              zmax=zmax or float(weights.max()) or 1.0, showscale=False,
@@ -177,7 +224,7 @@ def colour_key(zmax: float, title: str, colorscale=REGION_SCALE, reference: floa
 def attribution_figure(view) -> go.Figure:
     """Signed attributions per unit on a diverging scale centred at 0."""
     if view.values.ndim == 1:
-        return weights_bar([short(x) for x in view.labels[view.units[0]]], view.values, view.units[0].replace("_", " "),
+        return weights_bar(shorts(view.labels[view.units[0]]), view.values, view.units[0].replace("_", " "),
                            signed=True, value_title="attribution")
     rows, cols = view.units[:2]
     values = view.values.reshape(view.values.shape[0], view.values.shape[1], -1).sum(-1)
@@ -214,8 +261,8 @@ def agreement_figure(per_item: pd.DataFrame) -> go.Figure:
 def statistic_box(rows: pd.DataFrame, statistic: str, title: str | None = None) -> go.Figure:
     """Distribution of one collapse statistic over users, one box per map and head."""
     frame = rows.copy()
-    frame["map / head"] = np.where(frame["head"] >= 0, frame["map"] + " · head " + (frame["head"] + 1).astype(str),
-                                   frame["map"])
+    names = frame["map"].map(short)
+    frame["map / head"] = np.where(frame["head"] >= 0, names + " · head " + (frame["head"] + 1).astype(str), names)
     fig = px.box(frame, x="map / head", y=statistic, points=False, range_y=(0, 1.02))
     return _layout(fig, height=340, title=title)
 
@@ -224,7 +271,9 @@ def epochs_figure(history: pd.DataFrame, statistic: str, title: str | None = Non
     frame = history.dropna(subset=[statistic]) if statistic in history else pd.DataFrame()
     if frame.empty:
         return _layout(go.Figure(), height=300, title=title)
-    fig = px.line(frame, x="epoch", y=statistic, color="map", markers=True, range_y=(0, 1.02))
+    frame = frame.assign(map=frame["map"].map(short)) if "map" in frame else frame
+    fig = px.line(frame, x="epoch", y=statistic, color="map" if "map" in frame else None, markers=True,
+                  range_y=(0, 1.02))
     return _layout(fig, height=320, title=title)
 
 
@@ -232,7 +281,7 @@ def training_curves(history: pd.DataFrame, metrics: list[str]) -> go.Figure:
     frame = history.drop_duplicates("epoch")
     frame = frame[frame["epoch"] > 0]
     present = [m for m in dict.fromkeys(["train_loss", *metrics]) if m in frame and frame[m].notna().any()]
-    fig = make_subplots(rows=1, cols=len(present) or 1, subplot_titles=present)
+    fig = make_subplots(rows=1, cols=len(present) or 1, subplot_titles=shorts(present))
     for index, metric in enumerate(present, start=1):
         fig.add_trace(go.Scatter(x=frame["epoch"], y=frame[metric], mode="lines+markers", name=metric,
                                  showlegend=False), row=1, col=index)

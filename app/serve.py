@@ -1,16 +1,62 @@
-"""`python -m app.serve [streamlit flags]`: load the heavy parts once, then serve the explorer (what `make app` runs).
+"""`python -m app.serve [--checkpoint-root DIR]... [streamlit flags]`: load the heavy parts once, then serve the
+explorer (what `make app` runs).
 
 Streamlit runs a page only when a browser connects, so with a bare `streamlit run` the first visitor waits
 while torch, Captum and the default checkpoint load. Here they load before the server listens, into the same
 process and the same `st.cache_resource` cache the pages use.
+
+The safe settings are passed as flags, so they hold from whichever folder this is started: it listens on
+127.0.0.1 unless `--server.address` says otherwise (`--server.address 0.0.0.0` exposes it on purpose).
+`--checkpoint-root DIR` (repeatable) adds a folder the app may open checkpoints from.
 """
 from __future__ import annotations
 
 import logging
+import os
 import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+ROOTS_ENV = "RECMODELS_CHECKPOINT_ROOTS"  # app.services reads it; not imported here so --help stays light
+SAFE_FLAGS = {"--server.address": "127.0.0.1", "--server.headless": "true", "--browser.gatherUsageStats": "false",
+              "--client.showErrorDetails": "none", "--client.toolbarMode": "viewer"}
+
+
+def split_arguments(argv: list[str]) -> tuple[list[str], list[str]]:
+    """``(checkpoint roots, streamlit flags)``: ``--checkpoint-root DIR`` / ``--checkpoint-root=DIR`` taken out."""
+    roots, rest = [], []
+    items = iter(argv)
+    for arg in items:
+        if arg == "--checkpoint-root":
+            value = next(items, None)
+            if value is None:
+                raise SystemExit("--checkpoint-root needs a folder: python -m app.serve --checkpoint-root DIR")
+            roots.append(value)
+        elif arg.startswith("--checkpoint-root="):
+            roots.append(arg.split("=", 1)[1])
+        else:
+            rest.append(arg)
+    return roots, rest
+
+
+def with_safe_flags(flags: list[str]) -> list[str]:
+    """The flags given, plus each safe setting the caller did not choose."""
+    given = {flag.split("=", 1)[0] for flag in flags if flag.startswith("--")}
+    added = [part for flag, value in SAFE_FLAGS.items() if flag not in given for part in (flag, value)]
+    return [*added, *flags]  # before a `--` that starts the script's own arguments
+
+
+def add_checkpoint_roots(roots: list[str]) -> None:
+    """Pass the roots down to the pages through the environment (the pages run in this process)."""
+    folders = []
+    for root in roots:
+        folder = Path(root).expanduser().resolve()
+        if not folder.is_dir():
+            raise SystemExit(f"--checkpoint-root {root}: not a folder; pass a folder that holds checkpoint folders.")
+        folders.append(str(folder))
+    existing = [p for p in os.environ.get(ROOTS_ENV, "").split(os.pathsep) if p.strip()]
+    if folders:
+        os.environ[ROOTS_ENV] = os.pathsep.join([*existing, *folders])
 
 
 def warm() -> None:
@@ -43,11 +89,13 @@ def warm() -> None:
 
 def main(argv: list[str] | None = None) -> int:
     sys.path.insert(0, str(ROOT))
+    roots, flags = split_arguments(sys.argv[1:] if argv is None else argv)
+    add_checkpoint_roots(roots)
     print("loading torch, Captum and the default checkpoint…", file=sys.stderr, flush=True)
     warm()
     from streamlit.web import cli
 
-    sys.argv = ["streamlit", "run", str(ROOT / "app" / "explorer.py"), *(sys.argv[1:] if argv is None else argv)]
+    sys.argv = ["streamlit", "run", str(ROOT / "app" / "explorer.py"), *with_safe_flags(flags)]
     return cli.main()
 
 

@@ -1,4 +1,5 @@
-"""Loaded services and derived results, cached for every session (``st.cache_resource``).
+"""Loaded services and derived results, cached for every session (``st.cache_resource``), and the checkpoint
+roots: the only folders the app opens checkpoints from.
 
 RecService is thread-safe and its results are never mutated here, so sharing them across sessions is safe.
 """
@@ -7,17 +8,22 @@ from __future__ import annotations
 import base64
 import io
 import logging
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
 import streamlit as st
 
-from recmodels.checkpoint import read_config
+from recmodels.checkpoint import CONFIG_FILE, read_config
 from recmodels.errors import RecModelsError
 from recmodels.service import RecService
 
+from .plots import display_copy
+from .text import plain
+
 REPO = Path(__file__).resolve().parents[1]
 CHECKPOINTS = REPO / "checkpoints"
+ROOTS_ENV = "RECMODELS_CHECKPOINT_ROOTS"
 MODEL_TITLES = {"din": "DIN", "nrms": "NRMS", "two_tower": "Two-tower (MHA)", "inttower": "IntTower", "acf": "ACF",
                 "bpr": "BPR-MF", "mostpop": "MostPopular"}
 log = logging.getLogger("attention-explorer")
@@ -32,42 +38,120 @@ class CheckpointEntry:
     collapsed: bool
 
 
-def checkpoint_label(path: Path, config: dict) -> str:
-    title = MODEL_TITLES.get(config["model"], config["model"])
-    tag = " · collapse example" if config.get("collapse_example") else ""
-    return f"{title} · {config['dataset']['name']}{tag}"
+# ---------------------------------------------------------------- messages a browser may see
+def public_message(err: Exception) -> str:
+    """The browser-safe sentence of a RecModelsError: it never quotes what a data file holds."""
+    method = getattr(err, "public_message", None)
+    try:
+        return method() if callable(method) else str(err)
+    except Exception:  # noqa: BLE001 - the message of an error must not become a second error
+        return f"{err.__class__.__name__}: the details are in the server's log."
+
+
+def unexpected_message(err: Exception, what: str) -> str:
+    """For an exception nobody raised on purpose: its class only; the details go to the server's log."""
+    return f"Something went wrong while {what} ({err.__class__.__name__}); the details are in the server's log."
+
+
+def model_title(name) -> str:
+    return MODEL_TITLES.get(name, plain(name, 40)) if isinstance(name, str) else plain(name, 40)
+
+
+# ---------------------------------------------------------------- checkpoint roots
+def checkpoint_roots() -> list[Path]:
+    """The repo's checkpoints/ first, then every folder in $RECMODELS_CHECKPOINT_ROOTS (os.pathsep-separated),
+    symlinks resolved, each once."""
+    extra = [Path(p).expanduser() for p in os.environ.get(ROOTS_ENV, "").split(os.pathsep) if p.strip()]
+    roots = []
+    for root in (CHECKPOINTS, *extra):
+        try:
+            resolved = root.resolve()
+        except (OSError, RuntimeError, ValueError):
+            continue
+        if resolved not in roots:
+            roots.append(resolved)
+    return roots
+
+
+def _inside(path: Path, roots: list[Path]) -> bool:
+    return any(path == root or path.is_relative_to(root) for root in roots)
+
+
+def resolve_checkpoint(typed: str) -> str | None:
+    """The checkpoint folder that ``typed`` names inside a root (relative names start at the first root), or
+    None for anything else: outside every root (after resolving symlinks), missing, or without config.json.
+
+    The caller shows one message for every None, so the box cannot be used to learn what exists elsewhere.
+    """
+    text = typed.strip()
+    if not text or "\x00" in text or len(text) > 4096:
+        return None
+    roots = checkpoint_roots()
+    candidate = Path(text)
+    if not candidate.is_absolute():
+        candidate = roots[0] / candidate
+    try:
+        folder = candidate.resolve()
+        config = (folder / CONFIG_FILE).resolve()
+        found = _inside(folder, roots) and _inside(config, roots) and config.is_file()
+    except (OSError, RuntimeError, ValueError):  # too long a name, a symlink loop, ...
+        return None
+    return str(folder) if found else None
+
+
+def shipped_checkpoints() -> list[CheckpointEntry]:
+    """Every checkpoint folder directly inside a root, the ml-100k ones first."""
+    return _scan_roots(tuple(str(root) for root in checkpoint_roots()))
 
 
 @st.cache_data(ttl=60, show_spinner=False)
-def shipped_checkpoints() -> list[CheckpointEntry]:
+def _scan_roots(roots: tuple[str, ...]) -> list[CheckpointEntry]:
     entries = []
-    if CHECKPOINTS.is_dir():
-        for folder in sorted(p for p in CHECKPOINTS.iterdir() if (p / "config.json").is_file()):
+    for root in map(Path, roots):
+        try:
+            folders = sorted(p for p in root.iterdir() if (p / CONFIG_FILE).is_file()) if root.is_dir() else []
+        except OSError:
+            continue
+        for folder in folders:
             try:
                 config = read_config(folder)
-            except RecModelsError:
+                entries.append(CheckpointEntry(str(folder), checkpoint_label(config), str(config["model"]),
+                                               str(config["dataset"]["name"]), bool(config.get("collapse_example"))))
+            except (RecModelsError, KeyError, TypeError):
                 continue
-            entries.append(CheckpointEntry(str(folder), checkpoint_label(folder, config), config["model"],
-                                           config["dataset"]["name"], bool(config.get("collapse_example"))))
     order = list(MODEL_TITLES)
+    entries = _unique_labels(entries)
     return sorted(entries, key=lambda e: (e.dataset != "ml-100k", e.collapsed,
                                           order.index(e.model) if e.model in order else 99, e.label))
 
 
+def checkpoint_label(config: dict) -> str:
+    tag = " · collapse example" if config.get("collapse_example") else ""
+    return f"{model_title(config['model'])} · {plain(config['dataset']['name'], 40)}{tag}"
+
+
+def _unique_labels(entries: list[CheckpointEntry]) -> list[CheckpointEntry]:
+    """Two checkpoints of one model and dataset (e.g. in two roots) get their folder names added."""
+    labels = [e.label for e in entries]
+    return [CheckpointEntry(e.path, f"{e.label} ({plain(Path(e.path).name, 40)})" if labels.count(e.label) > 1
+                            else e.label, e.model, e.dataset, e.collapsed) for e in entries]
+
+
+# ---------------------------------------------------------------- services and results
 @st.cache_resource(show_spinner="Loading the checkpoint and its data…", max_entries=16)
 def load_service(path: str) -> RecService:
     return RecService.from_checkpoint(path)
 
 
 def open_service(path: str) -> tuple[RecService | None, str | None]:
-    """The service for ``path``, or a one-sentence reason it cannot be opened."""
+    """The service for ``path``, or a one-sentence reason it cannot be opened (plain text, not yet escaped)."""
     try:
         return load_service(path), None
     except RecModelsError as err:
-        return None, str(err)
+        return None, public_message(err)
     except Exception as err:  # noqa: BLE001 - the app must show a sentence, never a traceback
         log.exception("could not open %s", path)
-        return None, f"{path} could not be opened ({err.__class__.__name__}: {err}); pick another checkpoint."
+        return None, unexpected_message(err, "opening the checkpoint") + " Pick another checkpoint."
 
 
 @st.cache_resource(show_spinner=False, max_entries=256)
@@ -80,16 +164,24 @@ def diagnostics(path: str):
     return load_service(path).diagnostics()
 
 
+@st.cache_resource(show_spinner=False, max_entries=512)
+def item_display_image(path: str, item: str):
+    """The item's image at display size (shared, never modified), or None; a large image is read once."""
+    image = load_service(path).item_image(item)
+    return None if image is None else display_copy(image)
+
+
 @st.cache_data(show_spinner=False, max_entries=4096)
-def thumbnail_uri(image_path: str, size: int = 64) -> str | None:
-    """A small PNG data URI, so the browser can show local images inside tables."""
+def thumbnail_uri(image_path, size: int = 64) -> str | None:
+    """A small PNG data URI, so the browser can show local images inside tables; None without an image."""
+    if not isinstance(image_path, str) or not image_path.strip():  # None, NaN and "" all mean no image
+        return None
     from recmodels.vision.images import load_image
 
     image = load_image(image_path)
     if image is None:
         return None
-    image = image.convert("RGB")
-    image.thumbnail((size, size))
+    small = display_copy(image, size)
     buffer = io.BytesIO()
-    image.save(buffer, format="PNG")
+    small.save(buffer, format="PNG")
     return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode()

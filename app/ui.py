@@ -4,14 +4,15 @@ from __future__ import annotations
 import contextlib
 import logging
 import random
-from pathlib import Path
 
 import numpy as np
 import streamlit as st
 
 from recmodels.errors import RecModelsError
 
-from .services import CHECKPOINTS, open_service, shipped_checkpoints
+from .services import (ROOTS_ENV, checkpoint_roots, open_service, public_message, resolve_checkpoint,
+                       shipped_checkpoints, unexpected_message)
+from .text import filename, literal, plain
 
 log = logging.getLogger("attention-explorer")
 FLAG_SENTENCES = {
@@ -20,18 +21,26 @@ FLAG_SENTENCES = {
     "near_one_hot": "Near one-hot: almost all the weight sits on one position; check that the model is not ignoring "
                     "the rest of the input.",
 }
+# one sentence for a typed folder outside the roots, missing, or not a checkpoint: the box is no file-system oracle
+NOT_A_CHECKPOINT = ("That is not a checkpoint folder inside the checkpoint roots: type the name of a folder with "
+                    "config.json and model.safetensors in one of the roots listed in this box's help.")
 
 
 @contextlib.contextmanager
 def guarded(what: str):
-    """Show any failure inside as one sentence, never a traceback."""
+    """Show any failure inside as one sentence, never a traceback (nor what a data file holds)."""
     try:
         yield
     except RecModelsError as err:
-        st.error(str(err))
+        show_error(public_message(err))
     except Exception as err:  # noqa: BLE001
         log.exception("failure while %s", what)
-        st.error(f"Something went wrong while {what} ({err.__class__.__name__}: {err}).")
+        show_error(unexpected_message(err, what))
+
+
+def show_error(message: str, container=None) -> None:
+    """An error sentence that may quote ids or paths from data, shown as literal text."""
+    (container or st).error(literal(message, 600))
 
 
 def _remember(widget_key: str, store_key: str) -> None:
@@ -40,7 +49,7 @@ def _remember(widget_key: str, store_key: str) -> None:
 
 def checkpoint_picker(label: str = "Checkpoint", key: str = "checkpoint", default: str | None = None,
                       container=None, allow_path: bool = True) -> str | None:
-    """A checkpoint from checkpoints/, or a typed folder path; returns the path or None.
+    """A checkpoint from a checkpoint root, or a folder typed inside one; returns the path or None.
 
     Widgets are per page in Streamlit, so the choice is carried across pages in ``_<key>`` (and the typed
     path in ``_<key>_path``) and each page's widget starts from it.
@@ -49,27 +58,33 @@ def checkpoint_picker(label: str = "Checkpoint", key: str = "checkpoint", defaul
     page = st.session_state.get("_page", "")
     entries = shipped_checkpoints()
     options = [e.path for e in entries]
-    labels = {e.path: e.label for e in entries}
+    labels = {e.path: plain(e.label, 80) for e in entries}
     current = st.session_state.get(f"_{key}", default)
     index = options.index(current) if current in options else 0
     widget = f"{key}_{page}" if page else key
     chosen = container.selectbox(label, options, index=index if options else None,
-                                 format_func=lambda p: labels.get(p, p), key=widget, on_change=_remember,
+                                 format_func=lambda p: labels.get(p, plain(p, 80)), key=widget, on_change=_remember,
                                  args=(widget, f"_{key}"),
                                  placeholder="no shipped checkpoints" if not options else None)
     if allow_path:
         typed = container.text_input("…or a checkpoint folder", key=f"{widget}_path",
                                      value=st.session_state.get(f"_{key}_path", ""), on_change=_remember,
-                                     args=(f"{widget}_path", f"_{key}_path"),
-                                     placeholder=str(CHECKPOINTS / "my-model"),
-                                     help="A folder with config.json and model.safetensors.")
+                                     args=(f"{widget}_path", f"_{key}_path"), placeholder="my-model",
+                                     help=_roots_help(), max_chars=4096)
         if typed.strip():
-            path = Path(typed.strip()).expanduser()
-            if not (path / "config.json").is_file():
-                container.error(f"{path} is not a checkpoint folder: it needs config.json and model.safetensors.")
-                return None
-            return str(path)
+            path = resolve_checkpoint(typed)
+            if path is None:
+                container.error(NOT_A_CHECKPOINT)
+            return path
     return chosen
+
+
+def _roots_help() -> str:
+    roots = checkpoint_roots()
+    listed = "; ".join(literal(str(root), 200) for root in roots)
+    return (f"A folder with config.json and model.safetensors inside a checkpoint root: {listed}. A relative name "
+            f"starts at the first root. More roots: the {ROOTS_ENV} environment variable or "
+            "`python -m app.serve --checkpoint-root DIR`.")
 
 
 def sidebar(page: str):
@@ -93,7 +108,7 @@ def current_service():
         return None
     service, error = open_service(path)
     if error:
-        st.error(error)
+        show_error(error)
         return None
     return service
 
@@ -105,7 +120,7 @@ def dataset_caption(service, container=None) -> None:
                        "over real Fashion-MNIST images (Xiao, Rasul & Vollgraf 2017, MIT licence); they are not "
                        "real behaviour.")
     elif service.citation:
-        container.caption(f"Data: {service.citation}")
+        container.caption(f"Data: {literal(service.citation, 400)}")
 
 
 def user_picker(service, key: str = "user", container=None) -> str | None:
@@ -120,14 +135,15 @@ def user_picker(service, key: str = "user", container=None) -> str | None:
         st.session_state[key] = random.choice(ids)
     if st.session_state.get(key) not in described:
         st.session_state[key] = ids[0]
-    return container.selectbox("User", ids, key=key, format_func=lambda u: described.get(u, str(u)),
+    return container.selectbox("User", ids, key=key, format_func=lambda u: described.get(u, plain(u, 40)),
                                help="Type to search by id or feature.")
 
 
 def _describe_user(row) -> str:
     values = row._asdict()
-    features = [str(values[k]) for k in ("age", "gender", "occupation", "segment") if k in values and values[k]]
-    return f"user {values['user']} · " + " ".join(features) + f" · {values['interactions']} interactions"
+    features = [plain(values[k], 30, blank="") for k in ("age", "gender", "occupation", "segment") if k in values]
+    features = [f for f in features if f]
+    return f"user {plain(values['user'], 40)} · " + " ".join(features) + f" · {values['interactions']} interactions"
 
 
 def figure(fig, key: str) -> None:
@@ -138,7 +154,7 @@ def figure(fig, key: str) -> None:
 
 
 def csv_button(frame, name: str, key: str, label: str = "CSV") -> None:
-    st.download_button(label, data=lambda: frame.to_csv(index=False).encode(), file_name=f"{name}.csv",
+    st.download_button(label, data=lambda: frame.to_csv(index=False).encode(), file_name=f"{filename(name, 80)}.csv",
                        mime="text/csv", key=key, icon=":material/download:")
 
 

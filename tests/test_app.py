@@ -1,11 +1,21 @@
 """The Streamlit app through ``streamlit.testing.v1.AppTest``: every page and the main interactions."""
 from __future__ import annotations
 
+import contextlib
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
 from pathlib import Path
 
 import pytest
+from streamlit import config
+from streamlit.config_option import ConfigOption
 from streamlit.testing.v1 import AppTest
 
+from app.safety import REFUSAL
+from app.serve import split_arguments, with_safe_flags
 from recmodels.checkpoint import read_config
 
 REPO = Path(__file__).resolve().parents[1]
@@ -88,7 +98,8 @@ def test_toggles_exclude_seen_and_attributions_off():
     assert "Attributions" not in {tab.label for tab in at.tabs}
 
 
-def test_invalid_checkpoint_path_shows_an_error_not_a_traceback(tmp_path):
+def test_invalid_checkpoint_path_shows_an_error_not_a_traceback(tmp_path, monkeypatch):
+    monkeypatch.setenv("RECMODELS_CHECKPOINT_ROOTS", str(tmp_path))
     at = _app().run()
     at.sidebar.text_input(key="checkpoint_explore_path").input(str(tmp_path / "nowhere")).run()
     assert not at.exception
@@ -113,3 +124,92 @@ def test_other_pages_render(page):
         assert at.dataframe, "the metrics table"
     if page.endswith("collapse.py"):
         assert at.get("plotly_chart"), "the diagnostics figures"
+
+
+# ---------------------------------------------------------------- safe however it is started
+@contextlib.contextmanager
+def _server_address(value, where: str):
+    """server.address as if Streamlit had been started with it (or without it) for the length of the block."""
+    config.get_config_options()
+    before = config.get_option("server.address"), config.get_where_defined("server.address")
+    config._set_option("server.address", value, where)
+    try:
+        yield
+    finally:
+        config._set_option("server.address", *before)
+
+
+def test_explorer_refuses_to_render_when_no_address_was_chosen():
+    with _server_address(None, ConfigOption.DEFAULT_DEFINITION):
+        at = _app().run()
+        assert [e.value for e in at.error] == [REFUSAL]
+        assert not at.title and not at.sidebar.selectbox and not at.exception
+
+
+def test_explorer_renders_when_exposed_on_purpose_and_forces_the_safe_client_options():
+    config.set_option("client.showErrorDetails", "full")
+    with _server_address("0.0.0.0", "command-line argument or environment variable"):
+        at = _app().run()
+    _no_errors(at)
+    assert at.title
+    assert config.get_option("client.showErrorDetails") == "none"
+    assert config.get_option("browser.gatherUsageStats") is False
+    assert config.get_option("client.toolbarMode") == "viewer"
+
+
+def test_serve_passes_the_safe_flags_and_takes_checkpoint_roots_out():
+    roots, flags = split_arguments(["--checkpoint-root", "/a", "--server.port", "9", "--checkpoint-root=/b"])
+    assert roots == ["/a", "/b"] and flags == ["--server.port", "9"]
+    safe = with_safe_flags(flags)
+    assert safe[safe.index("--server.address") + 1] == "127.0.0.1"
+    assert safe[safe.index("--browser.gatherUsageStats") + 1] == "false"
+    assert safe[safe.index("--client.showErrorDetails") + 1] == "none"
+    exposed = with_safe_flags(["--server.address=0.0.0.0"])
+    assert "--server.address" not in exposed and "--server.address=0.0.0.0" in exposed
+
+
+def _listening_addresses(port: int) -> set[str]:
+    """The local addresses with a TCP socket listening on ``port`` (from /proc/net/tcp and tcp6)."""
+    found = set()
+    for table, family in (("/proc/net/tcp", socket.AF_INET), ("/proc/net/tcp6", socket.AF_INET6)):
+        with contextlib.suppress(OSError), open(table) as lines:
+            for line in list(lines)[1:]:
+                local, state = line.split()[1], line.split()[3]
+                address, hex_port = local.split(":")
+                if state == "0A" and int(hex_port, 16) == port:  # 0A: LISTEN
+                    raw = bytes.fromhex(address)
+                    words = b"".join(raw[i:i + 4][::-1] for i in range(0, len(raw), 4))  # kernel byte order
+                    found.add(socket.inet_ntop(family, words))
+    return found
+
+
+def test_plain_streamlit_run_from_another_folder_listens_on_loopback_only(tmp_path):
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    log = tmp_path / "streamlit.log"
+    with open(log, "w") as out:
+        server = subprocess.Popen([sys.executable, "-m", "streamlit", "run", ENTRY, "--server.port", str(port),
+                                   "--server.headless", "true"], cwd=tmp_path, stdout=out, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + 60
+        while server.poll() is None and time.monotonic() < deadline:
+            with contextlib.suppress(OSError), urllib.request.urlopen(f"http://127.0.0.1:{port}/_stcore/health",
+                                                                      timeout=2):
+                break
+            time.sleep(0.3)
+        assert server.poll() is None, log.read_text()[-2000:]
+        listening = _listening_addresses(port)
+        assert listening and listening <= {"127.0.0.1", "::1"}, (listening, log.read_text()[-2000:])
+    finally:
+        server.terminate()
+        try:
+            server.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            server.kill()
+            server.wait()
+
+
+def test_the_two_config_files_hold_the_same_safe_settings():
+    in_repo, next_to_entry = REPO / ".streamlit" / "config.toml", REPO / "app" / ".streamlit" / "config.toml"
+    assert in_repo.read_text() == next_to_entry.read_text()

@@ -14,6 +14,7 @@ import socket
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.request
 from pathlib import Path
@@ -32,14 +33,17 @@ def free_port() -> int:
 
 
 @contextlib.contextmanager
-def serve_app(port: int | None = None, timeout: float = 120.0):
-    """Run the explorer as `make app` does (`python -m app.serve`) on a free localhost port; yields the URL."""
+def serve_app(port: int | None = None, timeout: float = 120.0, args: tuple[str, ...] = ()):
+    """Run the explorer as `make app` does (`python -m app.serve`) on a free localhost port; yields the URL.
+
+    ``args`` go to app.serve after the port (e.g. ``("--checkpoint-root", folder)``)."""
     port = port or free_port()
     env = {**os.environ, "PYTHONPATH": str(REPO)}
+    log = tempfile.TemporaryFile(mode="w+")  # not a pipe: a server that logs a lot would block on a full one
     process = subprocess.Popen([sys.executable, "-m", "app.serve",
                                 "--server.port", str(port), "--server.address", "127.0.0.1",
-                                "--server.headless", "true", "--browser.gatherUsageStats", "false"],
-                               cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+                                "--server.headless", "true", "--browser.gatherUsageStats", "false", *args],
+                               cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT, text=True)
     url = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + timeout
@@ -51,7 +55,8 @@ def serve_app(port: int | None = None, timeout: float = 120.0):
             except OSError:
                 pass
             if process.poll() is not None or time.monotonic() > deadline:
-                output = process.stdout.read() if process.poll() is not None else ""
+                log.seek(0)
+                output = log.read()
                 raise RuntimeError(f"streamlit did not start on port {port}: {output[-2000:]}")
             time.sleep(0.3)
         yield url
@@ -61,6 +66,8 @@ def serve_app(port: int | None = None, timeout: float = 120.0):
             process.wait(timeout=10)
         except subprocess.TimeoutExpired:
             process.kill()
+            process.wait()
+        log.close()
 
 
 @contextlib.contextmanager

@@ -4,8 +4,9 @@ from __future__ import annotations
 import streamlit as st
 
 from app import plots
-from app.services import MODEL_TITLES, diagnostics, open_service, shipped_checkpoints
-from app.ui import checkpoint_picker, csv_button, figure, guarded, sidebar
+from app.services import diagnostics, model_title, open_service, shipped_checkpoints
+from app.text import literal
+from app.ui import checkpoint_picker, csv_button, figure, guarded, show_error, sidebar
 
 sidebar("collapse")
 st.title("Attention collapse")
@@ -33,14 +34,16 @@ for column, path, side in zip(columns, choices, ("left", "right")):
             continue
         service, error = open_service(path)
         if error:
-            st.error(error)
+            show_error(error)
             continue
         with guarded("computing the collapse diagnostics"):
             report = diagnostics(path)
             if report.rows.empty:
-                st.info(f"{service.model_name} has no attention distributions, so there is nothing to diagnose.")
+                st.info(f"{literal(model_title(service.model_name), 40)} has no attention distributions, so there is "
+                        "nothing to diagnose.")
                 continue
-            st.subheader(f"{MODEL_TITLES.get(service.model_name, service.model_name)} on {service.dataset_name}")
+            st.subheader(f"{literal(model_title(service.model_name), 40)} on {literal(service.dataset_name, 60)}",
+                         anchor=False)
             summary = report.summary.copy()
             st.dataframe(summary[["map", "head", "normalised_entropy_mean", "max_weight_mean",
                                   "effective_number_mean", "share_near_uniform", "share_near_one_hot", "rows"]],

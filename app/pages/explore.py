@@ -7,8 +7,9 @@ import streamlit as st
 
 from app import plots
 from app.report import explanation_html
-from app.services import MODEL_TITLES, explanation, thumbnail_uri
-from app.ui import collapse_badges, csv_button, dataset_caption, figure, guarded, sidebar, user_picker
+from app.services import explanation, item_display_image, model_title, public_message, thumbnail_uri
+from app.text import code, cut_cells, filename, literal, plain
+from app.ui import collapse_badges, csv_button, dataset_caption, figure, guarded, show_error, sidebar, user_picker
 from recmodels.errors import EmptyHistoryError, RecModelsError
 
 service = sidebar("explore")
@@ -21,15 +22,22 @@ dataset_caption(service)
 if user is None:
     st.stop()
 
-st.title(f"{MODEL_TITLES.get(service.model_name, service.model_name)} on {service.dataset_name}")
+st.title(f"{literal(model_title(service.model_name), 40)} on {literal(service.dataset_name, 60)}", anchor=False)
+
+
+def image_path(value) -> str | None:
+    """None, NaN and "" all mean "no image"."""
+    return value if isinstance(value, str) and value.strip() else None
 
 
 def with_thumbnails(frame: pd.DataFrame) -> tuple[pd.DataFrame, dict]:
-    """Turn the image path column into small inline thumbnails (or drop it when nothing has an image)."""
-    if "image" not in frame or frame["image"].isna().all():
+    """Turn the image path column into small inline thumbnails (or drop it when nothing has an image); a cell
+    without an image is "" (an empty cell; None would show the word None)."""
+    paths = [image_path(p) for p in frame["image"]] if "image" in frame else []
+    if not any(paths):
         return frame.drop(columns=["image"], errors="ignore"), {}
     frame = frame.copy()
-    frame["image"] = [thumbnail_uri(p) if p else None for p in frame["image"]]
+    frame["image"] = [(thumbnail_uri(p) if p else None) or "" for p in paths]
     return frame, {"image": st.column_config.ImageColumn("image", width="small")}
 
 
@@ -38,18 +46,18 @@ left, right = st.columns(2, gap="large")
 with left:
     users = service.users()
     profile = users[users["user"] == user].drop(columns=["user"]).iloc[0]
-    st.subheader(f"User {user}")
-    st.caption(" · ".join(f"{k}: {v}" for k, v in profile.items() if k != "zip_code"))
+    st.subheader(f"User {literal(user, 60)}", anchor=False)
+    st.caption(" · ".join(f"{literal(k, 30)}: {literal(v, 60)}" for k, v in profile.items() if k != "zip_code"))
     history = pd.DataFrame()
     with guarded("loading the history"):
         history = service.history(user)
         shown, config = with_thumbnails(history)
         shown["time"] = shown["time"].dt.strftime("%Y-%m-%d %H:%M")
-        st.dataframe(shown.iloc[::-1], hide_index=True, height=360, column_config=config,
+        st.dataframe(cut_cells(shown.iloc[::-1]), hide_index=True, height=360, column_config=config,
                      column_order=[c for c in ["image", "title", "genres", "rating", "time", "part", "item"]
                                    if c in shown])
         st.caption(f"{len(history)} interactions, newest first. Part = where the temporal split put each one.")
-        csv_button(history, f"history-user-{user}", key="history_csv")
+        csv_button(history.drop(columns=["image"], errors="ignore"), f"history-user-{user}", key="history_csv")
 
 with right:
     st.subheader("Recommendations")
@@ -57,12 +65,13 @@ with right:
     exclude_seen = controls[0].toggle("Exclude seen", value=True, key="exclude_seen")
     k = controls[1].number_input("How many", min_value=1, max_value=100, value=10, key="k")
     recommendations = pd.DataFrame()
+    selection = None  # defined whatever happens below: the pair picker reads it
     with guarded("ranking the catalogue"):
         recommendations = service.recommend(user, k=int(k), exclude_seen=exclude_seen)
         shown, config = with_thumbnails(recommendations.assign(image=[service.item_info(i)["image"]
                                                                       for i in recommendations["item"]]))
-        selection = st.dataframe(shown, hide_index=True, height=360, on_select="rerun", selection_mode="single-row",
-                                 key="recommendations", column_config=config,
+        selection = st.dataframe(cut_cells(shown), hide_index=True, height=360, on_select="rerun",
+                                 selection_mode="single-row", key="recommendations", column_config=config,
                                  column_order=[c for c in ["rank", "image", "title", "genres", "score", "probability",
                                                            "item"] if c in shown])
         st.caption("Select a row to explain it, or pick any item below.")
@@ -70,8 +79,9 @@ with right:
 
 # ---------------------------------------------------------------- which pair to explain
 catalogue = service.data.dataset
-titles = {raw: f"{title} ({raw})" for raw, title in zip(catalogue.item_ids[1:], catalogue.item_features["title"])}
-selected_rows = selection.selection.rows if not recommendations.empty else []
+titles = {raw: f"{plain(title, 60)} ({plain(raw, 30)})"
+          for raw, title in zip(catalogue.item_ids[1:], catalogue.item_features["title"])}
+selected_rows = list(selection.selection.rows) if selection is not None and not recommendations.empty else []
 default_item = (recommendations["item"].iloc[selected_rows[0]] if selected_rows
                 else recommendations["item"].iloc[0] if not recommendations.empty else catalogue.item_ids[1])
 if st.session_state.get("explain_for") != (path, user, default_item):
@@ -90,14 +100,14 @@ n_steps = header[2].number_input("IG steps", min_value=8, max_value=300, value=5
 try:
     result = explanation(path, user, item, with_attributions, int(n_steps))
 except EmptyHistoryError as err:
-    st.info(str(err))
+    st.info(literal(public_message(err), 600))
     st.stop()
 except RecModelsError as err:
-    st.error(str(err))
+    show_error(public_message(err))
     st.stop()
 
 seen_before = not history.empty and item in set(history["item"])
-st.subheader(f"Why {result.title} for user {user}")
+st.subheader(f"Why {literal(result.title, 80)} for user {literal(user, 40)}", anchor=False)
 if seen_before:
     st.caption("The user has this item in their history, so the model sees only the interactions before it.")
 facts = st.columns(5)
@@ -127,20 +137,24 @@ region_maps = list(maps_of("component"))
 tab_names = [name for name, present in (("Heads", head_maps), ("Items", item_maps), ("Fields", field_maps),
                                         ("Regions", region_maps), ("Attributions", result.attributions)) if present]
 if not tab_names:
-    st.info(f"{MODEL_TITLES.get(service.model_name, service.model_name)} has no attention maps and no attribution "
+    st.info(f"{literal(model_title(service.model_name), 40)} has no attention maps and no attribution "
             "inputs: there is nothing to explain beyond the score.")
     st.stop()
 tabs = dict(zip(tab_names, st.tabs(tab_names)))
 
 
 def map_header(name, view):
-    st.markdown(f"**{name}** · `{' × '.join(view.axes)}`")
+    st.markdown(f"**{literal(name, 60)}** · {code(' × '.join(view.axes))}")
     if view.description:
-        st.caption(view.description)
+        st.caption(literal(view.description, 400))
+
+
+def csv_name(what: str) -> str:
+    return f"{what}-user-{filename(user)}-item-{filename(item)}"
 
 
 if "Heads" in tabs:
-    with tabs["Heads"]:
+    with tabs["Heads"], guarded("drawing the heads"):
         for name, view in head_maps:
             map_header(name, view)
             heads = view.labels["head"]
@@ -157,31 +171,30 @@ if "Heads" in tabs:
             if view.head_similarity is not None:
                 st.markdown("Head similarity (Jensen-Shannon divergence between heads; 0 = redundant heads)")
                 figure(plots.js_figure(view.head_similarity, heads), key=f"fig_js_{name}")
-            csv_button(view.to_frame(), f"{name}-user-{user}-item-{item}", key=f"csv_{name}")
+            csv_button(view.to_frame(), csv_name(name), key=f"csv_{name}")
 
 if "Items" in tabs:
-    with tabs["Items"]:
+    with tabs["Items"], guarded("drawing the item attention"):
         for name, view in item_maps:
             map_header(name, view)
             figure(plots.item_attention_figure(view), key=f"fig_item_{name}")
             collapse_badges(view)
-            csv_button(view.to_frame(), f"{name}-user-{user}-item-{item}", key=f"csv_{name}")
+            csv_button(view.to_frame(), csv_name(name), key=f"csv_{name}")
 
 if "Fields" in tabs:
-    with tabs["Fields"]:
+    with tabs["Fields"], guarded("drawing the fields"):
         for name, view in field_maps:
             map_header(name, view)
             if view.level == "field":
-                axis = view.axes[0]
-                figure(plots.weights_bar(view.labels[axis], view.values, axis), key=f"fig_field_{name}")
+                figure(plots.field_figure(view), key=f"fig_field_{name}")
             else:
                 figure(plots.interaction_figure(view), key=f"fig_inter_{name}")
                 st.caption("● marks each user head's best-matching item head: the score adds up those maxima.")
             collapse_badges(view)
-            csv_button(view.to_frame(), f"{name}-user-{user}-item-{item}", key=f"csv_{name}")
+            csv_button(view.to_frame(), csv_name(name), key=f"csv_{name}")
 
 if "Regions" in tabs:
-    with tabs["Regions"]:
+    with tabs["Regions"], guarded("drawing the image regions"):
         planted = service.planted_regions(user)
         for name, view in region_maps:
             map_header(name, view)
@@ -201,23 +214,24 @@ if "Regions" in tabs:
                 columns = st.columns(5)
                 for slot, position in enumerate(keep):
                     raw = view.item_ids[profile_axis][position]
-                    image = service.item_image(raw)
+                    image = item_display_image(path, raw) if raw else None
+                    label = view.labels[profile_axis][position]
                     with columns[slot % 5]:
                         if image is None:
-                            st.caption(f"{plots.short(view.labels[profile_axis][position], 24)}: no image")
+                            st.caption(f"{literal(label, 24)}: no image")
                             continue
                         figure(plots.region_overlay(image, view.values[position], tuple(grid), planted,
-                                                    title=plots.short(view.labels[profile_axis][position], 22),
-                                                    zmax=peak), key=f"fig_region_{name}_{position}")
+                                                    title=plain(label, 22), zmax=peak),
+                               key=f"fig_region_{name}_{position}")
             else:
                 kind = view.meta.get("components", "components")
                 st.caption(f"Components here are the item's {kind}, not image regions: this dataset has no images.")
                 figure(plots.component_figure(view, view.meta.get("component_labels")), key=f"fig_comp_{name}")
             collapse_badges(view)
-            csv_button(view.to_frame(), f"{name}-user-{user}-item-{item}", key=f"csv_{name}")
+            csv_button(view.to_frame(), csv_name(name), key=f"csv_{name}")
 
 if "Attributions" in tabs:
-    with tabs["Attributions"]:
+    with tabs["Attributions"], guarded("drawing the attributions"):
         cols = st.columns(4)
         cols[0].metric("Score", f"{result.score:.4f}")
         cols[1].metric("Baseline score", f"{result.baseline_score:.4f}",
@@ -225,7 +239,8 @@ if "Attributions" in tabs:
         cols[2].metric("Sum of attributions", f"{result.score - result.baseline_score + result.delta:.4f}")
         cols[3].metric("Convergence delta", f"{result.delta:+.2e}", help=f"Gauss-Legendre, {result.n_steps} steps")
         if result.agreement_map:
-            st.markdown(f"**Attention ({result.agreement_map}) against attributions over history items**")
+            st.markdown(f"**Attention ({literal(result.agreement_map, 60)}) against attributions over history "
+                        "items**")
             metric_cols = st.columns(4)
             for index, (label, value) in enumerate(result.agreement.items()):
                 metric_cols[index % 4].metric(label, "–" if value is None or np.isnan(value) else f"{value:.2f}",
@@ -233,17 +248,17 @@ if "Attributions" in tabs:
                                                    "0 = unrelated). Top-k overlap: share of the most-attended items "
                                                    "that are also the most attributed.")
             figure(plots.agreement_figure(result.per_item), key="fig_agreement")
-            csv_button(result.per_item, f"attention-vs-attributions-user-{user}-item-{item}", key="csv_per_item")
+            csv_button(result.per_item, csv_name("attention-vs-attributions"), key="csv_per_item")
         for name, view in result.attributions.items():
-            st.markdown(f"**{name}** · {view.description}")
+            st.markdown(f"**{literal(name, 60)}** · {literal(view.description, 400)}")
             figure(plots.attribution_figure(view), key=f"fig_attr_{name}")
-            csv_button(view.to_frame(), f"ig-{name}-user-{user}-item-{item}", key=f"csv_attr_{name}")
+            csv_button(view.to_frame(), csv_name(f"ig-{name}"), key=f"csv_attr_{name}")
         if result.perturbations is not None:
             st.markdown("**Perturbations** · change in score and in rank among all items")
-            st.dataframe(result.perturbations, hide_index=True)
-            csv_button(result.perturbations, f"perturbations-user-{user}-item-{item}", key="csv_perturbations")
+            st.dataframe(cut_cells(result.perturbations), hide_index=True)
+            csv_button(result.perturbations, csv_name("perturbations"), key="csv_perturbations")
 
 st.download_button("Download this explanation as a self-contained HTML report",
                    data=lambda: explanation_html(service, result).encode(),
-                   file_name=f"explanation-{service.model_name}-user-{user}-item-{item}.html", mime="text/html",
+                   file_name=f"{filename(csv_name(f'explanation-{service.model_name}'), 120)}.html", mime="text/html",
                    key="html_report", icon=":material/summarize:")

@@ -7,7 +7,8 @@ import pandas as pd
 import streamlit as st
 
 from app import plots
-from app.services import MODEL_TITLES
+from app.services import model_title
+from app.text import code, literal
 from app.ui import csv_button, dataset_caption, figure, sidebar
 from recmodels.report import METRIC_LABELS
 
@@ -15,11 +16,11 @@ service = sidebar("card")
 if service is None:
     st.stop()
 config = service.config
-st.title(f"Model card: {MODEL_TITLES.get(service.model_name, service.model_name)}")
+st.title(f"Model card: {literal(model_title(service.model_name), 40)}", anchor=False)
 if config.get("collapse_example"):
-    st.warning(f"This is the deliberately collapsed example: {config['collapse_example']}")
-st.caption(f"Checkpoint `{service.path}` · library {config.get('library_version')} · written {config.get('created')}"
-           f" · device now: {service.device_label}")
+    st.warning(f"This is the deliberately collapsed example: {literal(config['collapse_example'], 400)}")
+st.caption(f"Checkpoint {code(service.path, 200)} · library {literal(config.get('library_version'), 20)} · "
+           f"written {literal(config.get('created'), 30)} · device now: {literal(service.device_label, 60)}")
 
 metrics = config.get("metrics", {})
 rows = [{"part": part, **{METRIC_LABELS.get(k, k): v for k, v in values.items()}} for part, values in metrics.items()]
