@@ -164,9 +164,13 @@ MUTATIONS = [_insert_random_bytes, _replace_byte, _truncate, _delete_separator, 
 def _whole_numbers_in(data: bytes) -> set[int]:
     """Every whole number written in a file, so timestamps can be checked against what was there."""
     numbers = set()
-    for token in re.split(rb"::|[\t|\s]+", data):
+    try:  # decoded as the loader does: UTF-8 where it is valid, so Unicode spaces (U+2028) split tokens too
+        text = data.decode("utf-8")
+    except UnicodeDecodeError:
+        text = data.decode("latin-1")
+    for token in re.split(r"::|[\t|\s]+", text):
         try:
-            value = Decimal(token.decode("latin-1").strip())
+            value = Decimal(token.strip())
         except (InvalidOperation, ValueError):
             continue
         if value.is_finite() and value == value.to_integral_value():
