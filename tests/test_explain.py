@@ -10,13 +10,18 @@ import pandas as pd
 import pytest
 import torch
 
-from recmodels.errors import EmptyHistoryError, UnknownItemError, UnknownUserError
+from recmodels.errors import (EmptyHistoryError, InvalidArgumentError, RecModelsError, UnknownItemError,
+                              UnknownUserError)
 from recmodels.explain.attributions import integrated_gradients, leave_one_out, remove_positions
 from recmodels.explain.collapse import js_divergence, pairwise_head_js, row_statistics
-from recmodels.explain.faithfulness import (catalogue_scores, kendall_tau, permute_override, topk_overlap,
-                                           uniform_override)
-from recmodels.models import Batch, available_models, model_class
-from recmodels.service import RecService
+from recmodels.explain.explainers import Explainer, IntegratedGradients, LeaveOneOut, PerturbationTests
+from recmodels.explain.faithfulness import (catalogue_scores, kendall_tau, perturbation_tests, permute_override,
+                                           topk_overlap, uniform_override)
+from recmodels.explain.pipeline import primary_item_map
+from recmodels.explain.views import axis_label, cell_labels
+from recmodels.models import AttentionMap, Batch, available_models, model_class
+from recmodels.service import RecService, import_model_module
+from recmodels.vision.recovery import region_map_name
 from recmodels.train import seed_everything
 
 ATTRIBUTED_MODELS = [name for name in available_models() if name != "mostpop"]
@@ -272,3 +277,81 @@ def test_sixteen_threads_get_the_serial_answers(services):
         assert a1.keys() == a2.keys() and all(np.array_equal(a1[k], a2[k]) for k in a1)
         pd.testing.assert_frame_equal(p1, p2)
     assert all(not m._forward_hooks for m in service.model.modules())
+
+
+# ---------------------------------------------------------------- the pipeline against the math it runs
+def test_every_explainer_has_the_one_interface(tiny_data):
+    model = _model("din", tiny_data)
+    batch = _rows(tiny_data, 3)
+    for explainer in (IntegratedGradients(n_steps=8), LeaveOneOut(), PerturbationTests()):
+        assert isinstance(explainer, Explainer) and explainer.name
+    per_row = [leave_one_out(model, int(u), int(i), h) for u, i, h in zip(batch.users, batch.items, batch.history)]
+    assert torch.equal(LeaveOneOut().attribute(model, batch).isnan(), torch.stack(per_row).isnan())
+    assert torch.allclose(LeaveOneOut().attribute(model, batch).nan_to_num(), torch.stack(per_row).nan_to_num())
+    with pytest.raises(ValueError, match="one \\(user, item\\) row"):
+        PerturbationTests().attribute(model, batch, item_attention=torch.zeros(12), distribution_maps=[],
+                                      excluded=torch.zeros(tiny_data.dataset.n_items, dtype=torch.bool))
+
+
+@pytest.mark.parametrize("name", ["din", "nrms", "acf"])
+def test_explanation_gives_the_numbers_of_the_functions_it_runs(name, services, tiny_data):
+    service, model = services[name], services[name].model
+    item = service.recommend("5", k=3)["item"][2]
+    explanation = service.explain("5", item, n_steps=20)
+    user_index, item_index = tiny_data.dataset.user_index("5"), tiny_data.dataset.item_index(item)
+    history = torch.as_tensor(tiny_data.full_history(np.array([user_index]))[0])  # an unseen item: full history
+    batch = Batch(torch.tensor([user_index]), torch.tensor([item_index]), history.unsqueeze(0))
+    with torch.no_grad():
+        out = model(batch, output_attentions=True)
+    assert explanation.score == float(out.scores[0])
+    for map_name, attention in out.attentions.items():
+        assert np.array_equal(explanation.maps[map_name].values, attention.values[0].numpy())
+    reference = integrated_gradients(model, batch, n_steps=20)
+    assert explanation.delta == float(reference.delta[0]) and explanation.n_steps == 20
+    for tap, attribution in reference.attributions.items():
+        assert np.array_equal(explanation.attributions[tap].values, attribution.values[0].numpy())
+    occlusion = leave_one_out(model, user_index, item_index, history).numpy()
+    assert np.array_equal(explanation.per_item["leave_one_out"], occlusion[explanation.per_item["position"]])
+    seen = torch.zeros(tiny_data.dataset.n_items, dtype=torch.bool)
+    seen[[tiny_data.dataset.item_index(i) - 1 for i in service.history("5")["item"]]] = True
+    _, attention = primary_item_map(out.attentions, history.numpy())
+    rows = perturbation_tests(model, user_index, item_index, history, torch.as_tensor(attention),
+                              [n for n, m in out.attentions.items() if m.normalised_over is not None], seen)
+    expected = pd.DataFrame(rows)
+    assert np.array_equal(explanation.perturbations["score"], expected["score"])
+    assert np.array_equal(explanation.perturbations["rank"], expected["rank"])
+    assert explanation.rank == expected["rank"][0]  # the pair's rank among the user's unseen items
+
+
+def test_labels_follow_generic_rules():
+    assert axis_label("user_head", 0) == "user head 1" and axis_label("head", 3) == "head 4"
+    meta = {"colour_ids": np.array([[2, -1], [0, 1]]), "colour_names": ["red", "green", "blue"], "grid": (7, 7)}
+    assert cell_labels(meta)["colour_labels"] == [["blue", ""], ["red", "green"]]
+    assert set(cell_labels({"grid": (7, 7), "shape_ids": np.zeros(2)})) == {"grid", "shape_ids"}  # no names
+
+
+def test_recovery_reads_the_map_with_a_grid_whatever_its_name():
+    plain = AttentionMap(torch.ones(1, 3) / 3, ("history",), "item", normalised_over="history")
+    regions = AttentionMap(torch.ones(1, 2, 4) / 4, ("profile", "region"), "component", meta={"grid": (2, 2)})
+    assert region_map_name({"alpha": plain, "cells": regions}, None, "m") == "cells"
+    with pytest.raises(InvalidArgumentError, match="m has no region-level map 'alpha'"):
+        region_map_name({"alpha": plain, "cells": regions}, "alpha", "m")
+    with pytest.raises(InvalidArgumentError, match="whose meta gives a grid"):
+        region_map_name({"alpha": plain}, None, "m")
+
+
+def test_service_reads_dataset_facts(services, tiny_data):
+    service = next(iter(services.values()))
+    assert service.split_fractions == pytest.approx({"train": 0.7, "valid": 0.1, "test": 0.2})
+    assert service.split_description == "70/10/20"
+    assert service.identifying_user_fields == []  # the tiny users have age, gender and occupation only
+    hidden = RecService(service.model, service.config, tiny_data, torch.device("cpu"))
+    tiny_data.dataset.user_features["zip_code"] = "00000"
+    try:
+        assert hidden.identifying_user_fields == ["zip_code"]
+    finally:
+        del tiny_data.dataset.user_features["zip_code"]
+    with pytest.raises(InvalidArgumentError, match="tiny has no planted regions"):
+        service.planted_region_recovery()
+    with pytest.raises(RecModelsError):
+        import_model_module("no_such_package.no_such_model")
