@@ -19,7 +19,7 @@ from .checkpoint_weights import (check_feature_tables, check_index_tables, check
                                  declared_tensors, load_tensors, read_header, refuse_pickle_files)
 from .data.fashion import FASHION_DIR
 from .errors import CheckpointError, FingerprintMismatchError
-from .models import build_model
+from .models import build_model, model_info
 
 CONFIG_FILE = "config.json"
 WEIGHTS_FILE = "model.safetensors"
@@ -49,6 +49,8 @@ def save_checkpoint(path, model, data, training: dict | None = None, metrics: di
             "citation": data.dataset.citation,
             "simulated": data.dataset.simulated,
         },
+        # where a plugin model came from, so the message on a machine without it says what to install or pass
+        **({"model_source": info.source} if (info := model_info(model.name)).source else {}),
         "training": training or {},
         "metrics": metrics or {},
         "history": history or [],

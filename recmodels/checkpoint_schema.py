@@ -7,14 +7,12 @@ Sizes (``spec``) are only checked for shape here; ``checkpoint.load_checkpoint``
 """
 from __future__ import annotations
 
-import inspect
 import json
 import math
-import types
-import typing
 from pathlib import Path
 
 from .errors import CheckpointError, RecModelsError
+from .models.config import field_kinds
 
 FORMAT_VERSION = 1
 REQUIRED_KEYS = ("format_version", "model", "hparams", "spec", "dataset")
@@ -138,7 +136,9 @@ def validate_config(config, config_path) -> dict:
         if version > FORMAT_VERSION:
             raise CheckpointError(f"{config_path} has format version {version}, newer than this library reads "
                                   f"({FORMAT_VERSION}); upgrade recmodels.")
-        model_cls = registered_model("model", config["model"])
+        if config.get("model_source") is not None:
+            check_model_source(config["model_source"])
+        model_cls = registered_model("model", config["model"], config.get("model_source"), config_path)
         check_hparams(model_cls, config["hparams"])
         check_spec(config["spec"])
         check_dataset(config["dataset"])
@@ -148,15 +148,32 @@ def validate_config(config, config_path) -> dict:
     return config
 
 
-def registered_model(field: str, value):
-    from .models import model_class
+def registered_model(field: str, value, source=None, config_path="config.json"):
+    """The model class a config names. For a plugin model that is not installed, the sentence says where it came
+    from (config.json's "model_source"): that module is never imported from here, the user installs or passes it."""
+    from .models import model_class, registered_models, source_hint
 
     name = text(field, value, 200)
     try:
         return model_class(name)
-    except RecModelsError:
-        from .models import available_models
-        raise SchemaProblem(field, f"a registered model ({', '.join(available_models())})", value) from None
+    except RecModelsError as err:
+        hint = source_hint(source)
+        if hint:
+            raise CheckpointError(f"{config_path}: model '{escaped_key(name)}' is not installed here; {hint}.") \
+                from None
+        if not str(err).startswith("Unknown model"):  # an installed plugin that failed to load says why
+            raise CheckpointError(f"{config_path}: {err}") from None
+        raise SchemaProblem(field, f"a registered model ({', '.join(registered_models())})", value) from None
+
+
+def check_model_source(source) -> None:
+    """Where a plugin model came from: {"entry_point", "distribution"} or {"module"}, each text or null."""
+    for key, value in mapping("model_source", source).items():
+        if key not in ("entry_point", "distribution", "module"):
+            raise SchemaProblem.saying(f"model_source.{escaped_key(key)} is not a field of model_source (it has "
+                                       "entry_point, distribution and module)")
+        if value is not None:
+            text(f"model_source.{key}", value, MAX_TEXT)
 
 
 def check_spec(spec) -> None:
@@ -233,48 +250,15 @@ def measurements(field: str, values) -> None:
 
 # ---------------------------------------------------------------------------------------------- hyperparameters
 def check_hparams(model_cls, hparams) -> None:
-    """Names must be the model's own; values must fit the types its constructor declares."""
+    """Names must be fields of the model's config class; values must fit the types those fields declare."""
     hparams = mapping("hparams", hparams)
-    declared, open_ended = hyperparameter_types(model_cls)
+    declared = field_kinds(model_cls.config_class)
     for name, value in hparams.items():
-        if name not in declared and not open_ended:
+        if name not in declared:
             takes = f"it takes {', '.join(declared)}" if declared else "it takes none"
             raise SchemaProblem.saying(f"hparams.{escaped_key(name)} is not a hyperparameter of model "
                                        f"{model_cls.name!r} ({takes})")
-        hparam_value(f"hparams.{escaped_key(name)}", value, declared.get(name))
-
-
-def hyperparameter_types(model_cls) -> tuple[dict[str, set[str]], bool]:
-    """({name: accepted kinds}, whether the constructor also takes any other name)."""
-    from .models.base import RecModel
-
-    init = model_cls.__init__
-    if init is RecModel.__init__:  # a model without hyperparameters of its own
-        return {}, False
-    parameters = list(inspect.signature(init).parameters.values())[2:]  # self, spec
-    try:
-        hints = typing.get_type_hints(init)
-    except Exception:  # a plugin's unresolvable annotation: accept any JSON scalar or list, bounded
-        hints = {}
-    declared = {p.name: kinds_of(hints.get(p.name)) for p in parameters
-                if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)}
-    return declared, any(p.kind is p.VAR_KEYWORD for p in parameters)
-
-
-def kinds_of(hint) -> set[str]:
-    """JSON kinds for a type hint: int, float, bool, str, null, and list:<kind> for lists and tuples."""
-    if hint is None:
-        return {"any"}
-    if hint is type(None):
-        return {"null"}
-    origin, args = typing.get_origin(hint), typing.get_args(hint)
-    if origin in (typing.Union, types.UnionType):
-        return set().union(*(kinds_of(arg) for arg in args))
-    if origin in (list, tuple):
-        element = next((a for a in args if a is not Ellipsis), None)
-        return {f"list:{kind}" for kind in kinds_of(element)}
-    names = {int: "int", float: "float", bool: "bool", str: "str"}
-    return {names[hint]} if hint in names else {"any"}
+        hparam_value(f"hparams.{escaped_key(name)}", value, declared[name])
 
 
 KIND_WORDS = {"int": f"a whole number from 0 to {MAX_HPARAM_INT}", "float": f"a number within ±{MAX_HPARAM_FLOAT:g}",

@@ -2,15 +2,12 @@
 from __future__ import annotations
 
 import argparse
-import inspect
 import json
 import re
 import sys
 from pathlib import Path
 
-from .errors import RecModelsError
-
-TRAIN_ORDER = ("mostpop", "bpr", "din", "nrms", "two_tower", "inttower", "acf")
+from .errors import InvalidArgumentError, RecModelsError, quote
 
 
 def _parse_value(text: str):
@@ -38,17 +35,58 @@ def default_out(model: str, dataset: str) -> Path:
     return Path("checkpoints") / f"{model}-{_slug(dataset)}"
 
 
+def import_model_modules(args) -> None:
+    """``--model-module``: import the modules the user named, registering the models they define."""
+    from .models import import_model_module
+
+    for spec in args.model_module or []:
+        import_model_module(spec)
+
+
+def split_settings(names: list[str], settings: dict) -> dict[str, tuple[dict, dict]]:
+    """{model: (hyperparameters, training settings)} from ``--set``: a key is a model's hyperparameter when its
+    config class has that field, else a training setting. A key that is neither is refused; with several models,
+    a hyperparameter goes to those that have it."""
+    from dataclasses import fields
+
+    from .models import model_info
+    from .train import TrainConfig
+
+    training = [f.name for f in fields(TrainConfig)]
+    declared = {name: [f.name for f in fields(model_info(name).config_class)] for name in names}
+    for key in settings:
+        if key not in training and not any(key in keys for keys in declared.values()):
+            takes = "; ".join(f"{name} takes {', '.join(keys)}" for name, keys in declared.items() if keys)
+            raise InvalidArgumentError(f"--set {quote(key)} is neither a training setting ({', '.join(training)}) "
+                                       f"nor a hyperparameter of {', '.join(names)}{'; ' + takes if takes else ''}.")
+    return {name: ({k: v for k, v in settings.items() if k in keys},
+                   {k: v for k, v in settings.items() if k not in keys and k in training})
+            for name, keys in declared.items()}
+
+
 def cmd_train(args) -> int:
     import torch.distributed as dist
 
     from .checkpoint import save_checkpoint
     from .data import TEST, RecData, SplitConfig
     from .eval import evaluate
-    from .models import available_models, model_class
+    from .models import model_info, registered_models
+    from .models.config import check_values
     from .report import text_table
     from .train import TrainConfig, seed_everything, train_model
     from .train.trainer import distributed_context
 
+    import_model_modules(args)
+    if args.model == "all" and args.out:
+        raise SystemExit("--out names one folder; leave it out with --model all (each goes to checkpoints/).")
+    names = registered_models() if args.model == "all" else [model_info(args.model).name]
+    # every setting is checked before the data is read: a typo costs no loading time
+    plans = {}
+    for name, (hparams, training) in split_settings(names, _parse_settings(args.set)).items():
+        info = model_info(name)
+        config = TrainConfig.for_model(info.cls, epochs=args.epochs, seed=args.seed, **training)
+        check_values(info.config_class, hparams, f"model {name!r}")  # names and types, before the data loads
+        plans[name] = (info, hparams, config)
     rank, world = distributed_context()
     data = RecData.load(args.dataset, args.data_dir, image_dir=args.image_dir,
                         split=SplitConfig(args.valid_fraction, args.test_fraction), max_history=args.max_history)
@@ -56,19 +94,10 @@ def cmd_train(args) -> int:
         print(f"dataset {data.dataset.name}: {data.summary()}")
         if data.dataset.citation:
             print(f"data: {data.dataset.citation}")
-    names = [m for m in TRAIN_ORDER if m in available_models()] if args.model == "all" else [args.model]
-    if args.model == "all" and args.out:
-        raise SystemExit("--out names one folder; leave it out with --model all (each goes to checkpoints/).")
-    settings = _parse_settings(args.set)
     rows = []
-    for name in names:
-        cls = model_class(name)
-        accepted = set(inspect.signature(cls.__init__).parameters) - {"self", "spec"}
-        train_keys = {k: v for k, v in settings.items() if k not in accepted}
-        hparams = {k: v for k, v in settings.items() if k in accepted}
-        config = TrainConfig.for_model(cls, epochs=args.epochs, seed=args.seed, **train_keys)
+    for name, (info, hparams, config) in plans.items():
         seed_everything(config.seed)  # the initial weights come from the seeded generator as well
-        model = cls.from_data(data, **hparams)
+        model = info.cls.from_data(data, **hparams)
         if rank == 0:
             print(f"training {name} ({sum(p.numel() for p in model.parameters()):,} parameters) with "
                   f"{json.dumps(config.to_dict())}")
@@ -77,10 +106,10 @@ def cmd_train(args) -> int:
             continue
         metrics = {"valid": result.best_valid, "test": evaluate(result.model, data, TEST)}
         out = Path(args.out) if args.out else default_out(name, data.dataset.name)
+        extra = {"collapse_example": args.collapse_example} if args.collapse_example else {}
         save_checkpoint(out, result.model, data, training={**config.to_dict(), "best_epoch": result.best_epoch,
                                                             "device": str(result.model.device), "world_size": world},
-                        metrics=metrics, history=result.history,
-                        extra={"collapse_example": args.collapse_example} if args.collapse_example else None)
+                        metrics=metrics, history=result.history, extra=extra or None)
         print(f"saved {out}")
         rows.append({"model": name, **metrics["test"]})
     if rank == 0 and rows:
@@ -99,6 +128,7 @@ def cmd_evaluate(args) -> int:
     from .eval import evaluate
     from .report import text_table
 
+    import_model_modules(args)
     config = read_config(args.checkpoint)
     dataset = config["dataset"]
     data_dir, image_dir = dataset_location(config, args.checkpoint)
@@ -147,6 +177,7 @@ def cmd_bench(args) -> int:
     from .checkpoint import read_config
     from .report import text_table
 
+    import_model_modules(args)
     paths = [Path(p) for p in args.checkpoints] if args.checkpoints else sorted(
         p for p in Path("checkpoints").iterdir() if (p / "config.json").is_file()
         and read_config(p)["dataset"]["name"] == "ml-100k")
@@ -190,35 +221,26 @@ def results_markdown(root: Path) -> str:
     """One table per dataset from the shipped checkpoints' recorded test metrics (measured when trained;
     tests/test_checkpoints.py re-measures them)."""
     from .checkpoint import read_config
-    from .models import model_class
+    from .models import model_info
     from .report import markdown_table
 
     by_dataset: dict[str, list[dict]] = {}
     for folder in sorted(p for p in root.iterdir() if (p / "config.json").is_file()):
-        config = read_config(folder)
+        config = read_config(folder)  # checks that the model is registered
+        info = model_info(config["model"])
         test = dict(config.get("metrics", {}).get("test", {}))
-        if not model_class(config["model"]).predicts_probability:
+        if not info.predicts_probability:
             test["logloss"] = None  # scores that are not probabilities have no meaningful LogLoss
-        name = TITLES.get(config["model"], config["model"])
-        if config.get("collapse_example"):
-            name += " (collapse example)"
+        name = info.title + (" (collapse example)" if config.get("collapse_example") else "")
         by_dataset.setdefault(config["dataset"]["name"], []).append(
-            {"model": name, "checkpoint": f"`{folder.name}`", "order": _order(config), **test})
+            {"model": name, "checkpoint": f"`{folder.name}`", **test,
+             "order": (info.order, bool(config.get("collapse_example")))})
     blocks = []
     for dataset, rows in by_dataset.items():
         rows.sort(key=lambda r: r["order"])
         blocks.append(f"**{dataset}** (test part)\n\n" + markdown_table(
             rows, ["model", "checkpoint", "ndcg@10", "recall@20", "hr@10", "auc", "gauc", "logloss"]))
     return "\n\n".join(blocks)
-
-
-TITLES = {"mostpop": "MostPopular", "bpr": "BPR-MF", "din": "DIN", "nrms": "NRMS", "two_tower": "Two-tower (MHA)",
-          "inttower": "IntTower", "acf": "ACF"}
-
-
-def _order(config: dict) -> tuple:
-    model = config["model"]
-    return (TRAIN_ORDER.index(model) if model in TRAIN_ORDER else 99, bool(config.get("collapse_example")))
 
 
 def cmd_results(args) -> int:
@@ -256,6 +278,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     train = sub.add_parser("train", help="train a model (or all) and write a checkpoint folder")
     train.add_argument("--model", required=True, help="a registered model name, or 'all'")
+    train.add_argument("--model-module", action="append", metavar="MODULE",
+                       help="import a model from a module (my_pkg.my_model) or a .py file first; repeatable")
     train.add_argument("--dataset", default="ml-100k", help="ml-100k, fashion, or a label for --data-dir")
     train.add_argument("--data-dir", default=None, help="GroupLens ml-100k/ml-1m or RecBole atomic folder")
     train.add_argument("--image-dir", default=None, help="folder of <item_id>.jpg|png item images")
@@ -281,6 +305,8 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--image-dir", default=None)
     ev.add_argument("--device", default="auto")
     ev.add_argument("--quiet", action="store_true")
+    ev.add_argument("--model-module", action="append", metavar="MODULE",
+                    help="the module (or .py file) of a plugin model the checkpoint names")
     ev.set_defaults(func=cmd_evaluate)
 
     bench = sub.add_parser("bench", help="print latency tables per model, scale and device")
@@ -289,6 +315,8 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--repeats", type=int, default=20)
     bench.add_argument("--scales", default="ml-100k,ml-1m")
     bench.add_argument("--no-naive", action="store_true", help="skip the one-candidate-at-a-time loop")
+    bench.add_argument("--model-module", action="append", metavar="MODULE",
+                       help="the module (or .py file) of a plugin model a checkpoint names")
     bench.set_defaults(func=cmd_bench)
 
     results = sub.add_parser("results", help="the README's results table, from the shipped checkpoints")

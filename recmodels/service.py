@@ -11,7 +11,6 @@ constructor and only read afterwards.
 """
 from __future__ import annotations
 
-import importlib
 import time
 from pathlib import Path
 
@@ -25,13 +24,13 @@ from .data import PART_NAMES, RecData
 from .data.cache import load_data_cached
 from .data.features import IDENTIFYING_USER_FIELDS
 from .device import describe_device, resolve_device
-from .errors import (EmptyHistoryError, InvalidArgumentError, UnknownItemError, UnknownModelError, UnknownUserError,
-                     quote)
+from .errors import EmptyHistoryError, InvalidArgumentError, UnknownItemError, UnknownUserError, quote
 from .explain.collapse import CollapseThresholds
 from .explain.diagnostics import DiagnosticsReport, dataset_diagnostics
 from .explain.explainers import IntegratedGradients, LeaveOneOut, PerturbationTests
 from .explain.pipeline import PairExplainer
 from .explain.views import AttributionView, Explanation, ItemNames, MapView
+from .models import import_model_module
 from .models.base import Batch
 from .vision.recovery import model_region_recovery
 
@@ -41,23 +40,6 @@ PART_LABELS = {v: k for k, v in PART_NAMES.items()}
 MAX_K = 10_000              # recommendations per call
 MAX_IG_STEPS = 2_000        # integrated-gradients steps per explanation
 MAX_BATCH = 65_536          # rows per forward pass
-
-
-def import_model_module(name) -> None:
-    """Import a plain module that registers a model (``--model-module``), so its checkpoints can be read."""
-    from . import models
-    importer = getattr(models, "import_model_module", None)
-    if importer is not None:
-        importer(name)
-        return
-    if not isinstance(name, str) or not name:
-        raise InvalidArgumentError(f"model_module must be a dotted module name, got {type(name).__name__} "
-                                   f"{quote(name)}.")
-    try:
-        importlib.import_module(name)
-    except ImportError as error:
-        raise UnknownModelError(f"Model module {quote(name)} cannot be imported ({quote(error, 120)}); check its "
-                                "name and that it is on the Python path.") from None
 
 
 class RecService:

@@ -1,12 +1,15 @@
-"""ACF: the vectorised model against a loop-per-item reference of the paper's formulas, masking, taps."""
+"""ACF: the vectorised model and its overrides against a loop-per-item reference of the paper's formulas, the
+genre components and the profile.
+
+The checks every model shares (gradients, padding, taps, maps, ranking, round trip) are in
+tests/test_model_contract.py."""
 from __future__ import annotations
 
 import math
 
 import pytest
 import torch
-from recmodels.checkpoint import load_checkpoint, save_checkpoint
-from recmodels.models import Batch, RecModel, build_model
+from recmodels.models import Batch, build_model
 from recmodels.models.acf import ACF
 from recmodels.train import TrainConfig, train_model
 
@@ -188,17 +191,6 @@ def test_profile_gathers_the_most_recent_valid_items(tiny_data):
                                                                     [0, 0, 0, 0], [5, 0, 0, 0]]))
 
 
-def test_gradients_reach_every_parameter(tiny_data, model):
-    model.train()
-    batch = make_batch(tiny_data, LENGTHS)
-    scores = model(batch).scores
-    negatives = model(Batch(batch.users, batch.items.flip(0), batch.history)).scores
-    (-torch.nn.functional.logsigmoid(scores - negatives).mean()).backward()
-    for name, parameter in model.named_parameters():
-        assert parameter.grad is not None, name
-        assert parameter.grad.abs().sum() > 0, name
-
-
 @torch.no_grad()
 def test_empty_and_single_item_histories(tiny_data, model):
     batch = make_batch(tiny_data, [0, 1])
@@ -213,15 +205,6 @@ def test_empty_and_single_item_histories(tiny_data, model):
     # no history columns at all
     empty = Batch(batch.users, batch.items, torch.zeros(2, 0, dtype=torch.long))
     torch.testing.assert_close(model(empty).scores, (user * item).sum(-1))
-
-
-@torch.no_grad()
-def test_score_items_equals_forward(tiny_data, model):
-    batch = make_batch(tiny_data, LENGTHS)
-    items = torch.arange(1, tiny_data.dataset.n_items + 1)
-    fast = model.score_items(batch.users, batch.history, items)
-    slow = RecModel.score_items(model, batch.users, batch.history, items)  # expands rows through forward
-    torch.testing.assert_close(fast, slow, atol=1e-5, rtol=1e-5)
 
 
 @torch.no_grad()
@@ -255,35 +238,11 @@ def test_attention_override_at_both_levels(tiny_data, model):
                                out.attentions["profile"].full_mask().float())
 
 
-def test_input_taps_see_each_embedding_once(tiny_data, model):
-    taps = model.input_taps()
-    assert {name: tap.units for name, tap in taps.items()} == {
-        "user_tap": ("user",), "profile_tap": ("profile",), "component_tap": ("profile", "component"),
-        "candidate_tap": ("candidate",)}
-    seen: dict[str, list] = {name: [] for name in taps}
-    handles = [tap.register_forward_hook(lambda module, args, out, name=name: seen[name].append(out.shape))
-               for name, tap in taps.items()]
-    batch = make_batch(tiny_data, [0, 4, 12])
-    try:
-        model(batch)
-    finally:
-        for handle in handles:
-            handle.remove()
-    p, m, g = model.profile_size, model.n_components, len(tiny_data.tables.genre_names)
-    assert seen == {"user_tap": [(3, 1, DIM)], "profile_tap": [(3, p, 2 * DIM)],
-                    "component_tap": [(3, p, m, g)], "candidate_tap": [(3, 1, DIM)]}
-
-
-def test_registered_and_checkpoint_round_trip(tiny_data, model, tmp_path):
-    assert isinstance(build_model("acf", tiny_data.tables.spec(), dim=4), ACF)
+def test_built_by_name_and_refuses_unknown_component_sources(tiny_data):
+    model = build_model("acf", tiny_data.tables.spec(), dim=4)
+    assert isinstance(model, ACF) and "backbone" not in model.hparams  # genre components store no region settings
     with pytest.raises(ValueError, match="components"):
         ACF(tiny_data.tables.spec(), components="pixels")
-    save_checkpoint(tmp_path / "acf", model, tiny_data)
-    loaded, config = load_checkpoint(tmp_path / "acf", data=tiny_data)
-    assert loaded.n_components == model.n_components
-    batch = make_batch(tiny_data, LENGTHS)
-    with torch.no_grad():
-        torch.testing.assert_close(loaded(batch).scores, model(batch).scores)
 
 
 @pytest.mark.parametrize("loss,negatives", [("bpr", 1), ("warp", 4)])
@@ -299,12 +258,3 @@ def test_trains_with_bpr_and_warp_and_logs_attention(tiny_data, loss, negatives)
         for stats in entry["attention"].values():
             assert 0 <= stats["normalised_entropy"] <= 1 and 0 < stats["max_weight"] <= 1
     assert all(math.isfinite(entry["train_loss"]) for entry in result.history[1:])
-
-
-def test_override_lasts_one_call(tiny_data, model):
-    """An override is per call: the next plain call is unaffected."""
-    batch = make_batch(tiny_data, LENGTHS)
-    with torch.no_grad():
-        before = model(batch).scores
-        model(batch, attention_override={"profile": lambda w, m: m.float()})
-        torch.testing.assert_close(model(batch).scores, before)

@@ -1,16 +1,16 @@
-"""DIN: the decomposed activation unit equals the reference formula, masking, both attention modes, taps."""
+"""DIN: the decomposed activation unit equals the reference formula in both attention modes, with overrides.
+
+The checks every model shares (gradients, padding, taps, maps, round trip) are in tests/test_model_contract.py."""
 from __future__ import annotations
 
 import numpy as np
 import pytest
 import torch
 
-from recmodels.data import TEST, TRAIN
+from recmodels.data import TRAIN
 from recmodels.explain.faithfulness import uniform_override
-from recmodels.models import Batch, build_model
-from recmodels.models.din import DIN
-
-MODES = ("softmax", "unnormalised")
+from recmodels.models import Batch
+from recmodels.models.din import DIN, DINConfig
 
 
 def _model(data, attention="softmax", **hparams) -> DIN:
@@ -47,7 +47,7 @@ def reference_scores(model: DIN, users: torch.Tensor, items: torch.Tensor, histo
             interest = (w[:, None] * k).sum(0)
         else:
             interest = torch.zeros_like(q)
-        fields = model.user_fields[user] + model.user_field_offsets
+        fields = model.user_fields[user] + model.user_field_embedding.offsets
         user_part = torch.cat([model.user_embedding.weight[user], *model.user_field_embedding.weight[fields],
                                model.user_mean_rating[user].view(1)])
         candidate = torch.cat([q, model.decade_embedding.weight[model.item_year[item]],
@@ -81,23 +81,6 @@ def test_forward_and_score_items_equal_the_reference(tiny_data, attention, inter
                                   atol=1e-5, rtol=1e-5)
 
 
-def test_softmax_weights_sum_to_one_over_the_valid_history(tiny_data):
-    batch = _batch(tiny_data)
-    with torch.no_grad():
-        out = _model(tiny_data)(batch, output_attentions=True)
-    assert set(out.attentions) == {"history"}
-    history = out.attentions["history"]
-    assert history.axes == ("history",) and history.level == "item" and history.normalised_over == "history"
-    assert torch.equal(history.mask, batch.history_mask)
-    assert torch.equal(history.axis_items["history"], batch.history)
-    weights = history.values
-    assert torch.all(weights[~batch.history_mask] == 0)
-    nonempty = batch.history_mask.any(1)
-    assert torch.allclose(weights[nonempty].sum(1), torch.ones(int(nonempty.sum())), atol=1e-6)
-    assert torch.all(weights[~nonempty] == 0)
-    assert weights[1, 0] == pytest.approx(1.0)  # a length-1 history puts all its weight on its one item
-
-
 def test_unnormalised_mode_exposes_raw_weights_and_their_shares(tiny_data):
     batch = _batch(tiny_data)
     with torch.no_grad():
@@ -112,34 +95,6 @@ def test_unnormalised_mode_exposes_raw_weights_and_their_shares(tiny_data):
     assert not torch.allclose(raw.values[nonempty].sum(1), torch.ones(int(nonempty.sum())))
     assert torch.allclose(share.values[nonempty].sum(1), torch.ones(int(nonempty.sum())), atol=1e-6)
     assert torch.allclose(share.values * raw.values.sum(1, keepdim=True), raw.values, atol=1e-6)
-
-
-@pytest.mark.parametrize("attention", MODES)
-def test_gradients_reach_every_parameter(tiny_data, attention):
-    model = _model(tiny_data, attention, interest_product=True).train()
-    batch = _batch(tiny_data, n=64)
-    loss = torch.nn.functional.binary_cross_entropy_with_logits(model(batch).scores, batch.labels)
-    loss.backward()
-    for name, parameter in model.named_parameters():
-        assert parameter.grad is not None and torch.isfinite(parameter.grad).all(), name
-        assert parameter.grad.abs().sum() > 0, name
-
-
-@pytest.mark.parametrize("attention", MODES)
-def test_empty_and_length_one_histories_give_finite_scores(tiny_data, attention):
-    model = _model(tiny_data, attention)
-    users, items = torch.tensor([1, 2, 3]), torch.tensor([4, 5, 6])
-    history = torch.zeros(3, 7, dtype=torch.long)
-    history[1, 0] = 9
-    with torch.no_grad():
-        out = model(Batch(users, items, history), output_attentions=True)
-        ranked = model.score_items(users, history, torch.arange(1, tiny_data.dataset.n_items + 1))
-        no_columns = model.score_items(users, history[:, :0], items)
-    assert torch.isfinite(out.scores).all() and torch.isfinite(ranked).all() and torch.isfinite(no_columns).all()
-    for attention_map in out.attentions.values():
-        assert torch.all(attention_map.values[0] == 0)
-    # with an empty history the interest vector is 0, so the score matches any other empty-history width
-    assert torch.allclose(no_columns[0, 0], out.scores[0], atol=1e-6)
 
 
 @pytest.mark.parametrize("attention,name", [("softmax", "history"), ("unnormalised", "history"),
@@ -167,43 +122,10 @@ def test_attention_override_replaces_the_weights(tiny_data, attention, name):
     assert not torch.allclose(out.scores, plain.scores, atol=1e-4)
 
 
-def test_input_taps_cover_history_user_and_candidate(tiny_data):
-    model = _model(tiny_data)
-    taps = model.input_taps()
-    assert set(taps) == {"history_tap", "user_tap", "candidate_tap"}
-    assert taps["history_tap"].units == ("history",) and taps["history_tap"].item_axis == "history"
-    assert taps["user_tap"].labels == ["user id", *tiny_data.tables.user_field_names]
-    assert taps["candidate_tap"].labels == ["item id", "genres", "decade"]
-    seen = {}
-    handles = [tap.register_forward_hook(lambda m, i, o, name=name: seen.setdefault(name, []).append(o.shape))
-               for name, tap in taps.items()]
-    batch = _batch(tiny_data, n=5)
-    with torch.no_grad():
-        model(batch)
-    for handle in handles:
-        handle.remove()
-    n_fields = 1 + len(tiny_data.tables.user_field_names)
-    assert seen == {"history_tap": [(5, batch.history.shape[1], 16)], "user_tap": [(5, n_fields, 8)],
-                    "candidate_tap": [(5, 3, 8)]}  # each tap exactly once per forward
-
-
-def test_registered_and_rejects_unknown_modes(tiny_data):
-    spec = tiny_data.tables.spec()
-    assert isinstance(build_model("din", spec), DIN) and DIN.predicts_probability
+def test_config_rejects_unknown_modes_and_sizes(tiny_data):
+    assert DIN.config_class is DINConfig and DIN.predicts_probability and DIN.task == "ctr"
     with pytest.raises(ValueError, match="attention must be one of"):
-        build_model("din", spec, attention="sparsemax")
-
-
-@pytest.mark.slow
-def test_a_short_training_run_learns_the_ctr_task(tiny_data):
-    from recmodels.eval import evaluate_topk
-    from recmodels.train import TrainConfig, seed_everything, train_model
-
-    seed_everything(0)
-    model = DIN.from_data(tiny_data, dim=8, attention_hidden=8, hidden=(16,))
-    config = TrainConfig.for_model(DIN, epochs=3, batch_size=64, patience=5)
-    result = train_model(model, tiny_data, config, device="cpu", progress=False)
-    losses = [entry["train_loss"] for entry in result.history[1:]]
-    assert losses[-1] < losses[0]
-    assert "history" in result.history[-1]["attention"]
-    assert np.isfinite(evaluate_topk(result.model, tiny_data, TEST)["ndcg@10"])
+        DIN(tiny_data.tables.spec(), attention="sparsemax")
+    with pytest.raises(ValueError, match="at least 1"):
+        DINConfig(hidden=(16, 0))
+    assert DINConfig(hidden=[16, 8]).hidden == (16, 8)

@@ -1,5 +1,7 @@
-"""Two-tower with a multi-head-attention user tower: the vectorised forward against a per-head loop, masking,
-the map, gradients, edge-case histories, the ranking path, overrides, taps and a short train-and-reload."""
+"""Two-tower with a multi-head-attention user tower: the vectorised forward and overrides against a per-head loop.
+
+The checks every model shares (gradients, padding, taps, maps, ranking, round trip) are in
+tests/test_model_contract.py."""
 from __future__ import annotations
 
 import math
@@ -8,10 +10,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from recmodels.checkpoint import load_checkpoint, save_checkpoint
-from recmodels.models import Batch, build_model, model_class
+from recmodels.models import Batch, build_model
 from recmodels.models.two_tower import TwoTower
-from recmodels.train import TrainConfig, seed_everything, train_model
 from tests.helpers import ragged_batch
 
 DIM, HEADS = 16, 4
@@ -90,10 +90,6 @@ def _reference(model: TwoTower, batch: Batch, weights_fn=None):
     return torch.stack(scores), maps
 
 
-def test_registered():
-    assert model_class("two_tower") is TwoTower
-
-
 def test_forward_equals_the_per_head_loop(tiny_data):
     model, batch = _model(tiny_data), _batch(tiny_data)
     out = model(batch, output_attentions=True)
@@ -103,81 +99,6 @@ def test_forward_equals_the_per_head_loop(tiny_data):
     for row, length in enumerate((batch.history != 0).sum(1).tolist()):
         assert torch.allclose(weights[row, :, :length], maps[row], atol=1e-6)
     assert weights[0].max() > 2 / 12  # far from uniform, so the comparison means something
-
-
-def test_padding_changes_nothing(tiny_data):
-    model, batch = _model(tiny_data), _batch(tiny_data)
-    wider = Batch(batch.users, batch.items, torch.cat([batch.history, torch.zeros(len(batch), 5, dtype=torch.long)], 1))
-    assert torch.allclose(model(batch).scores, model(wider).scores, atol=1e-5)
-
-
-def test_attention_is_a_distribution_over_valid_positions_and_padding_gets_exactly_zero(tiny_data):
-    model, batch = _model(tiny_data), _batch(tiny_data)
-    attention = model(batch, output_attentions=True).attentions["user_attention"]
-    assert attention.axes == ("head", "history") and attention.level == "head"
-    assert attention.normalised_over == "history"
-    assert torch.equal(attention.axis_items["history"], batch.history)
-    valid = batch.history != 0
-    weights, mask = attention.values, attention.full_mask()
-    assert torch.equal(mask, valid[:, None, :].expand_as(weights))
-    assert torch.all(weights[~mask] == 0)
-    sums = weights.sum(-1)                                                      # (B, H)
-    has_history = valid.any(1)
-    assert torch.allclose(sums[has_history], torch.ones(()), atol=1e-6)
-    assert torch.all(sums[~has_history] == 0)
-
-
-def test_gradients_reach_every_parameter(tiny_data):
-    model = _model(tiny_data, dropout=0.1).train()
-    batch = _batch(tiny_data)
-    loss = F.binary_cross_entropy_with_logits(model(batch).scores, torch.ones(len(batch)))
-    loss.backward()
-    for name, parameter in model.named_parameters():
-        assert parameter.grad is not None and torch.isfinite(parameter.grad).all(), name
-        assert parameter.grad.abs().sum() > 0, f"no gradient reaches {name}"
-
-
-def test_training_encodes_repeated_rows_once_with_the_same_values_and_gradients(tiny_data):
-    batch = _batch(tiny_data)
-    repeat = torch.tensor([0, 1, 2, 3, 4, 0, 0, 2, 3, 1])
-    repeated = Batch(batch.users[repeat], torch.randint(1, 41, (len(repeat),)), batch.history[repeat])
-    results = []
-    for mode in ("train", "eval"):
-        model = _model(tiny_data)
-        model.train(mode == "train")
-        scores = model(repeated).scores
-        (scores * torch.arange(1.0, len(repeat) + 1)).sum().backward()
-        results.append((scores.detach(), [p.grad.clone() for p in model.parameters()]))
-    assert torch.allclose(results[0][0], results[1][0], atol=1e-5)
-    for trained, evaluated in zip(results[0][1], results[1][1]):
-        assert torch.allclose(trained, evaluated, rtol=1e-4, atol=1e-5)
-
-
-@pytest.mark.parametrize("mode", ["eval", "train"])
-def test_empty_and_length_one_histories_are_finite(tiny_data, mode):
-    model = _model(tiny_data)
-    model.train(mode == "train")
-    batch = _batch(tiny_data, lengths=(0, 1, 0, 1))
-    out = model(batch, output_attentions=True)
-    assert torch.isfinite(out.scores).all()
-    weights = out.attentions["user_attention"].values
-    assert torch.isfinite(weights).all()
-    assert torch.all(weights[1, :, 0] == 1) and torch.all(weights[0] == 0)
-    out.scores.sum().backward()
-    assert all(torch.isfinite(p.grad).all() for p in model.parameters() if p.grad is not None)
-    assert torch.isfinite(model.score_items(batch.users, batch.history, torch.arange(1, 41))).all()
-    # two users with empty histories still get different, personal scores
-    assert out.scores[0] != out.scores[2]
-
-
-def test_score_items_equals_forward(tiny_data):
-    model, batch = _model(tiny_data), _batch(tiny_data)
-    candidates = torch.arange(1, tiny_data.dataset.n_items + 1)
-    ranked = model.score_items(batch.users, batch.history, candidates)
-    n, c = len(batch), len(candidates)
-    rows = Batch(batch.users.repeat_interleave(c), candidates.repeat(n), batch.history.repeat_interleave(c, 0))
-    assert ranked.shape == (n, c)
-    assert torch.allclose(ranked, model(rows).scores.view(n, c), atol=1e-4, rtol=1e-5)
 
 
 def test_override_replaces_the_weights_in_the_forward_pass(tiny_data):
@@ -198,25 +119,6 @@ def test_override_replaces_the_weights_in_the_forward_pass(tiny_data):
     assert torch.allclose(out.attentions["user_attention"].values[0], torch.full((HEADS, 12), 1 / 12))
 
 
-def test_input_taps_are_each_called_once_with_their_units(tiny_data):
-    model, batch = _model(tiny_data), _batch(tiny_data)
-    taps = model.input_taps()
-    assert set(taps) == {"history_tap", "user_tap", "candidate_tap"}
-    assert taps["history_tap"].units == ("history",) and taps["history_tap"].item_axis == "history"
-    user_labels = ["user id", *tiny_data.tables.user_field_names]
-    assert taps["user_tap"].units == ("user_feature",) and taps["user_tap"].labels == user_labels
-    assert taps["candidate_tap"].units == ("item_feature",)
-    assert taps["candidate_tap"].labels == ["item id", "genres", "decade"]
-    calls = {}
-    handles = [tap.register_forward_hook(lambda m, i, o, name=name: calls.setdefault(name, []).append(o.shape))
-               for name, tap in taps.items()]
-    model(batch)
-    for handle in handles:
-        handle.remove()
-    assert calls == {"history_tap": [(5, 12, DIM)], "user_tap": [(5, len(user_labels), DIM)],
-                     "candidate_tap": [(5, 3, DIM)]}
-
-
 def test_without_decade_and_without_user_fields(tiny_data):
     spec = {**tiny_data.tables.spec(), "user_field_names": [], "user_field_sizes": []}
     model = build_model("two_tower", spec, dim=8, heads=2, hidden=[8], use_decade=False).eval()
@@ -226,17 +128,3 @@ def test_without_decade_and_without_user_fields(tiny_data):
     assert ranked.shape == (5, 40) and torch.isfinite(ranked).all()
     with pytest.raises(ValueError, match="multiple of heads"):
         build_model("two_tower", tiny_data.tables.spec(), dim=10, heads=4)
-
-
-def test_short_training_learns_and_the_checkpoint_reproduces_it(tiny_data, tmp_path):
-    seed_everything(0)
-    model = TwoTower.from_data(tiny_data, dim=8, heads=2, hidden=[16, 8])
-    config = TrainConfig.for_model(TwoTower, epochs=3, batch_size=64, patience=10)
-    result = train_model(model, tiny_data, config, device="cpu", progress=False)
-    losses = [entry["train_loss"] for entry in result.history[1:]]
-    assert losses[-1] < losses[0] and all(math.isfinite(v) for v in losses)
-    assert set(result.history[1]["attention"]) == {"user_attention"}
-    save_checkpoint(tmp_path / "ck", result.model, tiny_data)
-    loaded, _ = load_checkpoint(tmp_path / "ck", data=tiny_data)
-    batch = _batch(tiny_data)
-    assert torch.equal(result.model.eval()(batch).scores, loaded(batch).scores)

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -13,13 +14,16 @@ import pytest
 import torch
 
 from recmodels.checkpoint import dataset_location, load_checkpoint, read_config, save_checkpoint
+from recmodels.cli import main as cli_main
+from recmodels.cli import results_markdown
 from recmodels.data import TEST, RecData
 from recmodels.errors import CheckpointError, FingerprintMismatchError, UnknownModelError
 from recmodels.eval import evaluate_topk
-from recmodels.models import Batch, build_model
+from recmodels.models import Batch, build_model, model_info, registered_models
 from recmodels.models.baselines import BPRMF
 from recmodels.service import RecService
 from recmodels.train import TrainConfig, bpr, seed_everything, train_model, warp
+from recmodels.train.losses import training_loss
 
 from conftest import make_tiny_dataset
 
@@ -215,6 +219,39 @@ def test_cli_train_and_evaluate(tiny_data, tmp_path):
     bad = subprocess.run([sys.executable, "-m", "recmodels", "evaluate", str(tmp_path / "nope")],
                          capture_output=True, text=True, env=env, cwd=tmp_path, timeout=300)
     assert bad.returncode == 2 and "not a checkpoint folder" in bad.stderr and "Traceback" not in bad.stderr
+
+
+def test_training_losses_read_the_trainers_layout():
+    scores = torch.tensor([2.0, -1.0, 0.5, 1.5, -0.5, 0.0])  # two observed rows, then two negatives for each
+    labels = torch.tensor([1.0, 0.0, 0.0, 0.0, 0.0, 0.0])
+    negative = torch.tensor([[0.5, 1.5], [-0.5, 0.0]])
+    assert torch.equal(training_loss("bpr", scores, labels, 2, 10), bpr(scores[:2], negative))
+    assert torch.equal(training_loss("warp", scores, labels, 2, 10), warp(scores[:2], negative, n_items=10))
+    expected = torch.nn.functional.binary_cross_entropy_with_logits(scores, labels)
+    assert torch.equal(training_loss("bce", scores, labels, 2, 10), expected)
+
+
+def test_the_registry_keeps_the_training_order_and_titles():
+    assert registered_models()[:7] == ["mostpop", "bpr", "din", "nrms", "two_tower", "inttower", "acf"]
+    assert [model_info(name).title for name in ("mostpop", "bpr", "two_tower")] == [
+        "MostPopular", "BPR-MF", "Two-tower (MHA)"]
+    assert (model_info("din").task, model_info("din").loss, model_info("acf").loss) == ("ctr", "bce", "warp")
+    assert model_info("acf").uses_images and not model_info("bpr").needs_item_features
+    table = results_markdown(REPO / "checkpoints")  # titles and order come from the registry
+    rows = [line.split("|")[1].strip() for line in table.splitlines() if "`" in line]
+    assert rows[:3] == ["MostPopular", "BPR-MF", "DIN"] and "Two-tower (MHA)" in rows
+
+
+@pytest.mark.parametrize("setting,message", [
+    ("depth=3", "--set 'depth' is neither a training setting .* nor a hyperparameter of bpr; bpr takes dim"),
+    ("dim=abc", "dim of model 'bpr' must be a whole number, got str 'abc' \\(it takes dim\\)"),
+    ("lr=fast", "lr of training must be a number, got str 'fast' \\(it takes epochs, batch_size, lr"),
+])
+def test_cli_set_refuses_unknown_keys_and_wrong_types_before_reading_data(tmp_path, capsys, setting, message):
+    assert cli_main(["train", "--model", "bpr", "--data-dir", str(tmp_path / "nowhere"), "--set", setting]) == 2
+    out, err = capsys.readouterr()
+    assert err.count("\n") == 1 and "Traceback" not in err and out == ""  # no data was read
+    assert re.search(message, err), err
 
 
 @pytest.mark.slow

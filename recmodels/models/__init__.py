@@ -1,16 +1,15 @@
-"""One file per model; all share :class:`RecModel`'s interface and are built by name from the registry."""
-import importlib
-import importlib.util
+"""Models: one file each, sharing :class:`RecModel`'s interface, found and built by name through the registry.
 
-from .base import (LEVELS, AttentionMap, AttentionOverride, Batch, InputTap, RecModel, RecOutput, apply_override,
-                   masked_softmax)
-from .registry import MODEL_REGISTRY, available_models, build_model, model_class, register_model
-
-# importing a model file registers it
-for _module in ("baselines", "din", "nrms", "two_tower", "inttower", "acf"):
-    if importlib.util.find_spec(f"{__name__}.{_module}") is not None:
-        importlib.import_module(f"{__name__}.{_module}")
+The model files of this package are discovered, not listed here: ``registered_models()`` gives every model's
+name in training order, ``model_info(name)`` its facts (title, task, config class, ...).
+"""
+from .base import LEVELS, AttentionMap, AttentionOverride, Batch, InputTap, RecModel, RecOutput, apply_override
+from .config import NoConfig
+from .layers import masked_softmax
+from .registry import (ENTRY_POINT_GROUP, ModelInfo, available_models, build_model, import_model_module, model_class,
+                       model_info, register_model, registered_models, source_hint)
 
 __all__ = ["LEVELS", "AttentionMap", "AttentionOverride", "Batch", "InputTap", "RecModel", "RecOutput",
-           "apply_override", "masked_softmax", "MODEL_REGISTRY", "available_models", "build_model", "model_class",
-           "register_model"]
+           "apply_override", "masked_softmax", "NoConfig", "ENTRY_POINT_GROUP", "ModelInfo", "available_models",
+           "build_model", "import_model_module", "model_class", "model_info", "register_model", "registered_models",
+           "source_hint"]

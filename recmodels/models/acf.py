@@ -24,6 +24,7 @@ cache) from the dataset's images at load, and refused if the images or the backb
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -31,13 +32,55 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..errors import CheckpointError
-from .base import AttentionMap, AttentionOverride, Batch, InputTap, RecModel, RecOutput, apply_override, masked_softmax
-from .registry import register_model
+from .base import AttentionMap, AttentionOverride, Batch, InputTap, RecModel, RecOutput, apply_override
+from .config import config_dict
+from .layers import masked_softmax
 
 COMPONENT_SOURCES = ("genres", "regions")
+REGION_SETTINGS = ("backbone", "component_dim", "grid", "region_fingerprint")
 
 
-@register_model
+@dataclass
+class ACFConfig:
+    """ACF's hyperparameters.
+
+    Attributes:
+        dim: size of the user, item and auxiliary item embeddings (and of the reduced components).
+        attention_dim: hidden size of both attention MLPs (defaults to ``dim``).
+        profile_size: how many of the most recent history items form the profile.
+        components: where the component features come from: ``"genres"``, or ``"regions"`` of item images
+            (:meth:`ACF.from_data` picks regions when the dataset has an image folder).
+        max_components: M, the number of component slots per item; :meth:`ACF.from_data` sets it to the
+            largest genre count of any item (without it, every genre gets a slot, which is correct but wider).
+        init_std: standard deviation of the embedding initialisation.
+        backbone, component_dim, grid, region_fingerprint: for regions, the CNN backbone's name, its
+            channels D_c, its grid (h, w) and the fingerprint of images and backbone the model was trained on;
+            :meth:`ACF.from_data` fills them in.
+    """
+
+    dim: int = 64
+    attention_dim: int | None = None
+    profile_size: int = 9
+    components: str = "genres"
+    max_components: int | None = None
+    init_std: float = 0.05
+    backbone: str | None = None
+    component_dim: int | None = None
+    grid: tuple[int, ...] | None = None
+    region_fingerprint: str | None = None
+
+    def __post_init__(self):
+        if self.components not in COMPONENT_SOURCES:
+            raise ValueError(f"components must be one of {COMPONENT_SOURCES}, got {self.components!r}")
+        if self.profile_size < 1:
+            raise ValueError(f"profile_size must be at least 1, got {self.profile_size}")
+        if self.components == "regions" and (self.component_dim is None or self.grid is None or self.backbone is None):
+            raise ValueError("components='regions' needs backbone, component_dim and grid; build the model with "
+                             "ACF.from_data(data), which reads them from the region feature store")
+        self.attention_dim = self.attention_dim or self.dim
+        self.grid = None if self.grid is None else tuple(int(g) for g in self.grid)
+
+
 class ACF(RecModel):
     """Attentive Collaborative Filtering, trained with WARP (default) or BPR (``loss="bpr"``).
 
@@ -45,46 +88,25 @@ class ACF(RecModel):
     BPR, Adam's coupled L2 (weight_decay) outweighs the small gradient that reaches the component attention
     through xbar, decays w2 and W2x towards 0 and leaves the component weights uniform. WARP's rank-weighted
     gradient keeps them alive at the same lambda of 1e-5.
-
-    Args:
-        dim: size of the user, item and auxiliary item embeddings (and of the reduced components).
-        attention_dim: hidden size of both attention MLPs (defaults to ``dim``).
-        profile_size: how many of the most recent history items form the profile.
-        components: where the component features come from: ``"genres"``, or ``"regions"`` of item images
-            (:meth:`from_data` picks regions when the dataset has an image folder).
-        max_components: M, the number of component slots per item; :meth:`from_data` sets it to the
-            largest genre count of any item (without it, every genre gets a slot, which is correct but wider).
-        backbone, component_dim, grid, region_fingerprint: for regions, the CNN backbone's name, its
-            channels D_c, its grid (h, w) and the fingerprint of images and backbone the model was trained on;
-            :meth:`from_data` fills them in.
-        init_std: standard deviation of the embedding initialisation.
     """
 
     name = "acf"
+    title = "ACF"
+    order = 70
+    config_class = ACFConfig
+    needs_item_features = True
+    uses_images = True
     default_training = {"loss": "warp", "negatives": 5, "epochs": 80, "lr": 2e-3, "weight_decay": 1e-5,
                         "batch_size": 1024, "patience": 5, "monitor": "ndcg@10"}
 
-    def __init__(self, spec: dict, dim: int = 64, attention_dim: int | None = None, profile_size: int = 9,
-                 components: str = "genres", max_components: int | None = None, backbone: str | None = None,
-                 component_dim: int | None = None, grid: list[int] | tuple[int, int] | None = None,
-                 region_fingerprint: str | None = None, init_std: float = 0.05):
-        if components not in COMPONENT_SOURCES:
-            raise ValueError(f"components must be one of {COMPONENT_SOURCES}, got {components!r}")
-        if profile_size < 1:
-            raise ValueError(f"profile_size must be at least 1, got {profile_size}")
-        if components == "regions" and (component_dim is None or grid is None or backbone is None):
-            raise ValueError("components='regions' needs backbone, component_dim and grid; build the model with "
-                             "ACF.from_data(data), which reads them from the region feature store")
-        attention_dim = attention_dim or dim
-        grid = None if grid is None else [int(g) for g in grid]
-        region_hparams = {} if components == "genres" else {
-            "backbone": backbone, "component_dim": component_dim, "grid": grid, "region_fingerprint": region_fingerprint}
-        super().__init__(spec, dim=dim, attention_dim=attention_dim, profile_size=profile_size,
-                         components=components, max_components=max_components, init_std=init_std, **region_hparams)
-        self.dim, self.profile_size, self.component_source = dim, profile_size, components
-        self.grid = grid
-        component_dim, self.n_components = self._component_shape(spec, components, max_components, component_dim,
-                                                                  grid)
+    def __init__(self, spec: dict, config: ACFConfig | None = None, **hparams):
+        super().__init__(spec, config, **hparams)
+        config = self.config
+        dim, attention_dim, components = config.dim, config.attention_dim, config.components
+        self.dim, self.profile_size, self.component_source = dim, config.profile_size, components
+        self.grid = None if config.grid is None else list(config.grid)
+        component_dim, self.n_components = self._component_shape(spec, components, config.max_components,
+                                                                  config.component_dim, self.grid)
         self.needs_data = components == "regions"
         if self.needs_data:
             # float16 halves the memory of the largest table (e.g. 1,682 posters x 49 x 1,280); not in checkpoints
@@ -114,7 +136,7 @@ class ACF(RecModel):
                                       description=f"the raw component features of each profile item ({components})")
         self.candidate_tap = InputTap(("candidate",), labels=["item id"], description="the candidate's embedding v_j")
 
-        self.init_embeddings(self.user_embedding, self.item_embedding, self.aux_embedding, std=init_std)
+        self.init_embeddings(self.user_embedding, self.item_embedding, self.aux_embedding, std=config.init_std)
         for layer in self.modules():
             if isinstance(layer, nn.Linear):
                 nn.init.xavier_uniform_(layer.weight)
@@ -133,9 +155,19 @@ class ACF(RecModel):
         n_genres = len(spec["genre_names"])
         return n_genres, max(1, min(max_components or n_genres, n_genres))
 
+    @property
+    def hparams(self) -> dict:
+        values = super().hparams
+        if self.component_source == "genres":  # genre components have no region settings to store
+            for key in REGION_SETTINGS:
+                del values[key]
+        return values
+
     @classmethod
-    def from_data(cls, data, **hparams) -> "ACF":
-        """Build for ``data``: image regions when the dataset has an image folder, else genres."""
+    def from_data(cls, data, config: ACFConfig | None = None, **hparams) -> "ACF":
+        """Build for ``data``: image regions when the dataset has an image folder, else genres (unless the config
+        or ``components`` says which)."""
+        hparams = {**(config_dict(config) if config is not None else {}), **hparams}
         if hparams.get("components") is None:
             image_dir = data.dataset.image_dir
             hparams["components"] = "regions" if image_dir is not None and Path(image_dir).is_dir() else "genres"
@@ -164,15 +196,15 @@ class ACF(RecModel):
         """Read the region features of ``data`` (cached by the region store); refuse a different grid, width or
         image set than the model was trained on."""
         if self.needs_data:
-            self._use_regions(self._regions(data, self.hparams["backbone"]), data.dataset.name)
+            self._use_regions(self._regions(data, self.config.backbone), data.dataset.name)
 
     def _use_regions(self, regions, dataset_name: str) -> None:
-        if list(regions.grid) != list(self.grid) or regions.dim != self.hparams["component_dim"]:
+        if list(regions.grid) != list(self.grid) or regions.dim != self.config.component_dim:
             raise CheckpointError(
                 f"the {regions.backbone['name']} region grid of {dataset_name} is {regions.grid[0]}x"
                 f"{regions.grid[1]}x{regions.dim}, but this ACF was trained on {self.grid[0]}x{self.grid[1]}x"
-                f"{self.hparams['component_dim']}; use the backbone it was trained with or retrain.")
-        trained_on = self.hparams.get("region_fingerprint")
+                f"{self.config.component_dim}; use the backbone it was trained with or retrain.")
+        trained_on = self.config.region_fingerprint
         if trained_on and regions.fingerprint != trained_on:
             raise CheckpointError(
                 f"the images or the backbone of {dataset_name} changed since this ACF was trained (region "
@@ -205,7 +237,7 @@ class ACF(RecModel):
         if self.component_source == "regions":
             rows, cols = self.grid
             labels = {"component": [f"region {m // cols + 1},{m % cols + 1}" for m in range(rows * cols)]}
-            return labels, {"components": "image regions", "grid": (rows, cols), "backbone": self.hparams["backbone"]}
+            return labels, {"components": "image regions", "grid": (rows, cols), "backbone": self.config.backbone}
         names = list(self.spec["genre_names"])
         ids = torch.where(mask, x.argmax(-1), torch.full_like(mask, -1, dtype=torch.long))
         labels = {"component": [f"genre {m + 1}" for m in range(x.shape[2])]}

@@ -2,15 +2,28 @@
 
 This follows HF transformers' habit: ``model(batch, output_attentions=True)`` returns a dataclass whose
 ``attentions`` holds named maps. The app draws any :class:`AttentionMap` from its fields alone.
+
+A model is one :class:`RecModel` subclass that sets ``name``; the registry (:mod:`recmodels.models.registry`)
+finds it in this package, in an installed plugin's ``recmodels.models`` entry point, or in a module passed
+with ``--model-module``. What a model declares is listed on :class:`RecModel`.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
-from typing import Callable, ClassVar
+from typing import TYPE_CHECKING, Callable, ClassVar
 
 import numpy as np
 import torch
 from torch import nn
+
+from .config import NoConfig, build_config, config_dict
+from .layers import masked_softmax
+
+if TYPE_CHECKING:
+    from ..train.trainer import TrainConfig
+
+__all__ = ["LEVELS", "Batch", "AttentionMap", "RecOutput", "AttentionOverride", "apply_override", "InputTap",
+           "RecModel", "masked_softmax"]
 
 LEVELS = ("head", "item", "field", "component")
 
@@ -19,31 +32,41 @@ LEVELS = ("head", "item", "field", "component")
 class Batch:
     """Rows of (user, candidate item) with the user's history before the target.
 
-    ``history`` is chronological and right-padded with 0; ``labels`` is only needed for training.
+    ``history`` is chronological and right-padded with 0; ``labels`` is only needed for training. A training
+    batch (the trainer's layout) holds ``n_observed`` rows of observed (user, item) pairs first, then
+    ``negatives`` sampled unobserved items for each of them in the same order (row i's negatives are rows
+    ``n_observed + i * negatives`` onwards), all labelled 0.
     """
 
     users: torch.Tensor            # (B,) int64
     items: torch.Tensor            # (B,) int64
     history: torch.Tensor          # (B, T) int64
-    labels: torch.Tensor | None = None
+    labels: torch.Tensor | None = None   # (B,) float32, 1 = liked
+    negatives: int = 0             # sampled negatives per observed row, at the end of the batch
 
     @property
     def history_mask(self) -> torch.Tensor:
         return self.history != 0
 
+    @property
+    def n_observed(self) -> int:
+        """Rows before the sampled negatives."""
+        return len(self) // (1 + self.negatives)
+
     def to(self, device) -> "Batch":
         return Batch(self.users.to(device), self.items.to(device), self.history.to(device),
-                     None if self.labels is None else self.labels.to(device))
+                     None if self.labels is None else self.labels.to(device), self.negatives)
 
     def __len__(self) -> int:
         return int(self.users.shape[0])
 
     @classmethod
-    def from_numpy(cls, users, items, history, labels=None) -> "Batch":
+    def from_numpy(cls, users, items, history, labels=None, negatives: int = 0) -> "Batch":
         return cls(torch.as_tensor(np.asarray(users), dtype=torch.long),
                    torch.as_tensor(np.asarray(items), dtype=torch.long),
                    torch.as_tensor(np.asarray(history), dtype=torch.long),
-                   None if labels is None else torch.as_tensor(np.asarray(labels), dtype=torch.float32))
+                   None if labels is None else torch.as_tensor(np.asarray(labels), dtype=torch.float32),
+                   negatives)
 
 
 @dataclass
@@ -61,7 +84,11 @@ class AttentionMap:
         description: one sentence on what the map means, shown beside it.
         axis_items: for axes that enumerate items, the item index at each position, ``(B, n)``; the
             service turns them into titles (e.g. ``{"history": batch.history}``).
-        meta: extra facts, e.g. ``{"grid": (7, 7)}`` for image regions or ``{"components": "genres"}``.
+        meta: extra facts, e.g. ``{"grid": (7, 7)}`` for image regions (planted-region recovery scores the
+            map whose meta gives a grid) or ``{"components": "genres"}``. Per-cell labels take two entries:
+            ``"<key>_ids"``, an integer per cell shaped like ``values`` (-1 where a cell has none), and
+            ``"<key>_names"``, the names those integers index; the service adds ``"<key>_labels"``, each
+            cell's name ("" for -1). ACF's ``component_ids`` / ``component_names`` become ``component_labels``.
     """
 
     values: torch.Tensor
@@ -103,11 +130,13 @@ class AttentionMap:
 
 @dataclass
 class RecOutput:
-    """What ``model(batch)`` returns: logits per row, and the named maps when asked for."""
+    """What ``model(batch)`` returns: logits per row, and the named maps when asked for.
+
+    A model whose loss needs more (IntTower's tower vectors) returns a subclass with typed fields.
+    """
 
     scores: torch.Tensor                                   # (B,) logits
     attentions: dict[str, AttentionMap] | None = None
-    extras: dict[str, torch.Tensor] = field(default_factory=dict)  # e.g. tower vectors for the CIR loss
 
 
 # An override replaces a distribution map's weights inside the forward pass (faithfulness perturbations):
@@ -148,32 +177,55 @@ class InputTap(nn.Identity):
         self.description = description
 
 
-def masked_softmax(scores: torch.Tensor, mask: torch.Tensor | None, dim: int = -1) -> torch.Tensor:
-    """Softmax that gives exactly 0 to masked positions and all-zero rows when nothing is valid."""
-    if mask is None:
-        return torch.softmax(scores, dim=dim)
-    scores = scores.masked_fill(~mask, float("-inf"))
-    weights = torch.softmax(scores, dim=dim)
-    return torch.nan_to_num(weights, nan=0.0)  # a row with no valid position is all -inf -> NaN -> 0
-
-
 class RecModel(nn.Module):
-    """Base class: holds the data spec, the hyperparameters and the feature tables as buffers.
+    """Base class: holds the data spec, the typed hyperparameters and the feature tables as buffers.
 
-    Subclasses set ``name`` and ``default_training`` and implement :meth:`forward`. Faster ranking paths
-    override :meth:`score_items`.
+    A model declares, as class attributes (the registry reads them; nothing else lists models):
+
+    - ``name``: the registry key, stored as config.json's "model" and typed after ``--model``.
+    - ``title``: the name shown in tables and in the app (e.g. "Two-tower (MHA)"); ``name`` when empty.
+    - ``order``: its place in ``--model all`` and in the results table (built-ins use 10 to 70).
+    - ``config_class``: a dataclass of its hyperparameters (as nanoGPT's ``GPTConfig``); ``--set KEY=VALUE``
+      and config.json's "hparams" use its field names. The built model holds it as ``self.config``.
+    - ``task``: the rows it trains on: "implicit" (every train interaction is a positive) or "ctr" (rated rows
+      labelled rating > 3, rating 3 dropped).
+    - ``default_training``: its defaults for :class:`~recmodels.train.TrainConfig` (loss, negatives, epochs,
+      lr, ...); the command line overrides any of them.
+    - ``aux_losses``: the names of auxiliary losses its :meth:`loss` can add (``TrainConfig.aux_loss``).
+    - ``predicts_probability``: whether the sigmoid of a score is a calibrated click probability.
+    - ``needs_item_features`` / ``uses_images``: whether it reads the items' genres and years / image regions.
+
+    and implements :meth:`forward`, which returns a :class:`RecOutput` whose named :class:`AttentionMap`s (when
+    ``output_attentions``) say their axes, mask, level and normalisation, and which passes each input embedding
+    through its own :class:`InputTap` exactly once. It may override :meth:`loss` (IntTower adds CIR) and
+    :meth:`score_items` (a faster ranking path).
     """
 
     name: ClassVar[str] = ""
-    # the trainer's defaults for this model; any of them can be overridden from the command line
+    title: ClassVar[str] = ""
+    order: ClassVar[int] = 1000
+    config_class: ClassVar[type] = NoConfig
+    task: ClassVar[str] = "implicit"
     default_training: ClassVar[dict] = {}
-    # True when the output is a calibrated click probability (trained with BCE on CTR labels)
+    aux_losses: ClassVar[tuple[str, ...]] = ()
     predicts_probability: ClassVar[bool] = False
+    needs_item_features: ClassVar[bool] = False
+    uses_images: ClassVar[bool] = False
+    # True for models that read tables too large for a checkpoint (image-region features) from the data at load
+    needs_data: ClassVar[bool] = False
 
-    def __init__(self, spec: dict, **hparams):
+    def __init__(self, spec: dict, config=None, **hparams):
+        """``config`` is an instance of ``config_class``; keyword hyperparameters build one (or replace its
+        fields), checked by name and type."""
         super().__init__()
+        if config is not None and not isinstance(config, self.config_class):
+            raise TypeError(f"{type(self).__name__} takes a {self.config_class.__name__}, got "
+                            f"{type(config).__name__}")
+        if config is None or hparams:
+            values = {**(config_dict(config) if config is not None else {}), **hparams}
+            config = build_config(self.config_class, values, f"model {self.name!r}")
+        self.config = config
         self.spec = dict(spec)
-        self.hparams = dict(hparams)
         n_users, n_items = spec["n_users"], spec["n_items"]
         n_fields = len(spec["user_field_names"])
         self.register_buffer("user_fields", torch.zeros(n_users + 1, n_fields, dtype=torch.long))
@@ -183,13 +235,15 @@ class RecModel(nn.Module):
         self.register_buffer("item_mean_rating", torch.zeros(n_items + 1))
         self.register_buffer("item_popularity", torch.zeros(n_items + 1))
 
-    # True for models that read tables too large for a checkpoint (image-region features) from the data at load
-    needs_data: ClassVar[bool] = False
+    @property
+    def hparams(self) -> dict:
+        """The hyperparameters as config.json stores them ("hparams")."""
+        return config_dict(self.config)
 
     @classmethod
-    def from_data(cls, data, **hparams) -> "RecModel":
+    def from_data(cls, data, config=None, **hparams) -> "RecModel":
         """Build for a :class:`~recmodels.data.RecData` and copy its feature tables into the buffers."""
-        model = cls(data.tables.spec(), **hparams).load_feature_tables(data.tables)
+        model = cls(data.tables.spec(), config, **hparams).load_feature_tables(data.tables)
         model.attach_data(data)
         return model
 
@@ -223,6 +277,14 @@ class RecModel(nn.Module):
         this call only (see :data:`AttentionOverride`); models apply it with :func:`apply_override`.
         """
         raise NotImplementedError
+
+    def loss(self, output: RecOutput, batch: Batch, training: "TrainConfig") -> torch.Tensor:
+        """The training loss of one batch in the trainer's layout (see :class:`Batch`), as RecBole's
+        ``calculate_loss``: ``training.loss`` is "bce" over every row's label, or "bpr"/"warp" comparing each
+        observed row with its sampled negatives. A model adds its own terms by overriding this."""
+        from ..train.losses import training_loss  # the train package imports this module
+
+        return training_loss(training.loss, output.scores, batch.labels, batch.negatives, self.n_items)
 
     def input_taps(self) -> dict[str, InputTap]:
         """The model's :class:`InputTap` modules by attribute path (Captum's layers to attribute to)."""

@@ -1,17 +1,19 @@
 """Non-attention baselines on the same split and metrics: MostPopular and BPR-MF (Rendle et al., 2009)."""
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from torch import nn
 
 from .base import Batch, InputTap, RecModel, RecOutput
-from .registry import register_model
 
 
-@register_model
 class MostPopular(RecModel):
     """Scores each item by how often it was interacted with in train; the same list for everyone."""
 
     name = "mostpop"
+    title = "MostPopular"
+    order = 10
     default_training = {"epochs": 0}
 
     def forward(self, batch: Batch, output_attentions: bool = False, attention_override=None) -> RecOutput:
@@ -21,16 +23,24 @@ class MostPopular(RecModel):
         return self.item_popularity[items].unsqueeze(0).expand(users.shape[0], -1).clone()
 
 
-@register_model
+@dataclass
+class BPRConfig:
+    dim: int = 64   # size of the user and item factors
+
+
 class BPRMF(RecModel):
     """Matrix factorisation trained with the BPR pairwise loss; score = <p_u, q_i> + b_i."""
 
     name = "bpr"
+    title = "BPR-MF"
+    order = 20
+    config_class = BPRConfig
     default_training = {"loss": "bpr", "epochs": 60, "lr": 2e-3, "weight_decay": 1e-5, "batch_size": 1024,
                         "monitor": "ndcg@10"}
 
-    def __init__(self, spec: dict, dim: int = 64):
-        super().__init__(spec, dim=dim)
+    def __init__(self, spec: dict, config: BPRConfig | None = None, **hparams):
+        super().__init__(spec, config, **hparams)
+        dim = self.config.dim
         self.user_embedding = nn.Embedding(self.n_users + 1, dim, padding_idx=0)
         self.item_embedding = nn.Embedding(self.n_items + 1, dim, padding_idx=0)
         self.item_bias = nn.Embedding(self.n_items + 1, 1, padding_idx=0)

@@ -33,23 +33,24 @@ replace ``history_share``, and the new shares are scaled back by the row's total
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import ClassVar
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .base import AttentionMap, AttentionOverride, Batch, InputTap, RecModel, RecOutput, apply_override, masked_softmax
-from .registry import register_model
+from .base import AttentionMap, AttentionOverride, Batch, InputTap, RecModel, RecOutput, apply_override
+from .layers import FieldEmbedding, GenreEmbedding, masked_softmax
 
 ATTENTION_MODES = ("softmax", "unnormalised")
 
 
-@register_model
-class DIN(RecModel):
-    """Deep Interest Network trained on CTR rows with BCE (optionally with sampled unobserved items as label 0).
+@dataclass
+class DINConfig:
+    """DIN's hyperparameters.
 
-    Args:
+    Attributes:
         dim: size of every field embedding; item vectors (id and genres) are 2 * dim.
         attention_hidden: hidden size H of the activation unit's MLP.
         hidden: layer sizes of the prediction MLP (PReLU between layers, as in DIN).
@@ -61,50 +62,65 @@ class DIN(RecModel):
         init_std: standard deviation of the embedding initialisation.
     """
 
+    dim: int = 32
+    attention_hidden: int = 32
+    hidden: tuple[int, ...] = (128, 64)
+    attention: str = "softmax"
+    use_decade: bool = True
+    interest_product: bool = False
+    init_std: float = 0.05
+
+    def __post_init__(self):
+        if self.attention not in ATTENTION_MODES:
+            raise ValueError(f"attention must be one of {ATTENTION_MODES}, got {self.attention!r}")
+        self.hidden = tuple(int(h) for h in self.hidden)
+        if min(self.hidden, default=1) < 1 or self.attention_hidden < 1 or self.dim < 1:
+            raise ValueError("dim, attention_hidden and every hidden layer size must be at least 1")
+
+
+class DIN(RecModel):
+    """Deep Interest Network trained on CTR rows with BCE (optionally with sampled unobserved items as label 0)."""
+
     name = "din"
+    title = "DIN"
+    order = 30
+    config_class = DINConfig
+    task = "ctr"
     predicts_probability = True
+    needs_item_features = True
     # CTR rows (label rating > 3, rating 3 dropped) plus 4 sampled unobserved items per row as label 0. CTR rows
     # alone never show which items a user picks at all: on ml-100k they reach valid AUC 0.832 but NDCG@10 0.010
     # (MostPopular 0.064); with these settings valid AUC 0.765 and NDCG@10 0.134. Chosen on both, on valid.
-    default_training = {"samples": "ctr", "loss": "bce", "negatives": 4, "epochs": 15, "lr": 3e-3,
-                        "weight_decay": 0.0, "batch_size": 1024, "patience": 3, "monitor": "ndcg@10"}
+    default_training = {"loss": "bce", "negatives": 4, "epochs": 15, "lr": 3e-3, "weight_decay": 0.0,
+                        "batch_size": 1024, "patience": 3, "monitor": "ndcg@10"}
 
-    def __init__(self, spec: dict, dim: int = 32, attention_hidden: int = 32,
-                 hidden: tuple[int, ...] | list[int] = (128, 64), attention: str = "softmax",
-                 use_decade: bool = True, interest_product: bool = False, init_std: float = 0.05):
-        if attention not in ATTENTION_MODES:
-            raise ValueError(f"attention must be one of {ATTENTION_MODES}, got {attention!r}")
-        hidden = tuple(int(h) for h in hidden)
-        if min(hidden, default=1) < 1 or attention_hidden < 1 or dim < 1:
-            raise ValueError("dim, attention_hidden and every hidden layer size must be at least 1")
-        super().__init__(spec, dim=dim, attention_hidden=attention_hidden, hidden=list(hidden), attention=attention,
-                         use_decade=use_decade, interest_product=interest_product, init_std=init_std)
-        self.dim, self.item_dim, self.attention = dim, 2 * dim, attention
-        self.use_decade, self.interest_product = use_decade, interest_product
+    def __init__(self, spec: dict, config: DINConfig | None = None, **hparams):
+        super().__init__(spec, config, **hparams)
+        config = self.config
+        dim = config.dim
+        self.dim, self.item_dim, self.attention = dim, 2 * dim, config.attention
+        self.use_decade, self.interest_product = config.use_decade, config.interest_product
         field_names = list(spec["user_field_names"])
         self.user_field_labels = ["user id", *field_names]
-        self.candidate_field_labels = ["item id", "genres", *(["decade"] if use_decade else [])]
+        self.candidate_field_labels = ["item id", "genres", *(["decade"] if self.use_decade else [])]
 
-        # ---- user features: id and the categorical fields (one table; field f's index i at offsets[f] + i)
+        # ---- user features: id and the categorical fields
         self.user_embedding = nn.Embedding(self.n_users + 1, dim, padding_idx=0)
-        sizes = list(spec.get("user_field_sizes", []))
-        self.register_buffer("user_field_offsets", torch.tensor([0, *sizes[:-1]], dtype=torch.long).cumsum(0)
-                             if sizes else torch.zeros(0, dtype=torch.long), persistent=False)
-        self.user_field_embedding = nn.Embedding(max(sum(sizes), 1), dim)
+        self.user_field_embedding = FieldEmbedding(list(spec.get("user_field_sizes", [])), dim)
         # ---- the shared item encoder (history items and the candidate) and the candidate's decade
         self.item_embedding = nn.Embedding(self.n_items + 1, dim, padding_idx=0)
-        self.genre_embedding = nn.Linear(len(spec["genre_names"]), dim, bias=False)  # mean of genre embeddings
-        self.decade_embedding = nn.Embedding(spec["n_years"], dim) if use_decade else None
+        self.genre_embedding = GenreEmbedding(len(spec["genre_names"]), dim)
+        self.decade_embedding = nn.Embedding(spec["n_years"], dim) if self.use_decade else None
         # ---- the local activation unit: [q, k, q - k, q * k] -> H -> 1
-        self.attention_in = nn.Linear(4 * self.item_dim, attention_hidden)
-        self.attention_out = nn.Linear(attention_hidden, 1, bias=attention == "unnormalised")
+        self.attention_in = nn.Linear(4 * self.item_dim, config.attention_hidden)
+        self.attention_out = nn.Linear(config.attention_hidden, 1, bias=config.attention == "unnormalised")
         # ---- the prediction MLP
         # [user fields, user mean rating; interest; candidate fields, item mean rating, item popularity
         #  (; interest * q)]
         width = len(self.user_field_labels) * dim + 1 + self.item_dim + len(self.candidate_field_labels) * dim + 2
-        width += self.item_dim if interest_product else 0
+        width += self.item_dim if self.interest_product else 0
         layers: list[nn.Module] = []
-        for size in hidden:
+        for size in config.hidden:
             layers += [nn.Linear(width, size), nn.PReLU(size)]
             width = size
         layers.append(nn.Linear(width, 1))
@@ -118,15 +134,13 @@ class DIN(RecModel):
                                       description="the candidate's id, genre and decade embeddings")
 
         self.init_embeddings(self.user_embedding, self.user_field_embedding, self.item_embedding,
-                             *([self.decade_embedding] if use_decade else []), std=init_std)
-        nn.init.normal_(self.genre_embedding.weight, std=init_std)
+                             *([self.decade_embedding] if self.use_decade else []), std=config.init_std)
+        nn.init.normal_(self.genre_embedding.weight, std=config.init_std)
 
     # ------------------------------------------------------------------ features
     def item_fields(self, items: torch.Tensor) -> torch.Tensor:
         """The shared item encoder's fields, (..., 2, dim): the id embedding and the mean genre embedding."""
-        genres = self.item_genres[items]
-        genres = self.genre_embedding(genres / genres.sum(-1, keepdim=True).clamp(min=1))
-        return torch.stack([self.item_embedding(items), genres], -2)
+        return torch.stack([self.item_embedding(items), self.genre_embedding(self.item_genres[items])], -2)
 
     def item_vectors(self, items: torch.Tensor) -> torch.Tensor:
         """(..., D): the item vector shared by history items and candidates."""
@@ -142,7 +156,7 @@ class DIN(RecModel):
     def user_features(self, users: torch.Tensor) -> torch.Tensor:
         """(B, F_u * dim + 1): the user id and categorical field embeddings (through the user tap), then the
         user's mean rating."""
-        categorical = self.user_field_embedding(self.user_fields[users] + self.user_field_offsets)
+        categorical = self.user_field_embedding(self.user_fields[users])
         fields = self.user_tap(torch.cat([self.user_embedding(users).unsqueeze(1), categorical], 1))
         return torch.cat([fields.flatten(1), self.user_mean_rating[users].unsqueeze(-1)], -1)
 

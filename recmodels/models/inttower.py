@@ -12,7 +12,8 @@ flattened result through an MLP. The towers meet only in the score:
 
 ``b`` is one learned scalar that calibrates the logit (the paper's prediction layer). CIR, the contrastive
 interaction regularisation, is :func:`recmodels.train.losses.cir` on the towers' last-layer outputs h_L and
-g_L, which :meth:`IntTower.forward` returns in ``extras``; the trainer applies it to the liked rows.
+g_L, which :meth:`IntTower.forward` returns as ``user_vector`` and ``item_vector`` of an
+:class:`IntTowerOutput`; :meth:`IntTower.loss` adds it, over the liked rows, to the ranking loss.
 
 Fields. User side: user id, each categorical user field of the data (age, gender, occupation on MovieLens),
 the history (the masked mean of the history items' embeddings; an empty history gives a zero vector) and the
@@ -30,11 +31,14 @@ item tower once per candidate and does the max-sim as one matrix product.
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 from torch import nn
 
+from ..train.losses import cir
 from .base import AttentionMap, AttentionOverride, Batch, InputTap, RecModel, RecOutput, apply_override
-from .registry import register_model
+from .layers import FieldEmbedding, GenreEmbedding
 
 
 class LightSE(nn.Module):
@@ -53,11 +57,11 @@ class LightSE(nn.Module):
         return fields + fields * weights.unsqueeze(-1)
 
 
-@register_model
-class IntTower(RecModel):
-    """IntTower with CTR training (BCE) plus the CIR contrastive loss.
+@dataclass
+class IntTowerConfig:
+    """IntTower's hyperparameters.
 
-    Args:
+    Attributes:
         dim: size d of every field embedding.
         hidden: sizes of the MLP layers of both towers (the same for both, so CIR can compare h_L and g_L).
         user_heads: H_u, heads per user layer in the FE-Block.
@@ -67,52 +71,76 @@ class IntTower(RecModel):
         init_std: standard deviation of the embedding initialisation.
     """
 
+    dim: int = 32
+    hidden: tuple[int, ...] = (128, 64, 32)
+    user_heads: int = 4
+    item_heads: int = 4
+    head_dim: int = 16
+    use_decade: bool = True
+    init_std: float = 0.05
+
+    def __post_init__(self):
+        self.hidden = tuple(int(h) for h in self.hidden)
+        if not self.hidden or min(self.hidden) < 1:
+            raise ValueError(f"hidden needs at least one positive layer size, got {self.hidden}")
+        if min(self.user_heads, self.item_heads, self.head_dim) < 1:
+            raise ValueError("user_heads, item_heads and head_dim must all be at least 1")
+
+
+@dataclass
+class IntTowerOutput(RecOutput):
+    """The scores and maps, and the towers' last-layer outputs h_L and g_L (B, hidden[-1]) that CIR compares."""
+
+    user_vector: torch.Tensor | None = None
+    item_vector: torch.Tensor | None = None
+
+
+class IntTower(RecModel):
+    """IntTower with CTR training (BCE) plus the CIR contrastive loss."""
+
     name = "inttower"
+    title = "IntTower"
+    order = 60
+    config_class = IntTowerConfig
+    task = "ctr"
+    aux_losses = ("cir",)
     predicts_probability = True
+    needs_item_features = True
     # CTR rows (BCE) plus 4 sampled unobserved items per row as label-0 rows, and CIR; chosen on valid
     # ml-100k: without the sampled rows valid AUC is higher (0.85 against 0.77) but the model never learns
     # which items a user picks at all, and valid NDCG@10 falls to 0.01 (MostPopular: 0.06)
-    default_training = {"samples": "ctr", "loss": "bce", "negatives": 4, "aux_loss": "cir", "aux_weight": 0.1,
-                        "temperature": 0.07, "epochs": 60, "lr": 3e-3, "weight_decay": 0.0, "batch_size": 1024,
-                        "patience": 8, "monitor": "ndcg@10"}
+    default_training = {"loss": "bce", "negatives": 4, "aux_loss": "cir", "aux_weight": 0.1, "temperature": 0.07,
+                        "epochs": 60, "lr": 3e-3, "weight_decay": 0.0, "batch_size": 1024, "patience": 8,
+                        "monitor": "ndcg@10"}
 
-    def __init__(self, spec: dict, dim: int = 32, hidden: tuple[int, ...] | list[int] = (128, 64, 32),
-                 user_heads: int = 4, item_heads: int = 4, head_dim: int = 16, use_decade: bool = True,
-                 init_std: float = 0.05):
-        hidden = tuple(int(h) for h in hidden)
-        if not hidden or min(hidden) < 1:
-            raise ValueError(f"hidden needs at least one positive layer size, got {hidden}")
-        if min(user_heads, item_heads, head_dim) < 1:
-            raise ValueError("user_heads, item_heads and head_dim must all be at least 1")
-        super().__init__(spec, dim=dim, hidden=list(hidden), user_heads=user_heads, item_heads=item_heads,
-                         head_dim=head_dim, use_decade=use_decade, init_std=init_std)
-        self.dim, self.user_heads, self.item_heads, self.head_dim = dim, user_heads, item_heads, head_dim
-        self.use_decade = use_decade
+    def __init__(self, spec: dict, config: IntTowerConfig | None = None, **hparams):
+        super().__init__(spec, config, **hparams)
+        config = self.config
+        dim, hidden = config.dim, config.hidden
+        self.dim, self.user_heads, self.item_heads = dim, config.user_heads, config.item_heads
+        self.head_dim, self.use_decade = config.head_dim, config.use_decade
         field_names = list(spec["user_field_names"])
         self.user_field_labels = ["user id", *field_names, "history", "mean rating"]
-        self.item_field_labels = ["item id", "genres", *(["decade"] if use_decade else []), "mean rating"]
+        self.item_field_labels = ["item id", "genres", *(["decade"] if self.use_decade else []), "mean rating"]
 
         # ---- user side
         self.user_embedding = nn.Embedding(self.n_users + 1, dim, padding_idx=0)
-        sizes = list(spec.get("user_field_sizes", []))
-        # all categorical user fields in one table; field f's index i lives at row offsets[f] + i
-        self.register_buffer("user_field_offsets", torch.tensor([0, *sizes[:-1]], dtype=torch.long).cumsum(0)
-                             if sizes else torch.zeros(0, dtype=torch.long), persistent=False)
-        self.user_field_embedding = nn.Embedding(max(sum(sizes), 1), dim)
+        self.user_field_embedding = FieldEmbedding(list(spec.get("user_field_sizes", [])), dim)
         self.history_embedding = nn.Embedding(self.n_items + 1, dim, padding_idx=0)
         self.user_rating = nn.Linear(1, dim)
         self.user_se = LightSE(len(self.user_field_labels))
         # ---- item side
         self.item_embedding = nn.Embedding(self.n_items + 1, dim, padding_idx=0)
-        self.genre_embedding = nn.Linear(len(spec["genre_names"]), dim, bias=False)
-        self.decade_embedding = nn.Embedding(spec["n_years"], dim) if use_decade else None
+        self.genre_embedding = GenreEmbedding(len(spec["genre_names"]), dim)
+        self.decade_embedding = nn.Embedding(spec["n_years"], dim) if self.use_decade else None
         self.item_rating = nn.Linear(1, dim)
         self.item_se = LightSE(len(self.item_field_labels))
         # ---- towers and the FE-Block
         self.user_mlp = self._mlp(len(self.user_field_labels) * dim, hidden)
         self.item_mlp = self._mlp(len(self.item_field_labels) * dim, hidden)
-        self.user_head_projections = nn.ModuleList(nn.Linear(size, user_heads * head_dim) for size in hidden)
-        self.item_head_projection = nn.Linear(hidden[-1], item_heads * head_dim)
+        self.user_head_projections = nn.ModuleList(nn.Linear(size, self.user_heads * self.head_dim)
+                                                   for size in hidden)
+        self.item_head_projection = nn.Linear(hidden[-1], self.item_heads * self.head_dim)
         self.bias = nn.Parameter(torch.zeros(()))
 
         self.history_tap = InputTap(("history",), item_axis="history",
@@ -123,8 +151,9 @@ class IntTower(RecModel):
                                       description="the candidate's id, genre, decade and mean-rating embeddings")
 
         self.init_embeddings(self.user_embedding, self.user_field_embedding, self.history_embedding,
-                             self.item_embedding, *([self.decade_embedding] if use_decade else []), std=init_std)
-        nn.init.normal_(self.genre_embedding.weight, std=init_std)
+                             self.item_embedding, *([self.decade_embedding] if self.use_decade else []),
+                             std=config.init_std)
+        nn.init.normal_(self.genre_embedding.weight, std=config.init_std)
 
     @staticmethod
     def _mlp(in_features: int, hidden: tuple[int, ...]) -> nn.ModuleList:
@@ -134,7 +163,7 @@ class IntTower(RecModel):
     # ------------------------------------------------------------------ fields
     def user_field_embeddings(self, users: torch.Tensor, history: torch.Tensor) -> torch.Tensor:
         """(B, F_u, d) in the order of ``user_field_labels``; each input embedding passes its tap once."""
-        categorical = self.user_field_embedding(self.user_fields[users] + self.user_field_offsets)   # (B, n, d)
+        categorical = self.user_field_embedding(self.user_fields[users])                              # (B, n, d)
         rating = self.user_rating(self.user_mean_rating[users].unsqueeze(-1)).unsqueeze(1)           # (B, 1, d)
         tapped = self.user_tap(torch.cat([self.user_embedding(users).unsqueeze(1), categorical, rating], 1))
         mask = (history != 0).unsqueeze(-1)
@@ -144,9 +173,7 @@ class IntTower(RecModel):
 
     def item_field_embeddings(self, items: torch.Tensor) -> torch.Tensor:
         """(B, F_i, d) in the order of ``item_field_labels``."""
-        genres = self.item_genres[items]
-        genres = self.genre_embedding(genres / genres.sum(-1, keepdim=True).clamp(min=1))
-        fields = [self.item_embedding(items), genres]
+        fields = [self.item_embedding(items), self.genre_embedding(self.item_genres[items])]
         if self.decade_embedding is not None:
             fields.append(self.decade_embedding(self.item_year[items]))
         fields.append(self.item_rating(self.item_mean_rating[items].unsqueeze(-1)))
@@ -183,9 +210,8 @@ class IntTower(RecModel):
         similarity = torch.einsum("blhp,bkp->blhk", user_heads, item_heads)       # (B, L, H_u, H_i)
         best = similarity.max(-1)
         scores = best.values.sum((1, 2)) + self.bias
-        extras = {"user_vector": user_vector, "item_vector": item_vector}
         if not output_attentions:
-            return RecOutput(scores=scores, extras=extras)
+            return IntTowerOutput(scores=scores, user_vector=user_vector, item_vector=item_vector)
         layers = similarity.shape[1]
         maps = {
             "user_fields": AttentionMap(
@@ -208,7 +234,19 @@ class IntTower(RecModel):
                             "last layer. Not a distribution: the score is the sum over layers and user heads "
                             "of each row's maximum (meta['argmax'] names the item head chosen), plus a bias."),
         }
-        return RecOutput(scores=scores, attentions=maps, extras=extras)
+        return IntTowerOutput(scores=scores, attentions=maps, user_vector=user_vector, item_vector=item_vector)
+
+    def loss(self, output: IntTowerOutput, batch: Batch, training) -> torch.Tensor:
+        """The ranking loss plus ``aux_weight`` times CIR between the towers' outputs of the liked rows (in-batch
+        negatives; only with at least two liked rows)."""
+        loss = super().loss(output, batch, training)
+        if training.aux_loss == "cir":
+            size = batch.n_observed
+            liked = batch.labels[:size] > 0
+            if int(liked.sum()) > 1:
+                loss = loss + training.aux_weight * cir(output.user_vector[:size][liked],
+                                                        output.item_vector[:size][liked], training.temperature)
+        return loss
 
     def score_items(self, users: torch.Tensor, history: torch.Tensor, items: torch.Tensor,
                     chunk_rows: int = 65536,

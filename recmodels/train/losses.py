@@ -57,3 +57,17 @@ def cir(user_vectors: torch.Tensor, item_vectors: torch.Tensor, temperature: flo
 
 
 LOSSES = ("bce", "bpr", "warp")
+
+
+def training_loss(name: str, scores: torch.Tensor, labels: torch.Tensor, negatives: int,
+                  n_items: int) -> torch.Tensor:
+    """One of ``LOSSES`` on a batch in the trainer's layout: the observed rows, then ``negatives`` sampled
+    items for each of them. "bce" reads every row's label; "bpr" and "warp" compare each observed row's score
+    with its own negatives' scores."""
+    if name == "bce":
+        return bce(scores, labels)
+    if name not in LOSSES:
+        raise ValueError(f"loss must be one of {LOSSES}, got {name!r}")
+    size = scores.shape[0] // (1 + negatives)
+    positive, negative = scores[:size], scores[size:].view(size, negatives)
+    return bpr(positive, negative) if name == "bpr" else warp(positive, negative, n_items=n_items)

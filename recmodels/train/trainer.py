@@ -11,7 +11,7 @@ import math
 import os
 import random
 import time
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 
 import numpy as np
 import torch
@@ -20,9 +20,11 @@ from tqdm.auto import tqdm
 
 from ..data import TRAIN, VALID, RecData
 from ..device import resolve_device
+from ..errors import InvalidArgumentError
 from ..eval.evaluate import CTR_METRICS, evaluate_ctr, evaluate_topk
 from ..explain.collapse import epoch_summary
 from ..models.base import Batch, RecModel
+from ..models.config import build_config
 from . import losses
 
 LOWER_IS_BETTER = {"logloss"}
@@ -30,13 +32,14 @@ LOWER_IS_BETTER = {"logloss"}
 
 @dataclass
 class TrainConfig:
-    """Training settings; each model's ``default_training`` fills in its own defaults.
+    """Training settings; each model's ``task`` and ``default_training`` fill in its own defaults.
 
     samples: "implicit" trains on every train interaction as a positive; "ctr" on rated rows with label
-        rating > 3 (rating 3 dropped).
+        rating > 3 (rating 3 dropped). The model's ``task``.
     negatives: unobserved items drawn per row (labelled 0 for "bce", the pairwise side for "bpr"/"warp").
     weight_decay: the L2 coefficient lambda (Adam's coupled decay, i.e. a lambda/2 ||theta||^2 penalty).
-    aux_loss: "cir" adds IntTower's contrastive loss with weight ``aux_weight`` and ``temperature``.
+    aux_loss: an auxiliary loss the model's ``loss`` adds (one of its ``aux_losses``, e.g. IntTower's "cir"),
+        with weight ``aux_weight`` and ``temperature``.
     """
 
     epochs: int = 20
@@ -61,19 +64,20 @@ class TrainConfig:
             raise ValueError(f"loss must be one of {losses.LOSSES}, got {self.loss!r}")
         if self.samples not in ("implicit", "ctr"):
             raise ValueError(f"samples must be 'implicit' or 'ctr', got {self.samples!r}")
-        if self.aux_loss not in (None, "cir"):
-            raise ValueError(f"aux_loss must be None or 'cir', got {self.aux_loss!r}")
         if self.loss in ("bpr", "warp") and self.negatives < 1:
             raise ValueError(f"loss {self.loss!r} needs at least one negative per row")
 
     @classmethod
     def for_model(cls, model_cls, **overrides) -> "TrainConfig":
-        names = {f.name for f in fields(cls)}
-        unknown = set(overrides) - names
-        if unknown:
-            raise ValueError(f"unknown training settings: {', '.join(sorted(unknown))}")
-        values = {**model_cls.default_training, **{k: v for k, v in overrides.items() if v is not None}}
-        return cls(**{k: v for k, v in values.items() if k in names})
+        """The model's task and defaults, then ``overrides`` (None means "keep the default"), checked by name and
+        type; an ``aux_loss`` must be one the model adds."""
+        values = {"samples": model_cls.task, **model_cls.default_training,
+                  **{k: v for k, v in overrides.items() if v is not None}}
+        config = build_config(cls, values, "training")
+        if config.aux_loss is not None and config.aux_loss not in model_cls.aux_losses:
+            raise InvalidArgumentError(f"aux_loss {config.aux_loss!r} is not a loss model {model_cls.name!r} adds "
+                                       f"({', '.join(model_cls.aux_losses) or 'it adds none'}).")
+        return config
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -148,9 +152,7 @@ def train_model(model: RecModel, data: RecData, config: TrainConfig, device="aut
         valid = _validate(model, data, config) if is_main else {}
         return FitResult(model, history, 0, valid)
 
-    rows = data.ctr_rows(TRAIN) if config.samples == "ctr" else data.interaction_rows(TRAIN)
-    if config.loss in ("bpr", "warp"):
-        rows = rows.take(rows.labels > 0)  # pairwise losses compare liked items with unobserved ones
+    rows = training_rows(data, config)
     sampler = NegativeSampler(data)
     optimiser = torch.optim.Adam(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
     probe = _attention_probe(data, config)
@@ -212,32 +214,29 @@ def train_model(model: RecModel, data: RecData, config: TrainConfig, device="aut
     return FitResult(model, history, best_epoch, best_valid)
 
 
-def _step_loss(parallel, model, rows, index, negatives, config: TrainConfig, device) -> torch.Tensor:
+def training_rows(data: RecData, config: TrainConfig):
+    """The train rows a model learns from: CTR rows or every interaction, as ``config.samples`` says."""
+    rows = data.ctr_rows(TRAIN) if config.samples == "ctr" else data.interaction_rows(TRAIN)
+    if config.loss in ("bpr", "warp"):
+        rows = rows.take(rows.labels > 0)  # pairwise losses compare liked items with unobserved ones
+    return rows
+
+
+def training_batch(rows, index: np.ndarray, negatives: np.ndarray | None, k: int) -> Batch:
+    """The rows at ``index`` followed by their ``k`` sampled negatives each (label 0): :class:`Batch`'s layout."""
     users, items, hist = rows.users[index], rows.items[index], rows.history[index]
-    labels = torch.as_tensor(rows.labels[index], device=device)
-    size, k = len(index), config.negatives
+    labels = rows.labels[index]
     if k:
-        neg = negatives[index]
         users = np.concatenate([users, np.repeat(users, k)])
-        items = np.concatenate([items, neg.reshape(-1)])
+        items = np.concatenate([items, negatives[index].reshape(-1)])
         hist = np.concatenate([hist, np.repeat(hist, k, axis=0)])
-    batch = Batch.from_numpy(users, items, hist).to(device)
-    out = parallel(batch)
-    scores = out.scores
-    if config.loss == "bce":
-        targets = torch.cat([labels, torch.zeros(size * k, device=device)])
-        loss = losses.bce(scores, targets)
-    elif config.loss == "bpr":
-        loss = losses.bpr(scores[:size], scores[size:].view(size, k))
-    else:
-        loss = losses.warp(scores[:size], scores[size:].view(size, k), n_items=model.n_items)
-    if config.aux_loss == "cir":
-        liked = labels > 0
-        if int(liked.sum()) > 1:
-            loss = loss + config.aux_weight * losses.cir(out.extras["user_vector"][:size][liked],
-                                                         out.extras["item_vector"][:size][liked],
-                                                         config.temperature)
-    return loss
+        labels = np.concatenate([labels, np.zeros(len(index) * k, dtype=labels.dtype)])
+    return Batch.from_numpy(users, items, hist, labels, negatives=k)
+
+
+def _step_loss(parallel, model, rows, index, negatives, config: TrainConfig, device) -> torch.Tensor:
+    batch = training_batch(rows, index, negatives, config.negatives).to(device)
+    return model.loss(parallel(batch), batch, config)
 
 
 def _validate(model: RecModel, data: RecData, config: TrainConfig) -> dict:
@@ -263,4 +262,5 @@ def _attention_stats(model: RecModel, probe: Batch) -> dict:
     return epoch_summary(out.attentions or {})
 
 
-__all__ = ["TrainConfig", "FitResult", "train_model", "NegativeSampler", "seed_everything", "CTR_METRICS"]
+__all__ = ["TrainConfig", "FitResult", "train_model", "training_rows", "training_batch", "NegativeSampler",
+           "seed_everything", "CTR_METRICS"]
