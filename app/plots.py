@@ -39,6 +39,17 @@ def shorts(labels, width: int = 32) -> list[str]:
     return [short(label, width) for label in labels]
 
 
+def axis_title(axis: str) -> str:
+    """An axis name as words for a figure ("query_item" -> "query item"), escaped like any label."""
+    return short(str(axis).replace("_", " "))
+
+
+def _signed(view) -> bool:
+    """Scores that are not a distribution and go below 0 get the diverging scale centred on 0."""
+    valid = np.asarray(view.values)[np.asarray(view.mask, dtype=bool)]
+    return view.normalised_over is None and valid.size > 0 and float(np.nanmin(valid)) < 0
+
+
 def unique_labels(labels: list[str], positions) -> list[str]:
     """Category labels that stay distinct when two items share a title."""
     return [f"{p + 1}. {short(labels[p])}" for p in positions]
@@ -80,7 +91,7 @@ def heads_figure(view, max_positions: int = 50) -> go.Figure:
         keep = view.valid_positions(axes[0])[-max_positions:]
         fig = px.imshow(values[:, keep].T, zmin=0, zmax=1, color_continuous_scale=ATTENTION_SCALE, aspect="auto",
                         y=unique_labels(view.labels[axes[0]], keep), x=shorts(heads),
-                        labels=dict(y=axes[0].replace("_", " "), x="head", color="weight"))
+                        labels=dict(y=axis_title(axes[0]), x="head", color="weight"))
         fig.update_xaxes(side="top")
         return _layout(fig, height=min(1200, 140 + 20 * len(keep)))
     rows, cols = axes
@@ -90,7 +101,7 @@ def heads_figure(view, max_positions: int = 50) -> go.Figure:
     fig = px.imshow(values, facet_col=0, facet_col_wrap=min(len(heads), 4), zmin=0, zmax=1,
                     color_continuous_scale=ATTENTION_SCALE, x=unique_labels(view.labels[cols], keep_cols),
                     y=unique_labels(view.labels[rows], keep_rows), aspect="auto",
-                    labels=dict(x=cols.replace("_", " "), y=rows.replace("_", " "), color="weight"))
+                    labels=dict(x=axis_title(cols), y=axis_title(rows), color="weight"))
     for annotation in fig.layout.annotations:  # "facet_col=0" -> "head 1"
         index = int(annotation.text.split("=")[-1])
         annotation.text = short(heads[index])
@@ -99,14 +110,18 @@ def heads_figure(view, max_positions: int = 50) -> go.Figure:
 
 
 def matrix_figure(view, max_positions: int = 50) -> go.Figure:
-    """A single 2-D attention map (e.g. the mean over heads) on the fixed 0..1 scale."""
+    """A single 2-D map (e.g. the mean over heads): attention on the fixed 0..1 scale, signed scores on the
+    diverging one."""
     rows, cols = view.axes
     keep_rows = view.valid_positions(rows)[-max_positions:]
     keep_cols = view.valid_positions(cols)[-max_positions:]
     values = np.where(view.mask, view.values, np.nan)[np.ix_(keep_rows, keep_cols)]
-    fig = px.imshow(values, zmin=0, zmax=1, color_continuous_scale=ATTENTION_SCALE, aspect="auto",
+    limit = float(np.nanmax(np.abs(values))) if _signed(view) else 0.0
+    scale = (dict(zmin=-limit, zmax=limit, color_continuous_scale=DIVERGING_SCALE) if limit > 0
+             else dict(zmin=0, zmax=1, color_continuous_scale=ATTENTION_SCALE))
+    fig = px.imshow(values, aspect="auto", **scale,
                     x=unique_labels(view.labels[cols], keep_cols), y=unique_labels(view.labels[rows], keep_rows),
-                    labels=dict(x=cols.replace("_", " "), y=rows.replace("_", " "), color="weight"))
+                    labels=dict(x=axis_title(cols), y=axis_title(rows), color="weight"))
     return _layout(fig, height=min(900, 120 + 18 * len(keep_rows)))
 
 
@@ -127,19 +142,22 @@ def weights_bar(labels: list[str], values: np.ndarray, axis_title: str, signed: 
 
 
 def field_figure(view) -> go.Figure:
-    """A field-level map (one weight per feature field) as bars."""
+    """A 1-D map whose positions are not items (e.g. one weight per feature field) as bars."""
     axis = view.axes[0]
-    return weights_bar(shorts(view.labels[axis]), view.values, short(axis))
+    return weights_bar(shorts(view.labels[axis]), view.values, axis_title(axis), signed=_signed(view))
 
 
 def item_attention_figure(view) -> go.Figure:
+    """A 1-D map over items as bars, padding left out and items told apart by position."""
     axis = view.axes[0]
     keep = view.valid_positions(axis)
-    return weights_bar(unique_labels(view.labels[axis], keep), view.values[keep], axis.replace("_", " "))
+    return weights_bar(unique_labels(view.labels[axis], keep), view.values[keep], axis_title(axis),
+                       signed=_signed(view))
 
 
-def interaction_figure(view) -> go.Figure:
-    """IntTower's (layer, user_head, item_head) similarities, signed, with each user head's best match."""
+def interaction_figure(view, mark_best: bool = True) -> go.Figure:
+    """Signed scores over three axes (e.g. layer, user head, item head): one heatmap per position of the first,
+    with each row's best column marked (``mark_best``)."""
     layers = view.labels[view.axes[0]]
     values = view.values
     limit = float(np.nanmax(np.abs(values))) or 1.0
@@ -148,7 +166,8 @@ def interaction_figure(view) -> go.Figure:
     for index in range(len(layers)):
         matrix = values[index]
         best = matrix.argmax(axis=1)
-        text = [["●" if j == best[i] else "" for j in range(matrix.shape[1])] for i in range(matrix.shape[0])]
+        text = [["●" if mark_best and j == best[i] else "" for j in range(matrix.shape[1])]
+                for i in range(matrix.shape[0])]
         fig.add_trace(go.Heatmap(z=matrix, x=shorts(view.labels[view.axes[2]]), y=shorts(view.labels[view.axes[1]]),
                                  text=text,
                                  texttemplate="%{text}", colorscale=DIVERGING_SCALE, zmid=0, zmin=-limit, zmax=limit,
@@ -166,8 +185,14 @@ def js_figure(matrix: np.ndarray, labels: list[str], title: str | None = None) -
     return _layout(fig, height=120 + 45 * len(labels), title=title)
 
 
+def _column_labels(labels: list[str]) -> list[str]:
+    """Labels as they are when they tell the columns apart (plotly merges equal categories), else numbered."""
+    shown = shorts(labels)
+    return shown if len(set(shown)) == len(shown) else unique_labels(labels, range(len(labels)))
+
+
 def component_figure(view, component_labels: list[list[str]] | None = None) -> go.Figure:
-    """(profile, component) attention when components are not image regions (e.g. genres)."""
+    """A 2-D map whose cells each stand for something of their own (e.g. an item's genres), labelled per cell."""
     rows, cols = view.axes
     keep = view.valid_positions(rows)
     values = np.where(view.mask, view.values, np.nan)[keep]
@@ -176,7 +201,7 @@ def component_figure(view, component_labels: list[list[str]] | None = None) -> g
         text = [[short(component_labels[r][c], 16) if view.mask[r, c] else "" for c in range(values.shape[1])]
                 for r in keep]
     fig = go.Figure(go.Heatmap(z=values, y=unique_labels(view.labels[rows], keep),
-                               x=[f"component {c + 1}" for c in range(values.shape[1])], text=text,
+                               x=_column_labels(view.labels[cols]), text=text,
                                texttemplate="%{text}" if text else None, colorscale=ATTENTION_SCALE, zmin=0, zmax=1,
                                colorbar=dict(title="weight")))
     fig.update_yaxes(autorange="reversed")
@@ -214,7 +239,7 @@ def colour_key(zmax: float, title: str, colorscale=REGION_SCALE, reference: floa
     if reference is not None and 0 < reference < zmax:
         fig.add_vline(x=reference, line_width=2, line_color="#00e676",
                       annotation_text="uniform", annotation_position="top")
-    fig.update_xaxes(title_text=title, ticks="outside")
+    fig.update_xaxes(title_text=short(title, 90), ticks="outside")
     fig.update_yaxes(visible=False)
     fig = _layout(fig, height=95)
     fig.update_layout(margin=dict(l=10, r=10, t=22, b=40))

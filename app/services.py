@@ -9,23 +9,24 @@ import base64
 import io
 import logging
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from functools import partial
 from pathlib import Path
 
 import streamlit as st
 
 from recmodels.checkpoint import CONFIG_FILE, read_config
 from recmodels.errors import RecModelsError
+from recmodels.models import model_info
 from recmodels.service import RecService
 
+from .figures import FigureContext
 from .plots import display_copy
 from .text import plain
 
 REPO = Path(__file__).resolve().parents[1]
 CHECKPOINTS = REPO / "checkpoints"
 ROOTS_ENV = "RECMODELS_CHECKPOINT_ROOTS"
-MODEL_TITLES = {"din": "DIN", "nrms": "NRMS", "two_tower": "Two-tower (MHA)", "inttower": "IntTower", "acf": "ACF",
-                "bpr": "BPR-MF", "mostpop": "MostPopular"}
 log = logging.getLogger("attention-explorer")
 
 
@@ -36,6 +37,8 @@ class CheckpointEntry:
     model: str
     dataset: str
     collapsed: bool
+    simulated: bool = False  # the data was generated, not observed
+    attention: bool = True   # the model records attention (its training history has attention statistics)
 
 
 # ---------------------------------------------------------------- messages a browser may see
@@ -54,7 +57,21 @@ def unexpected_message(err: Exception, what: str) -> str:
 
 
 def model_title(name) -> str:
-    return MODEL_TITLES.get(name, plain(name, 40)) if isinstance(name, str) else plain(name, 40)
+    """The model's title from the registry (e.g. "Two-tower (MHA)"), or its name when the registry does not know
+    it (a plugin that is not installed); plain text, not yet escaped."""
+    try:
+        return plain(model_info(name).title, 40) if isinstance(name, str) else plain(name, 40)
+    except RecModelsError:
+        return plain(name, 40)
+
+
+def model_order(name) -> int | None:
+    """The model's place in the registry's order, or None when the registry does not know it."""
+    try:
+        order = model_info(name).order if isinstance(name, str) else None
+    except RecModelsError:
+        return None
+    return order if isinstance(order, int) else None
 
 
 # ---------------------------------------------------------------- checkpoint roots
@@ -100,7 +117,9 @@ def resolve_checkpoint(typed: str) -> str | None:
 
 
 def shipped_checkpoints() -> list[CheckpointEntry]:
-    """Every checkpoint folder directly inside a root, the ml-100k ones first."""
+    """Every checkpoint folder directly inside a root: real data before simulated, by dataset; within one, collapse
+    examples last and models that record attention before those that do not (so the first checkpoint has
+    something to explain); then in the registry's model order (unknown models last), then by label."""
     return _scan_roots(tuple(str(root) for root in checkpoint_roots()))
 
 
@@ -115,14 +134,23 @@ def _scan_roots(roots: tuple[str, ...]) -> list[CheckpointEntry]:
         for folder in folders:
             try:
                 config = read_config(folder)
+                dataset = config["dataset"]
                 entries.append(CheckpointEntry(str(folder), checkpoint_label(config), str(config["model"]),
-                                               str(config["dataset"]["name"]), bool(config.get("collapse_example"))))
-            except (RecModelsError, KeyError, TypeError):
+                                               str(dataset["name"]), bool(config.get("collapse_example")),
+                                               bool(dataset.get("simulated")), _records_attention(config)))
+            except (RecModelsError, KeyError, TypeError, AttributeError):
                 continue
-    order = list(MODEL_TITLES)
     entries = _unique_labels(entries)
-    return sorted(entries, key=lambda e: (e.dataset != "ml-100k", e.collapsed,
-                                          order.index(e.model) if e.model in order else 99, e.label))
+    orders = {e.model: model_order(e.model) for e in entries}
+    return sorted(entries, key=lambda e: (e.simulated, e.dataset, e.collapsed, not e.attention, orders[e.model] is None,
+                                          orders[e.model] or 0, e.label))
+
+
+def _records_attention(config: dict) -> bool:
+    """Whether training recorded attention statistics: a model without attention maps has nothing there."""
+    history = config.get("history")
+    return isinstance(history, list) and any(isinstance(epoch, dict) and epoch.get("attention")
+                                             for epoch in history)
 
 
 def checkpoint_label(config: dict) -> str:
@@ -133,8 +161,8 @@ def checkpoint_label(config: dict) -> str:
 def _unique_labels(entries: list[CheckpointEntry]) -> list[CheckpointEntry]:
     """Two checkpoints of one model and dataset (e.g. in two roots) get their folder names added."""
     labels = [e.label for e in entries]
-    return [CheckpointEntry(e.path, f"{e.label} ({plain(Path(e.path).name, 40)})" if labels.count(e.label) > 1
-                            else e.label, e.model, e.dataset, e.collapsed) for e in entries]
+    return [replace(e, label=f"{e.label} ({plain(Path(e.path).name, 40)})") if labels.count(e.label) > 1 else e
+            for e in entries]
 
 
 # ---------------------------------------------------------------- services and results
@@ -169,6 +197,12 @@ def item_display_image(path: str, item: str):
     """The item's image at display size (shared, never modified), or None; a large image is read once."""
     image = load_service(path).item_image(item)
     return None if image is None else display_copy(image)
+
+
+def figure_context(path: str, user: str) -> FigureContext:
+    """What the figure registry needs from the service to draw a user's maps: item images at display size and
+    the regions the user was planted to care about."""
+    return FigureContext(item_image=partial(item_display_image, path), planted=load_service(path).planted_regions(user))
 
 
 @st.cache_data(show_spinner=False, max_entries=4096)

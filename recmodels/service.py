@@ -101,6 +101,10 @@ class RecService:
         return self.data.dataset.citation
 
     @property
+    def licence_note(self) -> str:
+        return self.data.dataset.licence_note
+
+    @property
     def simulated(self) -> bool:
         return self.data.dataset.simulated
 

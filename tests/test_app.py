@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import socket
 import subprocess
 import sys
@@ -9,6 +10,7 @@ import time
 import urllib.request
 from pathlib import Path
 
+import numpy as np
 import pytest
 from streamlit import config
 from streamlit.config_option import ConfigOption
@@ -16,6 +18,7 @@ from streamlit.testing.v1 import AppTest
 
 from app.safety import REFUSAL
 from app.serve import split_arguments, with_safe_flags
+from app.text import literal
 from recmodels.checkpoint import read_config
 
 REPO = Path(__file__).resolve().parents[1]
@@ -39,7 +42,7 @@ def _pick_checkpoint(at: AppTest, path: Path) -> None:
 def _expected_tabs(path: Path) -> set[str]:
     model = read_config(path)["model"]
     return {"din": {"Items", "Attributions"}, "nrms": {"Heads", "Items", "Attributions"},
-            "two_tower": {"Heads", "Attributions"}, "inttower": {"Fields", "Attributions"},
+            "two_tower": {"Heads", "Attributions"}, "inttower": {"Heads", "Fields", "Attributions"},
             "acf": {"Items", "Regions", "Attributions"}, "bpr": {"Attributions"}, "mostpop": set()}[model]
 
 
@@ -53,7 +56,9 @@ def test_explorer_renders_every_shipped_checkpoint(path):
     labels = [m.label for m in at.metric]
     assert "Score (logit)" in labels and "Rank among unseen items" in labels
     caption_text = " ".join(c.value for c in at.sidebar.caption) + " ".join(i.value for i in at.sidebar.info)
-    assert "Harper" in caption_text or "Simulated shoppers" in caption_text
+    dataset = read_config(path)["dataset"]
+    assert literal(dataset["citation"], 400) in caption_text, "the dataset's own citation, from the service"
+    assert ("Simulated interactions" in caption_text) == bool(dataset.get("simulated"))
     assert "Device:" in caption_text
 
 
@@ -213,3 +218,123 @@ def test_plain_streamlit_run_from_another_folder_listens_on_loopback_only(tmp_pa
 def test_the_two_config_files_hold_the_same_safe_settings():
     in_repo, next_to_entry = REPO / ".streamlit" / "config.toml", REPO / "app" / ".streamlit" / "config.toml"
     assert in_repo.read_text() == next_to_entry.read_text()
+
+
+# ---------------------------------------------------------------- the map-to-figure registry
+def _view(axes, level, normalised_over=None, items=(), meta=None, values=None, name="m"):
+    """A labelled map with softmax rows (or ``values``), without any model."""
+    from recmodels.service import MapView
+
+    shape = tuple({"head": 2, "grid_cell": 4}.get(a, 3) for a in axes)
+    if values is None:
+        raw = np.random.default_rng(0).random(shape)
+        values = raw / raw.sum(-1, keepdims=True) if normalised_over else raw - 0.5
+    labels = {a: [f"{a} {i}" for i in range(n)] for a, n in zip(axes, shape)}
+    item_ids = {a: [f"i{i}" for i in range(shape[axes.index(a)])] for a in items}
+    return MapView(name, level, tuple(axes), values, np.ones(shape, bool), normalised_over, labels, item_ids,
+                   "what it means", meta or {})
+
+
+@pytest.mark.parametrize("axes, level, normalised, items, meta, entry, tab", [
+    (("head", "query_item", "key_item"), "head", "key_item", ("query_item", "key_item"), {}, "heads", "Heads"),
+    (("head", "history"), "head", "history", ("history",), {}, "heads", "Heads"),
+    (("history",), "item", "history", ("history",), {}, "item bars", "Items"),
+    (("history",), "item", None, ("history",), {}, "item bars", "Items"),     # un-normalised, as DIN's
+    (("field",), "field", "field", (), {}, "bars", "Fields"),
+    (("layer", "user_head", "item_head"), "head", None, (), {"argmax_axis": "item_head"}, "signed grids", "Heads"),
+    (("profile", "grid_cell"), "component", "grid_cell", ("profile",), {"grid": (2, 2)}, "image regions", "Regions"),
+    (("profile", "grid_cell"), "component", "grid_cell", ("profile",), {"grid": (3, 3)}, "matrix", "Regions"),
+    (("profile", "component"), "component", "component", ("profile",),
+     {"component_labels": [["a", "b", ""]] * 3}, "labelled cells", "Regions"),
+    (("profile", "component"), "component", "component", ("profile",),
+     {"component_labels": [["a"], ["b", "c"], []], "grid": "7x7"}, "matrix", "Regions"),  # ragged, no grid
+    (("query", "key"), "item", "key", (), {}, "matrix", "Items"),
+    (("a", "b", "c", "d"), "field", "d", (), {}, "reduced", "Fields"),        # more axes than a figure shows
+])
+def test_registry_picks_the_drawing_from_the_map_alone(axes, level, normalised, items, meta, entry, tab):
+    from app.figures import entry_for, figures_for, tab_of
+
+    for name in ("din", "a plugin's map"):  # the name never matters
+        view = _view(axes, level, normalised, items, meta, name=name)
+        assert entry_for(view).name == entry and tab_of(view) == tab
+        drawn = figures_for(view)
+        assert drawn and drawn[0].figure is not None and not drawn[0].derived
+        json.loads(drawn[0].figure.to_json())  # a complete plotly figure
+
+
+def test_registry_draws_heads_their_mean_one_head_and_their_similarity():
+    from app.figures import MEAN_OVER_HEADS, choices_for, figures_for
+
+    view = _view(("head", "query_item", "key_item"), "head", "key_item", ("query_item", "key_item"))
+    view.head_similarity = np.array([[0.0, 0.3], [0.3, 0.0]])
+    assert choices_for(view)[:2] == ["all heads", MEAN_OVER_HEADS] and "head 1" in choices_for(view)
+    for choice in (None, MEAN_OVER_HEADS, "head 1"):
+        drawn = figures_for(view, choice=choice)
+        assert [d.derived for d in drawn] == [False, True], "the map, then the similarity of its heads"
+    mean = figures_for(view, choice=MEAN_OVER_HEADS)[0].figure
+    assert mean.data[0].z.shape == (3, 3), "the mean over heads is one matrix"
+    assert choices_for(_view(("history",), "item", "history", ("history",))) == []
+
+
+def test_registry_regions_take_images_and_planted_cells_from_the_context():
+    from PIL import Image
+
+    from app.figures import FigureContext, figures_for
+
+    view = _view(("profile", "grid_cell"), "component", "grid_cell", ("profile",), {"grid": (2, 2)})
+    images = {"i0": Image.new("RGB", (28, 28), "white"), "i2": Image.new("RGB", (4000, 3000), "grey")}
+    asked = []
+    context = FigureContext(item_image=lambda raw: asked.append(raw) or images.get(raw), planted=[0, 3])
+    key, *tiles = figures_for(view, context)
+    assert asked == ["i0", "i1", "i2"] and not key.tile and "2 regions" in key.caption
+    assert [t.tile for t in tiles] == [True] * 3
+    assert tiles[1].figure is None and tiles[1].caption.endswith("no image")
+    overlay = tiles[2].figure
+    assert len(overlay.layout.shapes) == 2, "the planted cells outlined"
+    assert len(overlay.to_json()) < 200_000, "the 4000x3000 image goes in at display size"
+    without = figures_for(view)  # Compare and the report without images: captions, no figures
+    assert all(t.figure is None for t in without[1:])
+
+
+def test_signed_maps_that_are_not_distributions_get_the_diverging_scale():
+    from app.figures import figures_for
+
+    bars = figures_for(_view(("field",), "field", None))[0].figure
+    assert bars.layout.coloraxis.cmid == 0.0
+    weights = figures_for(_view(("field",), "field", "field"))[0].figure
+    assert (weights.layout.coloraxis.cmin, weights.layout.coloraxis.cmax) == (0, 1)
+    signed = figures_for(_view(("query", "key"), "item", None))[0].figure
+    assert signed.layout.coloraxis.cmin == -signed.layout.coloraxis.cmax < 0
+
+
+def test_a_new_kind_of_map_is_one_entry_and_the_explorer_gives_it_its_tab(monkeypatch):
+    from app import figures
+
+    def draw(view, context, choice):
+        return [figures.Drawn("drawn by the new entry", figures.plots.field_figure(view))]
+
+    entry = figures.Entry("new", lambda view: view.axes == ("history",), draw, tab="Timeline")
+    monkeypatch.setattr(figures, "ENTRIES", [entry, *figures.ENTRIES])
+    din = next((p for p in SHIPPED if read_config(p)["model"] == "din"), None)
+    if din is None:
+        pytest.skip("no DIN checkpoint shipped")
+    at = _app().run()
+    _pick_checkpoint(at, din)
+    _no_errors(at)
+    assert [tab.label for tab in at.tabs] == ["Timeline", "Attributions"]
+    timeline = at.tabs[0]
+    assert any("drawn by the new entry" in m.value for m in timeline.markdown) and timeline.get("plotly_chart")
+
+
+def test_model_titles_and_order_come_from_the_registry():
+    from app.services import model_title, shipped_checkpoints
+    from recmodels.models import model_info, registered_models
+
+    for name in registered_models():
+        assert model_title(name) == model_info(name).title
+    assert model_title("not_a_model") == "not_a_model" and model_title(None) == "(blank)"
+    entries = shipped_checkpoints()
+    if entries:
+        first = [e for e in entries if not e.simulated and not e.collapsed and e.attention]
+        order = [model_info(e.model).order for e in first if e.dataset == first[0].dataset]
+        assert entries[0] == first[0] and order == sorted(order), "models with attention first, in registry order"

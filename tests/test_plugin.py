@@ -165,3 +165,26 @@ def test_model_source_in_a_config_is_checked_and_never_imported(tiny_data, tmp_p
     (folder / "config.json").write_text(json.dumps(config))
     with pytest.raises(CheckpointError, match="model_source must be an object"):
         read_config(folder)
+
+
+def test_the_explorer_opens_an_entry_point_model_and_draws_its_maps(tiny_data, tmp_path, monkeypatch,
+                                                                    fresh_registry):
+    from streamlit.testing.v1 import AppTest
+
+    data = write_atomic(tiny_data.dataset, tmp_path / "data")
+    monkeypatch.syspath_prepend(str(PLUGIN_DIR))
+    monkeypatch.syspath_prepend(str(install(tmp_path / "site")))
+    root = tmp_path / "root"
+    assert cli.main(["train", "--model", "tiny_attention", "--dataset", "tiny", "--data-dir", str(data), "--epochs",
+                     "1", "--out", str(root / "tiny-ck"), "--quiet", "--max-history", "12"]) == 0
+    monkeypatch.setenv("RECMODELS_CHECKPOINT_ROOTS", str(root))
+
+    at = AppTest.from_file(str(REPO / "app" / "explorer.py"), default_timeout=120).run()
+    at.sidebar.selectbox(key="checkpoint_explore").set_value(str((root / "tiny-ck").resolve())).run()
+    assert not at.exception and not at.error, [e.value for e in [*at.exception, *at.error]]
+    assert at.title[0].value.startswith("Tiny attention")  # the title comes from the plugin's registry entry
+    assert {tab.label for tab in at.tabs} == {"Items", "Attributions"}
+    items = next(tab for tab in at.tabs if tab.label == "Items")
+    specs = [json.loads(chart.proto.spec) for chart in items.get("plotly_chart")]
+    assert specs and specs[0]["data"][0]["type"] == "bar"  # its history map, drawn from the map's axes alone
+    assert len(specs[0]["data"][0]["y"]) == int((tiny_data.dataset.interactions["user"] == 1).sum().clip(max=12))

@@ -16,9 +16,12 @@ st.caption("Per user, each map's weights over the valid positions: normalised en
            "max weight >= 0.9 (recmodels.explain.CollapseThresholds).")
 
 entries = shipped_checkpoints()
-healthy_default = next((e.path for e in entries if e.model == "acf" and not e.collapsed and e.dataset == "ml-100k"),
+collapsed = next((e for e in entries if e.collapsed), None)
+# by default the collapse example beside the healthy checkpoint of its model and data
+healthy_default = next((e.path for e in entries if collapsed is not None and not e.collapsed
+                        and (e.model, e.dataset) == (collapsed.model, collapsed.dataset)),
                        st.session_state.get("checkpoint_resolved"))
-collapsed_default = next((e.path for e in entries if e.collapsed), None)
+collapsed_default = collapsed.path if collapsed is not None else None
 columns = st.columns(2, gap="large")
 choices = [
     checkpoint_picker("Healthy checkpoint", key="collapse_left", default=healthy_default, container=columns[0],

@@ -3,19 +3,20 @@ from __future__ import annotations
 
 import streamlit as st
 
-from app import plots
-from app.services import explanation, model_title, open_service, shipped_checkpoints
+from app.figures import figures_for
+from app.services import explanation, figure_context, model_title, open_service, shipped_checkpoints
 from app.text import code, cut_cells, literal, plain
-from app.ui import checkpoint_picker, figure, guarded, show_error, sidebar, user_picker
+from app.ui import checkpoint_picker, guarded, show_error, show_figures, sidebar, user_picker
 
 sidebar("compare")
 st.title("Compare two checkpoints")
 entries = shipped_checkpoints()
-first = st.session_state.get("checkpoint_resolved")
-# by default the right side is another model on the left one's data, so the same user exists on both
-first_dataset = next((e.dataset for e in entries if e.path == first), "ml-100k")
-second = next((e.path for e in entries if e.path != first and e.dataset == first_dataset and e.model != "mostpop"),
-              None)
+first = st.session_state.get("checkpoint_resolved") or next((e.path for e in entries), None)
+# by default the right side is the next other model on the left one's data (the same users exist on both); the
+# checkpoint list puts models with attention first
+first_entry = next((e for e in entries if e.path == first), None)
+same_data = [e for e in entries if first_entry is not None and e.dataset == first_entry.dataset and e.path != first]
+second = next((e.path for e in same_data if e.model != first_entry.model), next((e.path for e in same_data), None))
 columns = st.columns(2, gap="large")
 paths = [checkpoint_picker("Left", key="compare_left", default=first, container=columns[0], allow_path=False),
          checkpoint_picker("Right", key="compare_right", default=second, container=columns[1], allow_path=False)]
@@ -58,18 +59,9 @@ if len(recommendations) == 2:
         with column, guarded("explaining the item"):
             result = explanation(path, user, item, False, 50)
             st.caption(f"score {result.score:.3f} · rank {result.rank}")
+            context = figure_context(path, user)
             for name, view in result.maps.items():
                 st.markdown(f"**{literal(name, 60)}** · {code(' × '.join(view.axes))}")
-                if view.level == "item":
-                    figure(plots.item_attention_figure(view), key=f"cmp_{side}_{name}")
-                elif view.level == "head" and "head" in view.axes:
-                    figure(plots.heads_figure(view), key=f"cmp_{side}_{name}")
-                elif view.level == "field":
-                    figure(plots.field_figure(view), key=f"cmp_{side}_{name}")
-                elif view.level == "head":
-                    figure(plots.interaction_figure(view), key=f"cmp_{side}_{name}")
-                elif view.level == "component":
-                    figure(plots.component_figure(view, view.meta.get("component_labels")) if not view.meta.get(
-                        "grid") else plots.matrix_figure(view), key=f"cmp_{side}_{name}")
+                show_figures(figures_for(view, context), key=f"cmp_{side}_{name}", columns=3)
             if not result.maps:
                 st.info("This model has no attention maps.")

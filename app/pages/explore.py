@@ -6,10 +6,12 @@ import pandas as pd
 import streamlit as st
 
 from app import plots
+from app.figures import choices_for, figures_for, maps_by_tab
 from app.report import explanation_html
-from app.services import explanation, item_display_image, model_title, public_message, thumbnail_uri
+from app.services import explanation, figure_context, model_title, public_message, thumbnail_uri
 from app.text import code, cut_cells, filename, literal, plain
-from app.ui import collapse_badges, csv_button, dataset_caption, figure, guarded, show_error, sidebar, user_picker
+from app.ui import (collapse_badges, csv_button, dataset_caption, figure, guarded, show_error, show_figures, sidebar,
+                    user_picker)
 from recmodels.errors import EmptyHistoryError, RecModelsError
 
 service = sidebar("explore")
@@ -47,7 +49,8 @@ with left:
     users = service.users()
     profile = users[users["user"] == user].drop(columns=["user"]).iloc[0]
     st.subheader(f"User {literal(user, 60)}", anchor=False)
-    st.caption(" · ".join(f"{literal(k, 30)}: {literal(v, 60)}" for k, v in profile.items() if k != "zip_code"))
+    hidden = set(service.identifying_user_fields)  # e.g. a zip code: it names a person, it does not describe them
+    st.caption(" · ".join(f"{literal(k, 30)}: {literal(v, 60)}" for k, v in profile.items() if k not in hidden))
     history = pd.DataFrame()
     with guarded("loading the history"):
         history = service.history(user)
@@ -122,20 +125,8 @@ if result.delta is not None:
                          "account for the whole change.")
 
 
-def maps_of(level: str, head_axis: bool | None = None):
-    for name, view in result.maps.items():
-        if view.level != level:
-            continue
-        if head_axis is None or (("head" in view.axes) == head_axis):
-            yield name, view
-
-
-head_maps = list(maps_of("head", head_axis=True))
-item_maps = list(maps_of("item"))
-field_maps = list(maps_of("field")) + list(maps_of("head", head_axis=False))
-region_maps = list(maps_of("component"))
-tab_names = [name for name, present in (("Heads", head_maps), ("Items", item_maps), ("Fields", field_maps),
-                                        ("Regions", region_maps), ("Attributions", result.attributions)) if present]
+by_tab = maps_by_tab(result.maps)
+tab_names = [*by_tab, *(["Attributions"] if result.attributions else [])]
 if not tab_names:
     st.info(f"{literal(model_title(service.model_name), 40)} has no attention maps and no attribution "
             "inputs: there is nothing to explain beyond the score.")
@@ -143,91 +134,24 @@ if not tab_names:
 tabs = dict(zip(tab_names, st.tabs(tab_names)))
 
 
-def map_header(name, view):
-    st.markdown(f"**{literal(name, 60)}** · {code(' × '.join(view.axes))}")
-    if view.description:
-        st.caption(literal(view.description, 400))
-
-
 def csv_name(what: str) -> str:
     return f"{what}-user-{filename(user)}-item-{filename(item)}"
 
 
-if "Heads" in tabs:
-    with tabs["Heads"], guarded("drawing the heads"):
-        for name, view in head_maps:
-            map_header(name, view)
-            heads = view.labels["head"]
-            choice = st.segmented_control("Heads", ["all heads", "mean over heads", *heads], default="all heads",
-                                          key=f"heads_{name}")
-            if choice in (None, "all heads"):
-                figure(plots.heads_figure(view), key=f"fig_heads_{name}")
-            else:
-                shown = view.mean_over("head") if choice == "mean over heads" else view.select("head",
-                                                                                             heads.index(choice))
-                figure(plots.matrix_figure(shown) if len(shown.axes) == 2 else plots.item_attention_figure(shown),
-                       key=f"fig_head_{name}")
+context = figure_context(path, user)
+for tab, maps in by_tab.items():
+    with tabs[tab], guarded(f"drawing the {tab.lower()}"):
+        for name, view in maps:
+            st.markdown(f"**{literal(name, 60)}** · {code(' × '.join(view.axes))}")
+            if view.description:
+                st.caption(literal(view.description, 400))
+            choices = choices_for(view)
+            choice = (st.segmented_control("Show", choices, default=choices[0], key=f"show_{name}")
+                      if choices else None)
+            drawn = figures_for(view, context, choice)
+            show_figures([d for d in drawn if not d.derived], key=f"fig_{name}")
             collapse_badges(view)
-            if view.head_similarity is not None:
-                st.markdown("Head similarity (Jensen-Shannon divergence between heads; 0 = redundant heads)")
-                figure(plots.js_figure(view.head_similarity, heads), key=f"fig_js_{name}")
-            csv_button(view.to_frame(), csv_name(name), key=f"csv_{name}")
-
-if "Items" in tabs:
-    with tabs["Items"], guarded("drawing the item attention"):
-        for name, view in item_maps:
-            map_header(name, view)
-            figure(plots.item_attention_figure(view), key=f"fig_item_{name}")
-            collapse_badges(view)
-            csv_button(view.to_frame(), csv_name(name), key=f"csv_{name}")
-
-if "Fields" in tabs:
-    with tabs["Fields"], guarded("drawing the fields"):
-        for name, view in field_maps:
-            map_header(name, view)
-            if view.level == "field":
-                figure(plots.field_figure(view), key=f"fig_field_{name}")
-            else:
-                figure(plots.interaction_figure(view), key=f"fig_inter_{name}")
-                st.caption("● marks each user head's best-matching item head: the score adds up those maxima.")
-            collapse_badges(view)
-            csv_button(view.to_frame(), csv_name(name), key=f"csv_{name}")
-
-if "Regions" in tabs:
-    with tabs["Regions"], guarded("drawing the image regions"):
-        planted = service.planted_regions(user)
-        for name, view in region_maps:
-            map_header(name, view)
-            profile_axis, component_axis = view.axes
-            grid = view.meta.get("grid")
-            if grid:
-                if planted is not None:
-                    st.caption(f"Green squares: the {len(planted)} regions this simulated shopper was planted to "
-                               "care about (ground truth).")
-                keep = view.valid_positions(profile_axis)
-                peak = float(np.nanmax(np.where(view.mask, view.values, np.nan)[keep])) if len(keep) else 1.0
-                uniform = 1 / (grid[0] * grid[1])
-                st.caption(f"Colour: share of the item's component attention, 0 to {peak:.2f} (uniform would be "
-                           f"{uniform:.3f}); the same scale on every image.")
-                figure(plots.colour_key(peak, "share of the item's component attention", reference=uniform),
-                       key=f"fig_region_key_{name}")
-                columns = st.columns(5)
-                for slot, position in enumerate(keep):
-                    raw = view.item_ids[profile_axis][position]
-                    image = item_display_image(path, raw) if raw else None
-                    label = view.labels[profile_axis][position]
-                    with columns[slot % 5]:
-                        if image is None:
-                            st.caption(f"{literal(label, 24)}: no image")
-                            continue
-                        figure(plots.region_overlay(image, view.values[position], tuple(grid), planted,
-                                                    title=plain(label, 22), zmax=peak),
-                               key=f"fig_region_{name}_{position}")
-            else:
-                kind = view.meta.get("components", "components")
-                st.caption(f"Components here are the item's {kind}, not image regions: this dataset has no images.")
-                figure(plots.component_figure(view, view.meta.get("component_labels")), key=f"fig_comp_{name}")
-            collapse_badges(view)
+            show_figures([d for d in drawn if d.derived], key=f"fig_about_{name}")
             csv_button(view.to_frame(), csv_name(name), key=f"csv_{name}")
 
 if "Attributions" in tabs:
