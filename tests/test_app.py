@@ -20,6 +20,7 @@ from app.safety import REFUSAL
 from app.serve import split_arguments, with_safe_flags
 from app.text import literal
 from recmodels.checkpoint import read_config
+from tools.app_browser import stop
 
 REPO = Path(__file__).resolve().parents[1]
 ENTRY = str(REPO / "app" / "explorer.py")
@@ -207,12 +208,7 @@ def test_plain_streamlit_run_from_another_folder_listens_on_loopback_only(tmp_pa
         listening = _listening_addresses(port)
         assert listening and listening <= {"127.0.0.1", "::1"}, (listening, log.read_text()[-2000:])
     finally:
-        server.terminate()
-        try:
-            server.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            server.kill()
-            server.wait()
+        stop(server)
 
 
 def test_the_two_config_files_hold_the_same_safe_settings():
