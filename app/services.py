@@ -219,3 +219,10 @@ def thumbnail_uri(image_path, size: int = 64) -> str | None:
     buffer = io.BytesIO()
     small.save(buffer, format="PNG")
     return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode()
+
+
+@st.cache_data(show_spinner=False, max_entries=16)
+def item_choices(path: str) -> dict[str, str]:
+    """Every catalogue item's id -> "title (id)" as plain text, for item pickers."""
+    items = load_service(path).items()
+    return {raw: f"{plain(title, 60)} ({plain(raw, 30)})" for raw, title in zip(items["item"], items["title"])}

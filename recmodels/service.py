@@ -175,6 +175,11 @@ class RecService:
             frame[column] = dataset.user_features[column].to_numpy()
         return frame
 
+    def items(self) -> pd.DataFrame:
+        """The catalogue: every item's own id, title and genres, in index order."""
+        return pd.DataFrame({"item": self.data.dataset.item_ids[1:], "title": self._titles[1:],
+                             "genres": self._genres[1:]})
+
     def history(self, user) -> pd.DataFrame:
         """The user's interactions in time order: item metadata, rating, time, split part and image."""
         index = self._user(user)

@@ -4,8 +4,8 @@ from __future__ import annotations
 import streamlit as st
 
 from app.figures import figures_for
-from app.services import explanation, figure_context, model_title, open_service, shipped_checkpoints
-from app.text import code, cut_cells, literal, plain
+from app.services import explanation, figure_context, item_choices, model_title, open_service, shipped_checkpoints
+from app.text import code, cut_cells, literal
 from app.ui import checkpoint_picker, guarded, show_error, show_figures, sidebar, user_picker
 
 sidebar("compare")
@@ -49,9 +49,7 @@ if len(recommendations) == 2:
     union = set(recommendations[0]["item"]) | set(recommendations[1]["item"])
     st.metric("Overlap of the two top-k lists", f"{len(shared)} of {k}",
               help=f"Jaccard similarity {len(shared) / max(len(union), 1):.2f}")
-    catalogue = left.data.dataset
-    titles = {raw: f"{plain(title, 60)} ({plain(raw, 30)})"
-              for raw, title in zip(catalogue.item_ids[1:], catalogue.item_features["title"])}
+    titles = item_choices(paths[0])
     options = shared + [i for i in recommendations[0]["item"] if i not in shared]
     item = st.selectbox("Attention for the item", options, format_func=titles.get, key="compare_item",
                         help="Items both lists share come first.")

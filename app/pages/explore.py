@@ -8,8 +8,8 @@ import streamlit as st
 from app import plots
 from app.figures import choices_for, figures_for, maps_by_tab
 from app.report import explanation_html
-from app.services import explanation, figure_context, model_title, public_message, thumbnail_uri
-from app.text import code, cut_cells, filename, literal, plain
+from app.services import explanation, figure_context, item_choices, model_title, public_message, thumbnail_uri
+from app.text import code, cut_cells, filename, literal
 from app.ui import (collapse_badges, csv_button, dataset_caption, figure, guarded, show_error, show_figures, sidebar,
                     user_picker)
 from recmodels.errors import EmptyHistoryError, RecModelsError
@@ -81,12 +81,10 @@ with right:
         csv_button(recommendations, f"recommendations-user-{user}", key="recs_csv")
 
 # ---------------------------------------------------------------- which pair to explain
-catalogue = service.data.dataset
-titles = {raw: f"{plain(title, 60)} ({plain(raw, 30)})"
-          for raw, title in zip(catalogue.item_ids[1:], catalogue.item_features["title"])}
+titles = item_choices(path)
 selected_rows = list(selection.selection.rows) if selection is not None and not recommendations.empty else []
 default_item = (recommendations["item"].iloc[selected_rows[0]] if selected_rows
-                else recommendations["item"].iloc[0] if not recommendations.empty else catalogue.item_ids[1])
+                else recommendations["item"].iloc[0] if not recommendations.empty else next(iter(titles)))
 if st.session_state.get("explain_for") != (path, user, default_item):
     st.session_state["explain_for"] = (path, user, default_item)
     st.session_state["explain_item"] = default_item
