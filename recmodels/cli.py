@@ -43,7 +43,7 @@ def import_model_modules(args) -> None:
         import_model_module(spec)
 
 
-def split_settings(names: list[str], settings: dict) -> dict[str, tuple[dict, dict]]:
+def split_settings(names: list[str], settings: dict, flag: str = "--set") -> dict[str, tuple[dict, dict]]:
     """{model: (hyperparameters, training settings)} from ``--set``: a key is a model's hyperparameter when its
     config class has that field, else a training setting. A key that is neither is refused; with several models,
     a hyperparameter goes to those that have it."""
@@ -57,7 +57,7 @@ def split_settings(names: list[str], settings: dict) -> dict[str, tuple[dict, di
     for key in settings:
         if key not in training and not any(key in keys for keys in declared.values()):
             takes = "; ".join(f"{name} takes {', '.join(keys)}" for name, keys in declared.items() if keys)
-            raise InvalidArgumentError(f"--set {quote(key)} is neither a training setting ({', '.join(training)}) "
+            raise InvalidArgumentError(f"{flag} {quote(key)} is neither a training setting ({', '.join(training)}) "
                                        f"nor a hyperparameter of {', '.join(names)}{'; ' + takes if takes else ''}.")
     return {name: ({k: v for k, v in settings.items() if k in keys},
                    {k: v for k, v in settings.items() if k not in keys and k in training})
@@ -73,20 +73,28 @@ def cmd_train(args) -> int:
     from .models import model_info, registered_models
     from .models.config import check_values
     from .report import text_table
-    from .train import TrainConfig, seed_everything, train_model
+    from .train import TrainConfig
+    from .train.selection import grid_points, parse_grid, train_on_grid
     from .train.trainer import distributed_context
 
     import_model_modules(args)
     if args.model == "all" and args.out:
         raise SystemExit("--out names one folder; leave it out with --model all (each goes to checkpoints/).")
     names = registered_models() if args.model == "all" else [model_info(args.model).name]
-    # every setting is checked before the data is read: a typo costs no loading time
-    plans = {}
-    for name, (hparams, training) in split_settings(names, _parse_settings(args.set)).items():
-        info = model_info(name)
-        config = TrainConfig.for_model(info.cls, epochs=args.epochs, seed=args.seed, **training)
-        check_values(info.config_class, hparams, f"model {name!r}")  # names and types, before the data loads
-        plans[name] = (info, hparams, config)
+    # every setting of every grid point is checked before the data is read: a typo costs no loading time
+    settings, grid = _parse_settings(args.set), parse_grid(args.grid, _parse_value)
+    if clash := sorted(set(settings) & set(grid)) + [k for k in grid if k == "monitor"]:
+        raise InvalidArgumentError(f"{quote(clash[0])} cannot be in --grid (with --set, or as the metric that "
+                                   "selects); give it once with --set.")
+    split_settings(names, {key: values[0] for key, values in grid.items()}, "--grid")  # each key fits some model
+    plans: dict = {name: (model_info(name), {}) for name in names}
+    for point in grid_points(grid):
+        for name, (hparams, training) in split_settings(names, {**settings, **point}).items():
+            info = model_info(name)
+            config = TrainConfig.for_model(info.cls, **{"epochs": args.epochs, "seed": args.seed, **training})
+            check_values(info.config_class, hparams, f"model {name!r}")  # names and types, before the data loads
+            chosen = {k: v for k, v in point.items() if k in hparams or k in training}  # this model's grid keys
+            plans[name][1].setdefault(json.dumps(chosen, sort_keys=True), (chosen, hparams, config))
     rank, world = distributed_context()
     data = RecData.load(args.dataset, args.data_dir, image_dir=args.image_dir,
                         split=SplitConfig(args.valid_fraction, args.test_fraction), max_history=args.max_history)
@@ -95,18 +103,16 @@ def cmd_train(args) -> int:
         if data.dataset.citation:
             print(f"data: {data.dataset.citation}")
     rows = []
-    for name, (info, hparams, config) in plans.items():
-        seed_everything(config.seed)  # the initial weights come from the seeded generator as well
-        model = info.cls.from_data(data, **hparams)
-        if rank == 0:
-            print(f"training {name} ({sum(p.numel() for p in model.parameters()):,} parameters) with "
-                  f"{json.dumps(config.to_dict())}")
-        result = train_model(model, data, config, device=args.device, progress=not args.quiet)
+    for name, (info, candidates) in plans.items():
+        result, config, selection = train_on_grid(info.cls, list(candidates.values()), data, args.device,
+                                                  progress=not args.quiet, log=print if rank == 0 else None)
         if rank != 0:
             continue
         metrics = {"valid": result.best_valid, "test": evaluate(result.model, data, TEST)}
         out = Path(args.out) if args.out else default_out(name, data.dataset.name)
         extra = {"collapse_example": args.collapse_example} if args.collapse_example else {}
+        if grid:
+            extra["selection"] = selection
         save_checkpoint(out, result.model, data, training={**config.to_dict(), "best_epoch": result.best_epoch,
                                                             "device": str(result.model.device), "world_size": world},
                         metrics=metrics, history=result.history, extra=extra or None)
@@ -293,6 +299,9 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--test-fraction", type=float, default=0.2)
     train.add_argument("--set", action="append", metavar="KEY=VALUE",
                        help="a training setting (lr, loss, negatives, weight_decay, ...) or model hyperparameter")
+    train.add_argument("--grid", action="append", metavar="KEY=V1,V2,...",
+                       help="train every combination of these values (any --set key; repeatable), keep the best on "
+                            "valid by the monitor metric, and record every point in config.json")
     train.add_argument("--collapse-example", metavar="WHY", default=None,
                        help="mark the checkpoint as a deliberately collapsed example, saying how it was made")
     train.add_argument("--quiet", action="store_true", help="no progress bars")

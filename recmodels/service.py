@@ -25,9 +25,11 @@ from .data.cache import load_data_cached
 from .data.features import IDENTIFYING_USER_FIELDS
 from .device import describe_device, resolve_device
 from .errors import EmptyHistoryError, InvalidArgumentError, UnknownItemError, UnknownUserError, quote
+from .eval.metrics import top_k
 from .explain.collapse import CollapseThresholds
 from .explain.diagnostics import DiagnosticsReport, dataset_diagnostics
 from .explain.explainers import IntegratedGradients, LeaveOneOut, PerturbationTests
+from .explain.faithfulness import rank_among
 from .explain.pipeline import PairExplainer
 from .explain.views import AttributionView, Explanation, ItemNames, MapView
 from .models import import_model_module
@@ -242,13 +244,13 @@ class RecService:
         if exclude_seen:
             scores = scores.masked_fill(self._seen_mask(index), float("-inf"))
         k = min(int(k), int(torch.isfinite(scores).sum()))
-        top = torch.topk(scores, k)
-        items = (top.indices + 1).numpy()
+        values, indices = top_k(scores, k)  # ties: lower item index first, as in evaluation
+        items = (indices + 1).numpy()
         frame = pd.DataFrame({"rank": np.arange(1, k + 1), "item": self._raw_items(items),
                               "title": self._titles[items], "genres": self._genres[items],
-                              "score": top.values.numpy()})
+                              "score": values.numpy()})
         if self.model.predicts_probability:
-            frame["probability"] = torch.sigmoid(top.values).numpy()
+            frame["probability"] = torch.sigmoid(values).numpy()
         return frame
 
     # ------------------------------------------------------------------ explanations
@@ -278,7 +280,7 @@ class RecService:
         excluded = self._seen_mask(user_index)
         excluded[item_index - 1] = False
         catalogue = self._catalogue_scores(user_index)
-        rank = int((catalogue[~excluded] > catalogue[item_index - 1]).sum()) + 1
+        rank = rank_among(catalogue, item_index - 1, excluded)
         lookup = time.perf_counter() - started
 
         pipeline = PairExplainer(

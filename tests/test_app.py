@@ -44,7 +44,8 @@ def _expected_tabs(path: Path) -> set[str]:
     model = read_config(path)["model"]
     return {"din": {"Items", "Attributions"}, "nrms": {"Heads", "Items", "Attributions"},
             "two_tower": {"Heads", "Attributions"}, "inttower": {"Heads", "Fields", "Attributions"},
-            "acf": {"Items", "Regions", "Attributions"}, "bpr": {"Attributions"}, "mostpop": set()}[model]
+            "acf": {"Items", "Regions", "Attributions"}, "bpr": {"Attributions"}, "ease": {"Attributions"},
+            "mostpop": set()}[model]
 
 
 @pytest.mark.parametrize("path", SHIPPED, ids=[p.name for p in SHIPPED])

@@ -12,7 +12,8 @@ from recmodels.service import load_data_cached
 
 REPO = Path(__file__).resolve().parents[1]
 SHIPPED = sorted(p for p in (REPO / "checkpoints").iterdir() if (p / "config.json").is_file())
-EXPECTED_MODELS = {"mostpop", "bpr", "din", "nrms", "two_tower", "inttower", "acf"}
+EXPECTED_MODELS = {"mostpop", "bpr", "din", "nrms", "two_tower", "inttower", "acf", "ease"}
+CLOSED_FORM = {"mostpop", "ease"}  # nothing trained by epochs, so no per-epoch history
 TOLERANCE = 2e-3  # float summation order differs between thread counts and machines
 
 
@@ -22,8 +23,13 @@ def test_every_model_ships_a_checkpoint_with_history():
     assert any(c.get("collapse_example") for c in configs), "the collapsed ACF example"
     assert any(c["dataset"]["name"] == "fashion" and c["model"] == "acf" for c in configs), "ACF on image regions"
     for config in configs:
-        if config["model"] in EXPECTED_MODELS - {"mostpop"}:
+        if config["model"] in EXPECTED_MODELS - CLOSED_FORM:
             assert len(config["history"]) >= 2 and config["history"][1]["valid"]
+        if config["model"] in {"bpr", "ease"}:  # tuned baselines: a grid on valid, recorded with the winner
+            selection = config["selection"]
+            assert selection["part"] == "valid" and len(selection["grid"]) > 1
+            chosen = {**config["hparams"], **config["training"]}
+            assert all(chosen[key] == value for key, value in selection["chosen"].items())
         if config["model"] in {"din", "nrms", "two_tower", "inttower", "acf"}:
             assert config["history"][-1]["attention"], f"{config['model']} logs attention entropy per epoch"
 

@@ -7,7 +7,11 @@ import numpy as np
 import pytest
 import torch
 
-from recmodels.eval.metrics import auc, gauc, logloss, ranking_metrics, topk_hits
+from recmodels.data import TEST
+from recmodels.eval import evaluate_topk
+from recmodels.eval.metrics import auc, gauc, logloss, ranking_metrics, top_k, topk_hits
+from recmodels.models.baselines import MostPopular
+from recmodels.service import RecService
 
 
 def test_auc_by_hand():
@@ -69,3 +73,74 @@ def test_auc_matches_a_brute_force_count():
     pos, neg = scores[labels == 1], scores[labels == 0]
     brute = ((pos[:, None] > neg[None, :]).sum() + 0.5 * (pos[:, None] == neg[None, :]).sum()) / (len(pos) * len(neg))
     assert auc(labels, scores) == pytest.approx(brute)
+
+
+# ---------------------------------------------------------------- ties: lower item index first, every run
+def test_ties_rank_the_lower_index_first():
+    scores = torch.tensor([[1.0, 3.0, 1.0, 3.0, 1.0, float("-inf")], [0.0, 0.0, 0.0, 0.0, 0.0, 0.0]])
+    values, indices = top_k(scores, 4)
+    assert indices.tolist() == [[1, 3, 0, 2], [0, 1, 2, 3]]
+    assert values.tolist() == [[3.0, 3.0, 1.0, 1.0], [0.0, 0.0, 0.0, 0.0]]
+    # four tied items, the positive third by index: rank 3 at k=3, missed at k=2
+    tied, positive = torch.zeros(1, 4), torch.tensor([[False, False, True, False]])
+    assert topk_hits(tied, positive, 3).tolist() == [[False, False, True]]
+    metrics = ranking_metrics(topk_hits(tied, positive, 3), positive.sum(1), ks=(2, 3))
+    assert metrics["ndcg@2"].item() == 0.0 and metrics["mrr@3"].item() == pytest.approx(1 / 3)
+    assert metrics["ndcg@3"].item() == pytest.approx(1 / math.log2(4))
+
+
+def test_top_k_equals_a_stable_sort_with_and_without_ties():
+    generator = torch.Generator().manual_seed(0)
+    scores = torch.randn(50, 300, generator=generator)
+    scores[::3] = torch.randint(0, 4, (17, 300), generator=generator).float()  # heavy ties in every third row
+    scores[1::7, :250] = float("-inf")  # fewer finite items than k
+    for k in (1, 10, 60, 300):
+        values, indices = top_k(scores, k)
+        expected = torch.sort(scores, dim=1, descending=True, stable=True)
+        assert torch.equal(indices, expected.indices[:, :k]) and torch.equal(values, expected.values[:, :k])
+
+
+def _all_tied(data) -> MostPopular:
+    model = MostPopular.from_data(data).eval()
+    model.item_popularity.fill_(7.0)  # every item scores the same
+    return model
+
+
+def test_an_all_tied_model_is_ranked_by_item_index_in_the_evaluator_and_in_recommend(tiny_data):
+    model = _all_tied(tiny_data)
+    measured = evaluate_topk(model, tiny_data, TEST, users_per_batch=7)
+    assert evaluate_topk(model, tiny_data, TEST, users_per_batch=7) == measured  # every run
+    assert evaluate_topk(model, tiny_data, TEST, users_per_batch=3) == pytest.approx(measured)  # any batching
+    # by hand: each user's list is their unseen items in index order
+    cases, expected = tiny_data.topk_cases(TEST), {"ndcg@10": [], "recall@10": [], "mrr@10": []}
+    for row in range(len(cases)):
+        seen = set(cases.seen_items[cases.seen_indptr[row]:cases.seen_indptr[row + 1]].tolist())
+        positives = set(cases.positive_items[cases.positive_indptr[row]:cases.positive_indptr[row + 1]].tolist())
+        ranked = [item for item in range(1, tiny_data.dataset.n_items + 1) if item not in seen][:10]
+        gains = [1.0 / math.log2(rank + 2) for rank, item in enumerate(ranked) if item in positives]
+        ideal = sum(1.0 / math.log2(rank + 2) for rank in range(min(len(positives), 10)))
+        first = next((rank + 1 for rank, item in enumerate(ranked) if item in positives), None)
+        expected["ndcg@10"].append(sum(gains) / ideal)
+        expected["recall@10"].append(len(gains) / len(positives))
+        expected["mrr@10"].append(1.0 / first if first else 0.0)
+    for name, values in expected.items():
+        assert measured[name] == pytest.approx(np.mean(values), abs=1e-6), name
+    service = RecService(model, {"model": "mostpop", "metrics": {}, "history": []}, tiny_data, torch.device("cpu"))
+    user = tiny_data.dataset.user_ids[4]
+    recs = service.recommend(user, k=8)
+    seen = set(service.history(user)["item"])
+    unseen = [raw for raw in tiny_data.dataset.item_ids[1:] if raw not in seen]
+    assert list(recs["item"]) == unseen[:8]
+    assert recs.equals(service.recommend(user, k=8))
+
+
+def test_the_explained_rank_is_the_place_in_the_ranking_under_ties():
+    from recmodels.eval.metrics import top_k
+    from recmodels.explain.faithfulness import rank_among
+
+    scores = torch.tensor([3.0, 5.0, 5.0, 1.0, 5.0, 2.0])
+    excluded = torch.tensor([False, False, True, False, False, False])
+    _, order = top_k(scores.masked_fill(excluded, float("-inf")), 5)
+    for place, index in enumerate(order.tolist(), start=1):
+        assert rank_among(scores, index, excluded) == place
+    assert rank_among(scores, 2, excluded) == 2  # an excluded item is ranked as if it were a candidate

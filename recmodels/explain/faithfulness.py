@@ -82,10 +82,15 @@ def catalogue_scores(model, user: int, history: torch.Tensor, items: torch.Tenso
 
 
 def rank_among(scores: torch.Tensor, target_index: int, excluded: torch.Tensor) -> int:
-    """1-based rank of ``scores[target_index]`` among the candidates that are not excluded (ties: optimistic)."""
+    """1-based rank of ``scores[target_index]`` among the candidates that are not excluded.
+
+    Ties follow :func:`recmodels.eval.metrics.top_k`: an equal score at a lower index ranks first, so the rank
+    shown for an item is its place in ``recommend``."""
     keep = ~excluded.to(scores.device)
     keep[target_index] = True
-    return int((scores[keep] > scores[target_index]).sum()) + 1
+    target = scores[target_index]
+    before = torch.arange(len(scores), device=scores.device) < target_index
+    return int(((scores > target) & keep).sum() + ((scores == target) & before & keep).sum()) + 1
 
 
 def perturbation_tests(model, user: int, item: int, history: torch.Tensor, item_attention: torch.Tensor,

@@ -248,7 +248,9 @@ class RecModel(nn.Module):
         return model
 
     def attach_data(self, data) -> None:
-        """Read what the checkpoint does not hold (e.g. region features) from ``data``; checks it fits."""
+        """Read what the checkpoint does not hold from ``data``; checks it fits. Called by :meth:`from_data` and
+        when a checkpoint loads. Image-region features are read here, and closed-form models solve their weights
+        here from the train part (EASE), so they train with ``epochs=0`` and store nothing they can recompute."""
 
     @property
     def n_users(self) -> int:

@@ -148,7 +148,7 @@ def train_model(model: RecModel, data: RecData, config: TrainConfig, device="aut
     is_main = rank == 0
 
     history: list[dict] = []
-    if config.epochs == 0:  # models with nothing to learn (MostPopular)
+    if config.epochs == 0:  # nothing to learn by gradient: tables and closed forms come from the data (attach_data)
         valid = _validate(model, data, config) if is_main else {}
         return FitResult(model, history, 0, valid)
 

@@ -1,0 +1,77 @@
+"""EASE (Steck, "Embarrassingly Shallow Autoencoders for Sparse Data", WWW 2019): a closed-form linear baseline.
+
+With X the binary train user-item matrix and P = (X^T X + lambda I)^-1, the item-item weights are
+B = I - P diag(1 / diag(P)), whose diagonal is zero (an item never recommends itself). A user's scores are
+x_u B, where x_u is the multi-hot of the items in the history the model is given, so the protocol's history
+rule holds exactly as for the other models. There is nothing to learn by gradient: B is solved from the train
+part of the data whenever the model meets its data (built for training or loaded from a checkpoint), so a
+checkpoint holds only lambda and the feature tables, and the data fingerprint guarantees the same train part.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from ..data import TRAIN
+from .base import Batch, InputTap, RecModel, RecOutput
+
+
+@dataclass
+class EASEConfig:
+    l2: float = 500.0   # lambda, the L2 weight on B; chosen on valid with --grid l2=...
+
+
+class EASE(RecModel):
+    """Item-item linear autoencoder; score(u, i) = sum over the distinct history items j of B[j, i]."""
+
+    name = "ease"
+    title = "EASE"
+    order = 80  # after the attention models; the first seven keep their places
+    config_class = EASEConfig
+    default_training = {"epochs": 0, "monitor": "ndcg@10"}
+    needs_data = True  # B is solved from the train part, never stored
+
+    def __init__(self, spec: dict, config: EASEConfig | None = None, **hparams):
+        super().__init__(spec, config, **hparams)
+        # row and column 0 (padding) stay zero, so padded history positions add nothing
+        self.register_buffer("item_weights", torch.zeros(self.n_items + 1, self.n_items + 1), persistent=False)
+        self.history_tap = InputTap(("history",), item_axis="history",
+                                    description="each history item's weight B[j, i] towards the candidate")
+
+    def attach_data(self, data) -> None:
+        indptr, items = data.seen_matrix_rows((TRAIN,))
+        self.item_weights.copy_(torch.as_tensor(closed_form(indptr, items, self.n_items, self.config.l2)))
+
+    def forward(self, batch: Batch, output_attentions: bool = False, attention_override=None) -> RecOutput:
+        weights = self.item_weights[batch.history, batch.items.unsqueeze(1)] * first_occurrence(batch.history)
+        scores = self.history_tap(weights.unsqueeze(-1)).squeeze(-1).sum(-1)
+        return RecOutput(scores=scores, attentions={} if output_attentions else None)
+
+    def score_items(self, users, history, items, chunk_rows: int = 65536, attention_override=None):
+        multi_hot = torch.zeros(history.shape[0], self.n_items + 1, device=history.device)
+        multi_hot.scatter_(1, history, 1.0)
+        return multi_hot @ self.item_weights[:, items]  # column 0 of the multi-hot meets B's zero padding row
+
+
+def first_occurrence(history: torch.Tensor) -> torch.Tensor:
+    """(B, T) float: 1 where a history position holds an item not seen earlier in the row (x_u is binary)."""
+    same = history.unsqueeze(2) == history.unsqueeze(1)   # (B, T, T): position t equals position s
+    earlier = torch.ones(history.shape[1], history.shape[1], dtype=torch.bool, device=history.device).tril(-1)
+    return (~(same & earlier).any(-1)).to(torch.float32)
+
+
+def closed_form(indptr: np.ndarray, items: np.ndarray, n_items: int, l2: float) -> np.ndarray:
+    """B (n_items + 1, n_items + 1) with padding row and column 0, solved in float64 from the train matrix in CSR
+    form (user u's items are ``items[indptr[u]:indptr[u + 1]]``; repeats count once)."""
+    users = np.repeat(np.arange(len(indptr) - 1), np.diff(indptr))
+    x = np.zeros((len(indptr) - 1, n_items), dtype=np.float64)
+    x[users, items - 1] = 1.0
+    gram = x.T @ x + l2 * np.eye(n_items)
+    precision = np.linalg.inv(gram)
+    weights = -precision / np.diag(precision)[None, :]   # B = I - P diag(1/diag(P)); its diagonal is 1 - 1 = 0
+    np.fill_diagonal(weights, 0.0)
+    out = np.zeros((n_items + 1, n_items + 1), dtype=np.float32)
+    out[1:, 1:] = weights
+    return out
