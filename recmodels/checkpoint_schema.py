@@ -205,8 +205,11 @@ def check_dataset(dataset) -> None:
         if dataset.get(key) is not None:
             text(f"dataset.{key}", dataset[key], MAX_TEXT)
     split = mapping("dataset.split", dataset["split"])
-    if set(split) != {"valid_fraction", "test_fraction"}:
-        raise SchemaProblem("dataset.split", "an object with exactly valid_fraction and test_fraction", split)
+    if set(split) - {"mode"} != {"valid_fraction", "test_fraction"}:
+        raise SchemaProblem("dataset.split", "an object with exactly valid_fraction and test_fraction (and mode "
+                            "\"global\" for the global split)", split)
+    if "mode" in split and split["mode"] != "global":  # the per-user split is written without a mode
+        raise SchemaProblem("dataset.split.mode", "\"global\" (or left out for the per-user split)", split["mode"])
     fractions = [number(f"dataset.split.{key}", split[key], 0.0, 1.0) for key in ("valid_fraction", "test_fraction")]
     if max(fractions) >= 1 or sum(fractions) >= 1:
         raise SchemaProblem("dataset.split", "two fractions below 1 that sum to less than 1", split)

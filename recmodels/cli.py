@@ -97,7 +97,8 @@ def cmd_train(args) -> int:
             plans[name][1].setdefault(json.dumps(chosen, sort_keys=True), (chosen, hparams, config))
     rank, world = distributed_context()
     data = RecData.load(args.dataset, args.data_dir, image_dir=args.image_dir,
-                        split=SplitConfig(args.valid_fraction, args.test_fraction), max_history=args.max_history)
+                        split=SplitConfig(args.valid_fraction, args.test_fraction, args.split),
+                        max_history=args.max_history)
     if rank == 0:
         print(f"dataset {data.dataset.name}: {data.summary()}")
         if data.dataset.citation:
@@ -145,6 +146,9 @@ def cmd_evaluate(args) -> int:
     metrics = evaluate(model, data, part, progress=not args.quiet)
     print(f"{config['model']} on {dataset['name']} ({args.part}, {len(data.topk_cases(part))} ranked users, "
           f"full ranking over unseen items)")
+    if data.split.mode != "per_user":
+        print(f"{data.users_without_train()} users have no train interaction before the {data.split.mode} cut and "
+              "are not evaluated")
     if data.dataset.citation:
         print(f"data: {data.dataset.citation}")
     recorded = config.get("metrics", {}).get(args.part, {})
@@ -224,13 +228,13 @@ RESULTS_END = "<!-- results:end -->"
 
 
 def results_markdown(root: Path) -> str:
-    """One table per dataset from the shipped checkpoints' recorded test metrics (measured when trained;
-    tests/test_checkpoints.py re-measures them)."""
+    """One table per dataset and split mode (per-user first, then global) from the shipped checkpoints' recorded
+    test metrics (measured when trained; tests/test_checkpoints.py re-measures them)."""
     from .checkpoint import read_config
     from .models import model_info
     from .report import markdown_table
 
-    by_dataset: dict[str, list[dict]] = {}
+    by_dataset: dict[tuple[str, str], list[dict]] = {}  # (dataset, split mode): rows
     for folder in sorted(p for p in root.iterdir() if (p / "config.json").is_file()):
         config = read_config(folder)  # checks that the model is registered
         info = model_info(config["model"])
@@ -238,13 +242,17 @@ def results_markdown(root: Path) -> str:
         if not info.predicts_probability:
             test["logloss"] = None  # scores that are not probabilities have no meaningful LogLoss
         name = info.title + (" (collapse example)" if config.get("collapse_example") else "")
-        by_dataset.setdefault(config["dataset"]["name"], []).append(
+        mode = config["dataset"]["split"].get("mode", "per_user")
+        by_dataset.setdefault((config["dataset"]["name"], mode), []).append(
             {"model": name, "checkpoint": f"`{folder.name}`", **test,
              "order": (info.order, bool(config.get("collapse_example")))})
     blocks = []
-    for dataset, rows in by_dataset.items():
+    datasets = list(dict.fromkeys(dataset for dataset, _ in by_dataset))
+    for (dataset, mode), rows in sorted(by_dataset.items(), key=lambda kv: (datasets.index(kv[0][0]),
+                                                                              kv[0][1] != "per_user")):
         rows.sort(key=lambda r: r["order"])
-        blocks.append(f"**{dataset}** (test part)\n\n" + markdown_table(
+        where = "test part" if mode == "per_user" else f"test part, {mode} time split"
+        blocks.append(f"**{dataset}** ({where})\n\n" + markdown_table(
             rows, ["model", "checkpoint", "ndcg@10", "recall@20", "hr@10", "auc", "gauc", "logloss"]))
     return "\n\n".join(blocks)
 
@@ -297,6 +305,9 @@ def build_parser() -> argparse.ArgumentParser:
                        help="the most recent interactions a model sees (1 to 10000)")
     train.add_argument("--valid-fraction", type=float, default=0.1)
     train.add_argument("--test-fraction", type=float, default=0.2)
+    train.add_argument("--split", choices=["per_user", "global"], default="per_user",
+                       help="per_user: the fractions of each user's timeline; global: one time cut for valid and one "
+                            "for test over all interactions (users with no train interaction are not evaluated)")
     train.add_argument("--set", action="append", metavar="KEY=VALUE",
                        help="a training setting (lr, loss, negatives, weight_decay, ...) or model hyperparameter")
     train.add_argument("--grid", action="append", metavar="KEY=V1,V2,...",

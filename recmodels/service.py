@@ -122,16 +122,19 @@ class RecService:
 
     @property
     def split_fractions(self) -> dict[str, float]:
-        """Share of each user's interactions, in time order, in train, valid and test. The checkpoint's split:
-        the data was loaded with it, and its fingerprint matched the model's."""
+        """Shares of the interactions in train, valid and test, in time order: of each user's (the per-user split)
+        or of all of them (the global split, see :attr:`split_description`). The checkpoint's split: the data was
+        loaded with it, and its fingerprint matched the model's."""
         split = self.data.split
         return {"train": 1.0 - split.valid_fraction - split.test_fraction, "valid": split.valid_fraction,
                 "test": split.test_fraction}
 
     @property
     def split_description(self) -> str:
-        """The split as percentages, train/valid/test, e.g. "70/10/20"."""
-        return "/".join(f"{100 * share:.3g}" for share in self.split_fractions.values())
+        """The split as percentages, train/valid/test, e.g. "70/10/20 per user" or "70/10/20, global time cuts"."""
+        shares = "/".join(f"{100 * share:.3g}" for share in self.split_fractions.values())
+        return f"{shares}, global time cuts" if getattr(self.data.split, "mode", "per_user") == "global" \
+            else f"{shares} per user"
 
     # ------------------------------------------------------------------ ids
     def _user(self, user) -> int:

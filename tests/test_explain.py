@@ -343,7 +343,7 @@ def test_recovery_reads_the_map_with_a_grid_whatever_its_name():
 def test_service_reads_dataset_facts(services, tiny_data):
     service = next(iter(services.values()))
     assert service.split_fractions == pytest.approx({"train": 0.7, "valid": 0.1, "test": 0.2})
-    assert service.split_description == "70/10/20"
+    assert service.split_description == "70/10/20 per user"
     assert service.identifying_user_fields == []  # the tiny users have age, gender and occupation only
     hidden = RecService(service.model, service.config, tiny_data, torch.device("cpu"))
     tiny_data.dataset.user_features["zip_code"] = "00000"

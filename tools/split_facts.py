@@ -1,12 +1,13 @@
-"""What the per-user temporal split does and does not guarantee, measured on a dataset.
+"""What a temporal split does and does not guarantee, measured on a dataset.
 
-    python tools/split_facts.py [--dataset ml-100k] [--data-dir DIR]
+    python tools/split_facts.py [--dataset ml-100k] [--data-dir DIR] [--split per_user|global]
 
-Prints, for the default split (70/10/20 per user):
+Prints, for the 70/10/20 split (per user by default, or with one global time cut per part):
 - the share of all train interactions that happen after a user's first test interaction, averaged over users
   (cross-user leakage: training sees other users' future behaviour and popularity);
 - how many users have a train or valid interaction in the same second as their first test interaction (the split
-  orders such ties by item id).
+  orders such ties by item id);
+- with --split global, how many users have no train interaction (they are not evaluated).
 """
 from __future__ import annotations
 
@@ -18,7 +19,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from recmodels.data import TEST, TRAIN, VALID, RecData  # noqa: E402
+from recmodels.data import TEST, TRAIN, VALID, RecData, SplitConfig  # noqa: E402
 
 
 def split_facts(data: RecData) -> dict:
@@ -34,20 +35,25 @@ def split_facts(data: RecData) -> dict:
     later = 1 - np.searchsorted(train_times, tested, side="right") / len(train_times)
     before = (part == TRAIN) | (part == VALID)
     tied = np.unique(users[before & (times == first_test[users])])
-    return {
+    facts = {
         "users with a test part": int(len(tested)),
         "train interactions": int(len(train_times)),
         "share of train interactions after a user's first test interaction (mean over users)": float(later.mean()),
         "users with a train or valid interaction in the same second as their first test one": int(len(tied)),
     }
+    if data.split.mode != "per_user":
+        facts["users with no train interaction (not evaluated)"] = data.users_without_train()
+    return facts
 
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--dataset", default="ml-100k")
     parser.add_argument("--data-dir")
+    parser.add_argument("--split", choices=["per_user", "global"], default="per_user")
     args = parser.parse_args(argv)
-    for name, value in split_facts(RecData.load(args.dataset, args.data_dir)).items():
+    data = RecData.load(args.dataset, args.data_dir, split=SplitConfig(mode=args.split))
+    for name, value in split_facts(data).items():
         print(f"{name}: {value:.3f}" if isinstance(value, float) else f"{name}: {value}")
     return 0
 

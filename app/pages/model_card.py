@@ -30,8 +30,8 @@ if rows:
     st.dataframe(table, hide_index=True)
     csv_button(table, f"metrics-{service.model_name}", key="csv_metrics")
     st.caption("Top-K: full ranking over every item the user has not interacted with; positives are ratings >= 4 in "
-               "the part. CTR: label rating > 3, rating 3 dropped. Temporal split per user, train/valid/test "
-               f"{literal(service.split_description, 20)}.")
+               "the part. CTR: label rating > 3, rating 3 dropped. Temporal split, train/valid/test "
+               f"{literal(service.split_description, 40)}.")
 
 history = service.training_history()
 if not history.empty:

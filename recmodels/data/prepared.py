@@ -15,7 +15,7 @@ import numpy as np
 from .features import FeatureTables, build_feature_tables
 from .loaders import load_dataset
 from .schema import PAD, InteractionData
-from .split import TEST, TRAIN, VALID, SplitConfig, temporal_split
+from .split import TEST, TRAIN, VALID, SplitConfig, split_parts
 
 CTR_DROPPED_RATING = 3.0  # as in the IntTower paper: rating > 3 is a click, rating 3 is ambiguous and dropped
 POSITIVE_RATING = 4.0     # top-K positives: test ratings >= 4
@@ -59,8 +59,8 @@ class RecData:
         self.dataset = dataset
         self.split = split
         self.max_history = int(max_history)
-        self.part = temporal_split(dataset.interactions, split)
-        self.tables: FeatureTables = build_feature_tables(dataset, self.part)
+        self.part = split_parts(dataset.interactions, split)
+        self.tables: FeatureTables = build_feature_tables(dataset, self.part)  # aggregates from TRAIN only
         frame = dataset.interactions
         self._users = frame["user"].to_numpy()
         self._items = frame["item"].to_numpy()
@@ -73,6 +73,10 @@ class RecData:
         self._time_rank = time_rank
         self._user_start = np.searchsorted(self._users, np.arange(dataset.n_users + 2), side="left")
         self.implicit = bool(len(self._ratings) and np.all(self._ratings == self._ratings[0]))
+        # with a global cut, users who joined after it have nothing to be ranked from: they are not evaluated
+        # (Ji et al., TOIS 2023); the per-user split always keeps one train interaction, so there are none
+        self.has_train = np.zeros(dataset.n_users + 1, dtype=bool)
+        self.has_train[self._users[self.part == TRAIN]] = True
         self.fingerprint = self._fingerprint()
 
     # ------------------------------------------------------------------ construction
@@ -131,6 +135,7 @@ class RecData:
     def ctr_rows(self, part: int) -> Rows:
         """CTR samples of one part: label = rating > 3, rating 3 dropped (all kept for implicit data)."""
         rows = self.rows_of(part)
+        rows = rows[self.has_train[self._users[rows]]]
         if not self.implicit:
             rows = rows[self._ratings[rows] != CTR_DROPPED_RATING]
         labels = (self._ratings[rows] > CTR_DROPPED_RATING) if not self.implicit else np.ones(len(rows), bool)
@@ -149,10 +154,11 @@ class RecData:
         return indptr, items
 
     def topk_cases(self, part: int) -> TopKCases:
-        """Full-ranking cases for ``part`` (VALID or TEST): users with at least one positive in it."""
+        """Full-ranking cases for ``part`` (VALID or TEST): users with a train interaction and at least one
+        positive in the part."""
         threshold = POSITIVE_RATING if not self.implicit else self._ratings[0]
         in_part = self.part == part
-        positive = in_part & (self._ratings >= threshold)
+        positive = in_part & (self._ratings >= threshold) & self.has_train[self._users]
         users = np.unique(self._users[positive])
         # the part begins at each user's first interaction in it; the history stops strictly before that
         first_rank = np.full(self.dataset.n_users + 1, np.iinfo(np.int64).max, dtype=np.int64)
@@ -174,7 +180,15 @@ class RecData:
     def summary(self) -> dict:
         counts = {name: int((self.part == p).sum()) for name, p in (("train", TRAIN), ("valid", VALID),
                                                                      ("test", TEST))}
+        if self.split.mode != "per_user":  # the per-user summary stays as shipped checkpoints store it
+            counts["users_without_train"] = self.users_without_train()
         return {**self.dataset.summary(), **counts, "fingerprint": self.fingerprint}
+
+    def users_without_train(self) -> int:
+        """Users with interactions but none in train: the global split leaves them out of evaluation."""
+        known = np.zeros(self.dataset.n_users + 1, dtype=bool)
+        known[self._users] = True
+        return int((known & ~self.has_train).sum())
 
 
 def _select_csr(indptr: np.ndarray, values: np.ndarray, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -1,29 +1,42 @@
-"""The temporal split: each user's interactions, in time order, go to train, then valid, then test."""
+"""The temporal splits: per user (each user's timeline cut into train, valid, test) or global (one time cut for
+valid and one for test, shared by all users)."""
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
 
 TRAIN, VALID, TEST = 0, 1, 2
 PART_NAMES = {"train": TRAIN, "valid": VALID, "test": TEST}
+SPLIT_MODES = ("per_user", "global")
 
 
 @dataclass(frozen=True)
 class SplitConfig:
-    """Fractions of each user's interactions, taken from the end of their timeline."""
+    """Fractions taken from the end of the timeline: of each user's interactions (``per_user``), or of all
+    interactions at once (``global``)."""
 
     valid_fraction: float = 0.1
     test_fraction: float = 0.2
+    mode: str = "per_user"
 
     def __post_init__(self):
         if not (0 <= self.valid_fraction < 1 and 0 <= self.test_fraction < 1
                 and self.valid_fraction + self.test_fraction < 1):
             raise ValueError("valid_fraction and test_fraction must be in [0, 1) and sum to less than 1.")
+        if self.mode not in SPLIT_MODES:
+            raise ValueError(f"split mode must be one of {', '.join(SPLIT_MODES)}, got {self.mode!r}.")
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        # the per-user form stays the two fractions: shipped checkpoints' fingerprints hash this dict
+        out = {"valid_fraction": self.valid_fraction, "test_fraction": self.test_fraction}
+        return out if self.mode == "per_user" else {**out, "mode": self.mode}
+
+
+def split_parts(interactions: pd.DataFrame, config: SplitConfig = SplitConfig()) -> np.ndarray:
+    """Label each interaction TRAIN, VALID or TEST with the config's mode."""
+    return global_split(interactions, config) if config.mode == "global" else temporal_split(interactions, config)
 
 
 def temporal_split(interactions: pd.DataFrame, config: SplitConfig = SplitConfig()) -> np.ndarray:
@@ -48,4 +61,23 @@ def temporal_split(interactions: pd.DataFrame, config: SplitConfig = SplitConfig
     part = np.full(n, TRAIN, dtype=np.int8)
     part[position >= count - np.repeat(n_test + n_valid, counts)] = VALID
     part[position >= count - np.repeat(n_test, counts)] = TEST
+    return part
+
+
+def global_split(interactions: pd.DataFrame, config: SplitConfig = SplitConfig()) -> np.ndarray:
+    """Label each interaction TRAIN, VALID or TEST by two time cuts shared by every user.
+
+    Test is every interaction at or after the time of the round(n * test_fraction)-th latest one, valid every
+    other one at or after the time of the round(n * (valid_fraction + test_fraction))-th latest. Interactions in
+    the same second fall on the same side of a cut, so a part can exceed its fraction by the ties at its cut.
+    Users may end up with no train interaction (they joined after the valid cut); evaluation skips them.
+    """
+    times = interactions["timestamp"].to_numpy()
+    n = len(times)
+    part = np.full(n, TRAIN, dtype=np.int8)
+    ordered = np.sort(times)
+    for fraction, label in ((config.valid_fraction + config.test_fraction, VALID), (config.test_fraction, TEST)):
+        count = int(np.floor(n * fraction + 0.5))
+        if count > 0:
+            part[times >= ordered[n - count]] = label
     return part
