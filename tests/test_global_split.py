@@ -143,3 +143,11 @@ def test_readme_global_split_figures_on_ml100k(ml100k_global):
     tested = np.unique(ml100k_global.dataset.interactions["user"].to_numpy()[ml100k_global.part == TEST])
     assert len(tested) == 301
     assert len(ml100k_global.topk_cases(TEST)) == 87
+
+
+def test_readme_global_split_figures_on_fashion():
+    from recmodels.data import TEST, SplitConfig
+
+    data = RecData.load("fashion", split=SplitConfig(0.1, 0.2, mode="global"))
+    tested = np.unique(data.dataset.interactions["user"].to_numpy()[data.part == TEST])
+    assert (len(tested), len(data.topk_cases(TEST))) == (161, 67)
