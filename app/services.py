@@ -39,6 +39,7 @@ class CheckpointEntry:
     collapsed: bool
     simulated: bool = False  # the data was generated, not observed
     attention: bool = True   # the model records attention (its training history has attention statistics)
+    global_split: bool = False  # trained on the global time split rather than the per-user one
 
 
 # ---------------------------------------------------------------- messages a browser may see
@@ -137,13 +138,14 @@ def _scan_roots(roots: tuple[str, ...]) -> list[CheckpointEntry]:
                 dataset = config["dataset"]
                 entries.append(CheckpointEntry(str(folder), checkpoint_label(config), str(config["model"]),
                                                str(dataset["name"]), bool(config.get("collapse_example")),
-                                               bool(dataset.get("simulated")), _records_attention(config)))
+                                               bool(dataset.get("simulated")), _records_attention(config),
+                                               _global_split(config)))
             except (RecModelsError, KeyError, TypeError, AttributeError):
                 continue
     entries = _unique_labels(entries)
     orders = {e.model: model_order(e.model) for e in entries}
-    return sorted(entries, key=lambda e: (e.simulated, e.dataset, e.collapsed, not e.attention, orders[e.model] is None,
-                                          orders[e.model] or 0, e.label))
+    return sorted(entries, key=lambda e: (e.simulated, e.dataset, e.global_split, e.collapsed, not e.attention,
+                                          orders[e.model] is None, orders[e.model] or 0, e.label))
 
 
 def _records_attention(config: dict) -> bool:
@@ -153,8 +155,14 @@ def _records_attention(config: dict) -> bool:
                                              for epoch in history)
 
 
+def _global_split(config: dict) -> bool:
+    split = config["dataset"].get("split")
+    return isinstance(split, dict) and split.get("mode") == "global"
+
+
 def checkpoint_label(config: dict) -> str:
-    tag = " · collapse example" if config.get("collapse_example") else ""
+    tag = " · global split" if _global_split(config) else ""
+    tag += " · collapse example" if config.get("collapse_example") else ""
     return f"{model_title(config['model'])} · {plain(config['dataset']['name'], 40)}{tag}"
 
 

@@ -151,3 +151,10 @@ def test_readme_global_split_figures_on_fashion():
     data = RecData.load("fashion", split=SplitConfig(0.1, 0.2, mode="global"))
     tested = np.unique(data.dataset.interactions["user"].to_numpy()[data.part == TEST])
     assert (len(tested), len(data.topk_cases(TEST))) == (161, 67)
+
+
+def test_readme_acf_epochs_on_each_split():
+    # the README: ACF stopped after 8 epochs on the global split's small valid part, against 24 per user
+    epochs = {name: read_config(REPO / "checkpoints" / name)["history"][-1]["epoch"]
+              for name in ("acf-ml100k", "acf-ml100k-global")}
+    assert epochs == {"acf-ml100k": 24, "acf-ml100k-global": 8}

@@ -31,3 +31,9 @@ def test_split_facts_by_hand():
     later = facts["share of train interactions after a user's first test interaction (mean over users)"]
     assert later == pytest.approx((8 / train + 0 / train) / 2)
     assert facts["users with a train or valid interaction in the same second as their first test one"] == 1
+
+
+def test_readme_cross_user_share_on_fashion():
+    facts = split_facts(RecData.load("fashion"))
+    assert facts["share of train interactions after a user's first test interaction (mean over users)"] == \
+        pytest.approx(0.401, abs=5e-4)

@@ -18,9 +18,12 @@ st.caption("Per user, each map's weights over the valid positions: normalised en
 entries = shipped_checkpoints()
 collapsed = next((e for e in entries if e.collapsed), None)
 # by default the collapse example beside the healthy checkpoint of its model and data
+def same_run(entry):
+    return entry.model, entry.dataset, entry.global_split
+
+
 healthy_default = next((e.path for e in entries if collapsed is not None and not e.collapsed
-                        and (e.model, e.dataset) == (collapsed.model, collapsed.dataset)),
-                       st.session_state.get("checkpoint_resolved"))
+                        and same_run(e) == same_run(collapsed)), st.session_state.get("checkpoint_resolved"))
 collapsed_default = collapsed.path if collapsed is not None else None
 columns = st.columns(2, gap="large")
 choices = [

@@ -15,7 +15,8 @@ first = st.session_state.get("checkpoint_resolved") or next((e.path for e in ent
 # by default the right side is the next other model on the left one's data (the same users exist on both); the
 # checkpoint list puts models with attention first
 first_entry = next((e for e in entries if e.path == first), None)
-same_data = [e for e in entries if first_entry is not None and e.dataset == first_entry.dataset and e.path != first]
+same_data = [e for e in entries if first_entry is not None and e.path != first
+             and (e.dataset, e.global_split) == (first_entry.dataset, first_entry.global_split)]
 second = next((e.path for e in same_data if e.model != first_entry.model), next((e.path for e in same_data), None))
 columns = st.columns(2, gap="large")
 paths = [checkpoint_picker("Left", key="compare_left", default=first, container=columns[0], allow_path=False),
