@@ -43,15 +43,6 @@ class CheckpointEntry:
 
 
 # ---------------------------------------------------------------- messages a browser may see
-def public_message(err: Exception) -> str:
-    """The browser-safe sentence of a RecModelsError: it never quotes what a data file holds."""
-    method = getattr(err, "public_message", None)
-    try:
-        return method() if callable(method) else str(err)
-    except Exception:  # noqa: BLE001 - the message of an error must not become a second error
-        return f"{err.__class__.__name__}: the details are in the server's log."
-
-
 def unexpected_message(err: Exception, what: str) -> str:
     """For an exception nobody raised on purpose: its class only; the details go to the server's log."""
     return f"Something went wrong while {what} ({err.__class__.__name__}); the details are in the server's log."
@@ -184,7 +175,7 @@ def open_service(path: str) -> tuple[RecService | None, str | None]:
     try:
         return load_service(path), None
     except RecModelsError as err:
-        return None, public_message(err)
+        return None, err.public_message()
     except Exception as err:  # noqa: BLE001 - the app must show a sentence, never a traceback
         log.exception("could not open %s", path)
         return None, unexpected_message(err, "opening the checkpoint") + " Pick another checkpoint."

@@ -10,7 +10,7 @@ import streamlit as st
 
 from recmodels.errors import RecModelsError
 
-from .services import (ROOTS_ENV, checkpoint_roots, open_service, public_message, resolve_checkpoint,
+from .services import (ROOTS_ENV, checkpoint_roots, open_service, resolve_checkpoint,
                        shipped_checkpoints, unexpected_message)
 from .text import filename, literal, plain
 
@@ -32,7 +32,7 @@ def guarded(what: str):
     try:
         yield
     except RecModelsError as err:
-        show_error(public_message(err))
+        show_error(err.public_message())
     except Exception as err:  # noqa: BLE001
         log.exception("failure while %s", what)
         show_error(unexpected_message(err, what))

@@ -36,6 +36,14 @@ def _no_errors(at: AppTest) -> None:
     assert not at.error, [e.value for e in at.error]
 
 
+def _shipped(model: str) -> Path:
+    """The first shipped checkpoint of ``model`` (skips the test when none ships)."""
+    path = next((p for p in SHIPPED if read_config(p)["model"] == model), None)
+    if path is None:
+        pytest.skip(f"no {model} checkpoint shipped")
+    return path
+
+
 def _pick_checkpoint(at: AppTest, path: Path) -> None:
     at.sidebar.selectbox(key="checkpoint_explore").set_value(str(path)).run()
 
@@ -81,9 +89,7 @@ def test_pick_user_random_user_and_explain_another_item():
 
 
 def test_tabs_show_maps_with_collapse_notes_and_downloads():
-    nrms = next((p for p in SHIPPED if read_config(p)["model"] == "nrms"), None)
-    if nrms is None:
-        pytest.skip("no NRMS checkpoint shipped")
+    nrms = _shipped("nrms")
     at = _app().run()
     _pick_checkpoint(at, nrms)
     _no_errors(at)
@@ -312,9 +318,7 @@ def test_a_new_kind_of_map_is_one_entry_and_the_explorer_gives_it_its_tab(monkey
 
     entry = figures.Entry("new", lambda view: view.axes == ("history",), draw, tab="Timeline")
     monkeypatch.setattr(figures, "ENTRIES", [entry, *figures.ENTRIES])
-    din = next((p for p in SHIPPED if read_config(p)["model"] == "din"), None)
-    if din is None:
-        pytest.skip("no DIN checkpoint shipped")
+    din = _shipped("din")
     at = _app().run()
     _pick_checkpoint(at, din)
     _no_errors(at)

@@ -8,7 +8,7 @@ import streamlit as st
 from app import plots
 from app.figures import choices_for, figures_for, maps_by_tab
 from app.report import explanation_html
-from app.services import explanation, figure_context, item_choices, model_title, public_message, thumbnail_uri
+from app.services import explanation, figure_context, item_choices, model_title, thumbnail_uri
 from app.text import code, cut_cells, filename, literal
 from app.ui import (collapse_badges, csv_button, dataset_caption, figure, guarded, show_error, show_figures, sidebar,
                     user_picker)
@@ -101,10 +101,10 @@ n_steps = header[2].number_input("IG steps", min_value=8, max_value=300, value=5
 try:
     result = explanation(path, user, item, with_attributions, int(n_steps))
 except EmptyHistoryError as err:
-    st.info(literal(public_message(err), 600))
+    st.info(literal(err.public_message(), 600))
     st.stop()
 except RecModelsError as err:
-    show_error(public_message(err))
+    show_error(err.public_message())
     st.stop()
 
 seen_before = not history.empty and item in set(history["item"])
