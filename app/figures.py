@@ -19,6 +19,7 @@ from .text import plain
 LEVEL_TABS = {"head": "Heads", "item": "Items", "field": "Fields", "component": "Regions"}
 TABS = ("Heads", "Items", "Fields", "Regions")
 ALL_HEADS, MEAN_OVER_HEADS = "all heads", "mean over heads"
+ALL_LAYERS, MEAN_OVER_LAYERS = "all layers and heads", "mean over layers and heads"
 
 
 @dataclass(frozen=True)
@@ -115,6 +116,31 @@ def _heads(view, context, choice) -> list[Drawn]:
     return drawn
 
 
+def _layer_head_choices(view) -> list[str]:
+    layers, heads = view.labels["layer"], view.labels["head"]
+    return [ALL_LAYERS, MEAN_OVER_LAYERS, *layers, *(f"{layer} · {head}" for layer in layers for head in heads)]
+
+
+def _layer_heads(view, context, choice) -> list[Drawn]:
+    """A (layer, head, query, key) map: every layer and head as a grid of heatmaps, or (``choice``) their mean, one
+    layer's heads, or one head of one layer, each drawn as the map that leaves."""
+    layers, heads = view.labels["layer"], view.labels["head"]
+    cells = {f"{layer} · {head}": (i, j) for i, layer in enumerate(layers) for j, head in enumerate(heads)}
+    shown = None
+    if choice == MEAN_OVER_LAYERS:
+        shown = view.mean_over("layer").mean_over("head")
+    elif choice in layers:
+        shown = view.select("layer", layers.index(choice))
+    elif choice in cells:
+        shown = view.select("layer", cells[choice][0]).select("head", cells[choice][1])
+    drawn = ([Drawn("", plots.layer_heads_figure(view))] if shown is None
+             else [d for d in figures_for(shown, context) if not d.derived])
+    if view.head_similarity is not None and np.ndim(view.head_similarity) == 2:
+        drawn.append(Drawn("Head similarity (Jensen-Shannon divergence between heads, averaged over layers; 0 = "
+                           "redundant heads)", plots.js_figure(view.head_similarity, heads), derived=True))
+    return drawn
+
+
 def _regions(view, context, choice) -> list[Drawn]:
     """Each item's image with its attention over the grid laid on top, on one colour scale; planted cells
     outlined."""
@@ -180,6 +206,8 @@ def _reduced(view, context, choice) -> list[Drawn]:
 
 # ---------------------------------------------------------------------------------------------- the registry
 ENTRIES: list[Entry] = [
+    Entry("layers and heads", lambda v: len(v.axes) == 4 and {"layer", "head"} <= set(v.axes)
+          and v.normalised_over not in (None, "layer", "head"), _layer_heads, tab="Heads", choices=_layer_head_choices),
     Entry("heads", lambda v: "head" in v.axes and len(v.axes) in (2, 3) and _distribution_over_other_axis(v),
           _heads, tab="Heads", choices=_head_choices),
     Entry("image regions", lambda v: _grid(v) is not None and v.normalised_over == v.axes[1], _regions,

@@ -105,7 +105,8 @@ def heads_figure(view, max_positions: int = 50) -> go.Figure:
     for annotation in fig.layout.annotations:  # "facet_col=0" -> "head 1"
         index = int(annotation.text.split("=")[-1])
         annotation.text = short(heads[index])
-    fig.update_xaxes(showticklabels=len(keep_cols) <= 20)
+    fig.update_xaxes(showticklabels=len(keep_cols) <= 20, showgrid=False)  # no grid lines through masked cells
+    fig.update_yaxes(showgrid=False)
     return _layout(fig, height=320 * int(np.ceil(len(heads) / 4)) + 80)
 
 
@@ -122,6 +123,8 @@ def matrix_figure(view, max_positions: int = 50) -> go.Figure:
     fig = px.imshow(values, aspect="auto", **scale,
                     x=unique_labels(view.labels[cols], keep_cols), y=unique_labels(view.labels[rows], keep_rows),
                     labels=dict(x=axis_title(cols), y=axis_title(rows), color="weight"))
+    fig.update_xaxes(showgrid=False)  # grid lines would show through cells a mask leaves empty
+    fig.update_yaxes(showgrid=False)
     return _layout(fig, height=min(900, 120 + 18 * len(keep_rows)))
 
 
@@ -312,3 +315,47 @@ def training_curves(history: pd.DataFrame, metrics: list[str]) -> go.Figure:
                                  showlegend=False), row=1, col=index)
     fig.update_xaxes(title="epoch")
     return _layout(fig, height=300)
+
+
+def layer_heads_figure(view, max_positions: int = 50) -> go.Figure:
+    """A (layer, head, rows, columns) map as a grid of heatmaps, one row per layer and one column per head, on the
+    fixed 0..1 scale; padding left out."""
+    rows, cols = [a for a in view.axes if a not in ("layer", "head")]
+    values = np.moveaxis(np.where(view.mask, view.values, np.nan),
+                         (view.axes.index("layer"), view.axes.index("head")), (0, 1))
+    keep_rows = view.valid_positions(rows)[-max_positions:]
+    keep_cols = view.valid_positions(cols)[-max_positions:]
+    layers, heads = view.labels["layer"], view.labels["head"]
+    values = values[:, :, keep_rows][:, :, :, keep_cols].reshape(len(layers) * len(heads), len(keep_rows),
+                                                                    len(keep_cols))
+    fig = px.imshow(values, facet_col=0, facet_col_wrap=len(heads), zmin=0, zmax=1,
+                    facet_row_spacing=min(0.06, 0.5 / len(layers)), facet_col_spacing=min(0.03, 0.3 / len(heads)),
+                    color_continuous_scale=ATTENTION_SCALE, x=unique_labels(view.labels[cols], keep_cols),
+                    y=unique_labels(view.labels[rows], keep_rows), aspect="auto",
+                    labels=dict(x=axis_title(cols), y=axis_title(rows), color="weight"))
+    for annotation in fig.layout.annotations:  # "facet_col=3" -> "layer 2 · head 2"
+        index = int(annotation.text.split("=")[-1])
+        annotation.text = f"{short(layers[index // len(heads)], 24)} · {short(heads[index % len(heads)], 24)}"
+    # no grid lines: they would show through the cells a causal mask leaves empty
+    fig.update_xaxes(showticklabels=len(keep_cols) <= 20, showgrid=False)
+    fig.update_yaxes(showgrid=False)
+    fig = _layout(fig, height=300 * len(layers) + 80)
+    fig.update_layout(margin=dict(t=36))  # room for the top row's titles
+    return fig
+
+
+def head_grid_figure(table: pd.DataFrame, value_title: str = "score change") -> go.Figure:
+    """A labelled layer x head table of signed numbers (head importance) as a heatmap on the diverging scale centred
+    on 0, each cell written out; empty cells (no head there) stay blank."""
+    values = table.to_numpy(dtype=float)
+    finite = values[np.isfinite(values)]
+    limit = float(np.abs(finite).max()) if finite.size else 0.0
+    text = [[f"{v:+.3g}" if np.isfinite(v) else "" for v in row] for row in values]
+    fig = go.Figure(go.Heatmap(z=values, x=_column_labels([str(c) for c in table.columns]),
+                               y=_column_labels([str(r) for r in table.index]), text=text, texttemplate="%{text}",
+                               colorscale=DIVERGING_SCALE, zmid=0, zmin=-(limit or 1.0), zmax=limit or 1.0,
+                               colorbar=dict(title=short(value_title, 24)), xgap=2, ygap=2,
+                               hovertemplate="%{y} · %{x}: %{z:+.4g}<extra></extra>"))
+    fig.update_yaxes(autorange="reversed", type="category")
+    fig.update_xaxes(side="top", type="category")
+    return _layout(fig, height=150 + 42 * len(table.index))

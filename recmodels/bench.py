@@ -2,7 +2,10 @@
 
 Operations: ranking the full catalogue for one user (vectorised ``score_items``, and the naive path that
 scores one candidate at a time through ``forward``); every attention map for one pair; integrated gradients
-for a user's top-10 with n_steps=50, with the largest |delta| relative to that user's score range. Scales:
+for a user's top-10 with n_steps=50, with the largest |delta| relative to that user's score range; head
+importance for one pair (every head masked in turn, one batched forward) for models with heads. On ml-100k the
+benched user is the most active one, with their own history; the ml-1m rows are synthetic (random weights and a
+random history). Scales:
 ml-100k through the shipped checkpoints, and a synthetic catalogue at ml-1m scale (3,706 items, 6,040 users,
 history 50) with the same architecture and random weights. Devices: CPU, and CUDA when present.
 """
@@ -17,6 +20,7 @@ import torch
 
 from .checkpoint import dataset_location, load_checkpoint, read_config
 from .explain.attributions import integrated_gradients
+from .explain.heads import find_heads, pair_head_importance
 from .models import Batch, build_model
 
 ML1M_SCALE = {"n_users": 6040, "n_items": 3706, "history": 50}
@@ -55,7 +59,7 @@ def _synthetic(model_name: str, config: dict, device, seed: int = 0):
         for name in ("user_mean_rating", "item_mean_rating", "item_popularity"):
             getattr(model, name).copy_(torch.rand(getattr(model, name).shape, generator=generator))
     history = torch.randint(1, spec["n_items"] + 1, (1, ML1M_SCALE["history"]), generator=generator)
-    return model.to(device).eval(), history.to(device), spec["n_items"]
+    return model.to(device).eval(), 1, history.to(device), spec["n_items"]
 
 
 def _real(path: Path, device):
@@ -68,7 +72,7 @@ def _real(path: Path, device):
     user = int(np.argmax(np.diff(np.searchsorted(data.dataset.interactions["user"].to_numpy(),
                                                  np.arange(data.dataset.n_users + 2)))[1:])) + 1
     history = torch.as_tensor(data.full_history(np.array([user]))).to(device)
-    return model.eval(), history, data.dataset.n_items
+    return model.eval(), user, history, data.dataset.n_items
 
 
 @torch.no_grad()
@@ -78,8 +82,8 @@ def _naive_rank(model, user, history, n_items, device):
         model(Batch(user, torch.tensor([item], device=device), history))
 
 
-def bench_model(model, history, n_items, device, repeats: int, naive: bool = True) -> dict:
-    user = torch.tensor([1], device=device)
+def bench_model(model, user: int, history, n_items, device, repeats: int, naive: bool = True) -> dict:
+    user = torch.tensor([user], device=device)
     items = torch.arange(1, n_items + 1, device=device)
     with torch.no_grad():
         row = {"recommend_ms": timed(lambda: model.score_items(user, history, items), device, repeats)}
@@ -88,6 +92,8 @@ def bench_model(model, history, n_items, device, repeats: int, naive: bool = Tru
             row["speedup"] = row["naive_ms"] / row["recommend_ms"]
         pair = Batch(user, items[:1], history)
         row["maps_ms"] = timed(lambda: model(pair, output_attentions=True), device, repeats)
+        if find_heads(model(pair, output_attentions=True).attentions):
+            row["heads_ms"] = timed(lambda: pair_head_importance(model, pair), device, repeats)
         scores = model.score_items(user, history, items)[0]
     top = torch.topk(scores, 10).indices + 1
     batch = Batch(user.expand(10), top, history.expand(10, -1))
@@ -109,12 +115,12 @@ def run_bench(checkpoints: list[Path], devices: list[str], repeats: int = 20, sc
             config = read_config(path)
             for scale in scales:
                 if scale == "ml-100k":
-                    model, history, n_items = _real(path, device)
+                    model, user, history, n_items = _real(path, device)
                 else:
-                    model, history, n_items = _synthetic(config["model"], config, device)
+                    model, user, history, n_items = _synthetic(config["model"], config, device)
                 row = {"model": config["model"], "checkpoint": path.name, "scale": scale, "device": device_name,
                        "items": n_items}
-                row.update(bench_model(model, history, n_items, device, repeats, naive))
+                row.update(bench_model(model, user, history, n_items, device, repeats, naive))
                 rows.append(row)
                 print(_line(row), flush=True)
     return rows
@@ -126,6 +132,8 @@ def _line(row: dict) -> str:
     if "naive_ms" in row:
         parts.append(f"naive {row['naive_ms']:9.1f} ms (x{row['speedup']:.0f})")
     parts.append(f"maps {row['maps_ms']:7.2f} ms")
+    if "heads_ms" in row:
+        parts.append(f"head importance {row['heads_ms']:6.2f} ms")
     if "ig_top10_ms" in row:
         parts.append(f"IG top-10 {row['ig_top10_ms']:8.1f} ms |delta|/range {row['max_delta_share']:.2e}")
     return "  ".join(parts)

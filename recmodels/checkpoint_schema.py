@@ -242,6 +242,8 @@ def check_record(config: dict) -> None:
         measurements(f"history[{index}].valid", entry.get("valid", {}))
         for name, stats in mapping(f"history[{index}].attention", entry.get("attention", {})).items():
             measurements(f"history[{index}].attention.{escaped_key(name)}", stats)
+        for layer, stats in mapping(f"history[{index}].effective_rank", entry.get("effective_rank", {})).items():
+            measurements(f"history[{index}].effective_rank.{escaped_key(layer)}", stats)
 
 
 def measurements(field: str, values) -> None:

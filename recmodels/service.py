@@ -11,6 +11,8 @@ constructor and only read afterwards.
 """
 from __future__ import annotations
 
+import math
+import numbers
 import time
 from pathlib import Path
 
@@ -30,6 +32,8 @@ from .explain.collapse import CollapseThresholds
 from .explain.diagnostics import DiagnosticsReport, dataset_diagnostics
 from .explain.explainers import IntegratedGradients, LeaveOneOut, PerturbationTests
 from .explain.faithfulness import rank_among
+from .explain.heads import (PAIRS_FROM, dataset_head_importance, model_heads, pair_head_importance,
+                            sample_pairs)
 from .explain.pipeline import PairExplainer
 from .explain.views import AttributionView, Explanation, ItemNames, MapView
 from .models import import_model_module
@@ -42,6 +46,7 @@ PART_LABELS = {v: k for k, v in PART_NAMES.items()}
 MAX_K = 10_000              # recommendations per call
 MAX_IG_STEPS = 2_000        # integrated-gradients steps per explanation
 MAX_BATCH = 65_536          # rows per forward pass
+MAX_SEED = 2**32 - 1
 
 
 class RecService:
@@ -267,10 +272,12 @@ class RecService:
         return self._full_history[user_index].clone()
 
     def explain(self, user, item, attributions: bool = True, n_steps: int = 50, internal_batch_size: int | None = None,
-                perturbations: bool = True) -> Explanation:
+                perturbations: bool = True, head_importance: bool = True) -> Explanation:
         """Every attention map of the pair, labelled; with ``attributions`` also integrated gradients, exact
-        leave-one-out occlusion, agreement between attention and attributions, and the perturbation tests."""
+        leave-one-out occlusion, agreement between attention and attributions, and the perturbation tests; with
+        ``head_importance`` the score change when each head is masked (:mod:`recmodels.explain.heads`)."""
         attributions, perturbations = flag("attributions", attributions), flag("perturbations", perturbations)
+        head_importance = flag("head_importance", head_importance)
         n_steps = whole_number("n_steps", n_steps, 1, MAX_IG_STEPS)
         internal_batch_size = optional_whole_number("internal_batch_size", internal_batch_size, 1, MAX_BATCH)
         started = time.perf_counter()
@@ -294,6 +301,10 @@ class RecService:
         batch = Batch(torch.tensor([user_index]), torch.tensor([item_index]), history.unsqueeze(0)).to(self.device)
         explanation = pipeline.explain(self.model, batch, user=str(user), item=str(item), rank=rank, excluded=excluded)
         explanation.timings["maps"] += lookup
+        if head_importance:
+            started = time.perf_counter()
+            explanation.head_importance = pair_head_importance(self.model, batch)
+            explanation.timings["head_importance"] = time.perf_counter() - started
         return explanation
 
     def attribute_top(self, user, k: int = 10, n_steps: int = 50,
@@ -319,11 +330,20 @@ class RecService:
         return pd.concat(frames, ignore_index=True)
 
     # ------------------------------------------------------------------ diagnostics
-    def diagnostics(self, users=None, batch_size: int = 256, progress: bool = False) -> DiagnosticsReport:
+    def diagnostics(self, users=None, batch_size: int = 256, progress: bool = False, head_users: int = 200,
+                    head_pairs: str = "top1", tiny: float = 1e-3, seed: int = 0) -> DiagnosticsReport:
         """Collapse statistics over users: each user's most recent interaction as the candidate, with the
-        history strictly before it (the same view training used)."""
+        history strictly before it (the same view training used). For a model with heads, ``head_importance``
+        holds their importance over a sample of ``head_users`` of the users (seeded; 0 for none), each read with
+        its top-1 recommendation or its first test interaction (``head_pairs``); ``tiny`` is the score change
+        (in logits) below which a head counts as doing nothing for a pair."""
         dataset = self.data.dataset
         batch_size = whole_number("batch_size", batch_size, 1, MAX_BATCH)
+        head_users, seed = whole_number("head_users", head_users, 0, MAX_K), whole_number("seed", seed, 0, MAX_SEED)
+        if not isinstance(head_pairs, str) or head_pairs not in PAIRS_FROM:
+            raise InvalidArgumentError(f"head_pairs must be one of {', '.join(PAIRS_FROM)}, got {quote(head_pairs)}.")
+        if isinstance(tiny, (bool, np.bool_)) or not isinstance(tiny, numbers.Real) or not 0 <= tiny < math.inf:
+            raise InvalidArgumentError(f"tiny must be a number from 0 upwards, got {quote(tiny)}.")
         if users is None:
             indices = np.arange(1, dataset.n_users + 1)
         else:
@@ -334,9 +354,17 @@ class RecService:
             if not len(indices):
                 raise InvalidArgumentError("users is empty; pass at least one user id, or None for every user.")
         items, histories = self._last_interactions(indices)
-        return dataset_diagnostics(self.model, indices, items, histories,
-                                   case_labels=list(dataset.user_ids[indices]), batch_size=batch_size,
-                                   thresholds=self.thresholds, progress=progress)
+        report = dataset_diagnostics(self.model, indices, items, histories,
+                                     case_labels=list(dataset.user_ids[indices]), batch_size=batch_size,
+                                     thresholds=self.thresholds, progress=progress)
+        heads = model_heads(self.model, indices, items, histories) if head_users else []
+        if heads:
+            users, items, histories = sample_pairs(self.model, self.data, indices, head_pairs, head_users, seed,
+                                                   batch_size)
+            report.head_importance = dataset_head_importance(
+                self.model, users, items, histories, list(dataset.user_ids[users]), batch_size, float(tiny), head_pairs,
+                heads)
+        return report
 
     def planted_region_recovery(self, map_name: str | None = None, batch_size: int = 256) -> dict:
         """Share of region attention on each simulated shopper's planted regions, against uniform (k / R), plain

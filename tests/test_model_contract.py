@@ -45,7 +45,7 @@ def build(model_cls, data, dropout: float | None = None) -> nn.Module:
 
 
 def distribution_maps(out) -> dict[str, AttentionMap]:
-    return {name: m for name, m in (out.attentions or {}).items() if m.normalised_over is not None}
+    return {name: m for name, m in (out.attentions or {}).items() if m.normalised_over is not None and not m.derived}
 
 
 @pytest.fixture

@@ -3,17 +3,27 @@ from __future__ import annotations
 
 import streamlit as st
 
-from app import plots
+from app import collapse_plots, plots
 from app.services import diagnostics, model_title, open_service, shipped_checkpoints
 from app.text import literal
 from app.ui import checkpoint_picker, csv_button, figure, guarded, show_error, sidebar
+from recmodels.explain.diagnostics import collapse_findings, layer_head_history, rank_history, unit_label
+
+MAX_LISTED = 8  # units named in one finding; the rest are counted
+SUMMARY_FORMATS = {"normalised_entropy_median": "%.3f", "max_weight_median": "%.3f", "normalised_entropy_mean": "%.3f",
+                   "max_weight_mean": "%.3f", "effective_number_mean": "%.1f", "share_near_uniform": "percent",
+                   "share_near_one_hot": "percent", "rows": "%d"}
 
 sidebar("collapse")
 st.title("Attention collapse")
-st.caption("Per user, each map's weights over the valid positions: normalised entropy (1 = uniform, 0 = one-hot), "
-           "max weight, effective number of positions and Gini. Computed for every user's most recent interaction "
-           "with the history before it. Flags: near uniform when normalised entropy >= 0.98, near one-hot when the "
-           "max weight >= 0.9 (recmodels.explain.CollapseThresholds).")
+st.caption("Per user, each map's weights over the valid positions, per layer and head where the map has them: "
+           "normalised entropy (1 = uniform, 0 = one-hot), max weight, effective number of positions and Gini. "
+           "Computed for every user's most recent interaction with the history before it. Flags: near uniform when "
+           "normalised entropy >= 0.98, near one-hot when the max weight >= 0.9; a map, layer and head is flagged "
+           "below when the median user crosses the line. For the sequence transformers, the effective rank of the "
+           "hidden states after each layer (exp of the entropy of the normalised singular values over the "
+           "history's positions): rank collapse when the median is below 2 "
+           "(recmodels.explain.CollapseThresholds).")
 
 entries = shipped_checkpoints()
 collapsed = next((e for e in entries if e.collapsed), None)
@@ -33,6 +43,64 @@ choices = [
                       default=collapsed_default, container=columns[1], allow_path=False),
 ]
 
+
+def listed(units: list[str]) -> str:
+    shown = "; ".join(units[:MAX_LISTED])
+    return shown + (f" and {len(units) - MAX_LISTED} more" if len(units) > MAX_LISTED else "")
+
+
+def show_findings(report, declared) -> None:
+    """The checkpoint's collapse flags, from the statistics over every user (not from its name or config)."""
+    found = collapse_findings(report)
+    thresholds = report.thresholds
+    if declared:
+        st.info("Declared a collapse example when it was trained" + (f": {literal(declared, 400)}"
+                                                                      if isinstance(declared, str) else "."))
+    if found["near_one_hot"]:
+        st.warning(literal(f"Collapsed to one-hot (entropy collapse) in {listed(found['near_one_hot'])}: the median "
+                           f"user puts at least {thresholds.near_one_hot:g} of the weight on a single position.", 900),
+                   icon=":material/warning:")
+    if found["rank_collapse"]:
+        st.warning(literal(f"Rank collapse after {listed(found['rank_collapse'])}: the median user's hidden states "
+                           f"have an effective rank below {thresholds.rank_collapse:g}, so every position carries "
+                           "nearly the same direction.", 900), icon=":material/warning:")
+    if found["near_uniform"]:
+        st.info(literal(f"Near uniform in {listed(found['near_uniform'])}: the median user's weights are within "
+                        f"{1 - thresholds.near_uniform:.0%} of the uniform entropy, so the attention there is close "
+                        "to a plain average.", 900), icon=":material/info:")
+    if not any(found.values()):
+        st.success("No collapse flag: no map, layer or head is near uniform or near one-hot for the median user"
+                   + (", and no layer has lost its rank." if not report.effective_rank.empty else "."))
+
+
+def show_history(service, side: str, report) -> None:
+    """The statistics over the training epochs, from the checkpoint's history; older histories have only the
+    per-map means."""
+    history, per_map, thresholds = service.config.get("history"), service.training_history(), report.thresholds
+    figure(plots.epochs_figure(per_map, "normalised_entropy", "Mean normalised entropy per epoch"),
+           key=f"fig_epochs_{side}")
+    figure(plots.epochs_figure(per_map, "max_weight", "Mean max weight per epoch"), key=f"fig_epochs_max_{side}")
+    per_unit = layer_head_history(history)
+    for name in per_unit["map"].unique():
+        figure(collapse_plots.layer_head_epochs(per_unit, name, "normalised_entropy", thresholds.near_uniform,
+                                                f"{name}: normalised entropy per layer and head over the epochs"),
+               key=f"fig_units_{side}_{name}")
+    ranks = rank_history(history)
+    if not ranks.empty:
+        figure(collapse_plots.rank_epochs(ranks, thresholds.rank_collapse,
+                                          "Effective rank of the hidden states per layer over the epochs"),
+               key=f"fig_rank_epochs_{side}")
+    has_units = bool(((report.rows["layer"] >= 0) | (report.rows["head"] >= 0)).any())
+    missing = [what for what, absent in (("statistics per layer and head", has_units and per_unit.empty),
+                                         ("the effective rank", not report.effective_rank.empty and ranks.empty))
+               if absent]
+    if missing:
+        st.caption(f"This checkpoint's history has only the per-map means: it was written before {' and '.join(missing)}"
+                   " were recorded.")
+    st.caption("Epoch 0 is the untrained model; the statistics come from the checkpoint's training history (a "
+               "fixed sample of valid rows; the band is its middle 80%).")
+
+
 for column, path, side in zip(columns, choices, ("left", "right")):
     with column:
         if not path:
@@ -50,21 +118,27 @@ for column, path, side in zip(columns, choices, ("left", "right")):
                 continue
             st.subheader(f"{literal(model_title(service.model_name), 40)} on {literal(service.dataset_name, 60)}",
                          anchor=False)
+            show_findings(report, service.config.get("collapse_example"))
             summary = report.summary.copy()
-            st.dataframe(summary[["map", "head", "normalised_entropy_mean", "max_weight_mean",
-                                  "effective_number_mean", "share_near_uniform", "share_near_one_hot", "rows"]],
-                         hide_index=True)
+            summary.insert(0, "map / layer / head", [unit_label(*unit) for unit in
+                                                     zip(summary["map"], summary["layer"], summary["head"])])
+            st.dataframe(summary[["map / layer / head", *SUMMARY_FORMATS]], hide_index=True,
+                         column_config={"map / layer / head": st.column_config.TextColumn(width="medium"),
+                                        **{column: st.column_config.NumberColumn(format=fmt)
+                                           for column, fmt in SUMMARY_FORMATS.items()}})
             csv_button(report.rows, f"collapse-{service.model_name}-per-user", key=f"csv_rows_{side}",
                        label="CSV (per user)")
-            figure(plots.statistic_box(report.rows, "normalised_entropy", "Normalised entropy over users"),
-                   key=f"fig_entropy_{side}")
-            figure(plots.statistic_box(report.rows, "max_weight", "Max weight over users"), key=f"fig_max_{side}")
+            thresholds = report.thresholds
+            figure(collapse_plots.statistic_box(report.rows, "normalised_entropy", "Normalised entropy over users",
+                                                thresholds.near_uniform), key=f"fig_entropy_{side}")
+            figure(collapse_plots.statistic_box(report.rows, "max_weight", "Max weight over users",
+                                                thresholds.near_one_hot), key=f"fig_max_{side}")
+            if not report.effective_rank.empty:
+                figure(collapse_plots.rank_box(report.effective_rank, thresholds.rank_collapse,
+                                               "Effective rank of the hidden states over users"),
+                       key=f"fig_rank_{side}")
             for name, matrix in report.head_similarity.items():
                 labels = [f"head {i + 1}" for i in range(matrix.shape[0])]
                 figure(plots.js_figure(matrix, labels, f"{name}: mean JS divergence between heads"),
                        key=f"fig_js_{side}_{name}")
-            history = service.training_history()
-            figure(plots.epochs_figure(history, "normalised_entropy", "Mean normalised entropy per epoch"),
-                   key=f"fig_epochs_{side}")
-            figure(plots.epochs_figure(history, "max_weight", "Mean max weight per epoch"), key=f"fig_epochs_max_{side}")
-            st.caption("Epoch 0 is the untrained model; the statistics come from the checkpoint's training history.")
+            show_history(service, side, report)

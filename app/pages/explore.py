@@ -9,7 +9,7 @@ from app import plots
 from app.figures import choices_for, figures_for, maps_by_tab
 from app.report import explanation_html
 from app.services import explanation, figure_context, item_choices, model_title, thumbnail_uri
-from app.text import code, cut_cells, filename, literal
+from app.text import code, cut_cells, filename, literal, plain
 from app.ui import (collapse_badges, csv_button, dataset_caption, figure, guarded, show_error, show_figures, sidebar,
                     user_picker)
 from recmodels.errors import EmptyHistoryError, RecModelsError
@@ -136,6 +136,24 @@ def csv_name(what: str) -> str:
     return f"{what}-user-{filename(user)}-item-{filename(item)}"
 
 
+def show_choice(choices: list[str], key: str) -> str | None:
+    """A way of showing a map: segments when there are a few, a drop-down for a transformer's many heads."""
+    if not choices:
+        return None
+    if len(choices) <= 8:
+        return st.segmented_control("Show", choices, default=choices[0], key=key, format_func=lambda c: literal(c, 40))
+    return st.selectbox("Show", choices, key=key, format_func=lambda c: plain(c, 60))
+
+
+def head_importance(importance, name: str) -> None:
+    """The score change when each head of the map is masked out, as a layer x head grid, with its CSV."""
+    st.markdown("**Head importance** · score change when each head is masked out")
+    st.caption("Red: masking the head lowers this score (the head supports it); blue: masking it raises the score; "
+               f"near 0: the head does little for this pair. Full score {importance.score:.3f}.")
+    figure(plots.head_grid_figure(importance.table()), key=f"fig_importance_{name}")
+    csv_button(importance.to_frame(), csv_name(f"head-importance-{name}"), key=f"csv_importance_{name}")
+
+
 context = figure_context(path, user)
 for tab, maps in by_tab.items():
     with tabs[tab], guarded(f"drawing the {tab.lower()}"):
@@ -143,11 +161,17 @@ for tab, maps in by_tab.items():
             st.markdown(f"**{literal(name, 60)}** · {code(' × '.join(view.axes))}")
             if view.description:
                 st.caption(literal(view.description, 400))
-            choices = choices_for(view)
-            choice = (st.segmented_control("Show", choices, default=choices[0], key=f"show_{name}")
-                      if choices else None)
+            choice = show_choice(choices_for(view), key=f"show_{name}")
             drawn = figures_for(view, context, choice)
-            show_figures([d for d in drawn if not d.derived], key=f"fig_{name}")
+            importance = result.head_importance.get(name)
+            if importance is None:
+                show_figures([d for d in drawn if not d.derived], key=f"fig_{name}")
+            else:  # the heads' importance for this score beside their attention
+                maps_column, importance_column = st.columns([3, 2], gap="medium")
+                with maps_column:
+                    show_figures([d for d in drawn if not d.derived], key=f"fig_{name}")
+                with importance_column:
+                    head_importance(importance, name)
             collapse_badges(view)
             show_figures([d for d in drawn if d.derived], key=f"fig_about_{name}")
             csv_button(view.to_frame(), csv_name(name), key=f"csv_{name}")

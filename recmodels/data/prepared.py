@@ -146,6 +146,17 @@ class RecData:
         rows = self.rows_of(part)
         return Rows(self._users[rows], self._items[rows], self.histories(rows), np.ones(len(rows), np.float32))
 
+    def sequence_rows(self, part: int = TRAIN, stride: int | None = None) -> Rows:
+        """One row every ``stride`` interactions (default ``max_history``) of each user in ``part``, counted back
+        from the user's last one. With the default, a sequence model trained on every position of each row's
+        history plus its item sees each interaction of the part as a target once; a shorter stride overlaps the
+        windows, so each target is also seen later in a window, with more context before it."""
+        rows = self.rows_of(part)
+        users = self._users[rows]                      # rows are sorted by user, then time
+        from_end = np.searchsorted(users, users, side="right") - 1 - np.arange(len(rows))
+        rows = rows[from_end % max(stride or self.max_history, 1) == 0]
+        return Rows(self._users[rows], self._items[rows], self.histories(rows), np.ones(len(rows), np.float32))
+
     def seen_matrix_rows(self, parts: tuple[int, ...]) -> tuple[np.ndarray, np.ndarray]:
         """CSR (indptr over all users, items) of each user's interactions within ``parts``."""
         mask = np.isin(self.part, parts)

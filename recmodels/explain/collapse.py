@@ -8,16 +8,24 @@ For a distribution p over n valid positions:
 Weights are clamped at 0 and renormalised over the valid positions first, so un-normalised maps (DIN's
 original mode) are measured by the shares they give. Rows with fewer than 2 valid positions carry no
 information about collapse and come back as NaN.
+
+Rank collapse (Dong et al., 2021) is measured on the hidden states of the sequence transformers: the effective rank
+(Roy & Vetterli, 2007) of each row's states after every layer, over its real positions.
 """
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 
 from ..models.base import AttentionMap
+from ..models.transformer import effective_rank
 
 STATISTICS = ("normalised_entropy", "max_weight", "effective_number", "gini")
+HISTORY_STATISTICS = ("normalised_entropy", "max_weight")  # recorded per epoch, per map and per (layer, head)
+RANK_QUANTILES = {"q10": 0.1, "median": 0.5, "q90": 0.9}  # of the probe rows' effective ranks, per epoch
 
 
 @dataclass(frozen=True)
@@ -26,10 +34,14 @@ class CollapseThresholds:
 
     near_uniform: normalised entropy at or above this (0.98 means within 2% of the uniform entropy).
     near_one_hot: max weight at or above this (0.9 means one position takes 90% of the weight).
+    rank_collapse: a layer's hidden states have collapsed in rank when their effective rank is below this: fewer
+        than two equally strong directions' worth, i.e. every position says nearly the same thing (rank 1 is
+        complete collapse, Dong et al. 2021).
     """
 
     near_uniform: float = 0.98
     near_one_hot: float = 0.9
+    rank_collapse: float = 2.0
 
 
 def distribution(values: torch.Tensor, mask: torch.Tensor, dim: int) -> torch.Tensor:
@@ -104,8 +116,13 @@ def pairwise_head_js(weights: torch.Tensor, mask: torch.Tensor, head_dim: int = 
     return (js * weight).flatten(2).sum(-1) / weight.sum().clamp(min=1)
 
 
-def epoch_summary(attentions: dict[str, AttentionMap]) -> dict[str, dict[str, float]]:
-    """Mean normalised entropy and mean max weight of each distribution map, for the training history."""
+def epoch_summary(attentions: dict[str, AttentionMap]) -> dict[str, dict[str, float | None]]:
+    """Mean normalised entropy and mean max weight of each distribution map, for the training history.
+
+    Maps with a ``layer`` and/or ``head`` axis also get both means per (layer, head), as flat keys
+    (``"normalised_entropy/layer 1/head 2"``; :func:`layer_head_key`): the checkpoint schema allows only numbers
+    under a map's name, and old histories keep reading the per-map keys. A (layer, head) with no informative
+    row is null."""
     summary = {}
     for name, attention in attentions.items():
         stats = map_statistics(attention)
@@ -113,7 +130,84 @@ def epoch_summary(attentions: dict[str, AttentionMap]) -> dict[str, dict[str, fl
             continue
         entropy, max_weight = stats["normalised_entropy"], stats["max_weight"]
         keep = torch.isfinite(entropy)
-        if keep.any():
-            summary[name] = {"normalised_entropy": float(entropy[keep].mean()),
-                             "max_weight": float(max_weight[keep].mean())}
+        if not keep.any():
+            continue
+        summary[name] = {"normalised_entropy": float(entropy[keep].mean()),
+                         "max_weight": float(max_weight[keep].mean())}
+        remaining = [a for a in attention.axes if a != attention.normalised_over]
+        if "layer" in remaining or "head" in remaining:
+            for stat in HISTORY_STATISTICS:
+                laid_out = by_layer_and_head(stats[stat].double(), remaining)                # (B, L, H, N)
+                means = finite_mean(laid_out.movedim(0, 2).flatten(2), -1).cpu().numpy()   # (L, H)
+                for (layer, head), value in np.ndenumerate(means):
+                    key = layer_head_key(stat, layer if "layer" in remaining else None,
+                                         head if "head" in remaining else None)
+                    summary[name][key] = float(value) if np.isfinite(value) else None
     return summary
+
+
+def layer_head_key(statistic: str, layer: int | None, head: int | None) -> str:
+    """The history key of one (layer, head) statistic, 0-based indices written 1-based; None leaves an axis out."""
+    parts = [statistic] + ([f"layer {layer + 1}"] if layer is not None else []) + \
+        ([f"head {head + 1}"] if head is not None else [])
+    return "/".join(parts)
+
+
+_KEY = re.compile(r"^(normalised_entropy|max_weight)(?:/layer (\d{1,4}))?(?:/head (\d{1,4}))?$")
+
+
+def parse_layer_head_key(key) -> tuple[str, int | None, int | None] | None:
+    """(statistic, layer, head) of a key written by :func:`layer_head_key` (1-based, None where absent), or None
+    for a per-map key (``"normalised_entropy"``) and anything else."""
+    match = _KEY.match(key) if isinstance(key, str) else None
+    if match is None or (match.group(2) is None and match.group(3) is None):
+        return None
+    layer, head = (int(g) if g is not None else None for g in match.group(2, 3))
+    return match.group(1), layer, head
+
+
+def by_layer_and_head(values: torch.Tensor, remaining: list[str]) -> torch.Tensor:
+    """Row statistics ``(B, *remaining)`` laid out as ``(B, L, H, N)``: L (H) is 1 for a map without a layer (head)
+    axis, and N gathers every other remaining axis (e.g. the query positions)."""
+    dims = {axis: 1 + i for i, axis in enumerate(remaining)}
+    present = [dims[axis] for axis in ("layer", "head") if axis in dims]
+    values = values.movedim(present, list(range(1, 1 + len(present))))                # (B, [L], [H], rest)
+    if "layer" not in dims:
+        values = values.unsqueeze(1)
+    if "head" not in dims:
+        values = values.unsqueeze(2)
+    return values.flatten(3) if values.dim() > 3 else values.unsqueeze(-1)
+
+
+def finite_mean(values: torch.Tensor, dim: int) -> torch.Tensor:
+    """Mean over ``dim`` of the finite entries; NaN where there is none (rows with under 2 valid positions)."""
+    finite = torch.isfinite(values)
+    total = torch.where(finite, values, torch.zeros_like(values)).sum(dim)
+    count = finite.sum(dim)
+    return torch.where(count > 0, total / count.clamp(min=1), torch.full_like(total, float("nan")))
+
+
+# ---------------------------------------------------------------- rank collapse
+def rank_summary(output) -> dict[str, dict[str, float]]:
+    """Effective rank of the hidden states after each layer over the probe rows, for the training history:
+    ``{"embeddings": {"mean", "q10", "median", "q90"}, "layer 1": ..., ...}``. Empty for an output without
+    ``hidden_states`` (every model but the sequence transformers)."""
+    summary = {}
+    for label, ranks in layer_ranks(output).items():
+        ranks = ranks.double()[torch.isfinite(ranks)]
+        if not len(ranks):
+            continue
+        levels = torch.tensor(list(RANK_QUANTILES.values()), dtype=ranks.dtype, device=ranks.device)
+        summary[label] = {"mean": float(ranks.mean()),
+                          **{k: float(q) for k, q in zip(RANK_QUANTILES, torch.quantile(ranks, levels))}}
+    return summary
+
+
+def layer_ranks(output) -> dict[str, torch.Tensor]:
+    """Each row's effective rank (:func:`~recmodels.models.transformer.effective_rank`) of ``output.hidden_states``
+    over ``output.hidden_mask``, named "embeddings", "layer 1", ...; empty for outputs without hidden states."""
+    hidden, mask = getattr(output, "hidden_states", None), getattr(output, "hidden_mask", None)
+    if not hidden or mask is None:
+        return {}
+    return {"embeddings" if index == 0 else f"layer {index}": effective_rank(states.detach(), mask)
+            for index, states in enumerate(hidden)}

@@ -79,7 +79,7 @@ class PairExplainer:
             rows = self.perturbations.attribute(
                 model, batch, excluded=excluded,
                 item_attention=torch.as_tensor(attention if attention is not None else np.full(len(history), np.nan)),
-                distribution_maps=[name for name, view in views.items() if view.normalised_over is not None])
+                distribution_maps=[name for name, m in attentions.items() if m.normalised_over is not None and not m.derived])
             for row in rows:
                 if row.get("detail"):
                     row["detail"] = self.names.titles[int(row["detail"])]

@@ -15,11 +15,12 @@ from ..models.base import AttentionMap
 from .collapse import CollapseThresholds, flags, map_statistics, pairwise_head_js
 
 PADDING_LABEL = "(padding)"
+MASK_LABEL = "[mask]"  # item index -1 on an item axis: a model's mask token (BERT4Rec's scoring position)
 
 
 @dataclass(frozen=True)
 class ItemNames:
-    """Item index -> the dataset's id, title and genres (index 0, padding, is "" everywhere)."""
+    """Item index -> the dataset's id, title and genres (index 0, padding, is "" everywhere; -1 is a mask token)."""
 
     raw_ids: np.ndarray
     titles: np.ndarray
@@ -29,7 +30,8 @@ class ItemNames:
         return [self.raw_ids[i] if i > 0 else "" for i in np.asarray(indices).ravel()]
 
     def labels(self, indices) -> list[str]:
-        return [self.titles[i] if i > 0 else PADDING_LABEL for i in np.asarray(indices).ravel()]
+        return [self.titles[i] if i > 0 else MASK_LABEL if i == -1 else PADDING_LABEL
+                for i in np.asarray(indices).ravel()]
 
 
 def axis_label(axis: str, position: int) -> str:
@@ -121,6 +123,32 @@ class AttributionView:
 
 
 @dataclass
+class HeadImportanceView:
+    """Head importance of one pair for the heads of one map (Michel et al., NeurIPS 2019): ``change[r, c]`` is the
+    score with head (``rows[r]``, ``columns[c]``) masked out minus the score with every head, so a negative change
+    means the head was raising the score; NaN where the grid has no head (see :mod:`recmodels.explain.heads`)."""
+
+    map: str
+    score: float
+    rows: list[str]          # layers (or groups of heads)
+    columns: list[str]       # heads
+    change: np.ndarray       # (len(rows), len(columns))
+    description: str = ""
+
+    def table(self) -> pd.DataFrame:
+        """The layer x head grid, labelled."""
+        return pd.DataFrame(self.change, index=pd.Index(self.rows, name="layer"),
+                            columns=pd.Index(self.columns, name="head"))
+
+    def to_frame(self) -> pd.DataFrame:
+        """Long format, one row per head (for CSV export): its change and the score with it masked."""
+        frame = pd.DataFrame(_long_frame(("layer", "head"), self.change, {"layer": self.rows, "head": self.columns}))
+        frame["score_change"] = self.change.ravel()
+        frame["masked_score"] = self.score + self.change.ravel()
+        return frame[np.isfinite(frame["score_change"].to_numpy())].reset_index(drop=True)
+
+
+@dataclass
 class Explanation:
     user: str
     item: str
@@ -139,6 +167,7 @@ class Explanation:
     agreement_map: str | None = None            # the attention map the agreement is measured on
     perturbations: pd.DataFrame | None = None
     timings: dict[str, float] = field(default_factory=dict)
+    head_importance: dict[str, HeadImportanceView] = field(default_factory=dict)  # by map name; {} without heads
 
 
 def _long_frame(axes, values: np.ndarray, labels: dict) -> dict:

@@ -89,6 +89,8 @@ class AttentionMap:
             ``"<key>_ids"``, an integer per cell shaped like ``values`` (-1 where a cell has none), and
             ``"<key>_names"``, the names those integers index; the service adds ``"<key>_labels"``, each
             cell's name ("" for -1). ACF's ``component_ids`` / ``component_names`` become ``component_labels``.
+        derived: True for a map computed from other maps after the forward pass (attention rollout): it is drawn
+            and scored like any other, but no weight in the forward pass carries it, so it cannot be overridden.
     """
 
     values: torch.Tensor
@@ -100,6 +102,7 @@ class AttentionMap:
     description: str = ""
     axis_items: dict[str, torch.Tensor] = field(default_factory=dict)
     meta: dict = field(default_factory=dict)
+    derived: bool = False
 
     def __post_init__(self):
         if self.level not in LEVELS:
@@ -147,12 +150,17 @@ AttentionOverride = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
 
 def apply_override(name: str, weights: torch.Tensor, mask: torch.Tensor | None,
-                   overrides: dict[str, AttentionOverride] | None) -> torch.Tensor:
+                   overrides: dict[str, AttentionOverride] | None, layer: int | None = None) -> torch.Tensor:
+    """``overrides[name](weights, mask)`` when there is one. A map computed layer by layer (a transformer's
+    ``self_attention``) passes ``layer``: an override with an ``at_layer`` method is narrowed to it first."""
     if not overrides or name not in overrides:
         return weights
+    override = overrides[name]
+    if layer is not None and hasattr(override, "at_layer"):
+        override = override.at_layer(layer)
     if mask is None:
         mask = torch.ones_like(weights, dtype=torch.bool)
-    return overrides[name](weights, mask.expand_as(weights))
+    return override(weights, mask.expand_as(weights))
 
 
 class InputTap(nn.Identity):
@@ -213,6 +221,9 @@ class RecModel(nn.Module):
     uses_images: ClassVar[bool] = False
     # True for models that read tables too large for a checkpoint (image-region features) from the data at load
     needs_data: ClassVar[bool] = False
+    # True for sequence models whose loss reads every position: the trainer gives one row per window of each
+    # user's train sequence instead of one per interaction (:meth:`RecData.sequence_rows`)
+    sequence_training: ClassVar[bool] = False
 
     def __init__(self, spec: dict, config=None, **hparams):
         """``config`` is an instance of ``config_class``; keyword hyperparameters build one (or replace its

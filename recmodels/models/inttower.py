@@ -24,7 +24,9 @@ user's mean rating. Item side: item id, genres (the mean of the item's genre emb
 Maps (``output_attentions=True``): ``user_fields`` and ``item_fields``, the Light-SE weights A (field,) of each
 side (distributions; ``attention_override`` can replace them), and ``head_similarity``, the user-head x
 item-head dot products (layer, user_head, item_head), not a distribution; its ``meta["argmax"]`` holds, per
-layer and user head, the item head that the max picked and so the one that enters the score.
+layer and user head, the item head that the max picked and so the one that enters the score. An
+``attention_override`` named ``head_similarity`` replaces the similarities before the max (head masking,
+:mod:`recmodels.explain.heads`).
 
 The item side never sees the user, so :meth:`IntTower.score_items` runs the user tower once per user and the
 item tower once per candidate and does the max-sim as one matrix product.
@@ -208,6 +210,8 @@ class IntTower(RecModel):
         user_heads, user_vector, user_weights = self.user_tower(batch.users, batch.history, attention_override)
         item_heads, item_vector, item_weights = self.item_tower(batch.items, attention_override)
         similarity = torch.einsum("blhp,bkp->blhk", user_heads, item_heads)       # (B, L, H_u, H_i)
+        # head masking (recmodels.explain.heads) replaces similarities before the max; not a distribution
+        similarity = apply_override("head_similarity", similarity, None, attention_override)
         best = similarity.max(-1)
         scores = best.values.sum((1, 2)) + self.bias
         if not output_attentions:
@@ -252,6 +256,8 @@ class IntTower(RecModel):
                     chunk_rows: int = 65536,
                     attention_override: dict[str, AttentionOverride] | None = None) -> torch.Tensor:
         """(B, C): the user tower once per row, the item tower once per candidate, one matrix product."""
+        if attention_override and "head_similarity" in attention_override:  # it needs each row's own similarities
+            return super().score_items(users, history, items, chunk_rows, attention_override)
         user_heads = self.user_tower(users, history, attention_override)[0].flatten(1, 2)   # (B, L*H_u, p)
         item_heads = self.item_tower(items, attention_override)[0].flatten(0, 1)            # (C*H_i, p)
         n_users, n_candidates = users.shape[0], items.shape[0]

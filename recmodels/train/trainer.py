@@ -22,7 +22,7 @@ from ..data import TRAIN, VALID, RecData
 from ..device import resolve_device
 from ..errors import InvalidArgumentError
 from ..eval.evaluate import CTR_METRICS, evaluate_ctr, evaluate_topk
-from ..explain.collapse import epoch_summary
+from ..explain.collapse import epoch_summary, rank_summary
 from ..models.base import Batch, RecModel
 from ..models.config import build_config
 from . import losses
@@ -40,6 +40,9 @@ class TrainConfig:
     weight_decay: the L2 coefficient lambda (Adam's coupled decay, i.e. a lambda/2 ||theta||^2 penalty).
     aux_loss: an auxiliary loss the model's ``loss`` adds (one of its ``aux_losses``, e.g. IntTower's "cir"),
         with weight ``aux_weight`` and ``temperature``.
+    valid_ctr: whether each epoch's validation also scores the valid part's rated rows (AUC, GAUC, LogLoss). A
+        sequence model encodes every row's own history there, several times the cost of its training epoch, so
+        SASRec and BERT4Rec turn it off; the final valid and test metrics always include them.
     """
 
     epochs: int = 20
@@ -58,6 +61,7 @@ class TrainConfig:
     seed: int = 0
     attention_sample: int = 512
     valid_users: int | None = None
+    valid_ctr: bool = True
 
     def __post_init__(self):
         if self.loss not in losses.LOSSES:
@@ -152,13 +156,14 @@ def train_model(model: RecModel, data: RecData, config: TrainConfig, device="aut
         valid = _validate(model, data, config) if is_main else {}
         return FitResult(model, history, 0, valid)
 
-    rows = training_rows(data, config)
+    rows = training_rows(data, config, sequences=getattr(model, "sequence_training", False),
+                         stride=getattr(model, "window_stride", None))
     sampler = NegativeSampler(data)
     optimiser = torch.optim.Adam(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
     probe = _attention_probe(data, config)
 
     if is_main:
-        history.append({"epoch": 0, "train_loss": None, "valid": {}, "attention": _attention_stats(model, probe),
+        history.append({"epoch": 0, "train_loss": None, "valid": {}, **_attention_stats(model, probe),
                         "seconds": 0.0})
     best_value, best_epoch, best_state, best_valid, waited = -math.inf, 0, None, {}, 0
     for epoch in range(1, config.epochs + 1):
@@ -191,7 +196,7 @@ def train_model(model: RecModel, data: RecData, config: TrainConfig, device="aut
             valid = _validate(model, data, config)
             value = valid[config.monitor] * (-1 if config.monitor in LOWER_IS_BETTER else 1)
             entry = {"epoch": epoch, "train_loss": train_loss, "valid": valid,
-                     "attention": _attention_stats(model, probe), "seconds": time.perf_counter() - started}
+                     **_attention_stats(model, probe), "seconds": time.perf_counter() - started}
             history.append(entry)
             improved = value > best_value
             if improved:
@@ -214,8 +219,12 @@ def train_model(model: RecModel, data: RecData, config: TrainConfig, device="aut
     return FitResult(model, history, best_epoch, best_valid)
 
 
-def training_rows(data: RecData, config: TrainConfig):
-    """The train rows a model learns from: CTR rows or every interaction, as ``config.samples`` says."""
+def training_rows(data: RecData, config: TrainConfig, sequences: bool = False, stride: int | None = None):
+    """The train rows a model learns from: CTR rows or every interaction, as ``config.samples`` says; for a
+    sequence model (``sequence_training``), one row per window of each user's train sequence (every ``stride``
+    interactions; the model's ``window_stride``)."""
+    if sequences:
+        return data.sequence_rows(TRAIN, stride)
     rows = data.ctr_rows(TRAIN) if config.samples == "ctr" else data.interaction_rows(TRAIN)
     if config.loss in ("bpr", "warp"):
         rows = rows.take(rows.labels > 0)  # pairwise losses compare liked items with unobserved ones
@@ -241,7 +250,8 @@ def _step_loss(parallel, model, rows, index, negatives, config: TrainConfig, dev
 
 def _validate(model: RecModel, data: RecData, config: TrainConfig) -> dict:
     metrics = evaluate_topk(model, data, VALID, max_users=config.valid_users)
-    metrics.update(evaluate_ctr(model, data, VALID))
+    if config.valid_ctr or config.monitor in CTR_METRICS:
+        metrics.update(evaluate_ctr(model, data, VALID))
     return metrics
 
 
@@ -255,11 +265,14 @@ def _attention_probe(data: RecData, config: TrainConfig) -> Batch:
 
 @torch.no_grad()
 def _attention_stats(model: RecModel, probe: Batch) -> dict:
+    """The history entry's "attention" (per map, and per layer and head) and, for a model that returns hidden
+    states, its "effective_rank" per layer (rank collapse); other models' entries stay as they were."""
     was_training = model.training
     model.eval()
     out = model(probe.to(model.device), output_attentions=True)
     model.train(was_training)
-    return epoch_summary(out.attentions or {})
+    ranks = rank_summary(out)
+    return {"attention": epoch_summary(out.attentions or {}), **({"effective_rank": ranks} if ranks else {})}
 
 
 __all__ = ["TrainConfig", "FitResult", "train_model", "training_rows", "training_batch", "NegativeSampler",

@@ -1,0 +1,196 @@
+"""SASRec (Kang & McAuley, ICDM 2018): causal self-attention over the item sequence, next-item prediction.
+
+    x_t      = LN(E_item[h_t] + E_pos[t]),  dropout                 the history, right-padded, t = 0 .. n-1
+    X^{l+1}  = Transformer layer l (post-norm, causal: position t attends to positions <= t that are real)
+    u        = X^L[n - 1]                                          the state at the last history position
+    score(i) = <u, E_item[i]>                                      one dot product per candidate
+
+The layers are RecBole 1.2.0's (:mod:`.transformer`), so a RecBole SASRec converts weight for weight
+(``python -m recmodels import-recbole``). Histories longer than ``max_length`` keep their most recent items.
+
+Training follows the paper: every position of each training window predicts the next item (the window's last
+position predicts the row's own item), with either the paper's loss, BCE against one sampled negative per position
+(``objective="bce"``), or the full-softmax cross-entropy over the catalogue (``objective="ce"``). The trainer hands
+it one row per window of ``max_history`` train interactions (``sequence_training``), so each train interaction is a
+target once per epoch.
+
+Maps (``output_attentions=True``): ``self_attention`` (layer, head, query_position, key_position), causal-masked,
+and ``rollout`` (history,), which history items the scoring position draws on through every layer. An empty
+history scores from the state of position 0 of an empty sequence: every weight is 0 there.
+
+The user side never sees the candidate, so :meth:`score_items` encodes each history once and ranks with one
+matrix product.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from .base import AttentionOverride, Batch, InputTap, RecModel, RecOutput
+from .transformer import (SequenceOutput, TransformerEncoder, init_like_recbole, next_item_loss, rollout_map,
+                          self_attention_map, take_window, window_index)
+
+OBJECTIVES = ("ce", "bce")
+
+
+@dataclass
+class SASRecConfig:
+    """SASRec's hyperparameters (RecBole's names in brackets where they differ).
+
+    Attributes:
+        dim: hidden size d [hidden_size]; a multiple of ``heads``.
+        heads: attention heads per layer [n_heads].
+        layers: transformer layers L [n_layers].
+        inner: size of the point-wise feed-forward layer [inner_size].
+        hidden_dropout: dropout on embeddings and sublayer outputs [hidden_dropout_prob].
+        attention_dropout: dropout on the attention weights [attn_dropout_prob].
+        max_length: positions the model has [MAX_ITEM_LIST_LENGTH]; longer histories keep their end.
+        objective: "ce" (full-softmax cross-entropy) or "bce" (one sampled negative per position, the paper's).
+        positions: "all" (the paper's: every position of a window predicts its next item) or "last" (RecBole's:
+            one row per train interaction, its last position predicts it).
+        window_stride: train windows start every this many interactions (0: one window per ``max_history``, each
+            target once per epoch); shorter strides overlap the windows.
+        layer_norm: False removes every layer norm (the collapsed example).
+        init_std: standard deviation of the weight initialisation [initializer_range].
+        eps: layer-norm epsilon [layer_norm_eps].
+    """
+
+    dim: int = 64
+    heads: int = 2
+    layers: int = 2
+    inner: int = 256
+    hidden_dropout: float = 0.5
+    attention_dropout: float = 0.5
+    max_length: int = 50
+    objective: str = "ce"
+    positions: str = "all"
+    window_stride: int = 0
+    layer_norm: bool = True
+    init_std: float = 0.02
+    eps: float = 1e-12
+
+    def __post_init__(self):
+        if self.heads < 1 or self.dim < 1 or self.dim % self.heads:
+            raise ValueError(f"dim must be a positive multiple of heads, got dim={self.dim}, heads={self.heads}")
+        if self.layers < 1 or self.inner < 1 or self.max_length < 1:
+            raise ValueError("layers, inner and max_length must be at least 1")
+        if not (0 <= self.hidden_dropout < 1 and 0 <= self.attention_dropout < 1):
+            raise ValueError("dropout rates must be in [0, 1)")
+        if self.positions not in ("all", "last"):
+            raise ValueError(f"positions must be 'all' or 'last', got {self.positions!r}")
+        if self.window_stride < 0:
+            raise ValueError(f"window_stride must be 0 or more, got {self.window_stride}")
+        if self.objective not in OBJECTIVES:
+            raise ValueError(f"objective must be one of {OBJECTIVES}, got {self.objective!r}")
+
+
+class SASRec(RecModel):
+    """Self-attentive sequential recommendation, RecBole's layout."""
+
+    name = "sasrec"
+    title = "SASRec"
+    order = 90
+    config_class = SASRecConfig
+    # chosen on ml-100k's valid NDCG@10; see the model card in the README
+    default_training = {"loss": "bce", "negatives": 0, "epochs": 200, "lr": 1e-3, "weight_decay": 0.0,
+                        "batch_size": 128, "patience": 10, "monitor": "ndcg@10", "valid_ctr": False}
+
+    @property
+    def sequence_training(self) -> bool:
+        return self.config.positions == "all"
+
+    @property
+    def window_stride(self) -> int | None:
+        return self.config.window_stride or None
+
+    def __init__(self, spec: dict, config: SASRecConfig | None = None, **hparams):
+        super().__init__(spec, config, **hparams)
+        config = self.config
+        self.item_embedding = nn.Embedding(self.n_items + 1, config.dim, padding_idx=0)
+        self.position_embedding = nn.Embedding(config.max_length, config.dim)
+        self.input_norm = nn.LayerNorm(config.dim, eps=config.eps) if config.layer_norm else nn.Identity()
+        self.dropout = nn.Dropout(config.hidden_dropout)
+        self.encoder = TransformerEncoder(config.layers, config.dim, config.heads, config.inner,
+                                          config.hidden_dropout, config.attention_dropout, config.eps,
+                                          config.layer_norm)
+        self.history_tap = InputTap(("history",), item_axis="history",
+                                    description="each history item's embedding, before its position is added")
+        self.candidate_tap = InputTap(("item_feature",), labels=["item id"],
+                                      description="the candidate's item embedding")
+        init_like_recbole(self, config.init_std)
+
+    # ------------------------------------------------------------------ encoder
+    def encode(self, history: torch.Tensor, output_attentions: bool = False,
+               attention_override: dict[str, AttentionOverride] | None = None) -> SequenceOutput:
+        """Run the encoder over the (windowed) histories; ``states`` (B, T, d) and, when asked, the maps."""
+        if history.shape[1] == 0:  # no history column at all: one padded position keeps every shape valid
+            history = history.new_zeros(history.shape[0], 1)
+        index = window_index(history, self.config.max_length)
+        seq = take_window(history, history, index)
+        embedded = take_window(self.history_tap(self.item_embedding(history)), history, index)
+        n_rows, length = seq.shape
+        valid = seq != 0
+        positions = torch.arange(length, device=seq.device)
+        x = embedded + self.position_embedding(positions)
+        x = self.dropout(self.input_norm(x))
+        causal = torch.ones(length, length, dtype=torch.bool, device=seq.device).tril()
+        # real queries attend to real keys at or before them; padded query rows are all 0 (they never reach the
+        # scoring position, so RecBole's choice to let them attend changes no score)
+        allowed = (valid[:, :, None] & valid[:, None, :] & causal).unsqueeze(1)            # (B, 1, T, T)
+        states, weights = self.encoder(x, allowed, attention_override)
+        out = SequenceOutput(scores=torch.empty(0), states=states[-1], positions=seq)
+        if output_attentions:
+            last = (valid.sum(1) - 1).clamp(min=0)
+            out.attentions = {
+                "self_attention": self_attention_map(
+                    weights, allowed, seq,
+                    "For each layer and head, how much each history position (row) draws on the earlier ones "
+                    "(columns); causal, so nothing above the diagonal."),
+                "rollout": rollout_map(
+                    weights, allowed, positions=seq, scoring=last, history=seq,
+                    description="Attention rollout: how much the last position, which scores every item, draws "
+                                "on each history item through all layers (residual counted as half of each layer)."),
+            }
+            out.hidden_states, out.hidden_mask = tuple(states), valid
+        return out
+
+    def user_vectors(self, history: torch.Tensor, output_attentions: bool = False,
+                     attention_override: dict[str, AttentionOverride] | None = None
+                     ) -> tuple[torch.Tensor, SequenceOutput]:
+        out = self.encode(history, output_attentions, attention_override)
+        last = ((out.positions != 0).sum(1) - 1).clamp(min=0)
+        return out.states[torch.arange(out.states.shape[0], device=last.device), last], out
+
+    # ------------------------------------------------------------------ scores
+    def forward(self, batch: Batch, output_attentions: bool = False,
+                attention_override: dict[str, AttentionOverride] | None = None) -> SequenceOutput:
+        user, out = self.user_vectors(batch.history, output_attentions, attention_override)
+        candidate = self.candidate_tap(self.item_embedding(batch.items).unsqueeze(1)).squeeze(1)
+        out.scores = (user * candidate).sum(-1)
+        return out
+
+    def score_items(self, users: torch.Tensor, history: torch.Tensor, items: torch.Tensor,
+                    chunk_rows: int = 65536,
+                    attention_override: dict[str, AttentionOverride] | None = None) -> torch.Tensor:
+        user, _ = self.user_vectors(history, attention_override=attention_override)
+        return user @ self.item_embedding(items).T
+
+    # ------------------------------------------------------------------ training
+    def loss(self, output: SequenceOutput, batch: Batch, training) -> torch.Tensor:
+        """Next-item loss at every real position of each window (the trainer's sampled negatives are not used:
+        the "bce" objective draws one negative per position itself)."""
+        seq = output.positions
+        valid = seq != 0
+        lengths = valid.sum(1)
+        targets = torch.cat([seq[:, 1:], torch.zeros_like(seq[:, :1])], 1)
+        rows = torch.arange(len(seq), device=seq.device)
+        has_history = lengths > 0
+        targets[rows[has_history], lengths[has_history] - 1] = batch.items[has_history]
+        if self.config.positions == "last":
+            valid = torch.zeros_like(valid)
+            valid[rows[has_history], lengths[has_history] - 1] = True
+        return next_item_loss(output.states[valid], targets[valid], self.item_embedding.weight, self.config.objective,
+                              self.n_items)
+
