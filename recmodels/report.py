@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 METRIC_LABELS = {
     "ndcg@10": "NDCG@10", "ndcg@20": "NDCG@20", "recall@10": "Recall@10", "recall@20": "Recall@20",
@@ -33,3 +34,14 @@ def markdown_table(rows: list[dict], columns: list[str], headers: list[str] | No
     for row in rows:
         out.append("| " + " | ".join(format_value(row.get(c)) for c in columns) + " |")
     return "\n".join(out)
+
+
+def write_between_markers(path: Path, start: str, end: str, text: str) -> None:
+    """Replace what lies between the lines ``start`` and ``end`` of a file (a README's generated block) with ``text``.
+    Raises SystemExit naming the markers when the file lacks them."""
+    content = path.read_text()
+    if start not in content or end not in content:
+        raise SystemExit(f"{path} has no {start} ... {end} markers; add them where the table goes")
+    head, rest = content.split(start, 1)
+    _, tail = rest.split(end, 1)
+    path.write_text(f"{head}{start}\n{text}\n{end}{tail}")

@@ -12,7 +12,7 @@ from recmodels.service import load_data_cached
 
 REPO = Path(__file__).resolve().parents[1]
 SHIPPED = sorted(p for p in (REPO / "checkpoints").iterdir() if (p / "config.json").is_file())
-EXPECTED_MODELS = {"mostpop", "bpr", "din", "nrms", "two_tower", "inttower", "acf", "ease"}
+EXPECTED_MODELS = {"mostpop", "bpr", "din", "nrms", "two_tower", "inttower", "acf", "ease", "sasrec", "bert4rec"}
 CLOSED_FORM = {"mostpop", "ease"}  # nothing trained by epochs, so no per-epoch history
 TOLERANCE = 2e-3  # float summation order differs between thread counts and machines
 
@@ -30,8 +30,11 @@ def test_every_model_ships_a_checkpoint_with_history():
             assert selection["part"] == "valid" and len(selection["grid"]) > 1
             chosen = {**config["hparams"], **config["training"]}
             assert all(chosen[key] == value for key, value in selection["chosen"].items())
-        if config["model"] in {"din", "nrms", "two_tower", "inttower", "acf"}:
+        if config["model"] in {"din", "nrms", "two_tower", "inttower", "acf", "sasrec", "bert4rec"}:
             assert config["history"][-1]["attention"], f"{config['model']} logs attention entropy per epoch"
+        if config["model"] in {"sasrec", "bert4rec"}:  # per layer and head, and the rank of the hidden states
+            assert "normalised_entropy/layer 2/head 2" in config["history"][-1]["attention"]["self_attention"]
+            assert set(config["history"][-1]["effective_rank"]) == {"embeddings", "layer 1", "layer 2"}
 
 
 @pytest.mark.parametrize("path", SHIPPED, ids=[p.name for p in SHIPPED])

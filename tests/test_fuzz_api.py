@@ -127,6 +127,34 @@ def test_diagnostics_arguments(service, users, batch_size):
         assert report.rows["normalised_entropy"].between(0, 1 + 1e-6).all()
 
 
+@pytest.fixture(scope="module")
+def headed_service(tiny_data) -> RecService:
+    """A model with heads (NRMS), so that head importance runs."""
+    seed_everything(0)
+    model = model_class("nrms").from_data(tiny_data, dim=16, heads=2).eval()
+    return RecService(model, {"model": "nrms", "metrics": {}, "history": []}, tiny_data, torch.device("cpu"))
+
+
+@settings(max_examples=30, deadline=None, derandomize=True,
+          suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+@given(head_users=st.one_of(st.integers(-2, 5), ANYTHING), head_pairs=st.one_of(st.sampled_from(["top1", "test"]),
+       ANYTHING), tiny=st.one_of(st.floats(-1, 1), ANYTHING), seed=st.one_of(st.integers(-2, 3), ANYTHING))
+def test_head_importance_arguments(headed_service, head_users, head_pairs, tiny, seed):
+    report = call(headed_service.diagnostics, users=["1", "2", "3"], head_users=head_users, head_pairs=head_pairs,
+                  tiny=tiny, seed=seed)
+    if report is not None and report.head_importance is not None:
+        assert np.isfinite(report.head_importance.rows["change"]).all()
+
+
+@FUZZ
+@given(flag=ANYTHING)
+def test_explain_head_importance_flag(headed_service, flag):
+    explanation = call(headed_service.explain, "3", "7", head_importance=flag, attributions=False,
+                       perturbations=False)
+    if explanation is not None and flag is True:
+        assert "self_attention" in explanation.head_importance
+
+
 @FUZZ
 @given(k=ANYTHING, n_steps=st.one_of(st.integers(-3, 12), ANYTHING))
 def test_attribute_top_arguments(service, k, n_steps):

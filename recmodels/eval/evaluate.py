@@ -44,13 +44,22 @@ def evaluate_ctr(model: RecModel, data: RecData, part: int = TEST, batch_size: i
 def evaluate_topk(model: RecModel, data: RecData, part: int = TEST, ks=(10, 20), users_per_batch: int = 64,
                   progress: bool = False, max_users: int | None = None) -> dict[str, float]:
     """Full ranking: every item the user has not interacted with (train, and valid when testing)."""
+    users, values = topk_per_user(model, data, part, ks, users_per_batch, progress, max_users)
+    return {name: float(values[name].sum()) / max(len(users), 1) if len(users) else float("nan")
+            for name in TOPK_METRICS}
+
+
+@torch.no_grad()
+def topk_per_user(model: RecModel, data: RecData, part: int = TEST, ks=(10, 20), users_per_batch: int = 64,
+                  progress: bool = False, max_users: int | None = None) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    """(evaluated users, {metric: value per user}) of full ranking on ``part``; :func:`evaluate_topk` averages it."""
     was_training = model.training
     model.eval()
     device = model.device
     cases = data.topk_cases(part)
     n_users = len(cases) if max_users is None else min(max_users, len(cases))
     all_items = torch.arange(1, data.dataset.n_items + 1, device=device)
-    totals: dict[str, float] = {}
+    per_user: dict[str, list[np.ndarray]] = {name: [] for name in TOPK_METRICS}
     starts = range(0, n_users, users_per_batch)
     for start in tqdm(starts, desc="ranking", disable=not progress, leave=False):
         stop = min(n_users, start + users_per_batch)
@@ -64,9 +73,9 @@ def evaluate_topk(model: RecModel, data: RecData, part: int = TEST, ks=(10, 20),
         hits = topk_hits(scores, positives[:, 1:], max(ks))
         values = ranking_metrics(hits, positives.sum(1), ks)
         for name in TOPK_METRICS:
-            totals[name] = totals.get(name, 0.0) + float(values[name].sum())
+            per_user[name].append(values[name].double().cpu().numpy())
     model.train(was_training)
-    return {name: totals.get(name, float("nan")) / max(n_users, 1) for name in TOPK_METRICS}
+    return cases.users[:n_users], {name: np.concatenate(v) if v else np.zeros(0) for name, v in per_user.items()}
 
 
 def evaluate(model: RecModel, data: RecData, part: int = TEST, progress: bool = False) -> dict[str, float]:
