@@ -68,7 +68,7 @@ def cmd_train(args) -> int:
     import torch.distributed as dist
 
     from .checkpoint import save_checkpoint
-    from .data import TEST, RecData, SplitConfig
+    from .data import TEST, VALID, RecData, SplitConfig
     from .eval import evaluate
     from .models import model_info, registered_models
     from .models.config import check_values
@@ -109,7 +109,8 @@ def cmd_train(args) -> int:
                                                   progress=not args.quiet, log=print if rank == 0 else None)
         if rank != 0:
             continue
-        metrics = {"valid": result.best_valid, "test": evaluate(result.model, data, TEST)}
+        valid = result.best_valid if "auc" in result.best_valid else evaluate(result.model, data, VALID)  # valid_ctr off
+        metrics = {"valid": valid, "test": evaluate(result.model, data, TEST)}
         out = Path(args.out) if args.out else default_out(name, data.dataset.name)
         extra = {"collapse_example": args.collapse_example} if args.collapse_example else {}
         if grid:
@@ -199,11 +200,11 @@ def cmd_bench(args) -> int:
     rows = run_bench(paths, devices, repeats=args.repeats, scales=args.scales.split(","), naive=not args.no_naive)
     print()
     print(text_table(rows, ["checkpoint", "scale", "device", "items", "recommend_ms", "naive_ms", "speedup",
-                            "maps_ms", "ig_top10_ms", "max_delta_share"],
+                            "maps_ms", "heads_ms", "ig_top10_ms", "max_delta_share"],
                      ["checkpoint", "scale", "device", "items", "recommend ms/user", "naive ms/user", "speed-up",
-                      "all maps ms", "IG top-10 ms", "max |delta|/range"]))
+                      "all maps ms", "head importance ms", "IG top-10 ms", "max |delta|/range"]))
     print("\ntargets on a 2-core CPU: recommend <= 20 ms/user at ml-1m scale; all maps <= 20 ms; IG top-10 "
-          "(n_steps=50) <= 500 ms with |delta| <= 1% of the score range")
+          "(n_steps=50) <= 500 ms with |delta| <= 1% of the score range; head importance <= 50 ms per pair")
     return 0
 
 
@@ -220,6 +221,17 @@ def cmd_recovery(args) -> int:
               f"(lift x{values['other_shoppers_lift']:.2f}); own / control x{values['lift_over_other_shoppers']:.2f}")
     print("  (a lift over uniform that the control matches is attention to generally informative cells, "
           "not to this shopper's taste)")
+    return 0
+
+
+def cmd_import_recbole(args) -> int:
+    from .recbole_import import import_recbole
+
+    summary = import_recbole(args.saved, args.out, data_dir=args.data_dir, dataset=args.dataset,
+                             trust_pickle=args.trust_pickle)
+    print(f"converted RecBole {summary['model']} (epoch {summary['epoch']}, {summary['items']} items) into {args.out}"
+          + (f"; {summary['dropped_item_file_only']} items only in RecBole's .item file were left out"
+             if summary["dropped_item_file_only"] else ""))
     return 0
 
 
@@ -262,14 +274,10 @@ def cmd_results(args) -> int:
     if not args.write_readme:
         print(table)
         return 0
-    readme = Path(args.write_readme)
-    text = readme.read_text()
-    if RESULTS_START not in text or RESULTS_END not in text:
-        raise SystemExit(f"{readme} has no results markers; add {RESULTS_START} and {RESULTS_END} where the table goes")
-    head, rest = text.split(RESULTS_START, 1)
-    _, tail = rest.split(RESULTS_END, 1)
-    readme.write_text(f"{head}{RESULTS_START}\n{table}\n{RESULTS_END}{tail}")
-    print(f"wrote the results table into {readme}")
+    from .report import write_between_markers
+
+    write_between_markers(Path(args.write_readme), RESULTS_START, RESULTS_END, table)
+    print(f"wrote the results table into {args.write_readme}")
     return 0
 
 
@@ -348,6 +356,16 @@ def build_parser() -> argparse.ArgumentParser:
     recovery.add_argument("checkpoint")
     recovery.add_argument("--device", default="auto")
     recovery.set_defaults(func=cmd_recovery)
+
+    rb = sub.add_parser("import-recbole", help="convert a SASRec or BERT4Rec saved by RecBole 1.2.0 to a checkpoint")
+    rb.add_argument("saved", metavar="SAVED.pth", help="the file RecBole saved under saved/")
+    rb.add_argument("--data-dir", default=None, help="the folder of atomic files RecBole read (default for ml-100k: "
+                                                     "the copy in the recbole wheel)")
+    rb.add_argument("--dataset", default=None, help="the dataset name (default: the one RecBole saved)")
+    rb.add_argument("--out", required=True, help="the checkpoint folder to write")
+    rb.add_argument("--trust-pickle", action="store_true",
+                    help="open SAVED.pth although it is a pickle, which can run code: only for files you trust")
+    rb.set_defaults(func=cmd_import_recbole)
 
     ls = sub.add_parser("list", help="list the checkpoints in a folder")
     ls.add_argument("root", nargs="?", default="checkpoints")
