@@ -9,6 +9,7 @@ import numpy as np
 import streamlit as st
 
 from recmodels.errors import RecModelsError
+from recmodels.explain.diagnostics import pair_layer_heads
 
 from .services import (ROOTS_ENV, checkpoint_roots, open_service, resolve_checkpoint,
                        shipped_checkpoints, unexpected_message)
@@ -201,8 +202,14 @@ def collapse_badges(view) -> None:
     st.caption(f"normalised entropy {entropy:.2f} · max weight {max_weight:.2f} · effective positions "
                f"{np.nanmean(stats['effective_number']):.1f}" if np.isfinite(entropy) else
                "Fewer than two valid positions: collapse statistics need at least two.")
+    units = pair_layer_heads(view)  # per (layer, head) counts, so a flag says which heads it is about
     for flag, sentence in FLAG_SENTENCES.items():
         values = view.flags[flag]
-        if np.any(values):
+        if not np.any(values):
+            continue
+        if units is not None and flag in units:
+            flagged = units[units[flag] > 0]
+            share = " (" + "; ".join(f"{row.unit}: {row[flag]} of {row.rows} rows" for _, row in flagged.iterrows()) + ")"
+        else:
             share = f" ({int(np.sum(values))} of {np.size(values)} rows)" if np.size(values) > 1 else ""
-            st.warning(sentence + share, icon=":material/warning:")
+        st.warning(sentence + share, icon=":material/warning:")
