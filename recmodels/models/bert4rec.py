@@ -8,8 +8,8 @@
 
 The layers and the output head are RecBole 1.2.0's (:mod:`.transformer`), so a RecBole BERT4Rec converts weight
 for weight. The model has ``max_length`` positions, so it reads the most recent ``max_length - 1`` history items
-before the mask. (RecBole's own inference shifts a history shorter than that one place left and drops its oldest
-item; this implementation keeps every item, as the paper does.)
+before the mask. (RecBole's own inference always drops the first item of the sequence it is given, so it reads a
+history of ``max_length - 1`` items as one item shorter; this implementation keeps every item, as the paper does.)
 
 Training masks each token of a training window (the row's history followed by its item) with probability
 ``mask_prob`` and predicts the masked ones (at least one per window); a share ``last_only`` of the windows mask only
