@@ -28,62 +28,29 @@ import torch
 from torch import nn
 
 from .base import AttentionOverride, Batch, InputTap, RecModel
-from .transformer import (SequenceOutput, TransformerEncoder, gelu, init_like_recbole, last_window, next_item_loss,
+from .transformer import (SequenceOutput, TransformerConfig, TransformerEncoder, gelu, init_like_recbole, last_window, next_item_loss,
                           rollout_map, self_attention_map, take_window, window_index)
 
-OBJECTIVES = ("ce", "bce")
-
-
 @dataclass
-class BERT4RecConfig:
-    """BERT4Rec's hyperparameters (RecBole's names in brackets where they differ).
+class BERT4RecConfig(TransformerConfig):
+    """BERT4Rec's hyperparameters: those of :class:`~.transformer.TransformerConfig` (``max_length`` counts the
+    mask token's position, so 51 reads 50 history items), and
 
     Attributes:
-        dim: hidden size d [hidden_size]; a multiple of ``heads``.
-        heads: attention heads per layer [n_heads].
-        layers: transformer layers L [n_layers].
-        inner: size of the point-wise feed-forward layer [inner_size].
-        hidden_dropout: dropout on embeddings and sublayer outputs [hidden_dropout_prob].
-        attention_dropout: dropout on the attention weights [attn_dropout_prob].
-        max_length: positions, the mask token's included [MAX_ITEM_LIST_LENGTH].
         mask_prob: probability that a training token is masked [mask_ratio].
         last_only: share of training windows that mask only their last token [ft_ratio].
-        objective: "ce" (full-softmax cross-entropy) or "bce" (one sampled negative per masked token).
-        window_stride: train windows start every this many interactions (0: one window per ``max_history``, each
-            target once per epoch); shorter strides overlap the windows.
-        layer_norm: False removes every layer norm.
-        init_std: standard deviation of the weight initialisation [initializer_range].
-        eps: layer-norm epsilon [layer_norm_eps].
     """
 
-    dim: int = 64
-    heads: int = 2
-    layers: int = 2
-    inner: int = 256
-    hidden_dropout: float = 0.2
-    attention_dropout: float = 0.2
     max_length: int = 51
     mask_prob: float = 0.2
     last_only: float = 0.1
-    objective: str = "ce"
-    window_stride: int = 0
-    layer_norm: bool = True
-    init_std: float = 0.02
-    eps: float = 1e-12
 
     def __post_init__(self):
-        if self.heads < 1 or self.dim < 1 or self.dim % self.heads:
-            raise ValueError(f"dim must be a positive multiple of heads, got dim={self.dim}, heads={self.heads}")
-        if self.layers < 1 or self.inner < 1 or self.max_length < 2:
-            raise ValueError("layers and inner must be at least 1 and max_length at least 2")
-        if not (0 <= self.hidden_dropout < 1 and 0 <= self.attention_dropout < 1):
-            raise ValueError("dropout rates must be in [0, 1)")
+        super().__post_init__()
+        if self.max_length < 2:
+            raise ValueError("max_length must be at least 2: one history item and the mask token")
         if not (0 < self.mask_prob <= 1 and 0 <= self.last_only <= 1):
             raise ValueError("mask_prob must be in (0, 1] and last_only in [0, 1]")
-        if self.window_stride < 0:
-            raise ValueError(f"window_stride must be 0 or more, got {self.window_stride}")
-        if self.objective not in OBJECTIVES:
-            raise ValueError(f"objective must be one of {OBJECTIVES}, got {self.objective!r}")
 
 
 class BERT4Rec(RecModel):
@@ -112,9 +79,7 @@ class BERT4Rec(RecModel):
         self.position_embedding = nn.Embedding(config.max_length, config.dim)
         self.input_norm = nn.LayerNorm(config.dim, eps=config.eps) if config.layer_norm else nn.Identity()
         self.dropout = nn.Dropout(config.hidden_dropout)
-        self.encoder = TransformerEncoder(config.layers, config.dim, config.heads, config.inner,
-                                          config.hidden_dropout, config.attention_dropout, config.eps,
-                                          config.layer_norm)
+        self.encoder = TransformerEncoder.from_config(config)
         self.output_projection = nn.Linear(config.dim, config.dim)
         self.output_norm = nn.LayerNorm(config.dim, eps=config.eps) if config.layer_norm else nn.Identity()
         self.output_bias = nn.Parameter(torch.zeros(self.n_items + 1))

@@ -29,61 +29,24 @@ import torch
 from torch import nn
 
 from .base import AttentionOverride, Batch, InputTap, RecModel
-from .transformer import (SequenceOutput, TransformerEncoder, init_like_recbole, next_item_loss, rollout_map,
+from .transformer import (SequenceOutput, TransformerConfig, TransformerEncoder, init_like_recbole, next_item_loss, rollout_map,
                           self_attention_map, take_window, window_index)
 
-OBJECTIVES = ("ce", "bce")
-
-
 @dataclass
-class SASRecConfig:
-    """SASRec's hyperparameters (RecBole's names in brackets where they differ).
+class SASRecConfig(TransformerConfig):
+    """SASRec's hyperparameters: those of :class:`~.transformer.TransformerConfig`, and
 
     Attributes:
-        dim: hidden size d [hidden_size]; a multiple of ``heads``.
-        heads: attention heads per layer [n_heads].
-        layers: transformer layers L [n_layers].
-        inner: size of the point-wise feed-forward layer [inner_size].
-        hidden_dropout: dropout on embeddings and sublayer outputs [hidden_dropout_prob].
-        attention_dropout: dropout on the attention weights [attn_dropout_prob].
-        max_length: positions the model has [MAX_ITEM_LIST_LENGTH]; longer histories keep their end.
-        objective: "ce" (full-softmax cross-entropy) or "bce" (one sampled negative per position, the paper's).
         positions: "all" (the paper's: every position of a window predicts its next item) or "last" (RecBole's:
             one row per train interaction, its last position predicts it).
-        window_stride: train windows start every this many interactions (0: one window per ``max_history``, each
-            target once per epoch); shorter strides overlap the windows.
-        layer_norm: False removes every layer norm (the collapsed example).
-        init_std: standard deviation of the weight initialisation [initializer_range].
-        eps: layer-norm epsilon [layer_norm_eps].
     """
 
-    dim: int = 64
-    heads: int = 2
-    layers: int = 2
-    inner: int = 256
-    hidden_dropout: float = 0.2
-    attention_dropout: float = 0.2
-    max_length: int = 50
-    objective: str = "ce"
     positions: str = "all"
-    window_stride: int = 0
-    layer_norm: bool = True
-    init_std: float = 0.02
-    eps: float = 1e-12
 
     def __post_init__(self):
-        if self.heads < 1 or self.dim < 1 or self.dim % self.heads:
-            raise ValueError(f"dim must be a positive multiple of heads, got dim={self.dim}, heads={self.heads}")
-        if self.layers < 1 or self.inner < 1 or self.max_length < 1:
-            raise ValueError("layers, inner and max_length must be at least 1")
-        if not (0 <= self.hidden_dropout < 1 and 0 <= self.attention_dropout < 1):
-            raise ValueError("dropout rates must be in [0, 1)")
+        super().__post_init__()
         if self.positions not in ("all", "last"):
             raise ValueError(f"positions must be 'all' or 'last', got {self.positions!r}")
-        if self.window_stride < 0:
-            raise ValueError(f"window_stride must be 0 or more, got {self.window_stride}")
-        if self.objective not in OBJECTIVES:
-            raise ValueError(f"objective must be one of {OBJECTIVES}, got {self.objective!r}")
 
 
 class SASRec(RecModel):
@@ -115,9 +78,7 @@ class SASRec(RecModel):
         self.position_embedding = nn.Embedding(config.max_length, config.dim)
         self.input_norm = nn.LayerNorm(config.dim, eps=config.eps) if config.layer_norm else nn.Identity()
         self.dropout = nn.Dropout(config.hidden_dropout)
-        self.encoder = TransformerEncoder(config.layers, config.dim, config.heads, config.inner,
-                                          config.hidden_dropout, config.attention_dropout, config.eps,
-                                          config.layer_norm)
+        self.encoder = TransformerEncoder.from_config(config)
         self.history_tap = InputTap(("history",), item_axis="history",
                                     description="each history item's embedding, before its position is added")
         self.candidate_tap = InputTap(("item_feature",), labels=["item id"],

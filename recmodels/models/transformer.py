@@ -21,6 +21,55 @@ from torch import nn
 from .base import AttentionMap, RecOutput, apply_override
 
 
+OBJECTIVES = ("ce", "bce")
+
+
+@dataclass
+class TransformerConfig:
+    """The hyperparameters SASRec and BERT4Rec share (RecBole's names in brackets where they differ).
+
+    Attributes:
+        dim: hidden size d [hidden_size]; a multiple of ``heads``.
+        heads: attention heads per layer [n_heads].
+        layers: transformer layers L [n_layers].
+        inner: size of the point-wise feed-forward layer [inner_size].
+        hidden_dropout: dropout on embeddings and sublayer outputs [hidden_dropout_prob].
+        attention_dropout: dropout on the attention weights [attn_dropout_prob].
+        max_length: positions the model has [MAX_ITEM_LIST_LENGTH]; longer histories keep their end.
+        objective: "ce" (full-softmax cross-entropy) or "bce" (one sampled negative per target).
+        window_stride: train windows start every this many interactions (0: one window per ``max_history``, each
+            target once per epoch); shorter strides overlap the windows.
+        layer_norm: False removes every layer norm (the collapsed example).
+        init_std: standard deviation of the weight initialisation [initializer_range].
+        eps: layer-norm epsilon [layer_norm_eps].
+    """
+
+    dim: int = 64
+    heads: int = 2
+    layers: int = 2
+    inner: int = 256
+    hidden_dropout: float = 0.2
+    attention_dropout: float = 0.2
+    max_length: int = 50
+    objective: str = "ce"
+    window_stride: int = 0
+    layer_norm: bool = True
+    init_std: float = 0.02
+    eps: float = 1e-12
+
+    def __post_init__(self):
+        if self.heads < 1 or self.dim < 1 or self.dim % self.heads:
+            raise ValueError(f"dim must be a positive multiple of heads, got dim={self.dim}, heads={self.heads}")
+        if self.layers < 1 or self.inner < 1 or self.max_length < 1:
+            raise ValueError("layers, inner and max_length must be at least 1")
+        if not (0 <= self.hidden_dropout < 1 and 0 <= self.attention_dropout < 1):
+            raise ValueError("dropout rates must be in [0, 1)")
+        if self.window_stride < 0:
+            raise ValueError(f"window_stride must be 0 or more, got {self.window_stride}")
+        if self.objective not in OBJECTIVES:
+            raise ValueError(f"objective must be one of {OBJECTIVES}, got {self.objective!r}")
+
+
 def gelu(x: torch.Tensor) -> torch.Tensor:
     """The erf GELU (RecBole's and BERT's), not the tanh approximation."""
     return x * 0.5 * (1.0 + torch.erf(x / math.sqrt(2.0)))
@@ -89,6 +138,11 @@ class TransformerLayer(nn.Module):
 
 class TransformerEncoder(nn.Module):
     """L layers; returns the hidden states after each (the input first) and the attention of each layer."""
+
+    @classmethod
+    def from_config(cls, config: TransformerConfig) -> "TransformerEncoder":
+        return cls(config.layers, config.dim, config.heads, config.inner, config.hidden_dropout,
+                   config.attention_dropout, config.eps, config.layer_norm)
 
     def __init__(self, layers: int, dim: int, heads: int, inner: int, hidden_dropout: float,
                  attention_dropout: float, eps: float, layer_norm: bool = True):
