@@ -95,7 +95,7 @@ def cmd_train(args) -> int:
             check_values(info.config_class, hparams, f"model {name!r}")  # names and types, before the data loads
             chosen = {k: v for k, v in point.items() if k in hparams or k in training}  # this model's grid keys
             plans[name][1].setdefault(json.dumps(chosen, sort_keys=True), (chosen, hparams, config))
-    rank, world = distributed_context()
+    rank, world = distributed_context(args.device)
     data = RecData.load(args.dataset, args.data_dir, image_dir=args.image_dir,
                         split=SplitConfig(args.valid_fraction, args.test_fraction, args.split),
                         max_history=args.max_history)

@@ -163,9 +163,9 @@ def test_history_readers_old_new_and_hostile_histories():
 # ---------------------------------------------------------------- a short real training
 @pytest.fixture(scope="module")
 def sasrec_checkpoint(tmp_path_factory, ml100k) -> Path:
-    """A tiny SASRec trained for one epoch on ml-100k, saved as a checkpoint."""
+    """A tiny SASRec trained for one epoch (the paper's windows, a few steps) on ml-100k, saved as a checkpoint."""
     seed_everything(0)
-    model = SASRec.from_data(ml100k, dim=16, heads=2, layers=2, inner=32, max_length=20)
+    model = SASRec.from_data(ml100k, dim=16, heads=2, layers=2, inner=32, max_length=20, positions="all")
     config = TrainConfig.for_model(SASRec, epochs=1, batch_size=256, valid_users=100, attention_sample=64)
     result = train_model(model, ml100k, config, device="cpu", progress=False)
     folder = tmp_path_factory.mktemp("roots") / "sasrec-tiny"

@@ -42,6 +42,11 @@ def test_collapsed_sasrec_is_one_hot_in_every_head_and_loses_rank(reports):
     rank = median_rank(collapsed)
     assert rank["embeddings"] > 30 and rank["layer 1"] < 8 and rank["layer 2"] < 4
     assert (collapsed.head_importance.summary["mean_abs_change"] > 1000).all()
+    # the README's collapse table
+    assert heads(collapsed)["normalised_entropy_mean"].max() < 0.001
+    assert list(rank) == pytest.approx([37.7, 5.5, 2.9], abs=0.05)
+    change = collapsed.head_importance.summary["mean_abs_change"]
+    assert (change.min(), change.max()) == pytest.approx((1540, 2800), rel=0.01)
 
 
 def test_healthy_sasrec_keeps_soft_heads_and_rank(reports):
@@ -51,6 +56,12 @@ def test_healthy_sasrec_keeps_soft_heads_and_rank(reports):
     rank = median_rank(healthy)
     assert rank["layer 2"] > 15 and rank["embeddings"] > rank["layer 1"] > rank["layer 2"]
     assert (healthy.head_importance.summary["mean_abs_change"] < 1).all()
+    # the README's collapse table
+    entropy = heads(healthy)["normalised_entropy_mean"]
+    assert (entropy.min(), entropy.max()) == pytest.approx((0.82, 0.91), abs=0.005)
+    assert list(rank) == pytest.approx([37.7, 32.7, 24.8], abs=0.05)
+    change = healthy.head_importance.summary["mean_abs_change"]
+    assert (change.min(), change.max()) == pytest.approx((0.24, 0.34), abs=0.005)
 
 
 def test_readme_history_breakdown_reproduces():

@@ -17,7 +17,7 @@ from recmodels.checkpoint import dataset_location, load_checkpoint, read_config,
 from recmodels.cli import main as cli_main
 from recmodels.cli import results_markdown
 from recmodels.data import TEST, RecData
-from recmodels.errors import CheckpointError, FingerprintMismatchError, UnknownModelError
+from recmodels.errors import CheckpointError, FingerprintMismatchError, InvalidArgumentError, UnknownModelError
 from recmodels.eval import evaluate_topk
 from recmodels.models import Batch, build_model, model_info, registered_models
 from recmodels.models.baselines import BPRMF
@@ -272,3 +272,17 @@ def test_two_process_ddp_training_writes_one_loadable_checkpoint(tiny_data, tmp_
     model, _ = load_checkpoint(out, data=data)
     assert np.isfinite(evaluate_topk(model, data, TEST)["ndcg@10"])
     assert len(config["history"]) == 3  # the epoch-0 record and two trained epochs
+
+
+def test_torchrun_processes_take_one_gpu_each_or_the_cpu(monkeypatch):
+    from recmodels.train.trainer import distributed_device
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    monkeypatch.setenv("LOCAL_RANK", "1")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    assert distributed_device("auto") == torch.device("cpu")      # fewer GPUs than processes: gloo on the CPU
+    assert distributed_device("cpu") == torch.device("cpu")
+    with pytest.raises(InvalidArgumentError, match="2 processes but this machine has 1 CUDA device"):
+        distributed_device("cuda")
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    assert distributed_device("auto") == torch.device("cuda", 1)  # each process its own GPU

@@ -114,7 +114,7 @@ def dataset_diagnostics(model, users: np.ndarray, items: np.ndarray, histories: 
         columns=["case", "map", "level", "layer", "head", *STATISTICS, "near_uniform", "near_one_hot"])
     rows = rows.dropna(subset=["normalised_entropy"])
     summary = summarise(rows)
-    similarity = {name: (js_sums[name] / max(js_rows[name], 1)).numpy() for name in js_sums}
+    similarity = {name: (js_sums[name] / max(js_rows[name], 1)).cpu().numpy() for name in js_sums}
     report = DiagnosticsReport(rows, summary, similarity, thresholds)
     if rank_frames:
         report.effective_rank = pd.concat(rank_frames, ignore_index=True).dropna(subset=["effective_rank"])

@@ -203,7 +203,7 @@ def map_view(name: str, attention: AttentionMap, names: ItemNames,
         last = 1 + attention.axes.index(attention.normalised_over)
         head_dim = 1 + [a for a in attention.axes if a != attention.normalised_over].index("head")
         similarity = pairwise_head_js(attention.values[:1].movedim(last, -1),
-                                      attention.full_mask()[:1].movedim(last, -1), head_dim=head_dim).numpy()
+                                      attention.full_mask()[:1].movedim(last, -1), head_dim=head_dim).cpu().numpy()
     meta = {key: value[0].cpu().numpy() if isinstance(value, torch.Tensor) and value.dim() else value
             for key, value in attention.row(0).meta.items()}
     return MapView(name, attention.level, attention.axes, values, mask, attention.normalised_over, labels,

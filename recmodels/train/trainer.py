@@ -123,12 +123,31 @@ class NegativeSampler:
         return negatives
 
 
-def distributed_context() -> tuple[int, int]:
-    """(rank, world size); starts the process group when launched by torchrun."""
+def distributed_device(device="auto") -> torch.device:
+    """The device of this process: under torchrun each process takes the GPU of its LOCAL_RANK, so CUDA needs
+    one GPU per process; "auto" then falls back to the CPU (gloo) when there are fewer GPUs than processes."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world == 1:
+        return resolve_device(device)
+    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+    gpus = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    if device == "auto":
+        device = "cuda" if gpus >= world else "cpu"
+    resolved = resolve_device(device)
+    if resolved.type == "cpu":
+        return resolved
+    if gpus < world:
+        raise InvalidArgumentError(f"torchrun started {world} processes but this machine has {gpus} CUDA device(s); "
+                                   "start at most one process per GPU, or train on the CPU with --device cpu.")
+    return torch.device("cuda", local_rank)
+
+
+def distributed_context(device="auto") -> tuple[int, int]:
+    """(rank, world size); starts the process group when launched by torchrun, with NCCL for CUDA processes and
+    gloo for CPU ones."""
     world = int(os.environ.get("WORLD_SIZE", "1"))
     if world > 1 and not dist.is_initialized():
-        backend = "nccl" if torch.cuda.is_available() else "gloo"
-        dist.init_process_group(backend)
+        dist.init_process_group("nccl" if distributed_device(device).type == "cuda" else "gloo")
     if world > 1:
         return dist.get_rank(), world
     return 0, 1
@@ -136,10 +155,9 @@ def distributed_context() -> tuple[int, int]:
 
 def train_model(model: RecModel, data: RecData, config: TrainConfig, device="auto",
                 progress: bool = True) -> FitResult:
-    rank, world = distributed_context()
-    device = resolve_device(device)
+    rank, world = distributed_context(device)
+    device = distributed_device(device)
     if world > 1 and device.type == "cuda":
-        device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
         torch.cuda.set_device(device)
     if world > 1 and device.type == "cpu":
         torch.set_num_threads(max(1, (os.cpu_count() or 1) // world))
