@@ -7,10 +7,12 @@ HTML; figure labels are escaped in :mod:`app.plots`.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Callable
 
 import numpy as np
+
+from recmodels.vision.recovery import planted_region_recovery
 
 from . import plots
 from .text import plain
@@ -45,11 +47,14 @@ def _no_choices(view) -> list[str]:
 
 @dataclass(frozen=True)
 class FigureContext:
-    """What drawing needs beyond the map, from the service: an item's image by the dataset's id (or None) and
-    the grid cells the user was planted to care about (simulated data only)."""
+    """What drawing needs beyond the map, from the service: an item's image by the dataset's id (or None), the
+    grid cells the user was planted to care about (simulated data only), and for a map over the candidate's own
+    regions, the candidate's id and the pair's attributions by tap (empty when they were not computed)."""
 
     item_image: Callable[[str], object] = _no_image
     planted: list[int] | None = None
+    candidate: str | None = None
+    attributions: dict = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -167,6 +172,42 @@ def _regions(view, context, choice) -> list[Drawn]:
     return drawn
 
 
+def _candidate_regions(view, context, choice) -> list[Drawn]:
+    """The candidate's own image with the attention over its regions, and beside it the integrated gradients per
+    region on the diverging scale; planted cells outlined, and one sentence on whether the attention lands there."""
+    grid = _grid(view)
+    values = np.where(view.mask, view.values, 0.0)
+    image = context.item_image(context.candidate) if context.candidate else None
+    if image is None:
+        return [Drawn("", None, "The candidate has no image, so there are no regions to attend over.")]
+    regions = max(int(view.mask.sum()), 1)
+    caption = (f"Colour: the share of the attention on each region of the candidate's image, 0 to "
+               f"{values.max():.2f} (uniform would be {1 / regions:.3f}).")
+    if context.planted is not None:
+        caption = f"{planted_sentence(values, view.mask, context.planted)} Green squares: the planted cells. {caption}"
+    drawn = [Drawn("", None, caption),
+             Drawn("attention", plots.region_overlay(image, values, grid, context.planted, title="attention"),
+                   tile=True)]
+    ig = next((a for a in context.attributions.values() if tuple(a.units) == tuple(view.axes)), None)
+    if ig is None:
+        drawn.append(Drawn("", None, "Integrated gradients per region appear beside it when attributions are on.",
+                           tile=True))
+    else:
+        drawn.append(Drawn("IG", plots.region_overlay(image, np.asarray(ig.values, dtype=float), grid,
+                                                      context.planted, title="integrated gradients", signed=True),
+                           tile=True))
+    return drawn
+
+
+def planted_sentence(values: np.ndarray, mask: np.ndarray, planted: list[int]) -> str:
+    """Whether this shopper's attention on the candidate lands on their planted cells, in one sentence."""
+    result = planted_region_recovery(values[None, None, :], [planted], mask[None, None, :])
+    lift = result.lift
+    verdict = ("lands on" if lift >= 2 else "leans towards" if lift >= 1.25 else "does not land on")
+    return (f"This shopper's attention {verdict} their {len(planted)} planted cells: {result.share:.2f} of it falls "
+            f"there, against {result.uniform:.3f} for uniform attention (x{lift:.1f}).")
+
+
 def _signed_grids(view, context, choice) -> list[Drawn]:
     """Scores that are not a distribution, one signed heatmap per position of the first axis."""
     best = view.meta.get("argmax_axis") == view.axes[2]
@@ -212,6 +253,8 @@ ENTRIES: list[Entry] = [
           _heads, tab="Heads", choices=_head_choices),
     Entry("image regions", lambda v: _grid(v) is not None and v.normalised_over == v.axes[1], _regions,
           tab="Regions"),
+    Entry("candidate regions", lambda v: len(v.axes) == 1 and _grid(v) is not None and v.normalised_over == v.axes[0],
+          _candidate_regions, tab="Regions"),
     Entry("signed grids", lambda v: len(v.axes) == 3 and v.normalised_over is None, _signed_grids),
     Entry("labelled cells", lambda v: len(v.axes) == 2 and _cell_labels(v) is not None, _labelled_cells),
     Entry("matrix", lambda v: len(v.axes) == 2, _matrix),

@@ -212,19 +212,25 @@ def component_figure(view, component_labels: list[list[str]] | None = None) -> g
 
 
 def region_overlay(image, weights: np.ndarray, grid: tuple[int, int], planted: list[int] | None = None,
-                   title: str | None = None, zmax: float | None = None) -> go.Figure:
-    """The item's image with its region attention laid over it; planted cells outlined in green.
+                   title: str | None = None, zmax: float | None = None, signed: bool = False) -> go.Figure:
+    """The item's image with its region attention laid over it; planted cells outlined in green. ``signed``
+    values (attributions) take the diverging scale centred on 0, with a colour bar.
 
     The image goes in shrunk to display size (``DISPLAY_SIDE``) and encoded as PNG or JPEG, so one figure is
     tens of kilobytes whatever the size of the original."""
     small = display_copy(image)
     width, height = small.size
     rows, cols = grid
+    if signed:
+        limit = zmax or float(np.nanmax(np.abs(weights))) or 1.0
+        scale = dict(colorscale=DIVERGING_SCALE, zmid=0.0, zmin=-limit, zmax=limit, showscale=True,
+                     colorbar=dict(thickness=10, len=0.9), hovertemplate="attribution %{z:.4f}<extra></extra>")
+    else:
+        scale = dict(colorscale=REGION_SCALE, zmin=0, zmax=zmax or float(weights.max()) or 1.0, showscale=False,
+                     hovertemplate="region weight %{z:.3f}<extra></extra>")
     fig = go.Figure(go.Image(source=_image_uri(small), hoverinfo="skip"))
     fig.add_trace(go.Heatmap(z=weights.reshape(rows, cols), x0=width / cols / 2, dx=width / cols,
-                             y0=height / rows / 2, dy=height / rows, colorscale=REGION_SCALE, opacity=0.55, zmin=0,
-                             zmax=zmax or float(weights.max()) or 1.0, showscale=False,
-                             hovertemplate="region weight %{z:.3f}<extra></extra>"))
+                             y0=height / rows / 2, dy=height / rows, opacity=0.55, **scale))
     for cell in planted or []:
         r, c = divmod(int(cell), cols)
         fig.add_shape(type="rect", x0=c * width / cols, x1=(c + 1) * width / cols, y0=r * height / rows,

@@ -17,7 +17,8 @@ from app.text import cut_cells, plain
 def _figures(service, result):
     """(heading, note, figure or None) for every map, through the same registry as the pages, then the
     attribution figures."""
-    context = FigureContext(item_image=service.item_image, planted=service.planted_regions(result.user))
+    context = FigureContext(item_image=service.item_image, planted=service.planted_regions(result.user),
+                            candidate=result.item, attributions=result.attributions)
     for name, view in result.maps.items():
         for index, drawn in enumerate(figures_for(view, context)):
             heading = f"{plain(name, 120)}: {plain(drawn.title, 120)}" if drawn.title else plain(name, 120)

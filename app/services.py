@@ -198,10 +198,13 @@ def item_display_image(path: str, item: str):
     return None if image is None else display_copy(image)
 
 
-def figure_context(path: str, user: str) -> FigureContext:
-    """What the figure registry needs from the service to draw a user's maps: item images at display size and
-    the regions the user was planted to care about."""
-    return FigureContext(item_image=partial(item_display_image, path), planted=load_service(path).planted_regions(user))
+def figure_context(path: str, user: str, result=None) -> FigureContext:
+    """What the figure registry needs from the service to draw a user's maps: item images at display size, the
+    regions the user was planted to care about, and, given the explanation ``result``, its item and attributions
+    (for maps over the candidate's own regions)."""
+    return FigureContext(item_image=partial(item_display_image, path), planted=load_service(path).planted_regions(user),
+                         candidate=None if result is None else result.item,
+                         attributions={} if result is None else result.attributions)
 
 
 @st.cache_data(show_spinner=False, max_entries=4096)

@@ -66,6 +66,18 @@ def save_checkpoint(path, model, data, training: dict | None = None, metrics: di
     return folder
 
 
+def record_in_config(path, key: str, value) -> None:
+    """Add (or replace) one top-level entry of a checkpoint's ``config.json``, checked and written atomically; the
+    weights are not touched."""
+    folder = Path(path)
+    config = read_config(folder)
+    config[key] = value
+    validate_config(json.loads(json.dumps(config, default=_json_default)), folder / CONFIG_FILE)
+    tmp_config = folder / (CONFIG_FILE + ".tmp")
+    tmp_config.write_text(json.dumps(config, indent=2, sort_keys=False, default=_json_default) + "\n")
+    os.replace(tmp_config, folder / CONFIG_FILE)
+
+
 def stored_locations(data) -> dict:
     """``data_dir`` and ``image_dir`` as absolute paths, so the checkpoint opens from any working directory.
 

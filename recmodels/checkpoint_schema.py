@@ -244,6 +244,34 @@ def check_record(config: dict) -> None:
             measurements(f"history[{index}].attention.{escaped_key(name)}", stats)
         for layer, stats in mapping(f"history[{index}].effective_rank", entry.get("effective_rank", {})).items():
             measurements(f"history[{index}].effective_rank.{escaped_key(layer)}", stats)
+    if config.get("recovery") is not None:
+        check_recovery(config["recovery"])
+
+
+RECOVERY_TEXT = ("map", "part", "over")
+
+
+def check_recovery(recovery) -> None:
+    """The planted-cell recovery the model card shows: a few labels, the grid, and objects of measurements (an
+    interval is a pair of numbers)."""
+    recovery = mapping("recovery", recovery)
+    for key, value in recovery.items():
+        field = f"recovery.{escaped_key(key)}"
+        if key in RECOVERY_TEXT:
+            text(field, value, 200)
+        elif key == "grid":
+            if not (isinstance(value, list) and len(value) == 2):
+                raise SchemaProblem(field, "a [rows, columns] pair", value)
+            for axis, size in enumerate(value):
+                whole(f"{field}[{axis}]", size, 1, 1024)
+        else:
+            figures = mapping(field, value)
+            for name, figure in figures.items():
+                if isinstance(figure, list):
+                    if len(figure) != 2:
+                        raise SchemaProblem(f"{field}.{escaped_key(name)}", "a [low, high] interval", figure)
+                    measurements(f"{field}.{escaped_key(name)}", {str(i): v for i, v in enumerate(figure)})
+            measurements(field, {name: figure for name, figure in figures.items() if not isinstance(figure, list)})
 
 
 def measurements(field: str, values) -> None:

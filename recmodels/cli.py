@@ -76,6 +76,7 @@ def cmd_train(args) -> int:
     from .train import TrainConfig
     from .train.selection import grid_points, parse_grid, train_on_grid
     from .train.trainer import distributed_context
+    from .vision.region_report import recovery_if_planted
 
     import_model_modules(args)
     if args.model == "all" and args.out:
@@ -115,6 +116,8 @@ def cmd_train(args) -> int:
         extra = {"collapse_example": args.collapse_example} if args.collapse_example else {}
         if grid:
             extra["selection"] = selection
+        if (recovery := recovery_if_planted(result.model, data, progress=not args.quiet)) is not None:
+            extra["recovery"] = recovery
         save_checkpoint(out, result.model, data, training={**config.to_dict(), "best_epoch": result.best_epoch,
                                                             "device": str(result.model.device), "world_size": world},
                         metrics=metrics, history=result.history, extra=extra or None)
@@ -209,18 +212,23 @@ def cmd_bench(args) -> int:
 
 
 def cmd_recovery(args) -> int:
+    from .checkpoint import record_in_config
+    from .report import write_between_markers
     from .service import RecService
+    from .vision.region_report import recovery_tables
 
-    service = RecService.from_checkpoint(args.checkpoint, device=args.device)
-    result = service.planted_region_recovery()
-    print(f"planted-region recovery of {service.model_name} on {service.dataset_name} (simulated shoppers)")
-    for how, values in result.items():
-        print(f"  {how.replace('_', ' ')}: {values['share']:.4f} of the region attention on planted regions, "
-              f"uniform {values['uniform']:.4f} (k/49), lift x{values['lift']:.2f} over {values['users']} shoppers")
-        print(f"    control, other shoppers' planted regions: {values['other_shoppers_share']:.4f} "
-              f"(lift x{values['other_shoppers_lift']:.2f}); own / control x{values['lift_over_other_shoppers']:.2f}")
-    print("  (a lift over uniform that the control matches is attention to generally informative cells, "
-          "not to this shopper's taste)")
+    reports = {}
+    for path in args.checkpoints:
+        reports[Path(path).name] = RecService.from_checkpoint(path, device=args.device).planted_region_recovery(
+            ig_rows=args.ig_rows, progress=not args.quiet)
+        if args.record:
+            record_in_config(path, "recovery", reports[Path(path).name])
+    text, markdown = recovery_tables(reports)
+    print(text)
+    if args.write_readme:
+        markdown += f"\n\nProduced by `python -m recmodels recovery {' '.join(args.checkpoints)}`."
+        write_between_markers(Path(args.write_readme), "<!-- recovery:start -->", "<!-- recovery:end -->", markdown)
+        print(f"wrote the tables into {args.write_readme}")
     return 0
 
 
@@ -352,9 +360,13 @@ def build_parser() -> argparse.ArgumentParser:
     results.add_argument("--write-readme", metavar="README", help="replace the table between the markers in README")
     results.set_defaults(func=cmd_results)
 
-    recovery = sub.add_parser("recovery", help="planted-region recovery of a region-attention checkpoint")
-    recovery.add_argument("checkpoint")
+    recovery = sub.add_parser("recovery", help="planted-cell recovery of region-attention checkpoints (fashion)")
+    recovery.add_argument("checkpoints", nargs="+", metavar="CHECKPOINT")
     recovery.add_argument("--device", default="auto")
+    recovery.add_argument("--record", action="store_true", help="write the figures into each config.json")
+    recovery.add_argument("--write-readme", metavar="README", help="write the tables between the recovery markers")
+    recovery.add_argument("--ig-rows", type=int, default=256, help="seeded test rows for the IG and deletion figures")
+    recovery.add_argument("--quiet", action="store_true", help="no progress bars")
     recovery.set_defaults(func=cmd_recovery)
 
     rb = sub.add_parser("import-recbole", help="convert a SASRec or BERT4Rec saved by RecBole 1.2.0 to a checkpoint")

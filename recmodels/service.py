@@ -38,7 +38,7 @@ from .explain.pipeline import PairExplainer
 from .explain.views import AttributionView, Explanation, ItemNames, MapView
 from .models import import_model_module
 from .models.base import Batch
-from .vision.recovery import model_region_recovery
+from .vision.region_report import region_report
 
 __all__ = ["RecService", "MapView", "AttributionView", "Explanation", "load_data_cached"]
 
@@ -366,20 +366,24 @@ class RecService:
                 heads)
         return report
 
-    def planted_region_recovery(self, map_name: str | None = None, batch_size: int = 256) -> dict:
-        """Share of region attention on each simulated shopper's planted regions, against uniform (k / R), plain
-        and weighted by item-level attention, each with the other-shoppers control; see
-        :func:`recmodels.vision.recovery.model_region_recovery`. Each shopper is read at their most recent
-        interaction (as in :meth:`diagnostics`). ``map_name`` defaults to the map whose meta gives a grid."""
+    def planted_region_recovery(self, map_name: str | None = None, batch_size: int = 256, ig_rows: int = 256,
+                                progress: bool = False) -> dict:
+        """Region attention and IG against each simulated shopper's planted cells over the test interactions, with
+        the other-shoppers control, bootstrap intervals, Kendall's tau and the deletion test; see
+        :mod:`recmodels.vision.region_report`. ``map_name`` defaults to the map whose meta gives a grid."""
         batch_size = whole_number("batch_size", batch_size, 1, MAX_BATCH)
+        ig_rows = whole_number("ig_rows", ig_rows, 1, 100_000)
         planted = self.data.dataset.extras.get("planted_regions")
         if not planted:
             raise InvalidArgumentError(f"{self.dataset_name} has no planted regions; recovery needs the simulated "
                                        "fashion data.")
-        users = np.arange(1, self.data.dataset.n_users + 1)
-        items, histories = self._last_interactions(users)
-        return model_region_recovery(self.model, users, items, histories, planted, self.data.dataset.user_ids[users],
-                                     map_name=map_name, batch_size=batch_size)
+        return region_report(self.model, self.data, planted, map_name=map_name, ig_rows=ig_rows,
+                             batch_size=batch_size, progress=flag("progress", progress))
+
+    @property
+    def recorded_recovery(self) -> dict | None:
+        """The planted-cell recovery written into the checkpoint when it was trained (None if none)."""
+        return self.config.get("recovery")
 
     def training_history(self) -> pd.DataFrame:
         """Per-epoch loss, valid metrics and attention statistics, from the checkpoint, in long format."""

@@ -92,7 +92,7 @@ FIELDS = [("format_version",), ("model",), ("hparams",), ("hparams", "dim"), ("h
           ("dataset",), ("dataset", "name"), ("dataset", "data_dir"), ("dataset", "image_dir"), ("dataset", "split"),
           ("dataset", "split", "test_fraction"), ("dataset", "max_history"), ("dataset", "fingerprint"),
           ("metrics",), ("metrics", "test"), ("metrics", "test", "ndcg@10"), ("history",), ("history", 1),
-          ("history", 1, "valid"), ("training",), ("training", "monitor"), ("collapse_example",)]
+          ("history", 1, "valid"), ("training",), ("training", "monitor"), ("collapse_example",), ("recovery",)]
 DATASET_IDENTITY = ("name", "data_dir", "image_dir", "split", "max_history")
 
 scalars = st.one_of(

@@ -58,7 +58,7 @@ if len(recommendations) == 2:
         with column, guarded("explaining the item"):
             result = explanation(path, user, item, False, 50)
             st.caption(f"score {result.score:.3f} · rank {result.rank}")
-            context = figure_context(path, user)
+            context = figure_context(path, user, result)
             for name, view in result.maps.items():
                 st.markdown(f"**{literal(name, 60)}** · {code(' × '.join(view.axes))}")
                 show_figures(figures_for(view, context), key=f"cmp_{side}_{name}", columns=3)

@@ -154,7 +154,7 @@ def head_importance(importance, name: str) -> None:
     csv_button(importance.to_frame(), csv_name(f"head-importance-{name}"), key=f"csv_importance_{name}")
 
 
-context = figure_context(path, user)
+context = figure_context(path, user, result)
 for tab, maps in by_tab.items():
     with tabs[tab], guarded(f"drawing the {tab.lower()}"):
         for name, view in maps:

@@ -11,6 +11,7 @@ from app.services import model_title
 from app.text import code, literal
 from app.ui import csv_button, dataset_caption, figure, sidebar
 from recmodels.report import METRIC_LABELS
+from recmodels.vision.region_report import faithfulness_row, recovery_rows
 
 service = sidebar("card")
 if service is None:
@@ -32,6 +33,25 @@ if rows:
     st.caption("Top-K: full ranking over every item the user has not interacted with; positives are ratings >= 4 in "
                "the part. CTR: label rating > 3, rating 3 dropped. Temporal split, train/valid/test "
                f"{literal(service.split_description, 40)}.")
+
+recovery = service.recorded_recovery
+if recovery:
+    st.subheader("Planted-cell recovery")
+    table = pd.DataFrame(recovery_rows(service.model_name, recovery)).drop(columns=["checkpoint"])
+    st.dataframe(table, hide_index=True)
+    csv_button(table, f"recovery-{service.model_name}", key="csv_recovery")
+    where = "the candidate's own image" if recovery.get("over") == "candidate" else "each profile item's image"
+    st.caption(f"Measured when the model was trained, on the {literal(recovery.get('part'), 10)} interactions of the "
+               f"simulated shoppers: the share of the region attention on {where} that falls on the shopper's planted "
+               "cells, against uniform attention (lift, with a 95% bootstrap interval over shoppers) and against other "
+               "shoppers' planted cells. A lift the other-shoppers control matches is attention to generally "
+               "informative cells, not to this shopper's taste.")
+    faithfulness = faithfulness_row(service.model_name, recovery)
+    if faithfulness:
+        st.caption(f"Attention against integrated gradients over the same regions ({faithfulness['rows']} rows): "
+                   f"Kendall tau {faithfulness['kendall_tau']:.3f}. Zeroing the 3 most attended regions changes the "
+                   f"score by {faithfulness['top_attended_change']:+.4f} on average, 3 random ones by "
+                   f"{faithfulness['random_change']:+.4f}.")
 
 history = service.training_history()
 if not history.empty:

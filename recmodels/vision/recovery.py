@@ -11,7 +11,7 @@ w is 1 for every valid profile item unless ``item_weights`` (e.g. the item-level
 With every region valid, uniform_u = k_u / R (k_u / 49 on the 7 x 7 grid): what attention spread evenly
 over the image would score. Both are averaged over the shoppers that have at least one valid profile item.
 
-:func:`model_region_recovery` runs a model over the shoppers and reports the measure with its control.
+:mod:`.region_report` runs a model over the shoppers' interactions and reports the measure with its control.
 """
 from __future__ import annotations
 
@@ -21,7 +21,6 @@ import numpy as np
 import torch
 
 from ..errors import InvalidArgumentError, quote
-from ..models.base import Batch
 
 
 @dataclass
@@ -128,10 +127,7 @@ def other_shoppers_control(attention, planted, mask=None, item_weights=None, n_s
     rng = np.random.default_rng(seed)
     shares, uniforms = [], []
     for _ in range(n_shuffles):
-        # a random cyclic shift of a random order: nobody keeps their own planted set
-        order = rng.permutation(n_users)
-        donor = np.empty(n_users, dtype=np.int64)
-        donor[order] = np.roll(order, int(rng.integers(1, n_users)))
+        donor = other_shoppers(n_users, rng)
         result = planted_region_recovery(attention, planted[donor], mask, item_weights)
         shares.append(result.per_user_share)
         uniforms.append(result.per_user_uniform)
@@ -141,6 +137,15 @@ def other_shoppers_control(attention, planted, mask=None, item_weights=None, n_s
     return RegionRecovery(share=float(np.nanmean(share)) if n else float("nan"),
                           uniform=float(np.nanmean(uniform)) if n else float("nan"),
                           per_user_share=share, per_user_uniform=uniform, n_users=n)
+
+
+def other_shoppers(n_shoppers: int, rng: np.random.Generator) -> np.ndarray:
+    """For each shopper, the index of another shopper (a random cyclic shift of a random order: nobody keeps
+    their own)."""
+    order = rng.permutation(n_shoppers)
+    donor = np.empty(n_shoppers, dtype=np.int64)
+    donor[order] = np.roll(order, int(rng.integers(1, n_shoppers)))
+    return donor
 
 
 def region_map_name(maps: dict, map_name: str | None, model_name: str) -> str:
@@ -153,37 +158,3 @@ def region_map_name(maps: dict, map_name: str | None, model_name: str) -> str:
     if map_name not in maps or maps[map_name].meta.get("grid") is None:
         raise InvalidArgumentError(f"{model_name} has no region-level map {quote(map_name)}.")
     return map_name
-
-
-@torch.no_grad()
-def model_region_recovery(model, users: np.ndarray, items: np.ndarray, histories: np.ndarray, planted_regions: dict,
-                          user_ids, map_name: str | None = None, batch_size: int = 256) -> dict:
-    """Recovery of a model's region attention, one row per shopper, plain and weighted by item attention.
-
-    Each weighting is reported with the other-shoppers control (the same attention scored against someone
-    else's planted cells), so that shopper-specific recovery can be told apart from attention to generally
-    informative cells. ``user_ids`` are the shoppers' dataset ids, the keys of ``planted_regions``.
-    """
-    betas, masks, alphas = [], [], []
-    for start in range(0, len(users), batch_size):
-        batch = Batch.from_numpy(users[start:start + batch_size], items[start:start + batch_size],
-                                 histories[start:start + batch_size]).to(model.device)
-        maps = model(batch, output_attentions=True).attentions or {}
-        map_name = region_map_name(maps, map_name, model.name)
-        betas.append(maps[map_name].values.cpu())
-        masks.append(maps[map_name].full_mask().cpu())
-        item_level = next((m for m in maps.values() if m.level == "item"), None)
-        alphas.append(item_level.values.cpu() if item_level is not None else None)
-    beta, mask = torch.cat(betas), torch.cat(masks)
-    grid = maps[map_name].meta["grid"]
-    truth = planted_for_users(planted_regions, user_ids, n_regions=grid[0] * grid[1])
-    weightings = {"plain": None}
-    if alphas[0] is not None:
-        weightings["weighted_by_item_attention"] = torch.cat(alphas)
-    out = {}
-    for how, weights in weightings.items():
-        own = planted_region_recovery(beta, truth, mask, item_weights=weights)
-        control = other_shoppers_control(beta, truth, mask, item_weights=weights)
-        out[how] = {**own.as_dict(), "other_shoppers_share": control.share, "other_shoppers_lift": control.lift,
-                    "lift_over_other_shoppers": own.share / control.share if control.share > 0 else float("nan")}
-    return out
