@@ -28,6 +28,7 @@ from .data.features import IDENTIFYING_USER_FIELDS
 from .device import describe_device, resolve_device
 from .errors import EmptyHistoryError, InvalidArgumentError, UnknownItemError, UnknownUserError, quote
 from .eval.metrics import top_k
+from .explain.attributions import chosen_taps
 from .explain.collapse import CollapseThresholds
 from .explain.diagnostics import DiagnosticsReport, dataset_diagnostics
 from .explain.explainers import IntegratedGradients, LeaveOneOut, PerturbationTests
@@ -272,14 +273,16 @@ class RecService:
         return self._full_history[user_index].clone()
 
     def explain(self, user, item, attributions: bool = True, n_steps: int = 50, internal_batch_size: int | None = None,
-                perturbations: bool = True, head_importance: bool = True) -> Explanation:
+                perturbations: bool = True, head_importance: bool = True, attribute_to=None) -> Explanation:
         """Every attention map of the pair, labelled; with ``attributions`` also integrated gradients, exact
         leave-one-out occlusion, agreement between attention and attributions, and the perturbation tests; with
-        ``head_importance`` the score change when each head is masked (:mod:`recmodels.explain.heads`)."""
+        ``head_importance`` the score change when each head is masked (:mod:`recmodels.explain.heads`).
+        ``attribute_to`` names the input taps IG moves (e.g. the history's alone); the others keep their values."""
         attributions, perturbations = flag("attributions", attributions), flag("perturbations", perturbations)
         head_importance = flag("head_importance", head_importance)
         n_steps = whole_number("n_steps", n_steps, 1, MAX_IG_STEPS)
         internal_batch_size = optional_whole_number("internal_batch_size", internal_batch_size, 1, MAX_BATCH)
+        taps = None if attribute_to is None else list(chosen_taps(self.model, attribute_to))
         started = time.perf_counter()
         user_index, item_index = self._user(user), self._item(item)
         history = self._history_for(user_index, item_index)
@@ -295,7 +298,7 @@ class RecService:
 
         pipeline = PairExplainer(
             self._names, self.thresholds,
-            integrated_gradients=IntegratedGradients(n_steps, internal_batch_size) if attributions else None,
+            integrated_gradients=IntegratedGradients(n_steps, internal_batch_size, taps=taps) if attributions else None,
             leave_one_out=LeaveOneOut() if attributions else None,
             perturbations=PerturbationTests() if attributions and perturbations else None)
         batch = Batch(torch.tensor([user_index]), torch.tensor([item_index]), history.unsqueeze(0)).to(self.device)
@@ -307,27 +310,21 @@ class RecService:
             explanation.timings["head_importance"] = time.perf_counter() - started
         return explanation
 
-    def attribute_top(self, user, k: int = 10, n_steps: int = 50,
-                      internal_batch_size: int | None = None) -> pd.DataFrame:
-        """Integrated gradients for the user's top-``k`` recommendations in one batched call.
-
-        Returns one row per (item, tap unit) with the attribution, plus each item's delta.
-        """
+    def attribute_top(self, user, k: int = 10, n_steps: int = 50, internal_batch_size: int | None = None,
+                      attribute_to=None) -> pd.DataFrame:
+        """Integrated gradients for the user's top-``k`` recommendations in one batched call (to the taps named in
+        ``attribute_to``, the others held, or to all). One row per (item, tap unit) with the attribution, plus
+        each item's delta."""
         n_steps = whole_number("n_steps", n_steps, 1, MAX_IG_STEPS)
         internal_batch_size = optional_whole_number("internal_batch_size", internal_batch_size, 1, MAX_BATCH)
+        taps = None if attribute_to is None else list(chosen_taps(self.model, attribute_to))
         user_index = self._user(user)
         top = self.recommend(user, k=whole_number("k", k, 1, 1_000))
         items = torch.as_tensor([self._item(i) for i in top["item"]])
         history = self._full_history[user_index].unsqueeze(0).expand(len(items), -1)
         batch = Batch(torch.full((len(items),), user_index), items, history).to(self.device)
-        result = IntegratedGradients(n_steps, internal_batch_size).attribute(self.model, batch)
-        frames = []
-        for name, attribution in result.attributions.items():
-            values = attribution.values.reshape(len(items), -1).cpu().numpy()
-            for row, item in enumerate(top["item"]):
-                frames.append(pd.DataFrame({"item": item, "tap": name, "unit": np.arange(values.shape[1]),
-                                            "attribution": values[row], "delta": float(result.delta[row])}))
-        return pd.concat(frames, ignore_index=True)
+        return IntegratedGradients(n_steps, internal_batch_size, taps=taps).attribute(self.model, batch).to_frame(
+            list(top["item"]))
 
     # ------------------------------------------------------------------ diagnostics
     def diagnostics(self, users=None, batch_size: int = 256, progress: bool = False, head_users: int = 200,

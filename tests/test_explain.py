@@ -12,7 +12,8 @@ import torch
 
 from recmodels.errors import (EmptyHistoryError, InvalidArgumentError, RecModelsError, UnknownItemError,
                               UnknownUserError)
-from recmodels.explain.attributions import integrated_gradients, leave_one_out, remove_positions
+from recmodels.explain.attributions import (_padding_baseline, _scores_with_tap_outputs, _tap_outputs, integrated_gradients,
+                                          leave_one_out, remove_positions)
 from recmodels.explain.collapse import js_divergence, pairwise_head_js, row_statistics
 from recmodels.explain.explainers import Explainer, IntegratedGradients, LeaveOneOut, PerturbationTests
 from recmodels.explain.faithfulness import (catalogue_scores, kendall_tau, perturbation_tests, permute_override,
@@ -114,6 +115,30 @@ def test_integrated_gradients_are_complete(name, tiny_data):
     for attribution in result.attributions.values():
         assert attribution.values.shape[0] == len(batch)
         assert torch.isfinite(attribution.values).all()
+
+
+@pytest.mark.parametrize("name", ATTRIBUTED_MODELS)
+def test_integrated_gradients_to_one_tap_hold_the_others_and_stay_complete(name, tiny_data):
+    model = _model(name, tiny_data)
+    batch = _rows(tiny_data)
+    with torch.no_grad():  # the README's target: |delta| within 1% of the range of the user's catalogue scores
+        catalogue = model.score_items(batch.users, batch.history, torch.arange(1, tiny_data.dataset.n_items + 1))
+    score_range = catalogue.max(1).values - catalogue.min(1).values
+    for tap in model.input_taps():
+        result = integrated_gradients(model, batch, n_steps=64, taps=[tap])
+        assert list(result.attributions) == [tap]
+        # the baseline moves this tap alone: the others keep their real outputs
+        held = {other: out for other, out in _tap_outputs(model, model.input_taps(), batch).items() if other != tap}
+        alone = _tap_outputs(model, {tap: model.input_taps()[tap]}, Batch(*_padding_baseline(batch)))
+        expected = _scores_with_tap_outputs(model, model.input_taps(), batch, {**held, **alone})
+        assert torch.allclose(result.baseline_scores, expected, atol=1e-5), tap
+        change = result.scores - result.baseline_scores
+        assert torch.allclose(result.total(), change + result.delta, atol=1e-5)
+        assert torch.all(result.delta.abs() <= 0.01 * score_range), (tap, result.delta, score_range)
+    with pytest.raises(InvalidArgumentError, match="has no input tap 'nope'; its taps are"):
+        integrated_gradients(model, batch, taps=["nope"])
+    with pytest.raises(InvalidArgumentError, match="non-empty list of tap names"):
+        integrated_gradients(model, batch, taps="history_tap")
 
 
 @pytest.mark.parametrize("name", ATTRIBUTED_MODELS)

@@ -165,6 +165,21 @@ def test_attribute_top_arguments(service, k, n_steps):
         assert np.isfinite(frame["attribution"]).all()
 
 
+@FUZZ
+@given(attribute_to=st.one_of(ANYTHING, st.lists(st.sampled_from(["history_tap", "user_tap", "nope", "", 3]),
+                                                 max_size=3)))
+def test_attribute_to_names_taps_or_is_one_sentence(service, attribute_to):
+    frame = call(service.attribute_top, "3", k=2, n_steps=4, attribute_to=attribute_to)
+    if frame is not None:
+        assert np.isfinite(frame["attribution"]).all()
+        if attribute_to is not None:
+            assert set(frame["tap"]) == set(attribute_to)
+    explanation = call(service.explain, "3", "7", n_steps=4, perturbations=False, head_importance=False,
+                       attribute_to=attribute_to)
+    if explanation is not None and attribute_to is not None:
+        assert set(explanation.attributions) == set(attribute_to)
+
+
 @pytest.mark.parametrize("device", ["tpu", "cuda:99", "", "meta", 3, None, "cpu:0:1"])
 def test_bad_devices_are_one_sentence(device):
     with pytest.raises(RecModelsError) as caught:

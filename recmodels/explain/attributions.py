@@ -8,7 +8,10 @@ in the real input. So completeness reads
 
     sum of all attributions  ~=  score(x) - score(x with every tapped embedding at its padding baseline)
 
-and ``delta`` is the difference between the two sides. Captum registers hooks while it works; it does so on a
+and ``delta`` is the difference between the two sides. With ``taps`` naming some of the taps, only those travel
+and the others keep their real values (Captum's layer IG interpolates the named layers alone), so completeness
+reads ``sum of their attributions ~= score(x) - score(x with the named taps at their baseline)``: the share of the
+score that those inputs, given the rest as it is, account for. Captum registers hooks while it works; it does so on a
 private copy of the module tree that shares the (read-only) weights, so the shared model never sees a hook.
 """
 from __future__ import annotations
@@ -18,9 +21,11 @@ import itertools
 import warnings
 from dataclasses import dataclass
 
+import pandas as pd
 import torch
 from captum.attr import LayerIntegratedGradients
 
+from ..errors import InvalidArgumentError, quote
 from ..models.base import Batch, InputTap, RecModel
 
 # Captum warns whenever several layers are attributed at once; taps are independent leaves by contract
@@ -44,12 +49,37 @@ class Attribution:
 class AttributionResult:
     attributions: dict[str, Attribution]
     scores: torch.Tensor            # (B,) the model's scores
-    baseline_scores: torch.Tensor   # (B,) scores with every tapped embedding at its padding baseline
+    baseline_scores: torch.Tensor   # (B,) scores with every attributed tap at its padding baseline
     delta: torch.Tensor             # (B,) sum of attributions - (scores - baseline_scores)
     n_steps: int
 
     def total(self) -> torch.Tensor:
         return sum(a.values.flatten(1).sum(1) for a in self.attributions.values())
+
+    def to_frame(self, items: list) -> pd.DataFrame:
+        """One row per (row's item, tap, unit) with the attribution and the row's delta."""
+        frames = []
+        for name, attribution in self.attributions.items():
+            values = attribution.values.reshape(len(items), -1).cpu().numpy()
+            for row, item in enumerate(items):
+                frames.append(pd.DataFrame({"item": item, "tap": name, "unit": range(values.shape[1]),
+                                            "attribution": values[row], "delta": float(self.delta[row])}))
+        return pd.concat(frames, ignore_index=True)
+
+
+def chosen_taps(model: RecModel, names=None) -> dict[str, InputTap]:
+    """The model's taps, or those named (in the model's order); an unknown or repeated name is one sentence."""
+    taps = model.input_taps()
+    if names is None:
+        return taps
+    if not isinstance(names, (list, tuple)) or not names or not all(isinstance(n, str) for n in names):
+        raise InvalidArgumentError(f"attribute_to must be a non-empty list of tap names, got {quote(names)}; "
+                                   f"{model.name} has: {', '.join(taps)}.")
+    unknown = [n for n in names if n not in taps]
+    if unknown:
+        raise InvalidArgumentError(f"{model.name} has no input tap {quote(unknown[0])}; its taps are: "
+                                   f"{', '.join(taps)}.")
+    return {name: tap for name, tap in taps.items() if name in set(names)}
 
 
 def private_copy(model: RecModel) -> RecModel:
@@ -91,15 +121,17 @@ def _scores_with_tap_outputs(model: RecModel, taps: dict[str, InputTap], batch: 
 
 
 def integrated_gradients(model: RecModel, batch: Batch, n_steps: int = 50, internal_batch_size: int | None = None,
-                         method: str = "gausslegendre") -> AttributionResult:
-    """Layer integrated gradients of each row's score to every input tap of ``model``.
+                         method: str = "gausslegendre", taps=None) -> AttributionResult:
+    """Layer integrated gradients of each row's score to every input tap of ``model``, or to the ``taps`` named
+    while the others keep their real values.
 
     Args:
         n_steps: points on the path (Gauss-Legendre by default, which converges fast on smooth paths).
         internal_batch_size: rows per forward pass inside Captum (bounds memory); default all at once.
+        taps: names of the taps to attribute to (``model.input_taps()`` keys); None for all.
     """
     worker = private_copy(model)
-    taps = worker.input_taps()
+    taps = chosen_taps(worker, taps)
     if not taps:
         raise ValueError(f"model {model.name!r} has no input taps to attribute to")
     names = list(taps)

@@ -25,12 +25,15 @@ class Explainer(Protocol):
 
 
 class IntegratedGradients:
-    """Layer integrated gradients of each row's score to every input tap, from the padding baseline."""
+    """Layer integrated gradients of each row's score to every input tap (or to the ``taps`` named, the others held
+    at their real values), from the padding baseline."""
 
     name = "integrated gradients"
 
-    def __init__(self, n_steps: int = 50, internal_batch_size: int | None = None, method: str = "gausslegendre"):
+    def __init__(self, n_steps: int = 50, internal_batch_size: int | None = None, method: str = "gausslegendre",
+                 taps=None):
         self.n_steps, self.internal_batch_size, self.method = n_steps, internal_batch_size, method
+        self.taps = taps
 
     @staticmethod
     def applies_to(model: RecModel) -> bool:
@@ -38,7 +41,7 @@ class IntegratedGradients:
 
     def attribute(self, model: RecModel, batch: Batch) -> AttributionResult:
         return integrated_gradients(model, batch, n_steps=self.n_steps, internal_batch_size=self.internal_batch_size,
-                                    method=self.method)
+                                    method=self.method, taps=self.taps)
 
 
 class LeaveOneOut:
