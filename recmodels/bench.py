@@ -92,6 +92,9 @@ def bench_model(model, user: int, history, n_items, device, repeats: int, naive:
             row["speedup"] = row["naive_ms"] / row["recommend_ms"]
         pair = Batch(user, items[:1], history)
         row["maps_ms"] = timed(lambda: model(pair, output_attentions=True), device, repeats)
+        if model(pair, output_attentions=True).attentions:
+            row["catalogue_maps_ms"] = timed(lambda: model.catalogue_attention(user, history, items), device,
+                                             max(1, repeats // 4))
         if find_heads(model(pair, output_attentions=True).attentions):
             row["heads_ms"] = timed(lambda: pair_head_importance(model, pair), device, repeats)
         scores = model.score_items(user, history, items)[0]
@@ -132,6 +135,8 @@ def _line(row: dict) -> str:
     if "naive_ms" in row:
         parts.append(f"naive {row['naive_ms']:9.1f} ms (x{row['speedup']:.0f})")
     parts.append(f"maps {row['maps_ms']:7.2f} ms")
+    if "catalogue_maps_ms" in row:
+        parts.append(f"catalogue maps {row['catalogue_maps_ms']:8.2f} ms")
     if "heads_ms" in row:
         parts.append(f"head importance {row['heads_ms']:6.2f} ms")
     if "ig_top10_ms" in row:

@@ -2,7 +2,8 @@
 
 A thin facade: it turns ids into indices and back, checks every argument at this boundary, and hands the
 work to the parts that do it: :mod:`recmodels.explain` (the explanation pipeline and its views),
-:mod:`recmodels.data.cache` (one dataset per process) and :mod:`recmodels.vision.recovery`.
+:mod:`recmodels.data.cache` (one dataset per process) and :mod:`recmodels.vision.region_report`; the dataset-level
+calls live in :mod:`recmodels.service_dataset`.
 
 One instance is safe to share across threads and Streamlit sessions: the model stays in eval mode and is never
 modified after loading, attention perturbations are passed per call, and Captum's hooks go on a private copy
@@ -11,8 +12,6 @@ constructor and only read afterwards.
 """
 from __future__ import annotations
 
-import math
-import numbers
 import time
 from pathlib import Path
 
@@ -30,28 +29,24 @@ from .errors import EmptyHistoryError, InvalidArgumentError, UnknownItemError, U
 from .eval.metrics import top_k
 from .explain.attributions import chosen_taps
 from .explain.collapse import CollapseThresholds
-from .explain.diagnostics import DiagnosticsReport, dataset_diagnostics
 from .explain.explainers import IntegratedGradients, LeaveOneOut, PerturbationTests
 from .explain.faithfulness import rank_among
-from .explain.heads import (PAIRS_FROM, dataset_head_importance, model_heads, pair_head_importance,
-                            sample_pairs)
+from .explain.heads import pair_head_importance
 from .explain.pipeline import PairExplainer
 from .explain.views import AttributionView, Explanation, ItemNames, MapView
 from .models import import_model_module
 from .models.base import Batch
-from .vision.region_report import region_report
+from .service_dataset import MAX_BATCH, MAX_K, DatasetViews
 
 __all__ = ["RecService", "MapView", "AttributionView", "Explanation", "load_data_cached"]
 
 PART_LABELS = {v: k for k, v in PART_NAMES.items()}
-MAX_K = 10_000              # recommendations per call
 MAX_IG_STEPS = 2_000        # integrated-gradients steps per explanation
-MAX_BATCH = 65_536          # rows per forward pass
-MAX_SEED = 2**32 - 1
 
 
-class RecService:
-    """Recommendations and explanations for one checkpoint on its dataset."""
+class RecService(DatasetViews):
+    """Recommendations and explanations for one checkpoint on its dataset; the dataset-level figures
+    (diagnostics, recovery, training history) come from :class:`~recmodels.service_dataset.DatasetViews`."""
 
     def __init__(self, model, config: dict, data: RecData, device: torch.device, path: Path | None = None,
                  thresholds: CollapseThresholds = CollapseThresholds()):
@@ -262,6 +257,32 @@ class RecService:
             frame["probability"] = torch.sigmoid(values).numpy()
         return frame
 
+    def catalogue_attention(self, user, k: int = 10, map_name: str | None = None) -> pd.DataFrame:
+        """How the user's history is weighed for each of their top-``k`` recommendations, from one batched call
+        (the model's ranking path where it has one): one row per (candidate, history item) with the weight of the
+        map ``map_name`` (default: the first map over the history alone)."""
+        recommended = self.recommend(user, k=k)
+        index = self._user(user)
+        history = self._full_history[index:index + 1].to(self.device)
+        items = torch.as_tensor([self._item(i) for i in recommended["item"]], device=self.device)
+        maps = self.model.catalogue_attention(torch.tensor([index], device=self.device), history, items)
+        over_history = [name for name, values in maps.items() if values.dim() == 3]
+        if map_name is None and over_history:
+            map_name = over_history[0]
+        if map_name not in over_history:
+            raise InvalidArgumentError(f"{self.model_name} has no attention map over the history alone named "
+                                       f"{quote(map_name)}; its maps over the history: {', '.join(over_history) or 'none'}.")
+        weights = maps[map_name][0].float().cpu().numpy()                                  # (k, T)
+        positions = np.flatnonzero(history[0].cpu().numpy() != 0)
+        past = history[0].cpu().numpy()[positions]
+        return pd.DataFrame({
+            "rank": np.repeat(recommended["rank"].to_numpy(), len(positions)),
+            "item": np.repeat(recommended["item"].to_numpy(), len(positions)),
+            "history_position": np.tile(positions, len(items)),
+            "history_item": np.tile(self._raw_items(past), len(items)),
+            "history_title": np.tile(self._titles[past], len(items)),
+            "weight": weights[:, positions].ravel()})
+
     # ------------------------------------------------------------------ explanations
     def _history_for(self, user_index: int, item_index: int) -> torch.Tensor:
         """The full history, or for an item the user has, the history strictly before that interaction."""
@@ -325,71 +346,3 @@ class RecService:
         batch = Batch(torch.full((len(items),), user_index), items, history).to(self.device)
         return IntegratedGradients(n_steps, internal_batch_size, taps=taps).attribute(self.model, batch).to_frame(
             list(top["item"]))
-
-    # ------------------------------------------------------------------ diagnostics
-    def diagnostics(self, users=None, batch_size: int = 256, progress: bool = False, head_users: int = 200,
-                    head_pairs: str = "top1", tiny: float = 1e-3, seed: int = 0) -> DiagnosticsReport:
-        """Collapse statistics over users: each user's most recent interaction as the candidate, with the
-        history strictly before it (the same view training used). For a model with heads, ``head_importance``
-        holds their importance over a sample of ``head_users`` of the users (seeded; 0 for none), each read with
-        its top-1 recommendation or its first test interaction (``head_pairs``); ``tiny`` is the score change
-        (in logits) below which a head counts as doing nothing for a pair."""
-        dataset = self.data.dataset
-        batch_size = whole_number("batch_size", batch_size, 1, MAX_BATCH)
-        head_users, seed = whole_number("head_users", head_users, 0, MAX_K), whole_number("seed", seed, 0, MAX_SEED)
-        if not isinstance(head_pairs, str) or head_pairs not in PAIRS_FROM:
-            raise InvalidArgumentError(f"head_pairs must be one of {', '.join(PAIRS_FROM)}, got {quote(head_pairs)}.")
-        if isinstance(tiny, (bool, np.bool_)) or not isinstance(tiny, numbers.Real) or not 0 <= tiny < math.inf:
-            raise InvalidArgumentError(f"tiny must be a number from 0 upwards, got {quote(tiny)}.")
-        if users is None:
-            indices = np.arange(1, dataset.n_users + 1)
-        else:
-            if isinstance(users, (str, bytes)) or not hasattr(users, "__iter__"):
-                raise InvalidArgumentError(f"users must be a list of user ids, got {type(users).__name__} "
-                                           f"{quote(users)}.")
-            indices = np.array([self._user(u) for u in users], dtype=np.int64)
-            if not len(indices):
-                raise InvalidArgumentError("users is empty; pass at least one user id, or None for every user.")
-        items, histories = self._last_interactions(indices)
-        report = dataset_diagnostics(self.model, indices, items, histories,
-                                     case_labels=list(dataset.user_ids[indices]), batch_size=batch_size,
-                                     thresholds=self.thresholds, progress=progress)
-        heads = model_heads(self.model, indices, items, histories) if head_users else []
-        if heads:
-            users, items, histories = sample_pairs(self.model, self.data, indices, head_pairs, head_users, seed,
-                                                   batch_size)
-            report.head_importance = dataset_head_importance(
-                self.model, users, items, histories, list(dataset.user_ids[users]), batch_size, float(tiny), head_pairs,
-                heads)
-        return report
-
-    def planted_region_recovery(self, map_name: str | None = None, batch_size: int = 256, ig_rows: int = 256,
-                                progress: bool = False) -> dict:
-        """Region attention and IG against each simulated shopper's planted cells over the test interactions, with
-        the other-shoppers control, bootstrap intervals, Kendall's tau and the deletion test; see
-        :mod:`recmodels.vision.region_report`. ``map_name`` defaults to the map whose meta gives a grid."""
-        batch_size = whole_number("batch_size", batch_size, 1, MAX_BATCH)
-        ig_rows = whole_number("ig_rows", ig_rows, 1, 100_000)
-        planted = self.data.dataset.extras.get("planted_regions")
-        if not planted:
-            raise InvalidArgumentError(f"{self.dataset_name} has no planted regions; recovery needs the simulated "
-                                       "fashion data.")
-        return region_report(self.model, self.data, planted, map_name=map_name, ig_rows=ig_rows,
-                             batch_size=batch_size, progress=flag("progress", progress))
-
-    @property
-    def recorded_recovery(self) -> dict | None:
-        """The planted-cell recovery written into the checkpoint when it was trained (None if none)."""
-        return self.config.get("recovery")
-
-    def training_history(self) -> pd.DataFrame:
-        """Per-epoch loss, valid metrics and attention statistics, from the checkpoint, in long format."""
-        rows = []
-        for entry in self.config.get("history", []):
-            base = {"epoch": entry["epoch"], "train_loss": entry.get("train_loss"), **entry.get("valid", {})}
-            maps = entry.get("attention", {})
-            if not maps:
-                rows.append(base)
-            for name, stats in maps.items():
-                rows.append({**base, "map": name, **stats})
-        return pd.DataFrame(rows)

@@ -180,6 +180,21 @@ def test_attribute_to_names_taps_or_is_one_sentence(service, attribute_to):
         assert set(explanation.attributions) == set(attribute_to)
 
 
+@FUZZ
+@given(k=st.one_of(st.integers(-2, 6), ANYTHING), map_name=st.one_of(st.none(), st.sampled_from(["history", "nope"]),
+                                                                     ANYTHING))
+def test_catalogue_attention_arguments(service, k, map_name):
+    frame = call(service.catalogue_attention, "3", k=k, map_name=map_name)
+    if frame is not None:
+        explained = service.explain("3", frame["item"].iloc[0], attributions=False, head_importance=False)
+        first = frame[frame["rank"] == 1]
+        # the batched weights are the ones the pair's own explanation shows
+        history = explained.maps["history"]
+        shown = history.values[history.mask]
+        assert np.allclose(first["weight"].to_numpy(), shown, atol=1e-5)
+        assert list(first["history_item"]) == list(explained.history["item"])
+
+
 @pytest.mark.parametrize("device", ["tpu", "cuda:99", "", "meta", 3, None, "cpu:0:1"])
 def test_bad_devices_are_one_sentence(device):
     with pytest.raises(RecModelsError) as caught:

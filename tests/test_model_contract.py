@@ -134,6 +134,20 @@ class TestModelContract:
             if tap.item_axis == "history":
                 assert shape[1] == batch.history.shape[1], name
 
+    def test_catalogue_attention_equals_each_pairs_forward(self, model_cls, tiny_data):
+        model, batch = build(model_cls, tiny_data).eval(), ragged_batch(tiny_data)
+        users, history, items = batch.users[:3], batch.history[:3], torch.tensor([1, 5, 9, 13])
+        maps = model.catalogue_attention(users, history, items)
+        with torch.no_grad():
+            for row in range(3):
+                for column, item in enumerate(items):
+                    pair = Batch(users[row:row + 1], item.view(1), history[row:row + 1])
+                    expected = model(pair, output_attentions=True).attentions or {}
+                    assert maps.keys() == expected.keys()
+                    for name, attention in expected.items():
+                        assert torch.allclose(maps[name][row, column], attention.values[0], atol=1e-5), \
+                            (name, row, column)
+
     def test_attention_override_replaces_each_distribution_for_one_call(self, model_cls, tiny_data):
         model, batch = build(model_cls, tiny_data), ragged_batch(tiny_data)
         with torch.no_grad():

@@ -9,7 +9,7 @@ import torch
 
 from recmodels.data import TRAIN
 from recmodels.explain.faithfulness import uniform_override
-from recmodels.models import Batch
+from recmodels.models import Batch, RecModel
 from recmodels.models.din import DIN, DINConfig
 
 
@@ -129,3 +129,20 @@ def test_config_rejects_unknown_modes_and_sizes(tiny_data):
     with pytest.raises(ValueError, match="at least 1"):
         DINConfig(hidden=(16, 0))
     assert DINConfig(hidden=[16, 8]).hidden == (16, 8)
+
+
+@pytest.mark.parametrize("attention", ["softmax", "unnormalised"])
+def test_catalogue_attention_from_the_ranking_path_equals_forward(tiny_data, attention):
+    model = _model(tiny_data, attention=attention)
+    batch = _batch(tiny_data, n=3)
+    items = torch.arange(1, tiny_data.dataset.n_items + 1)
+    fast = model.catalogue_attention(batch.users, batch.history, items)
+    slow = RecModel.catalogue_attention(model, batch.users, batch.history, items, chunk_rows=50)  # forward, chunked
+    assert fast.keys() == slow.keys() == ({"history"} if attention == "softmax" else {"history", "history_share"})
+    for name in fast:
+        assert fast[name].shape == (3, len(items), batch.history.shape[1])
+        assert torch.allclose(fast[name], slow[name], atol=1e-5), name
+    with torch.no_grad():  # one pair by hand: the map forward returns for it
+        pair = Batch(batch.users[1:2], items[7:8], batch.history[1:2])
+        assert torch.allclose(fast["history"][1, 7], model(pair, output_attentions=True).attentions["history"].values[0],
+                              atol=1e-5)

@@ -323,6 +323,36 @@ class RecModel(nn.Module):
                 stop - start, n_candidates)
         return out
 
+    # a tower whose every map comes from the user side says so: its maps are the same for every candidate
+    maps_ignore_candidate: ClassVar[bool] = False
+
+    @torch.no_grad()
+    def catalogue_attention(self, users: torch.Tensor, history: torch.Tensor, items: torch.Tensor,
+                            chunk_rows: int = 65536) -> dict[str, torch.Tensor]:
+        """Every attention map's values for each user row and each candidate in ``items``: ``(B, C, *map)``.
+
+        The default runs ``forward`` over the (user, candidate) rows in chunks, or, for a model whose maps come from
+        the user side alone (``maps_ignore_candidate``), once per user, shared by every candidate (an expanded view,
+        not a copy); a model whose ranking path is decomposed (DIN) overrides it with that path.
+        """
+        n_users, n_candidates = users.shape[0], items.shape[0]
+        if self.maps_ignore_candidate:
+            maps = self(Batch(users, items[:1].expand(n_users), history), output_attentions=True).attentions or {}
+            return {name: m.values.unsqueeze(1).expand(n_users, n_candidates, *m.values.shape[1:])
+                    for name, m in maps.items()}
+        parts: dict[str, list[torch.Tensor]] = {}
+        rows_per_chunk = max(1, chunk_rows)
+        u = users.repeat_interleave(n_candidates)
+        h = history.repeat_interleave(n_candidates, dim=0)
+        i = items.repeat(n_users)
+        for start in range(0, len(u), rows_per_chunk):
+            stop = min(len(u), start + rows_per_chunk)
+            maps = self(Batch(u[start:stop], i[start:stop], h[start:stop]), output_attentions=True).attentions or {}
+            for name, attention in maps.items():
+                parts.setdefault(name, []).append(attention.values)
+        return {name: torch.cat(values).view(n_users, n_candidates, *values[0].shape[1:])
+                for name, values in parts.items()}
+
     @staticmethod
     def init_embeddings(*embeddings: nn.Embedding, std: float) -> None:
         """Normal(0, std) weights, with each embedding's padding row (if it has one) kept at zero."""

@@ -267,6 +267,21 @@ class DIN(RecModel):
         """
         if attention_override:
             return super().score_items(users, history, items, chunk_rows, attention_override)
+        return self._rank(users, history, items, chunk_rows, keep_weights=False)[0]
+
+    @torch.no_grad()
+    def catalogue_attention(self, users: torch.Tensor, history: torch.Tensor, items: torch.Tensor,
+                            chunk_rows: int = 65536) -> dict[str, torch.Tensor]:
+        """The ``history`` (and ``history_share``) weights of every candidate, (B, C, T), from the ranking path."""
+        _, weights = self._rank(users, history, items, chunk_rows, keep_weights=True)
+        if self.attention == "softmax":
+            return {"history": weights}
+        total = weights.sum(-1, keepdim=True)
+        return {"history": weights,
+                "history_share": torch.where(total > 0, weights / total.clamp(min=1e-12), torch.zeros_like(weights))}
+
+    def _rank(self, users, history, items, chunk_rows: int, keep_weights: bool):
+        """(scores (B, C), weights (B, C, T) or None): the decomposed ranking path."""
         candidate = self.candidate_fields(items)                                           # (C, F_i, dim)
         query = candidate[:, :2].flatten(1)                                                # (C, D)
         item = self.item_features(candidate, items)                                        # (C, I)
@@ -278,6 +293,8 @@ class DIN(RecModel):
         n_users, n_candidates, length = users.shape[0], items.shape[0], history.shape[1]
         size = w_product.shape[0]
         out = torch.empty(n_users, n_candidates, device=query.device, dtype=query.dtype)
+        kept = (torch.empty(n_users, n_candidates, length, device=query.device, dtype=query.dtype)
+                if keep_weights else None)
         users_per_chunk = max(1, chunk_rows // max(n_candidates, 1))
         for start in range(0, n_users, users_per_chunk):
             stop = min(n_users, start + users_per_chunk)
@@ -296,6 +313,8 @@ class DIN(RecModel):
                     scores[row, first:last] = torch.relu_(pairs) @ w_out
             if self.attention_out.bias is not None:
                 scores += self.attention_out.bias
-            interest = self._scores_to_weights(scores, mask) @ keys                         # (b, C, D)
-            out[start:stop] = self._predict(self.user_features(users[start:stop]), interest, item)
-        return out
+            weights = self._scores_to_weights(scores, mask)                                # (b, C, T)
+            if kept is not None:
+                kept[start:stop] = weights
+            out[start:stop] = self._predict(self.user_features(users[start:stop]), weights @ keys, item)
+        return out, kept

@@ -1,0 +1,92 @@
+"""The dataset-level half of :class:`~recmodels.service.RecService`: collapse diagnostics over users, planted-cell
+recovery, and the training history a checkpoint records. A mixin: it reads the service's model, data and id
+helpers, and adds no state."""
+from __future__ import annotations
+
+import math
+import numbers
+
+import numpy as np
+import pandas as pd
+
+from .arguments import flag, whole_number
+from .errors import InvalidArgumentError, quote
+from .explain.diagnostics import DiagnosticsReport, dataset_diagnostics
+from .explain.heads import PAIRS_FROM, dataset_head_importance, model_heads, sample_pairs
+from .vision.region_report import region_report
+
+MAX_K = 10_000              # users or pairs per call
+MAX_BATCH = 65_536          # rows per forward pass
+MAX_SEED = 2**32 - 1
+
+
+class DatasetViews:
+    """Figures over many users of one checkpoint (mixed into RecService)."""
+
+    # ------------------------------------------------------------------ diagnostics
+    def diagnostics(self, users=None, batch_size: int = 256, progress: bool = False, head_users: int = 200,
+                    head_pairs: str = "top1", tiny: float = 1e-3, seed: int = 0) -> DiagnosticsReport:
+        """Collapse statistics over users: each user's most recent interaction as the candidate, with the
+        history strictly before it (the same view training used). For a model with heads, ``head_importance``
+        holds their importance over a sample of ``head_users`` of the users (seeded; 0 for none), each read with
+        its top-1 recommendation or its first test interaction (``head_pairs``); ``tiny`` is the score change
+        (in logits) below which a head counts as doing nothing for a pair."""
+        dataset = self.data.dataset
+        batch_size = whole_number("batch_size", batch_size, 1, MAX_BATCH)
+        head_users, seed = whole_number("head_users", head_users, 0, MAX_K), whole_number("seed", seed, 0, MAX_SEED)
+        if not isinstance(head_pairs, str) or head_pairs not in PAIRS_FROM:
+            raise InvalidArgumentError(f"head_pairs must be one of {', '.join(PAIRS_FROM)}, got {quote(head_pairs)}.")
+        if isinstance(tiny, (bool, np.bool_)) or not isinstance(tiny, numbers.Real) or not 0 <= tiny < math.inf:
+            raise InvalidArgumentError(f"tiny must be a number from 0 upwards, got {quote(tiny)}.")
+        if users is None:
+            indices = np.arange(1, dataset.n_users + 1)
+        else:
+            if isinstance(users, (str, bytes)) or not hasattr(users, "__iter__"):
+                raise InvalidArgumentError(f"users must be a list of user ids, got {type(users).__name__} "
+                                           f"{quote(users)}.")
+            indices = np.array([self._user(u) for u in users], dtype=np.int64)
+            if not len(indices):
+                raise InvalidArgumentError("users is empty; pass at least one user id, or None for every user.")
+        items, histories = self._last_interactions(indices)
+        report = dataset_diagnostics(self.model, indices, items, histories,
+                                     case_labels=list(dataset.user_ids[indices]), batch_size=batch_size,
+                                     thresholds=self.thresholds, progress=progress)
+        heads = model_heads(self.model, indices, items, histories) if head_users else []
+        if heads:
+            users, items, histories = sample_pairs(self.model, self.data, indices, head_pairs, head_users, seed,
+                                                   batch_size)
+            report.head_importance = dataset_head_importance(
+                self.model, users, items, histories, list(dataset.user_ids[users]), batch_size, float(tiny), head_pairs,
+                heads)
+        return report
+
+    def planted_region_recovery(self, map_name: str | None = None, batch_size: int = 256, ig_rows: int = 256,
+                                progress: bool = False) -> dict:
+        """Region attention and IG against each simulated shopper's planted cells over the test interactions, with
+        the other-shoppers control, bootstrap intervals, Kendall's tau and the deletion test; see
+        :mod:`recmodels.vision.region_report`. ``map_name`` defaults to the map whose meta gives a grid."""
+        batch_size = whole_number("batch_size", batch_size, 1, MAX_BATCH)
+        ig_rows = whole_number("ig_rows", ig_rows, 1, 100_000)
+        planted = self.data.dataset.extras.get("planted_regions")
+        if not planted:
+            raise InvalidArgumentError(f"{self.dataset_name} has no planted regions; recovery needs the simulated "
+                                       "fashion data.")
+        return region_report(self.model, self.data, planted, map_name=map_name, ig_rows=ig_rows,
+                             batch_size=batch_size, progress=flag("progress", progress))
+
+    @property
+    def recorded_recovery(self) -> dict | None:
+        """The planted-cell recovery written into the checkpoint when it was trained (None if none)."""
+        return self.config.get("recovery")
+
+    def training_history(self) -> pd.DataFrame:
+        """Per-epoch loss, valid metrics and attention statistics, from the checkpoint, in long format."""
+        rows = []
+        for entry in self.config.get("history", []):
+            base = {"epoch": entry["epoch"], "train_loss": entry.get("train_loss"), **entry.get("valid", {})}
+            maps = entry.get("attention", {})
+            if not maps:
+                rows.append(base)
+            for name, stats in maps.items():
+                rows.append({**base, "map": name, **stats})
+        return pd.DataFrame(rows)
