@@ -185,30 +185,10 @@ def cmd_list(args) -> int:
 
 
 def cmd_bench(args) -> int:
-    import torch
-
-    from .bench import run_bench
-    from .checkpoint import read_config
-    from .report import text_table
+    from .bench import bench_command
 
     import_model_modules(args)
-    paths = [Path(p) for p in args.checkpoints] if args.checkpoints else sorted(
-        p for p in Path("checkpoints").iterdir() if (p / "config.json").is_file()
-        and read_config(p)["dataset"]["name"] == "ml-100k")
-    if not paths:
-        raise SystemExit("no checkpoints to benchmark; train some or pass --checkpoints")
-    devices = ["cpu"] + (["cuda"] if torch.cuda.is_available() else []) if args.device == "all" else [args.device]
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} CPU threads"
-          + (f", {torch.cuda.get_device_name()}" if torch.cuda.is_available() else ", no CUDA device"))
-    rows = run_bench(paths, devices, repeats=args.repeats, scales=args.scales.split(","), naive=not args.no_naive)
-    print("\n" + text_table(rows, ["checkpoint", "scale", "device", "items", "recommend_ms", "naive_ms", "speedup",
-                            "maps_ms", "catalogue_maps_ms", "heads_ms", "ig_top10_ms", "max_delta_share"],
-                     ["checkpoint", "scale", "device", "items", "recommend ms/user", "naive ms/user", "speed-up",
-                      "maps ms (1 pair)", "maps ms (catalogue)", "head importance ms (1 pair)", "IG top-10 ms",
-                      "max |delta|/range"]))
-    print("\ntargets on a 2-core CPU: recommend <= 20 ms/user at ml-1m scale; maps <= 20 ms (1 pair), <= 2x recommend "
-          "(catalogue); IG top-10 (n_steps=50) <= 500 ms, |delta| <= 1% of the score range; head importance <= 50 ms")
-    return 0
+    return bench_command(args)
 
 
 def cmd_recovery(args) -> int:
@@ -351,6 +331,10 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--repeats", type=int, default=20)
     bench.add_argument("--scales", default="ml-100k,ml-1m")
     bench.add_argument("--no-naive", action="store_true", help="skip the one-candidate-at-a-time loop")
+    bench.add_argument("--concurrency", metavar="N,N,...", help="instead: N concurrent clients of one service each")
+    bench.add_argument("--seconds", type=float, default=10.0, help="with --concurrency: seconds per client count")
+    bench.add_argument("--workers", type=int, default=None, help="with --concurrency: requests computing at once")
+    bench.add_argument("--torch-threads", type=int, default=None, help="with --concurrency: intra-op threads")
     bench.add_argument("--model-module", action="append", metavar="MODULE",
                        help="the module (or .py file) of a plugin model a checkpoint names")
     bench.set_defaults(func=cmd_bench)

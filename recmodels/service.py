@@ -23,6 +23,7 @@ from .arguments import flag, identifier, optional_whole_number, whole_number
 from .checkpoint import dataset_location, load_checkpoint, read_config
 from .data import PART_NAMES, RecData
 from .data.cache import load_data_cached
+from .concurrency import computes
 from .data.features import IDENTIFYING_USER_FIELDS
 from .device import describe_device, resolve_device
 from .errors import EmptyHistoryError, InvalidArgumentError, UnknownItemError, UnknownUserError, quote
@@ -239,6 +240,7 @@ class RecService(DatasetViews):
         history = self._full_history[user_index:user_index + 1].to(self.device)
         return self.model.score_items(users, history, self._all_items)[0].float().cpu()
 
+    @computes
     def recommend(self, user, k: int = 10, exclude_seen: bool = True) -> pd.DataFrame:
         """Top-``k`` items for the user, scored with their full history, as rank, item, title, score."""
         k = whole_number("k", k, 1, MAX_K)
@@ -257,6 +259,7 @@ class RecService(DatasetViews):
             frame["probability"] = torch.sigmoid(values).numpy()
         return frame
 
+    @computes
     def catalogue_attention(self, user, k: int = 10, map_name: str | None = None) -> pd.DataFrame:
         """How the user's history is weighed for each of their top-``k`` recommendations, from one batched call
         (the model's ranking path where it has one): one row per (candidate, history item) with the weight of the
@@ -293,6 +296,7 @@ class RecService(DatasetViews):
             return torch.as_tensor(self.data.histories(np.array([start + match[-1]]))[0])
         return self._full_history[user_index].clone()
 
+    @computes
     def explain(self, user, item, attributions: bool = True, n_steps: int = 50, internal_batch_size: int | None = None,
                 perturbations: bool = True, head_importance: bool = True, attribute_to=None) -> Explanation:
         """Every attention map of the pair, labelled; with ``attributions`` also integrated gradients, exact
@@ -331,6 +335,7 @@ class RecService(DatasetViews):
             explanation.timings["head_importance"] = time.perf_counter() - started
         return explanation
 
+    @computes
     def attribute_top(self, user, k: int = 10, n_steps: int = 50, internal_batch_size: int | None = None,
                       attribute_to=None) -> pd.DataFrame:
         """Integrated gradients for the user's top-``k`` recommendations in one batched call (to the taps named in

@@ -10,6 +10,7 @@ import numpy as np
 import pandas as pd
 
 from .arguments import flag, whole_number
+from .concurrency import computes
 from .errors import InvalidArgumentError, quote
 from .explain.diagnostics import DiagnosticsReport, dataset_diagnostics
 from .explain.heads import PAIRS_FROM, dataset_head_importance, model_heads, sample_pairs
@@ -24,6 +25,7 @@ class DatasetViews:
     """Figures over many users of one checkpoint (mixed into RecService)."""
 
     # ------------------------------------------------------------------ diagnostics
+    @computes
     def diagnostics(self, users=None, batch_size: int = 256, progress: bool = False, head_users: int = 200,
                     head_pairs: str = "top1", tiny: float = 1e-3, seed: int = 0) -> DiagnosticsReport:
         """Collapse statistics over users: each user's most recent interaction as the candidate, with the
@@ -60,6 +62,7 @@ class DatasetViews:
                 heads)
         return report
 
+    @computes
     def planted_region_recovery(self, map_name: str | None = None, batch_size: int = 256, ig_rows: int = 256,
                                 progress: bool = False) -> dict:
         """Region attention and IG against each simulated shopper's planted cells over the test interactions, with
