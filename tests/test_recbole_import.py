@@ -177,6 +177,11 @@ def recbole():
     from tools import recbole_compare, recbole_shims
 
     recbole_shims.install()
+    from recbole.utils import get_model  # noqa: F401  (every RecBole model module, SINE's included)
+
+    # RecBole's SINE switches anomaly detection on for the process; the shim switches it back, or every later
+    # test would run its backward passes in anomaly mode
+    assert not torch.is_anomaly_enabled()
     return recbole_compare
 
 

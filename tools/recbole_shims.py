@@ -18,6 +18,10 @@ Each shim was found by running RecBole here and fixes one thing it reads that th
    RecBole's own checkpoints when its trainer reloads the best model (``evaluate(load_best_model=True)``,
    ``resume_checkpoint``). Only RecBole's trainer module gets a ``torch`` whose ``load`` defaults to
    ``weights_only=False``; every other caller keeps PyTorch's default.
+6. ``recbole.model.sequential_recommender.sine`` calls ``torch.autograd.set_detect_anomaly(True)`` when it is
+   imported, which turns anomaly detection on for the whole process: every backward pass slows down, and a NaN in
+   a branch that a mask discards later (a fully padded softmax row) raises. The shim imports RecBole's sequential
+   models once and puts the mode back as it was.
 
 Call :func:`install` before importing RecBole; it is idempotent.
 """
@@ -39,6 +43,7 @@ def install() -> None:
     _dok_update()
     _series_agg_len()
     _trainer_torch_load()
+    _keep_anomaly_mode()
     _installed = True
 
 
@@ -125,3 +130,12 @@ def _trainer_torch_load() -> None:
 
     if not isinstance(trainer_module.torch, _TorchForRecBole):
         trainer_module.torch = _TorchForRecBole(torch)
+
+
+def _keep_anomaly_mode() -> None:
+    import torch
+
+    was = torch.is_anomaly_enabled()
+    import recbole.model.sequential_recommender  # noqa: F401  (imports sine, which switches anomaly mode on)
+
+    torch.autograd.set_detect_anomaly(was)
