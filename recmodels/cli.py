@@ -339,6 +339,10 @@ def build_parser() -> argparse.ArgumentParser:
                        help="the module (or .py file) of a plugin model a checkpoint names")
     bench.set_defaults(func=cmd_bench)
 
+    from .data import synth
+    synth.add_arguments(sub.add_parser("synth", help="write a synthetic RecBole atomic dataset shaped like MovieLens "
+                                       "(ml-20m by default; --preset ml-1m or tiny)")).set_defaults(func=synth.run)
+
     results = sub.add_parser("results", help="the README's results table, from the shipped checkpoints")
     results.add_argument("--root", default="checkpoints")
     results.add_argument("--write-readme", metavar="README", help="replace the table between the markers in README")

@@ -67,7 +67,7 @@ class RecData:
         self._ratings = frame["rating"].to_numpy()
         self._times = frame["timestamp"].to_numpy()
         # one sortable key per (user, time): searchsorted on it finds "strictly earlier" boundaries
-        _, time_rank = np.unique(self._times, return_inverse=True)
+        time_rank = _time_order(self._times, dataset.n_users)
         self._time_span = int(time_rank.max()) + 2 if len(time_rank) else 2
         self._key = self._users.astype(np.int64) * self._time_span + time_rank.astype(np.int64)
         self._time_rank = time_rank
@@ -200,6 +200,18 @@ class RecData:
         known = np.zeros(self.dataset.n_users + 1, dtype=bool)
         known[self._users] = True
         return int((known & ~self.has_train).sum())
+
+
+def _time_order(times: np.ndarray, n_users: int) -> np.ndarray:
+    """A number per interaction that orders and ties them as their timestamps do, small enough that user * span +
+    number stays within int64: the time since the first one where that fits (no sort: seconds at ml-20m scale), else
+    the rank among the distinct timestamps."""
+    if not len(times):
+        return np.zeros(0, dtype=np.int64)
+    first = int(times.min())
+    if (n_users + 2) * (int(times.max()) - first + 2) < 2 ** 63:
+        return times.astype(np.int64) - first
+    return np.unique(times, return_inverse=True)[1].astype(np.int64)
 
 
 def _select_csr(indptr: np.ndarray, values: np.ndarray, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

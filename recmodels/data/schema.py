@@ -112,19 +112,16 @@ def build_interaction_data(
     """
     if len(interactions) == 0:
         raise DataFormatError(name, "holds no interactions; a dataset needs at least one (user, item) pair")
-    user_ids = np.array([PAD_ID] + sorted(interactions["user_id"].unique(), key=_natural_key), dtype=object)
-    item_ids = np.array([PAD_ID] + sorted(interactions["item_id"].unique(), key=_natural_key), dtype=object)
-    # the lookups leave out position 0, so a dataset's own id that happens to read "<pad>" is an ordinary id
-    user_lookup = pd.Series(np.arange(1, len(user_ids)), index=user_ids[1:])
-    item_lookup = pd.Series(np.arange(1, len(item_ids)), index=item_ids[1:])
-
+    user_ids, user_index = _index_ids(name, interactions["user_id"], "user")
+    item_ids, item_index = _index_ids(name, interactions["item_id"], "item")
+    timestamps = _int64_timestamps(name, interactions["timestamp"].to_numpy())
+    order = _chronological(user_index, timestamps, item_index)
     table = pd.DataFrame({
-        "user": user_lookup.loc[interactions["user_id"].to_numpy()].to_numpy().astype(np.int64),
-        "item": item_lookup.loc[interactions["item_id"].to_numpy()].to_numpy().astype(np.int64),
-        "rating": interactions["rating"].to_numpy(dtype=np.float32),
-        "timestamp": _int64_timestamps(name, interactions["timestamp"].to_numpy()),
-    })
-    table = table.sort_values(["user", "timestamp", "item"], kind="stable").reset_index(drop=True)
+        "user": user_index[order],
+        "item": item_index[order],
+        "rating": interactions["rating"].to_numpy(dtype=np.float32)[order],
+        "timestamp": timestamps[order],
+    }, copy=False)  # fresh arrays: stacking them into one block would copy 500 MB at ml-20m scale
 
     user_features = _side_table(users, user_ids[1:])
     item_features = _side_table(items, item_ids[1:])
@@ -151,6 +148,30 @@ def build_interaction_data(
         genre_names=genre_names,
         **meta,
     )
+
+
+def _index_ids(name: str, values: pd.Series, what: str) -> tuple[np.ndarray, np.ndarray]:
+    """The ids in natural order with ``PAD_ID`` first, and each row's index (>= 1) among them; the ids may come as
+    strings or as a Categorical of strings (the fast reader's), with the same result."""
+    codes, uniques = pd.factorize(values)
+    if (codes < 0).any():
+        raise DataFormatError(name, f"has an interaction without a {what} id; every row needs one")
+    raw = np.asarray(uniques, dtype=object)
+    order = sorted(range(len(raw)), key=lambda k: _natural_key(raw[k]))
+    index_of_code = np.empty(len(raw), dtype=np.int64)
+    index_of_code[order] = np.arange(1, len(raw) + 1)
+    return np.array([PAD_ID] + [raw[k] for k in order], dtype=object), index_of_code[codes]
+
+
+def _chronological(users: np.ndarray, times: np.ndarray, items: np.ndarray) -> np.ndarray:
+    """The stable order by user, then time, then item: ``np.lexsort((items, times, users))``, computed as one
+    stable argsort of a combined key when it fits in int64 (a third of the time at 20M rows; the same order, since
+    rows tie on the key only where they tie on all three)."""
+    first = int(times.min())
+    n_users, n_times, n_items = int(users.max()) + 1, int(times.max()) - first + 1, int(items.max()) + 1
+    if n_users * n_times * n_items >= 2 ** 63:
+        return np.lexsort((items, times, users))
+    return np.argsort((users * n_times + (times - first)) * n_items + items, kind="stable")
 
 
 def clean_years(values) -> pd.array:
