@@ -88,13 +88,16 @@ def _cell_labels(view) -> list | None:
 
 
 def _grid(view) -> tuple[int, int] | None:
-    """The image grid in meta when it fits the map's second axis (and the first enumerates items)."""
+    """The image grid in meta when it fits the map's last axis: a map over one image's regions (the candidate's),
+    or over each item's regions when the first axis enumerates items."""
     grid = view.meta.get("grid")
     try:
         rows, cols = (int(x) for x in grid)
     except (TypeError, ValueError):
         return None
-    fits = len(view.axes) == 2 and view.axes[0] in view.item_ids and rows * cols == view.values.shape[1]
+    one_image = len(view.axes) == 1
+    per_item = len(view.axes) == 2 and view.axes[0] in view.item_ids
+    fits = (one_image or per_item) and rows * cols == view.values.shape[-1]
     return (rows, cols) if fits and rows > 0 and cols > 0 else None
 
 
@@ -251,8 +254,8 @@ ENTRIES: list[Entry] = [
           and v.normalised_over not in (None, "layer", "head"), _layer_heads, tab="Heads", choices=_layer_head_choices),
     Entry("heads", lambda v: "head" in v.axes and len(v.axes) in (2, 3) and _distribution_over_other_axis(v),
           _heads, tab="Heads", choices=_head_choices),
-    Entry("image regions", lambda v: _grid(v) is not None and v.normalised_over == v.axes[1], _regions,
-          tab="Regions"),
+    Entry("image regions", lambda v: len(v.axes) == 2 and _grid(v) is not None and v.normalised_over == v.axes[1],
+          _regions, tab="Regions"),
     Entry("candidate regions", lambda v: len(v.axes) == 1 and _grid(v) is not None and v.normalised_over == v.axes[0],
           _candidate_regions, tab="Regions"),
     Entry("signed grids", lambda v: len(v.axes) == 3 and v.normalised_over is None, _signed_grids),

@@ -279,6 +279,32 @@ def test_registry_draws_heads_their_mean_one_head_and_their_similarity():
     assert choices_for(_view(("history",), "item", "history", ("history",))) == []
 
 
+def test_registry_draws_the_candidates_regions_with_ig_and_says_if_they_hit_the_planted_cells():
+    from PIL import Image
+
+    from app.figures import FigureContext, entry_for, figures_for, tab_of
+    from recmodels.service import AttributionView
+
+    weights = np.array([0.7, 0.1, 0.1, 0.1])                    # most of the attention on cell 0
+    view = _view(("grid_cell",), "component", "grid_cell", (), {"grid": (2, 2)}, values=weights)
+    assert entry_for(view).name == "candidate regions" and tab_of(view) == "Regions"
+    image = Image.new("RGB", (28, 28), "white")
+    ig = AttributionView("region_tap", ("grid_cell",), np.array([0.5, -0.2, 0.0, 0.1]), {}, "regions")
+    context = FigureContext(item_image=lambda raw: image if raw == "42" else None, planted=[0], candidate="42",
+                            attributions={"region_tap": ig})
+    note, attention, attributed = figures_for(view, context)
+    assert note.figure is None and "attention lands on their 1 planted cells: 0.70" in note.caption
+    assert "uniform attention (x2.8)" in note.caption
+    assert attention.tile and len(attention.figure.layout.shapes) == 1, "the planted cell outlined"
+    heat = attributed.figure.data[1]
+    assert heat.zmid == 0 and heat.zmin == -0.5 and heat.zmax == 0.5, "signed IG on the diverging scale"
+    elsewhere = FigureContext(item_image=context.item_image, planted=[3], candidate="42")
+    note, _, missing = figures_for(view, elsewhere)
+    assert "does not land on" in note.caption and missing.figure is None and "attributions are on" in missing.caption
+    no_image = figures_for(view, FigureContext(candidate="7"))
+    assert len(no_image) == 1 and "no image" in no_image[0].caption
+
+
 def test_registry_regions_take_images_and_planted_cells_from_the_context():
     from PIL import Image
 
