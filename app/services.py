@@ -23,6 +23,7 @@ from recmodels.service import RecService
 from .figures import FigureContext
 from .plots import display_copy
 from .text import plain
+from .users import UserIndex
 
 REPO = Path(__file__).resolve().parents[1]
 CHECKPOINTS = REPO / "checkpoints"
@@ -181,9 +182,22 @@ def open_service(path: str) -> tuple[RecService | None, str | None]:
         return None, unexpected_message(err, "opening the checkpoint") + " Pick another checkpoint."
 
 
+@st.cache_resource(show_spinner=False, max_entries=16)
+def user_index(path: str, fingerprint: str, _service: RecService) -> UserIndex:
+    """The service's users, searchable by id prefix: built once per checkpoint and shared by every session."""
+    return UserIndex(_service.users())
+
+
+def users_of(service: RecService) -> UserIndex:
+    return user_index(str(service.path), service.data.fingerprint, service)
+
+
 @st.cache_resource(show_spinner=False, max_entries=256)
-def explanation(path: str, user: str, item: str, attributions: bool, n_steps: int):
-    return load_service(path).explain(user, item, attributions=attributions, n_steps=n_steps)
+def explanation(path: str, user: str, item: str, attributions: bool, n_steps: int, perturbations: bool = False):
+    """The pair's explanation; the perturbation tests (most of its time) only when asked: the Attributions tab and
+    the report, which show them, ask."""
+    return load_service(path).explain(user, item, attributions=attributions, n_steps=n_steps,
+                                      perturbations=perturbations)
 
 
 @st.cache_resource(show_spinner="Computing attention statistics over every user…", max_entries=16)

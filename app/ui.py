@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import random
 
 import numpy as np
 import streamlit as st
@@ -11,9 +10,10 @@ import streamlit as st
 from recmodels.errors import RecModelsError
 from recmodels.explain.diagnostics import pair_layer_heads
 
-from .services import (ROOTS_ENV, checkpoint_roots, open_service, resolve_checkpoint,
-                       shipped_checkpoints, unexpected_message)
+from .services import (ROOTS_ENV, checkpoint_roots, open_service, resolve_checkpoint, shipped_checkpoints,
+                       unexpected_message, users_of)
 from .text import filename, literal, plain
+from .users import MAX_QUERY, MAX_SHOWN
 
 log = logging.getLogger("attention-explorer")
 FLAG_SENTENCES = {
@@ -128,23 +128,70 @@ def dataset_caption(service, container=None) -> None:
         container.caption(source)
 
 
-def user_picker(service, key: str = "user", container=None) -> str | None:
+def user_picker(service, key: str = "user", container=None, url_param: str | None = None,
+                default: str | None = None) -> str | None:
+    """A search box (an id or its first characters), a random-user button and a list of at most
+    :data:`MAX_SHOWN` users whose id starts with what was typed, all found on the server: the browser never gets
+    every user. The choice lives in ``st.session_state[key]`` (and ``_<key>``, so it outlasts a visit to another
+    page); with ``url_param`` it is also the page URL's ``?<url_param>=``, so a link opens that user. ``default``
+    is the user to start from (the first user when it is not one)."""
     container = container or st.sidebar
-    users = service.users()
-    ids = list(users["user"])
-    if not ids:
+    users = users_of(service)
+    if not len(users):
         container.info("This dataset has no users.")
         return None
+    dataset = literal(service.dataset_name, 60)
+    chosen = st.session_state.get(key, st.session_state.get(f"_{key}", default))
+    if chosen is None and url_param and url_param in st.query_params:  # a link, on the page's first run
+        chosen = st.query_params[url_param]
+        if users.position(chosen) is None:
+            container.warning(f"User {literal(chosen, 60)} from the link is not in {dataset}; showing the first user.")
+    query = container.text_input("Find a user", key=f"{key}_find", max_chars=MAX_QUERY, on_change=_jump_to_match,
+                                 args=(key, users), placeholder="an id, or its first characters",
+                                 help=f"Lists the users whose id starts with what you type (at most {MAX_SHOWN}); "
+                                      "an exact id, or else the first match, is picked.").strip()
+    container.button("Random user", key=f"{key}_random", icon=":material/shuffle:", on_click=_random_user,
+                     args=(key, users))
+    found, matches = users.find(query)
+    if query and not matches:
+        container.warning(f"No user id in {dataset} starts with {literal(query, 60)}; the list shows the first "
+                          "users instead.")
+        query = ""
+        found, matches = users.find(query)
+    if users.position(chosen) is None:  # the first run, or another checkpoint's user
+        chosen = found["user"].iloc[0]
+    rows = {row["user"]: row for row in found.to_dict("records")}
+    if chosen not in rows:  # the current user stays on the list, first
+        rows = {chosen: users.row(chosen), **rows}
+    if matches > len(found):
+        container.caption(f"The first {len(found)} of {matches:,} users whose id starts with {literal(query, 40)}; "
+                          "type more of the id to narrow the list." if query else
+                          f"The first {len(found)} of {matches:,} users; type an id, or its first characters, "
+                          "above to find the others.")
+    st.session_state[key] = chosen
     # the user's own features (not the ones that identify a person, such as a zip code), the first few
     hidden = {"user", "interactions", *service.identifying_user_fields}
-    features = [c for c in users.columns if c not in hidden][:4]
-    described = {row["user"]: _describe_user(row, features) for row in users.to_dict("records")}
-    if container.button("Random user", key=f"{key}_random", icon=":material/shuffle:"):
-        st.session_state[key] = random.choice(ids)
-    if st.session_state.get(key) not in described:
-        st.session_state[key] = ids[0]
-    return container.selectbox("User", ids, key=key, format_func=lambda u: described.get(u, plain(u, 40)),
-                               help="Type to search by id or feature.")
+    features = [c for c in users.users.columns if c not in hidden][:4]
+    user = container.selectbox("User", list(rows), key=key, format_func=lambda u: _describe_user(rows[u], features),
+                               help="Type here to filter this list; the box above searches every user.")
+    st.session_state[f"_{key}"] = user
+    if url_param:
+        st.query_params[url_param] = user
+    return user
+
+
+def _jump_to_match(key: str, users) -> None:
+    """A typed id picks that user, a prefix its first match; no match leaves the choice as it was."""
+    query = str(st.session_state.get(f"{key}_find") or "").strip()
+    found, _ = users.find(query, 1)
+    if query and len(found):
+        st.session_state[key] = found["user"].iloc[0]
+
+
+def _random_user(key: str, users) -> None:
+    rng = st.session_state.setdefault("_user_rng", np.random.default_rng())  # one generator per session
+    st.session_state[key] = users.random(rng)
+    st.session_state[f"{key}_find"] = ""
 
 
 def _describe_user(row: dict, features: list[str]) -> str:

@@ -88,6 +88,35 @@ def test_pick_user_random_user_and_explain_another_item():
     assert at.metric[0].value != before
 
 
+def test_the_user_search_lists_a_bounded_page_and_picks_the_typed_user():
+    at = _app().run()
+    assert len(at.sidebar.selectbox(key="user").options) == 50, "a page of users, not all 943"
+    at.sidebar.text_input(key="user_find").input("9").run()  # 9, 90-99 and 900-943
+    options = [o.split(" · ")[0] for o in at.sidebar.selectbox(key="user").options]
+    assert at.subheader[0].value == "User 9" and options[:3] == ["user 9", "user 90", "user 91"]
+    assert any("The first 50 of 55 users" in c.value for c in at.sidebar.caption)
+    at.sidebar.text_input(key="user_find").input("944").run()
+    _no_errors(at)
+    assert at.subheader[0].value == "User 9" and [w.value for w in at.sidebar.warning] == [
+        "No user id in ml\\-100k starts with 944; the list shows the first users instead."]
+
+
+def test_only_the_open_tab_is_drawn_and_each_tab_can_be_opened():
+    at = _app().run()  # DIN: Items, then Attributions
+    items, attributions = at.tabs
+    assert items.get("plotly_chart") and not attributions.get("plotly_chart") and not attributions.get("metric")
+    at.session_state["explain_tab"] = "Attributions"  # what clicking the tab does
+    at.run()
+    _no_errors(at)
+    items, attributions = at.tabs
+    assert not items.get("plotly_chart") and len(attributions.get("plotly_chart")) >= 2  # agreement, IG per input
+    assert any("Perturbations" in m.value for m in attributions.markdown), "computed when the tab opens"
+    assert {"Convergence delta", "Baseline score"} <= {m.label for m in attributions.metric}
+    at.sidebar.selectbox(key="user").set_value("42").run()  # the open tab stays open for the next user
+    _no_errors(at)
+    assert at.subheader[0].value == "User 42" and at.tabs[1].get("plotly_chart") and not at.tabs[0].get("plotly_chart")
+
+
 def test_tabs_show_maps_with_collapse_notes_and_downloads():
     nrms = _shipped("nrms")
     at = _app().run()

@@ -203,6 +203,7 @@ def test_explorer_shows_hostile_strings_as_text_for_every_user(hostile_root):
 
 def test_regions_draw_images_where_there_are_images_and_stay_small(hostile_root):
     at = _explorer(hostile_root)
+    at.session_state["explain_tab"] = "Regions"   # only the open tab is drawn
     at.sidebar.selectbox(key="user").set_value(HOSTILE_USERS[0]).run()
     no_errors(at)
     regions = next(tab for tab in at.tabs if tab.label == "Regions")

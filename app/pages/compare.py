@@ -36,7 +36,7 @@ if left.data.fingerprint != right.data.fingerprint:
              "checkpoints of one dataset.")
     st.stop()
 
-user = user_picker(left, key="compare_user")
+user = user_picker(left, key="compare_user", default=st.session_state.get("_user"))  # the Explorer's user
 k = st.slider("Recommendations", 5, 50, 10, key="compare_k")
 recommendations = []
 for column, service in zip(st.columns(2, gap="large"), services):  # a row below the pickers and the slider

@@ -8,7 +8,7 @@ import streamlit as st
 from app import plots
 from app.figures import choices_for, figures_for, maps_by_tab
 from app.report import explanation_html
-from app.services import explanation, figure_context, item_choices, model_title, thumbnail_uri
+from app.services import explanation, figure_context, item_choices, model_title, thumbnail_uri, users_of
 from app.text import code, cut_cells, filename, literal, plain
 from app.ui import (collapse_badges, csv_button, dataset_caption, figure, guarded, show_error, show_figures, sidebar,
                     user_picker)
@@ -18,7 +18,7 @@ service = sidebar("explore")
 if service is None:
     st.stop()
 path = str(service.path)
-user = user_picker(service)
+user = user_picker(service, url_param="user")
 st.sidebar.caption(f"Device: **{service.device_label}**")
 dataset_caption(service)
 if user is None:
@@ -46,11 +46,11 @@ def with_thumbnails(frame: pd.DataFrame) -> tuple[pd.DataFrame, dict]:
 # ---------------------------------------------------------------- history and recommendations
 left, right = st.columns(2, gap="large")
 with left:
-    users = service.users()
-    profile = users[users["user"] == user].drop(columns=["user"]).iloc[0]
+    profile = users_of(service).row(user)
     st.subheader(f"User {literal(user, 60)}", anchor=False)
     hidden = set(service.identifying_user_fields)  # e.g. a zip code: it names a person, it does not describe them
-    st.caption(" · ".join(f"{literal(k, 30)}: {literal(v, 60)}" for k, v in profile.items() if k not in hidden))
+    st.caption(" · ".join(f"{literal(k, 30)}: {literal(v, 60)}" for k, v in profile.items()
+                          if k not in hidden and k != "user"))
     history = pd.DataFrame()
     with guarded("loading the history"):
         history = service.history(user)
@@ -129,7 +129,6 @@ if not tab_names:
     st.info(f"{literal(model_title(service.model_name), 40)} has no attention maps and no attribution "
             "inputs: there is nothing to explain beyond the score.")
     st.stop()
-tabs = dict(zip(tab_names, st.tabs(tab_names)))
 
 
 def csv_name(what: str) -> str:
@@ -154,57 +153,77 @@ def head_importance(importance, name: str) -> None:
     csv_button(importance.to_frame(), csv_name(f"head-importance-{name}"), key=f"csv_importance_{name}")
 
 
-context = figure_context(path, user, result)
-for tab, maps in by_tab.items():
-    with tabs[tab], guarded(f"drawing the {tab.lower()}"):
-        for name, view in maps:
-            st.markdown(f"**{literal(name, 60)}** · {code(' × '.join(view.axes))}")
-            if view.description:
-                st.caption(literal(view.description, 400))
-            choice = show_choice(choices_for(view), key=f"show_{name}")
-            drawn = figures_for(view, context, choice)
-            importance = result.head_importance.get(name)
-            if importance is None:
-                show_figures([d for d in drawn if not d.derived], key=f"fig_{name}")
-            else:  # the heads' importance for this score beside their attention
-                maps_column, importance_column = st.columns([3, 2], gap="medium")
-                with maps_column:
-                    show_figures([d for d in drawn if not d.derived], key=f"fig_{name}")
-                with importance_column:
-                    head_importance(importance, name)
-            collapse_badges(view)
-            show_figures([d for d in drawn if d.derived], key=f"fig_about_{name}")
-            csv_button(view.to_frame(), csv_name(name), key=f"csv_{name}")
+def with_perturbations(result):
+    """The explanation with its perturbation tests, computed only where they are shown."""
+    return explanation(path, user, item, True, result.n_steps, perturbations=True) if result.attributions else result
 
-if "Attributions" in tabs:
-    with tabs["Attributions"], guarded("drawing the attributions"):
-        cols = st.columns(4)
-        cols[0].metric("Score", f"{result.score:.4f}")
-        cols[1].metric("Baseline score", f"{result.baseline_score:.4f}",
-                       help="Every attributed embedding at its padding baseline; the history mask is held fixed.")
-        cols[2].metric("Sum of attributions", f"{result.score - result.baseline_score + result.delta:.4f}")
-        cols[3].metric("Convergence delta", f"{result.delta:+.2e}", help=f"Gauss-Legendre, {result.n_steps} steps")
-        if result.agreement_map:
-            st.markdown(f"**Attention ({literal(result.agreement_map, 60)}) against attributions over history "
-                        "items**")
-            metric_cols = st.columns(4)
-            for index, (label, value) in enumerate(result.agreement.items()):
-                metric_cols[index % 4].metric(label, "–" if value is None or np.isnan(value) else f"{value:.2f}",
-                                              help="Kendall τ: rank agreement over history items (1 = same order, "
-                                                   "0 = unrelated). Top-k overlap: share of the most-attended items "
-                                                   "that are also the most attributed.")
-            figure(plots.agreement_figure(result.per_item), key="fig_agreement")
-            csv_button(result.per_item, csv_name("attention-vs-attributions"), key="csv_per_item")
-        for name, view in result.attributions.items():
-            st.markdown(f"**{literal(name, 60)}** · {literal(view.description, 400)}")
-            figure(plots.attribution_figure(view), key=f"fig_attr_{name}")
-            csv_button(view.to_frame(), csv_name(f"ig-{name}"), key=f"csv_attr_{name}")
-        if result.perturbations is not None:
-            st.markdown("**Perturbations** · change in score and in rank among all items")
-            st.dataframe(cut_cells(result.perturbations), hide_index=True)
-            csv_button(result.perturbations, csv_name("perturbations"), key="csv_perturbations")
+
+def draw_maps(maps, result, context) -> None:
+    for name, view in maps:
+        st.markdown(f"**{literal(name, 60)}** · {code(' × '.join(view.axes))}")
+        if view.description:
+            st.caption(literal(view.description, 400))
+        choice = show_choice(choices_for(view), key=f"show_{name}")
+        drawn = figures_for(view, context, choice)
+        importance = result.head_importance.get(name)
+        if importance is None:
+            show_figures([d for d in drawn if not d.derived], key=f"fig_{name}")
+        else:  # the heads' importance for this score beside their attention
+            maps_column, importance_column = st.columns([3, 2], gap="medium")
+            with maps_column:
+                show_figures([d for d in drawn if not d.derived], key=f"fig_{name}")
+            with importance_column:
+                head_importance(importance, name)
+        collapse_badges(view)
+        show_figures([d for d in drawn if d.derived], key=f"fig_about_{name}")
+        csv_button(view.to_frame(), csv_name(name), key=f"csv_{name}")
+
+
+def draw_attributions(result) -> None:
+    cols = st.columns(4)
+    cols[0].metric("Score", f"{result.score:.4f}")
+    cols[1].metric("Baseline score", f"{result.baseline_score:.4f}",
+                   help="Every attributed embedding at its padding baseline; the history mask is held fixed.")
+    cols[2].metric("Sum of attributions", f"{result.score - result.baseline_score + result.delta:.4f}")
+    cols[3].metric("Convergence delta", f"{result.delta:+.2e}", help=f"Gauss-Legendre, {result.n_steps} steps")
+    if result.agreement_map:
+        st.markdown(f"**Attention ({literal(result.agreement_map, 60)}) against attributions over history items**")
+        metric_cols = st.columns(4)
+        for index, (label, value) in enumerate(result.agreement.items()):
+            metric_cols[index % 4].metric(label, "–" if value is None or np.isnan(value) else f"{value:.2f}",
+                                          help="Kendall τ: rank agreement over history items (1 = same order, "
+                                               "0 = unrelated). Top-k overlap: share of the most-attended items "
+                                               "that are also the most attributed.")
+        figure(plots.agreement_figure(result.per_item), key="fig_agreement")
+        csv_button(result.per_item, csv_name("attention-vs-attributions"), key="csv_per_item")
+    for name, view in result.attributions.items():
+        st.markdown(f"**{literal(name, 60)}** · {literal(view.description, 400)}")
+        figure(plots.attribution_figure(view), key=f"fig_attr_{name}")
+        csv_button(view.to_frame(), csv_name(f"ig-{name}"), key=f"csv_attr_{name}")
+    perturbations = with_perturbations(result).perturbations
+    if perturbations is not None:
+        st.markdown("**Perturbations** · change in score and in rank among all items")
+        st.dataframe(cut_cells(perturbations), hide_index=True)
+        csv_button(perturbations, csv_name("perturbations"), key="csv_perturbations")
+
+
+@st.fragment
+def explanation_tabs(tab_names: list[str], by_tab: dict, result, context) -> None:
+    """Only the open tab is drawn: a browser draws every figure it is sent, hidden tabs' too, and that made
+    switching user slow. Choosing a tab, or how a map is shown, reruns this fragment alone."""
+    for name, tab in zip(tab_names, st.tabs(tab_names, key="explain_tab", on_change="rerun")):
+        if not tab.open:
+            continue
+        with tab, guarded(f"drawing the {name.lower()}"):
+            if name in by_tab:
+                draw_maps(by_tab[name], result, context)
+            else:
+                draw_attributions(result)
+
+
+explanation_tabs(tab_names, by_tab, result, figure_context(path, user, result))
 
 st.download_button("Download this explanation as a self-contained HTML report",
-                   data=lambda: explanation_html(service, result).encode(),
+                   data=lambda: explanation_html(service, with_perturbations(result)).encode(),
                    file_name=f"{filename(csv_name(f'explanation-{service.model_name}'), 120)}.html", mime="text/html",
                    key="html_report", icon=":material/summarize:")
