@@ -65,10 +65,14 @@ def _header_bytes(path: Path) -> tuple[int, bytes]:
     """(file size, header bytes); the announced header length is checked before anything more is read."""
     size = path.stat().st_size
     with open(path, "rb") as handle:
-        prefix = handle.read(8)
-        _refuse_pickle_bytes(path, prefix)
-        length = int.from_bytes(prefix, "little") if len(prefix) == 8 else -1
-        if not 2 <= length <= min(MAX_HEADER_BYTES, size - 8):
+        prefix = handle.read(9)
+        length = int.from_bytes(prefix[:8], "little") if len(prefix) == 9 else -1
+        plausible = 2 <= length <= min(MAX_HEADER_BYTES, size - 8)
+        # a header of 1408 bytes starts 80 05, as a pickle does: only a header that cannot be one is refused as such
+        if not (plausible and prefix[8:9] == b"{"):
+            _refuse_pickle_bytes(path, prefix)
+        handle.seek(8)
+        if not plausible:
             raise CheckpointError(f"{path} is not a safetensors file or is truncated (its first 8 bytes announce "
                                   f"a {length}-byte header in a {size}-byte file); the file is corrupt or truncated, "
                                   f"so {RESTORE}.")

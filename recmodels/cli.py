@@ -76,6 +76,7 @@ def cmd_train(args) -> int:
     from .train import TrainConfig
     from .train.selection import grid_points, parse_grid, train_on_grid
     from .train.trainer import distributed_context
+    from .checkpoint import record_in_config
     from .vision.region_report import recovery_if_planted
 
     import_model_modules(args)
@@ -116,12 +117,14 @@ def cmd_train(args) -> int:
         extra = {"collapse_example": args.collapse_example} if args.collapse_example else {}
         if grid:
             extra["selection"] = selection
-        if (recovery := recovery_if_planted(result.model, data, progress=not args.quiet)) is not None:
-            extra["recovery"] = recovery
         save_checkpoint(out, result.model, data, training={**config.to_dict(), "best_epoch": result.best_epoch,
                                                             "device": str(result.model.device), "world_size": world},
                         metrics=metrics, history=result.history, extra=extra or None)
         print(f"saved {out}")
+        # after saving: the trained model is kept whatever happens to this longer measurement
+        if (recovery := recovery_if_planted(result.model, data, progress=not args.quiet)) is not None:
+            record_in_config(out, "recovery", recovery)
+            print(f"recorded planted-cell recovery in {out / 'config.json'}")
         rows.append({"model": name, **metrics["test"]})
     if rank == 0 and rows:
         print(text_table(rows, ["model", "ndcg@10", "ndcg@20", "recall@10", "recall@20", "hr@10", "mrr@10", "auc",

@@ -25,6 +25,7 @@ from app.text import ELLIPSIS, code, literal, plain
 from recmodels.checkpoint import save_checkpoint
 from recmodels.data import RecData
 from recmodels.models.acf import ACF
+from recmodels.models.vecf import VECF
 from recmodels.train import TrainConfig, seed_everything, train_model
 
 REPO = Path(__file__).resolve().parents[1]
@@ -92,28 +93,30 @@ def write_images(folder: Path, items: list[str]) -> None:
     (folder / f"{items[4]}.png").write_bytes(b"\x89PNG\r\n\x1a\n not really a PNG")
 
 
-def train_hostile_checkpoint(root: Path) -> Path:
-    """A one-epoch ACF (image regions as components) on the hostile dataset, saved under ``root``."""
+def train_hostile_checkpoints(root: Path) -> None:
+    """A one-epoch ACF (attention over the history's image regions) and VECF (over the candidate's) on the hostile
+    dataset, saved under ``root`` as acf-hostile and vecf-hostile."""
     data_dir = write_hostile_dataset(root.parent / "hostile-data")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # the corrupt image is warned about; that is tested elsewhere
         data = RecData.load("hostile", data_dir, max_history=12)
-        seed_everything(0)
-        model = ACF.from_data(data, dim=8)
-        config = TrainConfig.for_model(ACF, epochs=1)
-        result = train_model(model, data, config, device="cpu", progress=False)
-    return save_checkpoint(root / "acf-hostile", result.model, data)
+        for model_class in (ACF, VECF):
+            seed_everything(0)
+            model = model_class.from_data(data, dim=8)
+            config = TrainConfig.for_model(model_class, epochs=1)
+            result = train_model(model, data, config, device="cpu", progress=False)
+            save_checkpoint(root / f"{model_class.name}-hostile", result.model, data)
 
 
 @pytest.fixture(scope="module")
 def hostile_root(tmp_path_factory):
-    """A checkpoint root holding the hostile checkpoint; RECMODELS_CHECKPOINT_ROOTS names it."""
+    """A checkpoint root holding the hostile checkpoints; RECMODELS_CHECKPOINT_ROOTS names it."""
     base = tmp_path_factory.mktemp("hostile")
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("RECMODELS_CACHE", str(base / "cache"))
         root = base / "root"
         root.mkdir()
-        train_hostile_checkpoint(root)
+        train_hostile_checkpoints(root)
         patch.setenv("RECMODELS_CHECKPOINT_ROOTS", str(root))
         yield root
 
@@ -180,9 +183,9 @@ def _app() -> AppTest:
     return AppTest.from_file(ENTRY, default_timeout=120)
 
 
-def _explorer(root: Path) -> AppTest:
+def _explorer(root: Path, name: str = "acf-hostile") -> AppTest:
     at = _app().run()
-    at.sidebar.selectbox(key="checkpoint_explore").set_value(str((root / "acf-hostile").resolve())).run()
+    at.sidebar.selectbox(key="checkpoint_explore").set_value(str((root / name).resolve())).run()
     no_errors(at)
     return at
 
@@ -201,14 +204,38 @@ def test_explorer_shows_hostile_strings_as_text_for_every_user(hostile_root):
     assert any("Long Long" in t and t.endswith("(i16)") and "…" in t for t in titles)
 
 
+def _regions_tab(at: AppTest) -> list[str]:
+    regions = next(tab for tab in at.tabs if tab.label == "Regions")
+    return plotly_specs(regions)
+
+
+def _image_figures(specs: list[str]) -> list[dict]:
+    return [json.loads(spec) for spec in specs if '"type":"image"' in spec.replace(" ", "")]
+
+
+def test_candidate_regions_draw_the_9000px_candidate_and_skip_the_corrupt_one(hostile_root):
+    at = _explorer(hostile_root, "vecf-hostile")
+    at.session_state["explain_tab"] = "Regions"
+    at.sidebar.selectbox(key="user").set_value(HOSTILE_USERS[0]).run()
+    for item, drawn in (("i2", True), ("i5", False)):  # the 9000x9000 poster, the corrupt file
+        at.selectbox(key="explain_item").set_value(item).run()
+        no_errors(at)
+        assert_no_markup_from_data(at)
+        specs = _regions_tab(at)
+        assert bool(_image_figures(specs)) == drawn, item
+        regions = next(tab for tab in at.tabs if tab.label == "Regions")
+        no_image = [c.value for c in regions.get("caption") if "no image" in c.value]
+        assert bool(no_image) != drawn, "an item without a readable image says so instead of a map"
+        assert sum(map(len, specs)) < 2_000_000 and max(map(len, specs), default=0) < 200_000
+
+
 def test_regions_draw_images_where_there_are_images_and_stay_small(hostile_root):
     at = _explorer(hostile_root)
     at.session_state["explain_tab"] = "Regions"   # only the open tab is drawn
     at.sidebar.selectbox(key="user").set_value(HOSTILE_USERS[0]).run()
     no_errors(at)
-    regions = next(tab for tab in at.tabs if tab.label == "Regions")
-    specs = plotly_specs(regions)
-    overlays = [json.loads(spec) for spec in specs if '"type":"image"' in spec.replace(" ", "")]
+    specs = _regions_tab(at)
+    overlays = _image_figures(specs)
     titles = [figure["layout"]["title"]["text"] for figure in overlays]
     assert ":red[alarm]" in titles, "the 9000x9000 poster is drawn, under its title as plain text"
     assert not any(t.startswith("&lt;img") for t in titles), "the corrupt image is not"
@@ -246,9 +273,9 @@ def test_compare_and_model_card_on_hostile_data(hostile_root):
     no_errors(at)
     assert_no_markup_from_data(at)
     at.switch_page("pages/compare.py").run()
-    path = str((hostile_root / "acf-hostile").resolve())
-    at.selectbox(key="compare_left_compare").set_value(path).run()
-    at.selectbox(key="compare_right_compare").set_value(path).run()
+    acf, vecf = (str((hostile_root / name).resolve()) for name in ("acf-hostile", "vecf-hostile"))
+    at.selectbox(key="compare_left_compare").set_value(acf).run()
+    at.selectbox(key="compare_right_compare").set_value(vecf).run()
     no_errors(at)
     at.sidebar.selectbox(key="compare_user").set_value(HOSTILE_USERS[2]).run()
     no_errors(at)

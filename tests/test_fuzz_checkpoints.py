@@ -18,6 +18,7 @@ from hypothesis import strategies as st
 from safetensors.torch import load_file, save_file
 
 from recmodels.checkpoint import load_checkpoint
+from recmodels.checkpoint_weights import read_header
 from recmodels.cli import main as cli_main
 from recmodels.errors import CheckpointError, FingerprintMismatchError, RecModelsError
 from recmodels.service import RecService, load_data_cached
@@ -366,6 +367,18 @@ def test_pickles_are_never_unpickled(workspace, data, tmp_path):
                 load()
             assert_one_sentence(caught.value)
         assert not marker.exists(), f"{label}: a pickle was run"
+
+
+def test_a_safetensors_header_that_starts_like_a_pickle_is_read(tmp_path):
+    """A header of 1408 bytes (0x580) makes the file start 80 05, a pickle's protocol-5 opening."""
+    path = tmp_path / "model.safetensors"
+    for pad in range(1500):
+        save_file({"weight": torch.ones(3)}, path, metadata={"pad": "x" * pad})
+        if path.read_bytes()[:2] == b"\x80\x05":
+            break
+    else:
+        pytest.fail("no padding gave a 1408-byte header")
+    assert set(read_header(path)) == {"weight"}
 
 
 # ---------------------------------------------------------------------------------------------- the CLI

@@ -6,7 +6,7 @@ import torch
 from tqdm.auto import tqdm
 
 from ..data import TEST, RecData, Rows
-from ..models.base import Batch, RecModel
+from ..models.base import Batch, RecModel, evaluating
 from .metrics import auc, gauc, logloss, ranking_metrics, topk_hits
 
 TOPK_METRICS = ("recall@10", "recall@20", "ndcg@10", "ndcg@20", "hr@10", "mrr@10")
@@ -27,11 +27,9 @@ def score_rows(model: RecModel, rows: Rows, batch_size: int = 4096, progress: bo
 
 def evaluate_ctr(model: RecModel, data: RecData, part: int = TEST, batch_size: int = 4096,
                  progress: bool = False) -> dict[str, float]:
-    was_training = model.training
-    model.eval()
     rows = data.ctr_rows(part)
-    logits = score_rows(model, rows, batch_size, progress)
-    model.train(was_training)
+    with evaluating(model):
+        logits = score_rows(model, rows, batch_size, progress)
     probabilities = 1.0 / (1.0 + np.exp(-np.clip(logits.astype(np.float64), -50, 50)))
     return {
         "auc": auc(rows.labels, logits),
@@ -53,8 +51,11 @@ def evaluate_topk(model: RecModel, data: RecData, part: int = TEST, ks=(10, 20),
 def topk_per_user(model: RecModel, data: RecData, part: int = TEST, ks=(10, 20), users_per_batch: int = 64,
                   progress: bool = False, max_users: int | None = None) -> tuple[np.ndarray, dict[str, np.ndarray]]:
     """(evaluated users, {metric: value per user}) of full ranking on ``part``; :func:`evaluate_topk` averages it."""
-    was_training = model.training
-    model.eval()
+    with evaluating(model):
+        return _topk_per_user(model, data, part, ks, users_per_batch, progress, max_users)
+
+
+def _topk_per_user(model, data, part, ks, users_per_batch, progress, max_users):
     device = model.device
     cases = data.topk_cases(part)
     n_users = len(cases) if max_users is None else min(max_users, len(cases))
@@ -74,7 +75,6 @@ def topk_per_user(model: RecModel, data: RecData, part: int = TEST, ks=(10, 20),
         values = ranking_metrics(hits, positives.sum(1), ks)
         for name in TOPK_METRICS:
             per_user[name].append(values[name].double().cpu().numpy())
-    model.train(was_training)
     return cases.users[:n_users], {name: np.concatenate(v) if v else np.zeros(0) for name, v in per_user.items()}
 
 

@@ -23,7 +23,7 @@ from ..device import resolve_device
 from ..errors import InvalidArgumentError
 from ..eval.evaluate import CTR_METRICS, evaluate_ctr, evaluate_topk
 from ..explain.collapse import epoch_summary, rank_summary
-from ..models.base import Batch, RecModel
+from ..models.base import Batch, RecModel, evaluating
 from ..models.config import build_config
 from . import losses
 
@@ -285,10 +285,8 @@ def _attention_probe(data: RecData, config: TrainConfig) -> Batch:
 def _attention_stats(model: RecModel, probe: Batch) -> dict:
     """The history entry's "attention" (per map, and per layer and head) and, for a model that returns hidden
     states, its "effective_rank" per layer (rank collapse); other models' entries stay as they were."""
-    was_training = model.training
-    model.eval()
-    out = model(probe.to(model.device), output_attentions=True)
-    model.train(was_training)
+    with evaluating(model):
+        out = model(probe.to(model.device), output_attentions=True)
     ranks = rank_summary(out)
     return {"attention": epoch_summary(out.attentions or {}), **({"effective_rank": ranks} if ranks else {})}
 

@@ -24,7 +24,7 @@ from tqdm.auto import tqdm
 from ..data import TEST
 from ..explain.attributions import integrated_gradients, private_copy
 from ..explain.faithfulness import kendall_tau
-from ..models.base import Batch
+from ..models.base import Batch, evaluating
 from .recovery import other_shoppers, planted_for_users, planted_region_recovery, region_map_name
 
 DELETED = 3
@@ -158,7 +158,14 @@ def _broadcast(keep: torch.Tensor, output: torch.Tensor) -> torch.Tensor:
 def region_report(model, data, planted_regions: dict, part: int = TEST, map_name: str | None = None,
                   ig_rows: int = 256, n_steps: int = 50, batch_size: int = 256, seed: int = 0,
                   progress: bool = False) -> dict:
-    """Every figure of the module docstring for ``model`` on ``data``'s interactions in ``part``."""
+    """Every figure of the module docstring for ``model`` on ``data``'s interactions in ``part`` (in eval mode: a
+    model that encodes distinct rows once in training would not see IG's replaced taps)."""
+    with evaluating(model):
+        return _region_report(model, data, planted_regions, part, map_name, ig_rows, n_steps, batch_size, seed,
+                              progress)
+
+
+def _region_report(model, data, planted_regions, part, map_name, ig_rows, n_steps, batch_size, seed, progress):
     rows = data.interaction_rows(part)
     users, items, history = rows.users, rows.items, rows.history
     shopper_ids, shoppers = np.unique(users, return_inverse=True)
