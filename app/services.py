@@ -200,7 +200,7 @@ def explanation(path: str, user: str, item: str, attributions: bool, n_steps: in
                                       perturbations=perturbations)
 
 
-@st.cache_resource(show_spinner="Computing attention statistics over every user…", max_entries=16)
+@st.cache_resource(show_spinner="Computing attention statistics over the users…", max_entries=16)
 def diagnostics(path: str):
     return load_service(path).diagnostics()
 

@@ -238,7 +238,8 @@ def check_record(config: dict) -> None:
         if "epoch" not in entry:
             raise SchemaProblem(f"history[{index}].epoch", "present", show_value=False)
         whole(f"history[{index}].epoch", entry["epoch"], 0, MAX_ROWS)
-        measurements(f"history[{index}]", {k: entry[k] for k in ("train_loss", "seconds") if k in entry})
+        measurements(f"history[{index}]", {k: entry[k] for k in ("train_loss", "seconds", "rows", "train_seconds")
+                                           if k in entry})
         measurements(f"history[{index}].valid", entry.get("valid", {}))
         for name, stats in mapping(f"history[{index}].attention", entry.get("attention", {})).items():
             measurements(f"history[{index}].attention.{escaped_key(name)}", stats)

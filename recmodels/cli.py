@@ -93,7 +93,8 @@ def cmd_train(args) -> int:
     for point in grid_points(grid):
         for name, (hparams, training) in split_settings(names, {**settings, **point}).items():
             info = model_info(name)
-            config = TrainConfig.for_model(info.cls, **{"epochs": args.epochs, "seed": args.seed, **training})
+            config = TrainConfig.for_model(info.cls, **{"epochs": args.epochs, "seed": args.seed,
+                                                        "max_steps": args.max_steps, **training})
             check_values(info.config_class, hparams, f"model {name!r}")  # names and types, before the data loads
             chosen = {k: v for k, v in point.items() if k in hparams or k in training}  # this model's grid keys
             plans[name][1].setdefault(json.dumps(chosen, sort_keys=True), (chosen, hparams, config))
@@ -298,6 +299,7 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--image-dir", default=None, help="folder of <item_id>.jpg|png item images")
     train.add_argument("--device", default="auto", help="auto, cpu or cuda")
     train.add_argument("--epochs", type=int, default=None)
+    train.add_argument("--max-steps", type=int, default=None, help="optimiser steps per epoch at most (throughput)")
     train.add_argument("--seed", type=int, default=0)
     train.add_argument("--out", default=None, help="checkpoint folder (default checkpoints/<model>-<dataset>)")
     train.add_argument("--max-history", type=history_length, default=50,
@@ -359,6 +361,10 @@ def build_parser() -> argparse.ArgumentParser:
     recovery.add_argument("--ig-rows", type=int, default=256, help="seeded test rows for the IG and deletion figures")
     recovery.add_argument("--quiet", action="store_true", help="no progress bars")
     recovery.set_defaults(func=cmd_recovery)
+
+    from . import cli_diagnostics
+    cli_diagnostics.add_arguments(sub.add_parser("diagnostics", help="collapse statistics with bootstrap intervals, "
+                                  "over a seeded sample of users or --all")).set_defaults(func=cli_diagnostics.run)
 
     rb = sub.add_parser("import-recbole", help="convert a SASRec or BERT4Rec saved by RecBole 1.2.0 to a checkpoint")
     rb.add_argument("saved", metavar="SAVED.pth", help="the file RecBole saved under saved/")

@@ -19,6 +19,28 @@ from .vision.region_report import region_report
 MAX_K = 10_000              # users or pairs per call
 MAX_BATCH = 65_536          # rows per forward pass
 MAX_SEED = 2**32 - 1
+DEFAULT_SAMPLE = 2000       # users behind diagnostics() by default: a share to about ±2 points, in seconds
+
+
+def sample_size(sample) -> int | None:
+    """``sample`` checked: a whole number from 1 upwards, or None for every user."""
+    if sample is None:
+        return None
+    if isinstance(sample, numbers.Integral) and not isinstance(sample, (bool, np.bool_)):
+        if sample >= 1:
+            return int(sample)
+        got = str(int(sample))
+    else:
+        got = f"{type(sample).__name__} {quote(sample)}"
+    raise InvalidArgumentError(f"sample must be a whole number from 1 upwards, or None for every user, got {got}.")
+
+
+def sampled_users(n_users: int, sample: int | None, seed: int) -> np.ndarray:
+    """The user indices (1-based, ascending) of a seeded sample of ``sample`` users; every user, in order, when
+    there are no more than that or ``sample`` is None (so small datasets' figures are those over every user)."""
+    if sample is None or sample >= n_users:
+        return np.arange(1, n_users + 1)
+    return np.sort(np.random.default_rng(seed).choice(n_users, size=sample, replace=False)) + 1
 
 
 class DatasetViews:
@@ -27,12 +49,15 @@ class DatasetViews:
     # ------------------------------------------------------------------ diagnostics
     @computes
     def diagnostics(self, users=None, batch_size: int = 256, progress: bool = False, head_users: int = 200,
-                    head_pairs: str = "top1", tiny: float = 1e-3, seed: int = 0) -> DiagnosticsReport:
+                    head_pairs: str = "top1", tiny: float = 1e-3, seed: int = 0,
+                    sample: int | None = DEFAULT_SAMPLE) -> DiagnosticsReport:
         """Collapse statistics over users: each user's most recent interaction as the candidate, with the
-        history strictly before it (the same view training used). For a model with heads, ``head_importance``
-        holds their importance over a sample of ``head_users`` of the users (seeded; 0 for none), each read with
-        its top-1 recommendation or its first test interaction (``head_pairs``); ``tiny`` is the score change
-        (in logits) below which a head counts as doing nothing for a pair."""
+        history strictly before it (the same view training used). ``users`` None means a seeded sample of
+        ``sample`` of the dataset's users (every user when it has no more, or when ``sample`` is None); the
+        summaries carry 95% bootstrap intervals over the users, seeded with ``seed`` too. For a model with heads,
+        ``head_importance`` holds their importance over a sample of ``head_users`` of the users (seeded; 0 for
+        none), each read with its top-1 recommendation or its first test interaction (``head_pairs``); ``tiny`` is
+        the score change (in logits) below which a head counts as doing nothing for a pair."""
         dataset = self.data.dataset
         batch_size = whole_number("batch_size", batch_size, 1, MAX_BATCH)
         head_users, seed = whole_number("head_users", head_users, 0, MAX_K), whole_number("seed", seed, 0, MAX_SEED)
@@ -40,8 +65,9 @@ class DatasetViews:
             raise InvalidArgumentError(f"head_pairs must be one of {', '.join(PAIRS_FROM)}, got {quote(head_pairs)}.")
         if isinstance(tiny, (bool, np.bool_)) or not isinstance(tiny, numbers.Real) or not 0 <= tiny < math.inf:
             raise InvalidArgumentError(f"tiny must be a number from 0 upwards, got {quote(tiny)}.")
+        sample = sample_size(sample)
         if users is None:
-            indices = np.arange(1, dataset.n_users + 1)
+            indices = sampled_users(dataset.n_users, sample, seed)
         else:
             if isinstance(users, (str, bytes)) or not hasattr(users, "__iter__"):
                 raise InvalidArgumentError(f"users must be a list of user ids, got {type(users).__name__} "
@@ -52,7 +78,8 @@ class DatasetViews:
         items, histories = self._last_interactions(indices)
         report = dataset_diagnostics(self.model, indices, items, histories,
                                      case_labels=list(dataset.user_ids[indices]), batch_size=batch_size,
-                                     thresholds=self.thresholds, progress=progress)
+                                     thresholds=self.thresholds, progress=progress, seed=seed)
+        report.users_sampled, report.users_total = len(indices), dataset.n_users
         heads = model_heads(self.model, indices, items, histories) if head_users else []
         if heads:
             users, items, histories = sample_pairs(self.model, self.data, indices, head_pairs, head_users, seed,

@@ -64,6 +64,18 @@ def test_training_reduces_the_loss_and_records_history(tiny_data):
     assert 1 <= result.best_epoch <= 4
 
 
+def test_max_steps_cuts_each_epoch_and_the_history_records_throughput(tiny_data):
+    seed_everything(0)
+    model = BPRMF.from_data(tiny_data, dim=8)
+    config = TrainConfig.for_model(BPRMF, epochs=2, batch_size=16, max_steps=3, patience=10)
+    result = train_model(model, tiny_data, config, device="cpu", progress=False)
+    for entry in result.history[1:]:
+        assert entry["rows"] == 3 * 16 < len(tiny_data.interaction_rows(0))
+        assert 0 < entry["train_seconds"] <= entry["seconds"]
+    with pytest.raises(ValueError, match="max_steps must be at least 1"):
+        TrainConfig.for_model(BPRMF, max_steps=0)
+
+
 def test_training_is_seeded_and_reproducible(tiny_data):
     a = _train_bpr(tiny_data, seed=3).model.state_dict()
     b = _train_bpr(tiny_data, seed=3).model.state_dict()

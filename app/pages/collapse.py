@@ -13,12 +13,16 @@ MAX_LISTED = 8  # units named in one finding; the rest are counted
 SUMMARY_FORMATS = {"normalised_entropy_median": "%.3f", "max_weight_median": "%.3f", "normalised_entropy_mean": "%.3f",
                    "max_weight_mean": "%.3f", "effective_number_mean": "%.1f", "share_near_uniform": "percent",
                    "share_near_one_hot": "percent", "rows": "%d"}
+# shown beside them when the figures cover a sample of the users: each mean's or share's 95% bootstrap interval
+INTERVALS = {"normalised_entropy_mean": "entropy mean, 95% interval",
+             "max_weight_mean": "max weight mean, 95% interval",
+             "share_near_uniform": "near uniform, 95% interval", "share_near_one_hot": "near one-hot, 95% interval"}
 
 sidebar("collapse")
 st.title("Attention collapse")
 st.caption("Per user, each map's weights over the valid positions, per layer and head where the map has them: "
            "normalised entropy (1 = uniform, 0 = one-hot), max weight, effective number of positions and Gini. "
-           "Computed for every user's most recent interaction with the history before it. Flags: near uniform when "
+           "Computed for each user's most recent interaction with the history before it. Flags: near uniform when "
            "normalised entropy >= 0.98, near one-hot when the max weight >= 0.9; a map, layer and head is flagged "
            "below when the median user crosses the line. For the sequence transformers, the effective rank of the "
            "hidden states after each layer (exp of the entropy of the normalised singular values over the "
@@ -50,7 +54,7 @@ def listed(units: list[str]) -> str:
 
 
 def show_findings(report, declared) -> None:
-    """The checkpoint's collapse flags, from the statistics over every user (not from its name or config)."""
+    """The checkpoint's collapse flags, from the statistics over the users (not from its name or config)."""
     found = collapse_findings(report)
     thresholds = report.thresholds
     if declared:
@@ -118,11 +122,20 @@ for column, path, side in zip(columns, choices, ("left", "right")):
                 continue
             st.subheader(f"{literal(model_title(service.model_name), 40)} on {literal(service.dataset_name, 60)}",
                          anchor=False)
+            if report.sampled:
+                st.caption(f"These figures cover a seeded sample of {report.users_sampled:,} of "
+                           f"{report.users_total:,} users (seed {report.seed}), with {report.confidence:.0%} bootstrap "
+                           "intervals over users for the means and shares in the table.")
             show_findings(report, service.config.get("collapse_example"))
             summary = report.summary.copy()
             summary.insert(0, "map / layer / head", [unit_label(*unit) for unit in
                                                      zip(summary["map"], summary["layer"], summary["head"])])
-            st.dataframe(summary[["map / layer / head", *SUMMARY_FORMATS]], hide_index=True,
+            intervals = INTERVALS if report.sampled else {}
+            for column, label in intervals.items():
+                shown = "{:.1%}" if column.startswith("share") else "{:.3f}"  # as the column beside it
+                summary[label] = [f"{shown.format(low)}–{shown.format(high)}" for low, high in
+                                  zip(summary[f"{column}_low"], summary[f"{column}_high"])]
+            st.dataframe(summary[["map / layer / head", *SUMMARY_FORMATS, *intervals.values()]], hide_index=True,
                          column_config={"map / layer / head": st.column_config.TextColumn(width="medium"),
                                         **{column: st.column_config.NumberColumn(format=fmt)
                                            for column, fmt in SUMMARY_FORMATS.items()}})

@@ -2,7 +2,9 @@
 the effective rank of a sequence transformer's hidden states per layer, and the checkpoint-level findings."""
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass, field
+from statistics import NormalDist
 
 import numpy as np
 import pandas as pd
@@ -14,14 +16,24 @@ from .collapse import (STATISTICS, CollapseThresholds, by_layer_and_head, finite
                        map_statistics, pairwise_head_js, parse_layer_head_key)
 from .heads import HeadImportanceReport
 
+RESAMPLES = 1000            # bootstrap resamples of the cases behind each interval
+CONFIDENCE = 0.95
+RESAMPLE_CELLS = 4_000_000  # resamples x cases drawn at once: 32 MB of float64 weights, whatever the user count
+UNIT = ["map", "layer", "head"]
+FLAGS = ("near_uniform", "near_one_hot")
+
 
 @dataclass
 class DiagnosticsReport:
     """``rows``: one row per (case, map, layer, head), with ``layer`` / ``head`` -1 for a map without that axis
-    (0-based otherwise); ``summary``: per (map, layer, head) means, medians and flagged shares;
+    (0-based otherwise); ``summary``: per (map, layer, head) means, medians and flagged shares, with a bootstrap
+    interval over cases for each mean and share (``<stat>_mean_low`` / ``_high``, ``share_<flag>_low`` / ``_high``);
     ``head_similarity``: per head-level map (per layer for a map with layers, named "map, layer l"), the (H, H)
     mean Jensen-Shannon divergence between heads; ``effective_rank``: one row per (case, layer) for models that
-    return hidden states (rank collapse), empty otherwise."""
+    return hidden states (rank collapse), empty otherwise, and ``rank_summary`` its mean (with its interval) and
+    median per layer. ``users_sampled`` of the dataset's ``users_total`` users are covered (filled in by
+    RecService.diagnostics; ``sampled`` when fewer than all), drawn with ``seed``, which also seeds the
+    ``resamples`` bootstrap resamples of the ``confidence`` intervals."""
 
     rows: pd.DataFrame
     summary: pd.DataFrame
@@ -30,6 +42,17 @@ class DiagnosticsReport:
     head_importance: "HeadImportanceReport | None" = None  # filled by RecService.diagnostics for a model with heads
     effective_rank: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(columns=["case", "layer",
                                                                                        "effective_rank"]))
+    rank_summary: pd.DataFrame = field(default_factory=pd.DataFrame)
+    users_sampled: int | None = None
+    users_total: int | None = None
+    seed: int = 0
+    resamples: int = RESAMPLES
+    confidence: float = CONFIDENCE
+
+    @property
+    def sampled(self) -> bool:
+        """Whether the figures cover a sample of the dataset's users rather than every one."""
+        return self.users_sampled is not None and self.users_total is not None and self.users_sampled < self.users_total
 
 
 def layer_head_statistics(attention: AttentionMap) -> dict[str, torch.Tensor] | None:
@@ -79,8 +102,10 @@ def _rank_rows(output, labels) -> pd.DataFrame | None:
 @torch.no_grad()
 def dataset_diagnostics(model, users: np.ndarray, items: np.ndarray, histories: np.ndarray,
                         case_labels: list | None = None, batch_size: int = 256,
-                        thresholds: CollapseThresholds = CollapseThresholds(), progress: bool = False) -> DiagnosticsReport:
-    """Run ``model`` with attention on every (user, item, history) case in batches and collect statistics."""
+                        thresholds: CollapseThresholds = CollapseThresholds(), progress: bool = False,
+                        seed: int = 0, resamples: int = RESAMPLES) -> DiagnosticsReport:
+    """Run ``model`` with attention on every (user, item, history) case in batches and collect statistics; the
+    summaries' intervals come from ``resamples`` bootstrap resamples of the cases, seeded with ``seed``."""
     device = model.device
     frames, rank_frames, js_sums, js_rows = [], [], {}, {}
     labels = case_labels if case_labels is not None else list(users)
@@ -113,24 +138,101 @@ def dataset_diagnostics(model, users: np.ndarray, items: np.ndarray, histories: 
     rows = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(
         columns=["case", "map", "level", "layer", "head", *STATISTICS, "near_uniform", "near_one_hot"])
     rows = rows.dropna(subset=["normalised_entropy"])
-    summary = summarise(rows)
+    summary = summarise(rows, seed, resamples)
     similarity = {name: (js_sums[name] / max(js_rows[name], 1)).cpu().numpy() for name in js_sums}
-    report = DiagnosticsReport(rows, summary, similarity, thresholds)
+    report = DiagnosticsReport(rows, summary, similarity, thresholds, seed=seed, resamples=resamples)
     if rank_frames:
         report.effective_rank = pd.concat(rank_frames, ignore_index=True).dropna(subset=["effective_rank"])
+        report.rank_summary = summarise_ranks(report.effective_rank, seed, resamples)
     return report
 
 
-def summarise(rows: pd.DataFrame) -> pd.DataFrame:
+def summarise(rows: pd.DataFrame, seed: int = 0, resamples: int = RESAMPLES) -> pd.DataFrame:
+    """Per (map, layer, head): each statistic's mean and median, each flag's share and the row count, then the
+    bootstrap interval of every mean and share over cases (columns ``<stat>_mean_low`` / ``_high``,
+    ``share_<flag>_low`` / ``_high``); a share's is widened to hold Wilson's score interval too."""
     if rows.empty:
         return pd.DataFrame()
-    grouped = rows.groupby(["map", "layer", "head"], sort=True)
+    grouped = rows.groupby(UNIT, sort=True)
     summary = grouped[list(STATISTICS)].agg(["mean", "median"])
     summary.columns = [f"{stat}_{how}" for stat, how in summary.columns]
     summary["share_near_uniform"] = grouped["near_uniform"].mean()
     summary["share_near_one_hot"] = grouped["near_one_hot"].mean()
     summary["rows"] = grouped.size()
+    names = {**{stat: f"{stat}_mean" for stat in STATISTICS}, **{flag: f"share_{flag}" for flag in FLAGS}}
+    low, high = bootstrap_mean_intervals(rows, UNIT, list(names), seed, resamples)
+    for flag in FLAGS:  # no flagged user (or every one) in the sample makes the bootstrap a point: widen
+        wilson_low, wilson_high = wilson_interval(summary[f"share_{flag}"], grouped[flag].count())
+        low[flag], high[flag] = np.fmin(low[flag], wilson_low), np.fmax(high[flag], wilson_high)
+    for column, name in names.items():
+        summary[f"{name}_low"], summary[f"{name}_high"] = around(summary[name], low[column], high[column])
     return summary.reset_index()
+
+
+def summarise_ranks(ranks: pd.DataFrame, seed: int = 0, resamples: int = RESAMPLES) -> pd.DataFrame:
+    """Per layer (the embeddings first): the effective rank's mean with its bootstrap interval, its median and the
+    row count."""
+    grouped = ranks.groupby("layer", sort=False)["effective_rank"]
+    summary = pd.DataFrame({"effective_rank_mean": grouped.mean(), "effective_rank_median": grouped.median(),
+                            "rows": grouped.size()})
+    low, high = bootstrap_mean_intervals(ranks, ["layer"], ["effective_rank"], seed, resamples)
+    summary["effective_rank_mean_low"], summary["effective_rank_mean_high"] = around(
+        summary["effective_rank_mean"], low["effective_rank"], high["effective_rank"])
+    return summary.rename_axis("layer").reset_index()
+
+
+def wilson_interval(share: pd.Series, n: pd.Series, confidence: float = CONFIDENCE) -> tuple[pd.Series, pd.Series]:
+    """Wilson's score interval of a share of ``n`` cases: unlike the bootstrap's, it has a width when the share
+    is 0 or 1 (3 / n or so), so a flag no sampled user raised is not reported as certainly absent."""
+    z = NormalDist().inv_cdf(1 - (1 - confidence) / 2)
+    centre = (share + z * z / (2 * n)) / (1 + z * z / n)
+    half = z * np.sqrt(share * (1 - share) / n + z * z / (4 * n * n)) / (1 + z * z / n)
+    return (centre - half).clip(lower=0), (centre + half).clip(upper=1)
+
+
+def around(estimate: pd.Series, low: pd.Series, high: pd.Series) -> tuple[pd.Series, pd.Series]:
+    """The interval widened to hold the estimate: round-off (the bootstrap sums in another order) or the skew of a
+    tiny sample can leave it a hair outside."""
+    return np.fmin(low, estimate), np.fmax(high, estimate)
+
+
+def bootstrap_mean_intervals(rows: pd.DataFrame, unit: list[str], columns: list[str], seed: int = 0,
+                             resamples: int = RESAMPLES, confidence: float = CONFIDENCE
+                             ) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The percentile bootstrap interval of each unit's mean of each column, resampling cases (``rows["case"]``)
+    with replacement: (low, high), indexed by unit like ``rows.groupby(unit)``. Every resample draws the same cases
+    for every unit and column and is a weighted sum of per-case sums, so the whole bootstrap is a few matrix
+    products (no loop per unit or resample). A case missing from a unit, or NaN there, counts for nothing in it."""
+    cases = pd.factorize(rows["case"])[0]
+    grouped = rows.groupby(unit, sort=True)
+    index, units, n_cases = grouped.size().index, grouped.ngroup().to_numpy(), int(cases.max()) + 1
+    values = rows[columns].to_numpy(dtype=np.float64)
+    present = np.isfinite(values)
+    # per (case, unit, column): the sum of the case's values and how many it has (a case listed twice counts twice)
+    width = len(index) * len(columns)
+    cells = ((cases * len(index) + units)[:, None] * len(columns) + np.arange(len(columns))).reshape(-1)
+    sums = np.bincount(cells, np.where(present, values, 0.0).reshape(-1), n_cases * width).reshape(n_cases, width)
+    counts = np.bincount(cells, present.reshape(-1), n_cases * width).reshape(n_cases, width)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        estimates = sums.sum(0) / counts.sum(0)
+    means = np.empty((resamples, sums.shape[1]))
+    rng = np.random.default_rng(seed)
+    step = max(1, RESAMPLE_CELLS // n_cases)
+    for start in range(0, resamples, step):  # in chunks only to bound the weights' memory at --all scale
+        chunk = min(step, resamples - start)
+        picks = rng.integers(0, n_cases, size=(chunk, n_cases)) + n_cases * np.arange(chunk)[:, None]
+        weights = np.bincount(picks.reshape(-1), minlength=chunk * n_cases).reshape(chunk, n_cases).astype(float)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            means[start:start + chunk] = (weights @ sums) / (weights @ counts)
+    low, high = estimates, estimates
+    if resamples:
+        tail = (1 - confidence) / 2
+        with warnings.catch_warnings():  # a unit no resample has data for stays NaN
+            warnings.simplefilter("ignore", RuntimeWarning)
+            low, high = np.nanquantile(means, [tail, 1 - tail], axis=0)
+    shape = (len(index), len(columns))
+    return (pd.DataFrame(low.reshape(shape), index=index, columns=columns),
+            pd.DataFrame(high.reshape(shape), index=index, columns=columns))
 
 
 # ---------------------------------------------------------------- what the page flags

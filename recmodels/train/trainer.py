@@ -43,6 +43,8 @@ class TrainConfig:
     valid_ctr: whether each epoch's validation also scores the valid part's rated rows (AUC, GAUC, LogLoss). A
         sequence model encodes every row's own history there, several times the cost of its training epoch, so
         SASRec and BERT4Rec turn it off; the final valid and test metrics always include them.
+    max_steps: stop each epoch after this many optimiser steps (None: the whole epoch); for measuring throughput
+        on large data, and for a quick check that a model trains.
     """
 
     epochs: int = 20
@@ -62,8 +64,11 @@ class TrainConfig:
     attention_sample: int = 512
     valid_users: int | None = None
     valid_ctr: bool = True
+    max_steps: int | None = None
 
     def __post_init__(self):
+        if self.max_steps is not None and self.max_steps < 1:
+            raise ValueError(f"max_steps must be at least 1 (or None for whole epochs), got {self.max_steps!r}")
         if self.loss not in losses.LOSSES:
             raise ValueError(f"loss must be one of {losses.LOSSES}, got {self.loss!r}")
         if self.samples not in ("implicit", "ctr"):
@@ -193,7 +198,7 @@ def train_model(model: RecModel, data: RecData, config: TrainConfig, device="aut
         per_rank = len(order) // world
         order = order[rank * per_rank:(rank + 1) * per_rank]  # equal step counts keep DDP ranks in lockstep
         total, count = 0.0, 0
-        steps = range(0, len(order), config.batch_size)
+        steps = range(0, len(order), config.batch_size)[:config.max_steps]
         bar = tqdm(steps, desc=f"{model.name} epoch {epoch}/{config.epochs}", disable=not (progress and is_main),
                    leave=False, unit="batch")
         for start in bar:
@@ -208,13 +213,16 @@ def train_model(model: RecModel, data: RecData, config: TrainConfig, device="aut
             count += len(index)
             bar.set_postfix(loss=f"{total / max(count, 1):.4f}")
         train_loss = total / max(count, 1)
+        train_seconds = time.perf_counter() - started
 
         stop = torch.zeros(1)
         if is_main:
             valid = _validate(model, data, config)
             value = valid[config.monitor] * (-1 if config.monitor in LOWER_IS_BETTER else 1)
             entry = {"epoch": epoch, "train_loss": train_loss, "valid": valid,
-                     **_attention_stats(model, probe), "seconds": time.perf_counter() - started}
+                     **_attention_stats(model, probe), "seconds": time.perf_counter() - started,
+                     # this rank's rows; throughput over all ranks is rows x world / train_seconds
+                     "rows": count, "train_seconds": train_seconds}
             history.append(entry)
             improved = value > best_value
             if improved:
@@ -224,7 +232,8 @@ def train_model(model: RecModel, data: RecData, config: TrainConfig, device="aut
                 waited += 1
             if is_main:
                 shown = ", ".join(f"{k} {v:.4f}" for k, v in valid.items() if k in (config.monitor, "auc", "ndcg@10"))
-                tqdm.write(f"epoch {epoch}: loss {train_loss:.4f}, valid {shown}{' *' if improved else ''}")
+                tqdm.write(f"epoch {epoch}: loss {train_loss:.4f}, valid {shown}{' *' if improved else ''} "
+                           f"({count * world / max(train_seconds, 1e-9):,.0f} rows/s)")
             if waited >= config.patience:
                 stop[0] = 1
         if world > 1:
