@@ -21,6 +21,7 @@ from recmodels.models import model_info
 from recmodels.service import RecService
 
 from .figures import FigureContext
+from .items import ItemIndex
 from .plots import display_copy
 from .text import plain
 from .users import UserIndex
@@ -237,8 +238,12 @@ def thumbnail_uri(image_path, size: int = 64) -> str | None:
     return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode()
 
 
-@st.cache_data(show_spinner=False, max_entries=16)
-def item_choices(path: str) -> dict[str, str]:
-    """Every catalogue item's id -> "title (id)" as plain text, for item pickers."""
-    items = load_service(path).items()
-    return {raw: f"{plain(title, 60)} ({plain(raw, 30)})" for raw, title in zip(items["item"], items["title"])}
+@st.cache_resource(show_spinner=False, max_entries=16)
+def item_index(path: str, fingerprint: str, _service: RecService) -> ItemIndex:
+    """The service's catalogue, searchable by id prefix and title: built once per checkpoint and shared by every
+    session, so a picker lists a few items and never sends the browser the whole catalogue."""
+    return ItemIndex(_service.items())
+
+
+def items_of(service: RecService) -> ItemIndex:
+    return item_index(str(service.path), service.data.fingerprint, service)

@@ -1,4 +1,4 @@
-"""Widgets shared by the pages: checkpoint and user pickers, figure and CSV export, collapse badges."""
+"""Widgets shared by the pages: checkpoint, user and item pickers, figure and CSV export, collapse badges."""
 from __future__ import annotations
 
 import contextlib
@@ -10,7 +10,7 @@ import streamlit as st
 from recmodels.errors import RecModelsError
 from recmodels.explain.diagnostics import pair_layer_heads
 
-from .services import (ROOTS_ENV, checkpoint_roots, open_service, resolve_checkpoint, shipped_checkpoints,
+from .services import (ROOTS_ENV, checkpoint_roots, items_of, open_service, resolve_checkpoint, shipped_checkpoints,
                        unexpected_message, users_of)
 from .text import filename, literal, plain
 from .users import MAX_QUERY, MAX_SHOWN
@@ -197,6 +197,50 @@ def _random_user(key: str, users) -> None:
 def _describe_user(row: dict, features: list[str]) -> str:
     shown = [text for text in (plain(row[k], 30, blank="") for k in features) if text]
     return f"user {plain(row['user'], 40)} · " + " ".join(shown) + f" · {row['interactions']} interactions"
+
+
+def item_picker(service, preferred, key: str, label: str, container=None, find_container=None,
+                help: str | None = None) -> str | None:
+    """A search box (an id's first characters or part of a title) and a list of at most :data:`MAX_SHOWN` items,
+    found on the server: the browser never gets the whole catalogue. Without a search the list starts with
+    ``preferred`` (e.g. the user's recommendations, then their history). The choice is ``st.session_state[key]``,
+    an item id; it stays on the list whatever was searched (first, when the search would leave it out), and until
+    there is one it is the first item listed. A search picks its first match."""
+    container, find_container = container or st, find_container or container or st
+    items = items_of(service)
+    if not len(items):
+        container.info("This dataset has no items.")
+        return None
+    preferred = tuple(preferred)
+    query = find_container.text_input("Find an item", key=f"{key}_find", max_chars=MAX_QUERY, on_change=_jump_to_item,
+                                      args=(key, items, preferred), placeholder="an id, or part of a title",
+                                      help=f"Lists the items whose id starts with, or whose title contains, what you "
+                                           f"type (at most {MAX_SHOWN}); the first of them is picked.").strip()
+    found, matches = items.find(query, preferred)
+    if query and not matches:
+        find_container.warning(f"No item in {literal(service.dataset_name, 60)} has an id that starts with, or a "
+                               f"title that contains, {literal(query, 60)}; the list shows its first page instead.")
+        query = ""
+        found, matches = items.find(query, preferred)
+    chosen = st.session_state.get(key)
+    if not items.has(chosen):  # the first run, or another checkpoint's item
+        chosen = found[0]
+    options = found if chosen in found else [chosen, *found][:MAX_SHOWN + 1]
+    if matches > len(found):
+        find_container.caption(f"{len(found)} of {matches:,} items whose id starts with, or whose title contains, "
+                               f"{literal(query, 40)}; type more to narrow the list." if query else
+                               f"{len(found)} of {matches:,} items; type an id or part of a title above to find the "
+                               "others.")
+    st.session_state[key] = chosen
+    return container.selectbox(label, options, key=key, format_func=items.label, help=help)
+
+
+def _jump_to_item(key: str, items, preferred: tuple) -> None:
+    """A search picks its first match (an exact id before anything else); no match leaves the choice as it was."""
+    query = str(st.session_state.get(f"{key}_find") or "").strip()
+    found, _ = items.find(query, preferred, limit=1)
+    if query and found:
+        st.session_state[key] = found[0]
 
 
 def figure(fig, key: str) -> None:

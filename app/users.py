@@ -1,15 +1,16 @@
 """Finding a user among many: a prefix search over the service's user ids, done on the server, so that a picker
 sends the browser a short list and never every user (ml-20m has 138,493).
 
-The ids are sorted as text once per checkpoint; a prefix is then two binary searches, and the matches are
-returned in the dataset's natural order (user 2 before user 10), which is the order of :meth:`RecService.users`.
+The ids are sorted as text once per checkpoint (:class:`PrefixIndex`, which the item search shares); a prefix is
+then two binary searches, and the matches are returned in the dataset's natural order (user 2 before user 10),
+which is the order of :meth:`RecService.users`.
 """
 from __future__ import annotations
 
 import numpy as np
 import pandas as pd
 
-MAX_SHOWN = 50        # users a picker lists at once
+MAX_SHOWN = 50        # users (or items) a picker lists at once
 MAX_QUERY = 200       # characters a search box takes
 _LAST_CHAR = chr(0x10FFFF)
 
@@ -20,17 +21,17 @@ def _after_prefix(prefix: str) -> str | None:
     return stem[:-1] + chr(ord(stem[-1]) + 1) if stem else None
 
 
-class UserIndex:
-    """Every user of one service (the rows of ``service.users()``), searchable by id prefix."""
+class PrefixIndex:
+    """Ids (strings, in their natural order) sorted as text once, so that a prefix or an exact id is found by
+    binary search; positions are the ids' places in the natural order."""
 
-    def __init__(self, users: pd.DataFrame):
-        self.users = users.reset_index(drop=True)
-        ids = self.users["user"].to_numpy(dtype=object)
-        self._by_text = np.argsort(ids, kind="stable")  # row positions, ids in text order
+    def __init__(self, ids):
+        ids = np.asarray(ids, dtype=object)
+        self._by_text = np.argsort(ids, kind="stable")  # natural positions, ids in text order
         self._sorted = ids[self._by_text]
 
     def __len__(self) -> int:
-        return len(self.users)
+        return len(self._sorted)
 
     def _span(self, prefix: str) -> tuple[int, int]:
         """The range of ``_sorted`` whose ids start with ``prefix``."""
@@ -39,27 +40,56 @@ class UserIndex:
         high = len(self._sorted) if after is None else int(np.searchsorted(self._sorted, after, side="left"))
         return low, high
 
+    def starting_with(self, prefix: str) -> np.ndarray:
+        """The natural positions of every id that starts with ``prefix`` (unordered)."""
+        low, high = self._span(prefix)
+        return self._by_text[low:high]
+
+    def position(self, key) -> int | None:
+        """The natural position of the id ``key`` (exactly), or None."""
+        if not isinstance(key, str):
+            return None
+        low = int(np.searchsorted(self._sorted, key, side="left"))
+        return int(self._by_text[low]) if low < len(self._sorted) and self._sorted[low] == key else None
+
+    def positions(self, keys) -> np.ndarray:
+        """The natural positions of those ``keys`` that are ids, in the order given (the others are left out)."""
+        keys = np.asarray([k for k in keys if isinstance(k, str)], dtype=object)
+        if not len(keys) or not len(self._sorted):
+            return np.zeros(0, dtype=np.int64)
+        low = np.minimum(np.searchsorted(self._sorted, keys, side="left"), len(self._sorted) - 1)
+        found = self._sorted[low] == keys
+        return self._by_text[low[found]].astype(np.int64)
+
+
+class UserIndex:
+    """Every user of one service (the rows of ``service.users()``), searchable by id prefix."""
+
+    def __init__(self, users: pd.DataFrame):
+        self.users = users.reset_index(drop=True)
+        self._ids = PrefixIndex(self.users["user"].to_numpy(dtype=object))
+
+    def __len__(self) -> int:
+        return len(self.users)
+
     def find(self, prefix: str, limit: int = MAX_SHOWN) -> tuple[pd.DataFrame, int]:
         """``(rows, matches)``: at most ``limit`` users whose id starts with ``prefix`` (every user for ""), in
         natural order with the exact id first when there is one, and how many users match in all."""
         if not prefix:
             return self.users.iloc[:limit], len(self.users)
-        low, high = self._span(prefix)
-        positions = self._by_text[low:high]
-        if len(positions) > limit:  # the first ``limit`` in natural order, without sorting every match
+        positions = self._ids.starting_with(prefix)
+        matches = len(positions)
+        if matches > limit:  # the first ``limit`` in natural order, without sorting every match
             positions = np.partition(positions, limit - 1)[:limit]
         positions = np.sort(positions)
         exact = self.position(prefix)
         if exact is not None:
             positions = np.r_[exact, positions[positions != exact]][:limit]
-        return self.users.iloc[positions], high - low
+        return self.users.iloc[positions], matches
 
     def position(self, user) -> int | None:
         """The row of ``user`` (its exact id), or None."""
-        if not isinstance(user, str):
-            return None
-        low = int(np.searchsorted(self._sorted, user, side="left"))
-        return int(self._by_text[low]) if low < len(self._sorted) and self._sorted[low] == user else None
+        return self._ids.position(user)
 
     def row(self, user) -> dict | None:
         position = self.position(user)

@@ -84,7 +84,7 @@ def test_pick_user_random_user_and_explain_another_item():
     before = at.metric[0].value
     # the random user's default item may itself be Fargo (100): then pick Star Wars (50)
     other = "100" if at.selectbox(key="explain_item").value != "100" else "50"
-    at.selectbox(key="explain_item").set_value(other).run()
+    at.text_input(key="explain_item_find").input(other).run()  # the list is a page: search, and the id is picked
     _no_errors(at)
     assert at.selectbox(key="explain_item").value == other
     assert at.metric[0].value != before
@@ -101,6 +101,51 @@ def test_the_user_search_lists_a_bounded_page_and_picks_the_typed_user():
     _no_errors(at)
     assert at.subheader[0].value == "User 9" and [w.value for w in at.sidebar.warning] == [
         "No user id in ml\\-100k starts with 944; the list shows the first users instead."]
+
+
+def _item_ids(at: AppTest) -> list[str]:
+    """The item picker's options as item ids (each option is "title (id)")."""
+    options = at.selectbox(key="explain_item").options
+    assert len(options) <= 51, "a page of items (and the explained one), never the catalogue"
+    return [option.rsplit("(", 1)[1].rstrip(")") for option in options]
+
+
+def test_the_item_search_lists_a_bounded_page_and_keeps_the_explained_item():
+    at = _app().run()  # user 1
+    recommended = list(next(f.value for f in at.dataframe if "rank" in f.value)["item"])
+    history = at.dataframe[0].value
+    assert len(_item_ids(at)) == 50, "a page of items, not all 1,682"
+    assert _item_ids(at)[:10] == recommended and at.selectbox(key="explain_item").value == recommended[0]
+    newest = list(history.sort_values("time", ascending=False, kind="stable")["item"])
+    assert _item_ids(at)[10:] == newest[:40], "the recommendations, then the history, newest first"
+    assert any(c.value.startswith("50 of 1,682 items; type an id") for c in at.caption)
+    at.text_input(key="explain_item_find").input("fargo").run()  # a title, in any case: its item is explained
+    _no_errors(at)
+    assert _item_ids(at) == ["100"] and at.selectbox(key="explain_item").value == "100"
+    assert at.subheader[-1].value == "Why Fargo for user 1"
+    at.text_input(key="explain_item_find").input("The ").run()  # many titles: a page, the first match picked
+    _no_errors(at)
+    options = at.selectbox(key="explain_item").options
+    assert len(options) == 50 and all("the" in o.lower() for o in options)
+    assert any("items whose id starts with, or whose title contains, The" in c.value for c in at.caption)
+    chosen = _item_ids(at)[7]
+    at.selectbox(key="explain_item").set_value(chosen).run()
+    _no_errors(at)
+    at.text_input(key="explain_item_find").input("no such film **x**").run()  # no match: the item stays
+    _no_errors(at)
+    assert at.selectbox(key="explain_item").value == chosen and chosen in _item_ids(at)
+    assert [w.value for w in at.warning] == ["No item in ml\\-100k has an id that starts with, or a title that "
+                                             "contains, no such film \\*\\*x\\*\\*; the list shows its first page "
+                                             "instead."]
+    outside = next(str(n) for n in range(1682, 0, -1) if str(n) not in _item_ids(at))
+    at.text_input(key="explain_item_find").input(outside).run()  # an exact id...
+    at.text_input(key="explain_item_find").input("").run()  # ...stays explained, first on the default list
+    _no_errors(at)
+    assert at.selectbox(key="explain_item").value == outside and _item_ids(at)[0] == outside
+    at.sidebar.selectbox(key="user").set_value("42").run()  # another user: their top item, the search cleared
+    _no_errors(at)
+    assert at.text_input(key="explain_item_find").value == ""
+    assert at.selectbox(key="explain_item").value == _item_ids(at)[0] != outside
 
 
 def test_only_the_open_tab_is_drawn_and_each_tab_can_be_opened():
@@ -168,6 +213,22 @@ def test_other_pages_render(page):
         assert at.dataframe, "the metrics table"
     if page.endswith("collapse.py"):
         assert at.get("plotly_chart"), "the diagnostics figures"
+
+
+def test_compare_lists_both_top_k_first_and_finds_any_item():
+    at = _app().run()
+    at.switch_page("pages/compare.py").run()
+    _no_errors(at)
+    left, right = (list(frame.value["title"]) for frame in at.dataframe[:2])
+    picker = at.selectbox(key="compare_item")
+    assert len(picker.options) == 50, "a page of items, not all 1,682"
+    shared = [title for title in left if title in right]
+    listed = [option.rsplit(" (", 1)[0] for option in picker.options]
+    assert listed[:len(shared)] == shared and set(left) | set(right) <= set(listed), "both lists, shared first"
+    at.text_input(key="compare_item_find").input("FARGO").run()
+    _no_errors(at)
+    assert at.selectbox(key="compare_item").value == "100"
+    assert sum(c.value.startswith("score ") for c in at.caption) == 2, "both sides explain the found item"
 
 
 # ---------------------------------------------------------------- safe however it is started

@@ -204,6 +204,24 @@ def test_explorer_shows_hostile_strings_as_text_for_every_user(hostile_root):
     assert any("Long Long" in t and t.endswith("(i16)") and "…" in t for t in titles)
 
 
+def test_the_item_search_finds_hostile_titles_and_shows_them_as_text(hostile_root):
+    at = _explorer(hostile_root)
+    titles = dict(zip(item_ids(), HOSTILE_TITLES + [f"Film {n}" for n in range(len(HOSTILE_TITLES), N_ITEMS)]))
+    for typed in [":RED[alarm]", "<img src=x", "[link](http", "\u202eevil", "long long long", "m" * 300,
+                  "**no such** :red[thing] $x$", "x" * 10_000]:
+        at.text_input(key="explain_item_find").set_value(typed).run()  # past max_chars too, as a client could
+        no_errors(at)
+        assert_no_markup_from_data(at)
+        options = at.selectbox(key="explain_item").options
+        assert len(options) <= 51 and all(len(option) < 120 for option in options)
+        query = typed.strip()[:200].casefold()
+        expected = {item for item, title in titles.items() if query in title.casefold()}
+        chosen = at.selectbox(key="explain_item").value
+        assert chosen in expected if expected else [w.value for w in at.warning] == [
+            f"No item in hostile has an id that starts with, or a title that contains, {literal(typed.strip(), 60)}; "
+            "the list shows its first page instead."], typed
+
+
 def _regions_tab(at: AppTest) -> list[str]:
     regions = next(tab for tab in at.tabs if tab.label == "Regions")
     return plotly_specs(regions)

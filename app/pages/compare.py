@@ -4,9 +4,9 @@ from __future__ import annotations
 import streamlit as st
 
 from app.figures import figures_for
-from app.services import explanation, figure_context, item_choices, model_title, open_service, shipped_checkpoints
+from app.services import explanation, figure_context, model_title, open_service, shipped_checkpoints
 from app.text import code, cut_cells, literal
-from app.ui import checkpoint_picker, guarded, show_error, show_figures, sidebar, user_picker
+from app.ui import checkpoint_picker, guarded, item_picker, show_error, show_figures, sidebar, user_picker
 
 sidebar("compare")
 st.title("Compare two checkpoints")
@@ -50,10 +50,17 @@ if len(recommendations) == 2:
     union = set(recommendations[0]["item"]) | set(recommendations[1]["item"])
     st.metric("Overlap of the two top-k lists", f"{len(shared)} of {k}",
               help=f"Jaccard similarity {len(shared) / max(len(union), 1):.2f}")
-    titles = item_choices(paths[0])
-    options = shared + [i for i in recommendations[0]["item"] if i not in shared]
-    item = st.selectbox("Attention for the item", options, format_func=titles.get, key="compare_item",
-                        help="Items both lists share come first.")
+    if st.session_state.get("compare_for") != (*paths, user, k):  # new lists: start again from what they share
+        st.session_state["compare_for"] = (*paths, user, k)
+        st.session_state["compare_item"] = None
+        st.session_state["compare_item_find"] = ""
+    # the items both lists share, then the rest of each list, then any item of the catalogue through the search
+    either = [*shared, *recommendations[0]["item"], *recommendations[1]["item"]]
+    item = item_picker(left, either, key="compare_item", label="Attention for the item",
+                       help="Items both lists share come first, then the rest of the two lists; search above for "
+                            "any other item.")
+    if item is None:
+        st.stop()
     for side, (column, service, path) in enumerate(zip(st.columns(2, gap="large"), services, paths)):
         with column, guarded("explaining the item"):
             result = explanation(path, user, item, False, 50)

@@ -8,10 +8,10 @@ import streamlit as st
 from app import plots
 from app.figures import choices_for, figures_for, maps_by_tab
 from app.report import explanation_html
-from app.services import explanation, figure_context, item_choices, model_title, thumbnail_uri, users_of
+from app.services import explanation, figure_context, model_title, thumbnail_uri, users_of
 from app.text import code, cut_cells, filename, literal, plain
-from app.ui import (collapse_badges, csv_button, dataset_caption, figure, guarded, show_error, show_figures, sidebar,
-                    user_picker)
+from app.ui import (collapse_badges, csv_button, dataset_caption, figure, guarded, item_picker, show_error,
+                    show_figures, sidebar, user_picker)
 from recmodels.errors import EmptyHistoryError, RecModelsError
 
 service = sidebar("explore")
@@ -81,21 +81,27 @@ with right:
         csv_button(recommendations, f"recommendations-user-{user}", key="recs_csv")
 
 # ---------------------------------------------------------------- which pair to explain
-titles = item_choices(path)
 selected_rows = list(selection.selection.rows) if selection is not None and not recommendations.empty else []
 default_item = (recommendations["item"].iloc[selected_rows[0]] if selected_rows
-                else recommendations["item"].iloc[0] if not recommendations.empty else next(iter(titles)))
-if st.session_state.get("explain_for") != (path, user, default_item):
+                else recommendations["item"].iloc[0] if not recommendations.empty else None)
+if st.session_state.get("explain_for") != (path, user, default_item):  # another user, row or checkpoint
     st.session_state["explain_for"] = (path, user, default_item)
     st.session_state["explain_item"] = default_item
+    st.session_state["explain_item_find"] = ""
 
 st.divider()
-header = st.columns([3, 1, 1])
-item = header[0].selectbox("Explain the score of", list(titles), key="explain_item", format_func=titles.get,
-                           help="Any item in the catalogue; items from the history are explained with the history "
-                                "before that interaction.")
-with_attributions = header[1].toggle("Attributions (Captum IG)", value=True, key="with_ig")
-n_steps = header[2].number_input("IG steps", min_value=8, max_value=300, value=50, step=8, key="n_steps",
+header = st.columns([2, 3, 1, 1])
+# the picker lists the user's recommendations, then their history (newest first), then the rest of the catalogue
+yours = [*recommendations.get("item", []), *reversed(list(history.get("item", [])))]
+item = item_picker(service, yours, key="explain_item", label="Explain the score of", container=header[1],
+                   find_container=header[0],
+                   help="The user's recommendations, then their history, then the rest of the catalogue; search "
+                        "on the left for any item. Items from the history are explained with the history before "
+                        "that interaction.")
+if item is None:
+    st.stop()
+with_attributions = header[2].toggle("Attributions (Captum IG)", value=True, key="with_ig")
+n_steps = header[3].number_input("IG steps", min_value=8, max_value=300, value=50, step=8, key="n_steps",
                                  disabled=not with_attributions)
 
 try:
