@@ -12,7 +12,7 @@ from recmodels.data.synth import GENRES, PRESETS, Shape, _tab_lines, generate, m
 from recmodels.errors import InvalidArgumentError
 
 TINY = PRESETS["tiny"]
-FILES = ("synth.inter", "synth.item", "synth.user")
+FILES = ("synth.inter", "synth.item", "synth.user", "dataset.json")
 
 
 @pytest.fixture(scope="module")
@@ -157,3 +157,25 @@ def test_the_writer_without_pyarrow_writes_the_same_bytes(monkeypatch):
     with_arrow = _tab_lines(*columns)
     monkeypatch.setitem(sys.modules, "pyarrow", None)  # import pyarrow now raises ImportError
     assert _tab_lines(*columns) == with_arrow == b"1\t-5\t1\n22\t0\t5\n333\t9\t3\n"
+
+
+def test_the_card_marks_the_data_simulated_and_a_bad_card_is_one_sentence(tiny_folder, tmp_path):
+    import shutil
+
+    from recmodels.errors import DataFormatError
+
+    data = RecData.load("synth", tiny_folder)
+    assert data.dataset.simulated and "recmodels synth" in data.dataset.citation
+    folder = tmp_path / "copy"
+    shutil.copytree(tiny_folder, folder)
+    cards = {"[1]": "not a JSON object", "{\"simulated\": \"yes\"}": "must be true or false",
+             "{\"licence\": \"x\"}": "takes only simulated, citation", "{": "not valid JSON",
+             "\"" + "x" * 70_000 + "\"": "over 65,536 bytes",
+             "{\"citation\": \"" + "c" * 2_001 + "\"}": "at most 2,000 characters"}
+    for text, message in cards.items():
+        (folder / "dataset.json").write_text(text)
+        with pytest.raises(DataFormatError, match=message) as caught:
+            RecData.load("synth", folder)
+        assert "\n" not in str(caught.value)
+    (folder / "dataset.json").unlink()
+    assert not RecData.load("synth", folder).dataset.simulated  # no card: observed data, as before

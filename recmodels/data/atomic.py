@@ -6,6 +6,7 @@ Yelp converted by RecBole's scripts).
 """
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -65,6 +66,36 @@ def inter_files(folder: Path) -> list[Path]:
                                       "it is a readable folder") from None
 
 
+CARD_FILE = "dataset.json"  # optional, beside the atomic files: what the files cannot say about themselves
+CARD_FIELDS = {"simulated": bool, "citation": str}
+MAX_CARD_BYTES = 65_536
+MAX_CITATION = 2_000
+
+
+def read_card(folder: Path) -> dict:
+    """The folder's dataset card, checked: ``simulated`` (true for generated data) and ``citation``; {} without one."""
+    path = Path(folder) / CARD_FILE
+    if not path.is_file():
+        return {}
+    if path.stat().st_size > MAX_CARD_BYTES:
+        raise DataFormatError(path, f"is over {MAX_CARD_BYTES:,} bytes; a dataset card holds two short fields")
+    try:
+        card = json.loads(path.read_bytes())
+    except (UnicodeDecodeError, ValueError, RecursionError):
+        raise DataFormatError(path, "is not valid JSON; write an object such as {\"simulated\": true}") from None
+    if not isinstance(card, dict):
+        raise DataFormatError(path, "is not a JSON object; write an object such as {\"simulated\": true}")
+    for key, value in card.items():
+        kind = CARD_FIELDS.get(key)
+        if kind is None:
+            raise DataFormatError(path, f"has the field {shown(key)}; a dataset card takes only "
+                                        f"{', '.join(CARD_FIELDS)}")
+        if not isinstance(value, kind) or (kind is str and len(value) > MAX_CITATION):
+            what = "true or false" if kind is bool else f"text of at most {MAX_CITATION:,} characters"
+            raise DataFormatError(path, f"field {shown(key)} must be {what}")
+    return card
+
+
 def load_atomic(folder: Path, name: str | None = None, **meta) -> InteractionData:
     """Load ``<name>.inter`` (with ``<name>.user`` / ``<name>.item`` when present) from ``folder``.
 
@@ -83,7 +114,8 @@ def load_atomic(folder: Path, name: str | None = None, **meta) -> InteractionDat
                                       "of the one to read")
     inter_path = chosen or found[0]
     name = inter_path.stem
-    return load_atomic_files(name, inter_path, folder / f"{name}.user", folder / f"{name}.item", **meta)
+    return load_atomic_files(name, inter_path, folder / f"{name}.user", folder / f"{name}.item",
+                             **{**read_card(folder), **meta})
 
 
 def load_atomic_files(name: str, inter_path: Path, user_path: Path | None, item_path: Path | None,

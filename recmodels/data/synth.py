@@ -18,6 +18,7 @@ as GroupLens' own files do, so a loader has to sort by time itself.
 from __future__ import annotations
 
 import argparse
+import json
 import re
 import sys
 from dataclasses import dataclass
@@ -27,6 +28,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from ..errors import InvalidArgumentError, RecModelsError, quote
+from .atomic import CARD_FILE
 
 GENRES = ("Drama", "Comedy", "Thriller", "Action", "Romance", "Adventure", "Crime", "Horror", "Sci-Fi",
           "Children's", "Fantasy", "War", "Mystery", "Musical", "Animation", "Documentary", "Western", "Film-Noir")
@@ -110,7 +112,8 @@ def _check_target(out, name: str, seed, force: bool) -> Path:
 
 def generate(out, shape: Shape = PRESETS[DEFAULT_PRESET], seed: int = 0, name: str = "synth", force: bool = False,
              progress: bool = True) -> Path:
-    """Write ``<name>.inter``, ``<name>.item`` and ``<name>.user`` into ``out``; return the folder."""
+    """Write ``<name>.inter``, ``<name>.item``, ``<name>.user`` and a dataset card (simulated) into ``out``; return
+    the folder."""
     check_shape(shape)
     shape = Shape(int(shape.users), int(shape.items), int(shape.interactions))
     folder = _check_target(out, name, seed, force)
@@ -121,6 +124,10 @@ def generate(out, shape: Shape = PRESETS[DEFAULT_PRESET], seed: int = 0, name: s
     _write_text(folder / f"{name}.item", _item_lines(catalogue))
     _write_text(folder / f"{name}.user", _user_lines(catalogue))
     _write_inter(folder / f"{name}.inter", users, items, times, ratings, starts, progress)
+    # so that every page that shows this data says it was generated, not observed
+    card = {"simulated": True, "citation": f"Synthetic interactions written by python -m recmodels synth "
+                                           f"({shape.users:,} users, {shape.items:,} items, seed {seed})."}
+    _write_text(folder / CARD_FILE, [json.dumps(card)])
     return folder
 
 
