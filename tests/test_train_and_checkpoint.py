@@ -24,6 +24,7 @@ from recmodels.models.baselines import BPRMF
 from recmodels.service import RecService
 from recmodels.train import TrainConfig, bpr, seed_everything, train_model, warp
 from recmodels.train.losses import training_loss
+from recmodels.train.trainer import training_rows
 
 from conftest import make_tiny_dataset
 
@@ -72,6 +73,10 @@ def test_max_steps_cuts_each_epoch_and_the_history_records_throughput(tiny_data)
     for entry in result.history[1:]:
         assert entry["rows"] == 3 * 16 < len(tiny_data.interaction_rows(0))
         assert 0 < entry["train_seconds"] <= entry["seconds"]
+    long = train_model(BPRMF.from_data(tiny_data, dim=8), tiny_data,
+                       TrainConfig.for_model(BPRMF, epochs=1, batch_size=16, max_steps=10_000), device="cpu",
+                       progress=False)
+    assert long.history[1]["rows"] == len(training_rows(tiny_data, config)), "a cap past the epoch's end: the epoch"
     with pytest.raises(ValueError, match="max_steps must be at least 1"):
         TrainConfig.for_model(BPRMF, max_steps=0)
 
