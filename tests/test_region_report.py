@@ -143,3 +143,19 @@ def test_recovery_command_prints_records_and_writes_readme(tmp_path, capsys, acf
     text = readme.read_text()
     assert text.startswith("before\n") and text.endswith("after\n") and "old" not in text
     assert f"x{recorded['attention']['lift']:.2f}" in text
+
+
+def test_readme_vecf_comparison_quotes_the_recorded_figures():
+    readme = (REPO / "README.md").read_text()
+    table = readme.split("| figure (target) | `vecf-fashion` | `vecf-fashion-contrast` |", 1)[1].split("\n\n", 1)[0]
+    rows = {line.split(" | ")[0].strip("| "): line for line in table.splitlines() if line.startswith("| ")}
+    for path in (REPO / "checkpoints" / "vecf-fashion", REPO / "checkpoints" / "vecf-fashion-contrast"):
+        config = read_config(path)
+        attention, ig = config["recovery"]["attention"], config["recovery"]["integrated_gradients"]
+        assert f"x{attention['lift']:.2f} [{attention['lift_interval'][0]:.2f}, " in rows["lift over uniform (>= x3)"]
+        assert f"x{attention['own_over_other_shoppers']:.2f}" in rows["own / other shoppers (>= x2)"]
+        assert f"{config['metrics']['test']['ndcg@10']:.4f}" in rows["NDCG@10 (above BPR-MF 0.0815 and ACF 0.0546)"]
+        assert f"x{ig['lift']:.2f}, x{ig['own_over_other_shoppers']:.2f}" in rows["IG positive part: lift, own / other"]
+        assert f"{ig['kendall_tau']:.2f}" in rows["Kendall tau (attention, IG)"]
+        assert f"{config['recovery']['deletion']['top_attended_change']:+.3f}" in \
+            rows["score change, top-3 attended zeroed / 3 random"]
