@@ -11,7 +11,7 @@ PYTEST_ARGS ?=
 $(STAMP): requirements.txt requirements-test.txt requirements-bench.txt pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e . -r requirements-test.txt
+	$(PY) -m pip install --quiet -e . -r requirements-test.txt -r requirements-bench.txt  # bench: the peer tool's tests
 	touch $(STAMP)
 
 install: $(STAMP)
