@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from test_fuzz_app import HOSTILE_TITLES, train_hostile_checkpoint
+from test_fuzz_app import HOSTILE_TITLES, train_hostile_checkpoints
 from tools.app_browser import browser_page, choose, page_text, serve_app, visible_errors, wait_for_charts, wait_idle
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
@@ -22,7 +22,7 @@ def hostile_root(tmp_path_factory):
         patch.setenv("RECMODELS_CACHE", str(base / "cache"))  # the server reuses the training run's features
         root = base / "root"
         root.mkdir()
-        train_hostile_checkpoint(root)
+        train_hostile_checkpoints(root)
         yield root
 
 
