@@ -112,10 +112,14 @@ def cmd_train(args) -> int:
                                                   progress=not args.quiet, log=print if rank == 0 else None)
         if rank != 0:
             continue
-        valid = result.best_valid if "auc" in result.best_valid else evaluate(result.model, data, VALID)  # valid_ctr off
-        metrics = {"valid": valid, "test": evaluate(result.model, data, TEST)}
+        cap = args.eval_users
+        valid = (result.best_valid if "auc" in result.best_valid and cap is None  # valid_ctr off, or capped
+                 else evaluate(result.model, data, VALID, max_users=cap))
+        metrics = {"valid": valid, "test": evaluate(result.model, data, TEST, max_users=cap)}
         out = Path(args.out) if args.out else default_out(name, data.dataset.name)
         extra = {"collapse_example": args.collapse_example} if args.collapse_example else {}
+        if cap is not None:  # the metrics cover a part of the users: say so wherever they are read
+            extra["evaluated_users"] = cap
         if grid:
             extra["selection"] = selection
         save_checkpoint(out, result.model, data, training={**config.to_dict(), "best_epoch": result.best_epoch,
@@ -195,27 +199,6 @@ def cmd_bench(args) -> int:
     return bench_command(args)
 
 
-def cmd_recovery(args) -> int:
-    from .checkpoint import record_in_config
-    from .report import write_between_markers
-    from .service import RecService
-    from .vision.region_report import recovery_tables
-
-    reports = {}
-    for path in args.checkpoints:
-        reports[Path(path).name] = RecService.from_checkpoint(path, device=args.device).planted_region_recovery(
-            ig_rows=args.ig_rows, progress=not args.quiet)
-        if args.record:
-            record_in_config(path, "recovery", reports[Path(path).name])
-    text, markdown = recovery_tables(reports)
-    print(text)
-    if args.write_readme:
-        markdown += f"\n\nProduced by `python -m recmodels recovery {' '.join(args.checkpoints)}`."
-        write_between_markers(Path(args.write_readme), "<!-- recovery:start -->", "<!-- recovery:end -->", markdown)
-        print(f"wrote the tables into {args.write_readme}")
-    return 0
-
-
 def cmd_import_recbole(args) -> int:
     from .recbole_import import import_recbole
 
@@ -286,6 +269,16 @@ def history_length(text: str) -> int:
     return value
 
 
+def positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m recmodels", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -300,6 +293,8 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--device", default="auto", help="auto, cpu or cuda")
     train.add_argument("--epochs", type=int, default=None)
     train.add_argument("--max-steps", type=int, default=None, help="optimiser steps per epoch at most (throughput)")
+    train.add_argument("--eval-users", type=positive_int, default=None,
+                       help="final valid/test metrics over each part's first N users only (recorded as such)")
     train.add_argument("--seed", type=int, default=0)
     train.add_argument("--out", default=None, help="checkpoint folder (default checkpoints/<model>-<dataset>)")
     train.add_argument("--max-history", type=history_length, default=50,
@@ -353,14 +348,9 @@ def build_parser() -> argparse.ArgumentParser:
     results.add_argument("--write-readme", metavar="README", help="replace the table between the markers in README")
     results.set_defaults(func=cmd_results)
 
-    recovery = sub.add_parser("recovery", help="planted-cell recovery of region-attention checkpoints (fashion)")
-    recovery.add_argument("checkpoints", nargs="+", metavar="CHECKPOINT")
-    recovery.add_argument("--device", default="auto")
-    recovery.add_argument("--record", action="store_true", help="write the figures into each config.json")
-    recovery.add_argument("--write-readme", metavar="README", help="write the tables between the recovery markers")
-    recovery.add_argument("--ig-rows", type=int, default=256, help="seeded test rows for the IG and deletion figures")
-    recovery.add_argument("--quiet", action="store_true", help="no progress bars")
-    recovery.set_defaults(func=cmd_recovery)
+    from . import cli_recovery
+    cli_recovery.add_arguments(sub.add_parser("recovery", help="planted-cell recovery of region-attention "
+                               "checkpoints (fashion)")).set_defaults(func=cli_recovery.run)
 
     from . import cli_diagnostics
     cli_diagnostics.add_arguments(sub.add_parser("diagnostics", help="collapse statistics with bootstrap intervals, "

@@ -75,3 +75,25 @@ def test_a_bad_grid_costs_one_sentence_before_any_data_is_read(tmp_path, capsys,
     out, err = capsys.readouterr()
     assert err.count("\n") == 1 and "Traceback" not in err and out == ""
     assert re.search(re.escape(message), err), err
+
+
+def test_eval_users_caps_the_final_metrics_and_says_so(tiny_data, tmp_path, capsys):
+    from recmodels.data import TEST, RecData
+    from recmodels.eval import evaluate
+    from recmodels.checkpoint import load_checkpoint
+
+    folder = write_atomic(tiny_data.dataset, tmp_path / "data")
+    assert _train(folder, tmp_path / "bpr", "--model", "bpr", "--epochs", "1", "--set", "dim=8",
+                  "--eval-users", "5") == 0
+    config = read_config(tmp_path / "bpr")
+    assert config["evaluated_users"] == 5
+    data = RecData.load("tiny", folder, max_history=12)
+    model, _ = load_checkpoint(tmp_path / "bpr", data=data)
+    capped, full = evaluate(model, data, TEST, max_users=5), evaluate(model, data, TEST)
+    assert config["metrics"]["test"]["ndcg@10"] == pytest.approx(capped["ndcg@10"], abs=1e-6)
+    assert config["metrics"]["test"]["auc"] == pytest.approx(capped["auc"], abs=1e-6)
+    assert capped != full, "five users' metrics are not everyone's"
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as stopped:
+        _train(folder, tmp_path / "x", "--model", "bpr", "--eval-users", "0")
+    assert stopped.value.code == 2 and "must be at least 1" in capsys.readouterr().err
