@@ -58,7 +58,7 @@ def test_scale_train_measures_a_run_and_writes_its_block(trained):
     config = read_config(root / f"{SCALE}-checkpoints" / "din-cpu")
     assert config["training"]["max_steps"] == 2 and config["training"]["valid_users"] == 20
     assert config["history"][-1]["rows"] == 2 * 1024 and config["history"][-1]["train_seconds"] > 0
-    assert config["metrics_sample"]["users"] == 20  # the bounded final metrics are labelled as such
+    assert config["evaluated_users"] == 20  # the bounded final metrics are labelled as such
 
 
 def test_scale_service_reuses_the_trained_checkpoint_trains_a_missing_one_and_writes_its_block(trained, tmp_path,

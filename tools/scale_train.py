@@ -13,10 +13,10 @@ however few steps run, and which the tool times apart. One epoch's time is that 
 the throughput, extrapolated from N steps (the first steps carry warm-up, so it errs long), unless --full-epoch
 trains the whole epoch and measures it.
 
-The training process runs the CLI with two additions (see ``_CHILD``): it counts the epoch's rows, and it computes
-the final valid and test metrics on the first V evaluation users, since at ml-20m the command's own full ranking of
-26,744 items for every one of 138,493 users would take hours; the checkpoint records this under "metrics_sample",
-and its metrics are for timing, not for the results table. Peak RSS is each process's ``ru_maxrss`` over the whole run
+The training process runs the CLI (see ``_CHILD``), counting the epoch's rows and timing its negative sampling, with
+``--eval-users V``: the final valid and test metrics cover the first V users, since at ml-20m a full ranking of
+26,744 items for every one of 138,493 users would take hours; the checkpoint records ``evaluated_users``, and its
+metrics are for timing, not for the results table. Peak RSS is each process's ``ru_maxrss`` over the whole run
 (for torchrun, the largest process). The dataset is generated into ROOT/<scale> as tools/scale_load.py does, and
 reused when its stamp matches. Checkpoints go to ROOT/<scale>-checkpoints/<model>-<run>; tools/scale_service.py
 opens the CPU ones.
@@ -51,18 +51,13 @@ MEANING = ("rows/s: training rows (each with its sampled negatives) x processes 
            "validation is timed apart; peak RSS is per process, over the whole run.")
 
 # The training process: `python -m recmodels train` with the epoch's row count and its negative sampling time
-# recorded, and the final evaluation bounded to the first argv[1] users (top-K on them, CTR metrics on their rows).
-# Prints its facts as one tagged line.
+# recorded (the final evaluation is bounded by the command's own --eval-users). Prints its facts as one tagged line.
 _CHILD = r"""
 import json, os, resource, sys, time
-import numpy as np, torch
+import torch
 torch.set_num_threads(int(os.environ["SCALE_TRAIN_THREADS"]))
-import recmodels.eval as evaluation
 import recmodels.train.trainer as trainer
-from recmodels.eval.evaluate import evaluate_topk, score_rows
-from recmodels.eval.metrics import auc, gauc, logloss
-from recmodels.models.base import evaluating
-EVAL_USERS, facts = int(sys.argv[1]), {}
+facts = {}
 counted, sample = trainer.training_rows, trainer.NegativeSampler.sample
 
 def training_rows(*args, **kwargs):
@@ -77,24 +72,10 @@ def timed_sample(self, *args, **kwargs):
     finally:
         facts["sampling_s"] = facts.get("sampling_s", 0.0) + time.perf_counter() - started
 
-def bounded_evaluate(model, data, part, progress=False):
-    metrics = evaluate_topk(model, data, part, max_users=EVAL_USERS)
-    rows = data.ctr_rows(part)
-    rows = rows.take(np.flatnonzero(np.isin(rows.users, data.topk_cases(part).users[:EVAL_USERS])))
-    with evaluating(model):
-        logits = score_rows(model, rows).astype(np.float64)
-    metrics.update(auc=auc(rows.labels, logits), gauc=gauc(rows.users, rows.labels, logits),
-                   logloss=logloss(rows.labels, 1.0 / (1.0 + np.exp(-np.clip(logits, -50, 50)))))
-    return metrics
-
-trainer.training_rows, evaluation.evaluate = training_rows, bounded_evaluate
+trainer.training_rows = training_rows
 trainer.NegativeSampler.sample = timed_sample
 from recmodels.cli import main
 code = main(sys.argv[2:])
-if code == 0 and os.environ.get("RANK", "0") == "0":  # the checkpoint says its metrics cover a sample
-    from recmodels.checkpoint import record_in_config
-    record_in_config(sys.argv[sys.argv.index("--out") + 1], "metrics_sample",
-                     {"users": EVAL_USERS, "by": "tools/scale_train.py: the first users of each part's ranking cases"})
 facts.update(rank=int(os.environ.get("RANK", "0")), peak_gb=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e6)
 print("SCALE_TRAIN_FACTS " + json.dumps(facts), flush=True)
 sys.exit(code)
@@ -156,10 +137,10 @@ def train_checkpoint(model: str, data_dir: Path, out: Path, max_steps: int | Non
     first, with the largest peak RSS of them."""
     argv = ["train", "--model", model, "--dataset", "synth", "--data-dir", str(data_dir), "--epochs", "1",
             "--out", str(out), "--quiet", "--device", device, "--seed", str(seed),
-            "--set", f"valid_users={valid_users}", "--set", "valid_ctr=false"]
+            "--set", f"valid_users={valid_users}", "--set", "valid_ctr=false", "--eval-users", str(valid_users)]
     argv += ["--max-steps", str(max_steps)] if max_steps else []
     per_process = max(1, threads // nproc)  # as the trainer's own DDP split of the cores
-    stdout = run_child(_launcher(nproc) + ["-c", _CHILD, str(valid_users)] + argv,
+    stdout = run_child(_launcher(nproc) + ["-c", _CHILD, "-"] + argv,
                        f"training {model} ({_run_label(device, nproc)})",
                        {"OMP_NUM_THREADS": str(per_process), "SCALE_TRAIN_THREADS": str(per_process)})
     facts = sorted((json.loads(line[len(FACTS_TAG):]) for line in stdout.splitlines() if line.startswith(FACTS_TAG)),
