@@ -256,27 +256,25 @@ def cmd_results(args) -> int:
     return 0
 
 
+def int_argument(low: int, high: int | None = None, what: str = "a whole number", bounds: str | None = None):
+    """An argparse type: a whole number from ``low`` (to ``high``), refused with ``bounds`` or the range in words."""
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected {what}, got {text!r}") from None
+        if value < low or (high is not None and value > high):
+            words = bounds or (f"must be from {low} to {high}" if high is not None else f"must be at least {low}")
+            raise argparse.ArgumentTypeError(f"{words}, got {value}")
+        return value
+    return parse
+
+
 def history_length(text: str) -> int:
     """--max-history: refused here, as loading the checkpoint would refuse it later."""
     from .checkpoint import MAX_HISTORY
 
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
-    if not 1 <= value <= MAX_HISTORY:
-        raise argparse.ArgumentTypeError(f"must be from 1 to {MAX_HISTORY}, got {value}")
-    return value
-
-
-def positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
-    return value
+    return int_argument(1, MAX_HISTORY)(text)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -293,7 +291,7 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--device", default="auto", help="auto, cpu or cuda")
     train.add_argument("--epochs", type=int, default=None)
     train.add_argument("--max-steps", type=int, default=None, help="optimiser steps per epoch at most (throughput)")
-    train.add_argument("--eval-users", type=positive_int, default=None,
+    train.add_argument("--eval-users", type=int_argument(1), default=None,
                        help="final valid/test metrics over each part's first N users only (recorded as such)")
     train.add_argument("--seed", type=int, default=0)
     train.add_argument("--out", default=None, help="checkpoint folder (default checkpoints/<model>-<dataset>)")

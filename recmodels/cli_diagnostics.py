@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import math
 
+from .cli import int_argument
+
 # (summary column, header): each mean or share printed with its interval beside it
 SHOWN = (("normalised_entropy_mean", "entropy"), ("max_weight_mean", "max weight"),
          ("share_near_uniform", "near uniform"), ("share_near_one_hot", "near one-hot"))
@@ -26,15 +28,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     return parser
 
 
-def sample_size(text: str) -> int:
-    """--sample: a whole number from 1 upwards (--all asks for every user)."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number of users, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be 1 or more (or --all for every user), got {value}")
-    return value
+# --sample: a whole number from 1 upwards (--all asks for every user)
+sample_size = int_argument(1, what="a whole number of users", bounds="must be 1 or more (or --all for every user)")
 
 
 def run(args: argparse.Namespace) -> int:

@@ -11,9 +11,8 @@ ml-20m (138,493 users, 26,744 items, 20,000,000 interactions). The data has what
 - planted sequential structure: each user's taste drifts from one genre mix to another over their timeline and
   consecutive interactions tend to stay in a genre (``STAY``), so the next item is predictable from recent ones.
 
-Users are generated in chunks (no Python loop per interaction), files are written in chunks behind a progress
-bar, and the same shape and seed give byte-identical files. ``<name>.inter`` lists each user's rows by item id,
-as GroupLens' own files do, so a loader has to sort by time itself.
+Users are generated and files written in chunks (behind a progress bar); the same shape and seed give byte-identical
+files. ``<name>.inter`` lists each user's rows by item id, as GroupLens' do, so a loader has to sort by time.
 """
 from __future__ import annotations
 
@@ -112,8 +111,7 @@ def _check_target(out, name: str, seed, force: bool) -> Path:
 
 def generate(out, shape: Shape = PRESETS[DEFAULT_PRESET], seed: int = 0, name: str = "synth", force: bool = False,
              progress: bool = True) -> Path:
-    """Write ``<name>.inter``, ``<name>.item``, ``<name>.user`` and a dataset card (simulated) into ``out``; return
-    the folder."""
+    """Write ``<name>.inter``, ``.item``, ``.user`` and a card (simulated: not observed) into ``out``; return it."""
     check_shape(shape)
     shape = Shape(int(shape.users), int(shape.items), int(shape.interactions))
     folder = _check_target(out, name, seed, force)
@@ -124,10 +122,8 @@ def generate(out, shape: Shape = PRESETS[DEFAULT_PRESET], seed: int = 0, name: s
     _write_text(folder / f"{name}.item", _item_lines(catalogue))
     _write_text(folder / f"{name}.user", _user_lines(catalogue))
     _write_inter(folder / f"{name}.inter", users, items, times, ratings, starts, progress)
-    # so that every page that shows this data says it was generated, not observed
-    card = {"simulated": True, "citation": f"Synthetic interactions written by python -m recmodels synth "
-                                           f"({shape.users:,} users, {shape.items:,} items, seed {seed})."}
-    _write_text(folder / CARD_FILE, [json.dumps(card)])
+    _write_text(folder / CARD_FILE, [json.dumps({"simulated": True, "citation": "Synthetic interactions written by "
+                 f"python -m recmodels synth ({shape.users:,} users, {shape.items:,} items, seed {seed})."})])
     return folder
 
 

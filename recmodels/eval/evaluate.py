@@ -1,16 +1,29 @@
 """Evaluation on a split part: CTR metrics on rated rows, and full ranking over unseen items."""
 from __future__ import annotations
 
+import contextlib
+
 import numpy as np
 import torch
 from tqdm.auto import tqdm
 
 from ..data import TEST, RecData, Rows
-from ..models.base import Batch, RecModel, evaluating
+from ..models.base import Batch, RecModel
 from .metrics import auc, gauc, logloss, ranking_metrics, topk_hits
 
 TOPK_METRICS = ("recall@10", "recall@20", "ndcg@10", "ndcg@20", "hr@10", "mrr@10")
 CTR_METRICS = ("auc", "gauc", "logloss")
+
+
+@contextlib.contextmanager
+def evaluating(model: torch.nn.Module):
+    """``model`` in eval mode inside the block, then back to the mode it was in (measurements during training)."""
+    was_training = model.training
+    model.eval()
+    try:
+        yield model
+    finally:
+        model.train(was_training)
 
 
 @torch.no_grad()

@@ -9,7 +9,6 @@ with ``--model-module``. What a model declares is listed on :class:`RecModel`.
 """
 from __future__ import annotations
 
-import contextlib
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Callable, ClassVar
 
@@ -148,17 +147,6 @@ class RecOutput:
 # broadcastable to it, and returns weights of the same shape. Passed per call, never stored on the model,
 # so one model can serve concurrent requests.
 AttentionOverride = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
-
-
-@contextlib.contextmanager
-def evaluating(model: nn.Module):
-    """``model`` in eval mode inside the block, then back to the mode it was in (measurements during training)."""
-    was_training = model.training
-    model.eval()
-    try:
-        yield model
-    finally:
-        model.train(was_training)
 
 
 def apply_override(name: str, weights: torch.Tensor, mask: torch.Tensor | None,

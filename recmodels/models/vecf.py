@@ -52,15 +52,14 @@ items.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 
 import torch
 from torch import nn
 
-from ..errors import CheckpointError
 from .base import AttentionMap, AttentionOverride, Batch, InputTap, RecModel, RecOutput, apply_override
 from .config import config_dict
 from .layers import masked_softmax
+from .region_units import check_regions, choose_units, read_regions
 
 COMPONENT_SOURCES = ("genres", "regions")
 QUERIES = ("user", "history")
@@ -210,44 +209,20 @@ class VECF(RecModel):
         """Build for ``data``: image regions when the dataset has an image folder, else genres (unless the config
         or ``components`` says which)."""
         hparams = {**(config_dict(config) if config is not None else {}), **hparams}
-        if hparams.get("components") is None:
-            image_dir = data.dataset.image_dir
-            hparams["components"] = "regions" if image_dir is not None and Path(image_dir).is_dir() else "genres"
-        regions = None
-        if hparams["components"] == "regions":
-            regions = cls._regions(data, hparams.get("backbone"))
-            hparams.update(backbone=regions.backbone["name"], component_dim=regions.dim, grid=list(regions.grid),
-                           region_fingerprint=regions.fingerprint)
+        regions = choose_units(cls.title, data, hparams)
         model = cls(data.tables.spec(), **hparams).load_feature_tables(data.tables)
         if regions is not None:  # already read: reading again would warn twice about the same unreadable files
             model._use_regions(regions, data.dataset.name)
         return model
 
-    @staticmethod
-    def _regions(data, backbone: str | None):
-        from ..vision import region_features
-
-        if data.dataset.image_dir is None:
-            raise CheckpointError(f"{data.dataset.name} has no image folder, so VECF cannot use image regions; "
-                                  "pass --image-dir or train with --set components=genres.")
-        return region_features(data, backbone, progress=True)
-
     def attach_data(self, data) -> None:
         """Read the region features of ``data`` (cached by the store); refuse another grid, width or image set."""
         if self.needs_data:
-            self._use_regions(self._regions(data, self.config.backbone), data.dataset.name)
+            self._use_regions(read_regions(self.title, data, self.config.backbone), data.dataset.name)
 
     def _use_regions(self, regions, dataset_name: str) -> None:
-        if list(regions.grid) != list(self.grid) or regions.dim != self.config.component_dim:
-            raise CheckpointError(
-                f"the {regions.backbone['name']} region grid of {dataset_name} is {regions.grid[0]}x"
-                f"{regions.grid[1]}x{regions.dim}, but this VECF was trained on {self.grid[0]}x{self.grid[1]}x"
-                f"{self.config.component_dim}; use the backbone it was trained with or retrain.")
-        trained_on = self.config.region_fingerprint
-        if trained_on and regions.fingerprint != trained_on:
-            raise CheckpointError(
-                f"the images or the backbone of {dataset_name} changed since this VECF was trained (region "
-                f"fingerprint {regions.fingerprint[:12]}, trained on {trained_on[:12]}); retrain it on these images.")
+        check_regions(self.title, regions, self.grid, self.config.component_dim, self.config.region_fingerprint,
+                      dataset_name)
         with torch.no_grad():
             self.region_table.copy_(regions.features.to(self.region_table.dtype))
             self.has_image.copy_(regions.mask)

@@ -21,9 +21,9 @@ from tqdm.auto import tqdm
 from ..data import TRAIN, VALID, RecData
 from ..device import resolve_device
 from ..errors import InvalidArgumentError
-from ..eval.evaluate import CTR_METRICS, evaluate_ctr, evaluate_topk
+from ..eval.evaluate import CTR_METRICS, evaluate_ctr, evaluate_topk, evaluating
 from ..explain.collapse import epoch_summary, rank_summary
-from ..models.base import Batch, RecModel, evaluating
+from ..models.base import Batch, RecModel
 from ..models.config import build_config
 from . import losses
 

@@ -24,7 +24,8 @@ from tqdm.auto import tqdm
 from ..data import TEST
 from ..explain.attributions import integrated_gradients, private_copy
 from ..explain.faithfulness import kendall_tau
-from ..models.base import Batch, evaluating
+from ..eval.evaluate import evaluating
+from ..models.base import Batch
 from .recovery import other_shoppers, planted_for_users, planted_region_recovery, region_map_name
 
 DELETED = 3
