@@ -30,6 +30,7 @@ import os
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -42,7 +43,6 @@ from recmodels.report import markdown_table, text_table, write_between_markers  
 
 MARKERS = ("<!-- scale-train:start -->", "<!-- scale-train:end -->")
 STAMP = "scale_load.json"  # the same stamp as tools/scale_load.py: a folder either tool wrote is reused
-FACTS_TAG = "SCALE_TRAIN_FACTS "
 COLUMNS = ["scale", "model", "run", "threads", "batch", "steps", "rows/s", "epoch rows", "negatives s", "1 epoch",
            "speed-up", "peak RSS GB"]
 
@@ -51,7 +51,8 @@ MEANING = ("rows/s: training rows (each with its sampled negatives) x processes 
            "validation is timed apart; peak RSS is per process, over the whole run.")
 
 # The training process: `python -m recmodels train` with the epoch's row count and its negative sampling time
-# recorded (the final evaluation is bounded by the command's own --eval-users). Prints its facts as one tagged line.
+# recorded (the final evaluation is bounded by the command's own --eval-users). Each process writes its facts to its
+# own file: torchrun's processes share one stdout, where two lines can interleave.
 _CHILD = r"""
 import json, os, resource, sys, time
 import torch
@@ -77,7 +78,8 @@ trainer.NegativeSampler.sample = timed_sample
 from recmodels.cli import main
 code = main(sys.argv[2:])
 facts.update(rank=int(os.environ.get("RANK", "0")), peak_gb=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e6)
-print("SCALE_TRAIN_FACTS " + json.dumps(facts), flush=True)
+with open(os.path.join(os.environ["SCALE_TRAIN_FACTS_DIR"], f"rank{facts['rank']}.json"), "w") as out:
+    json.dump(facts, out)
 sys.exit(code)
 """
 
@@ -140,11 +142,12 @@ def train_checkpoint(model: str, data_dir: Path, out: Path, max_steps: int | Non
             "--set", f"valid_users={valid_users}", "--set", "valid_ctr=false", "--eval-users", str(valid_users)]
     argv += ["--max-steps", str(max_steps)] if max_steps else []
     per_process = max(1, threads // nproc)  # as the trainer's own DDP split of the cores
-    stdout = run_child(_launcher(nproc) + ["-c", _CHILD, "-"] + argv,
-                       f"training {model} ({_run_label(device, nproc)})",
-                       {"OMP_NUM_THREADS": str(per_process), "SCALE_TRAIN_THREADS": str(per_process)})
-    facts = sorted((json.loads(line[len(FACTS_TAG):]) for line in stdout.splitlines() if line.startswith(FACTS_TAG)),
-                   key=lambda entry: entry["rank"])
+    with tempfile.TemporaryDirectory(prefix="scale-train-facts-") as facts_dir:
+        run_child(_launcher(nproc) + ["-c", _CHILD, "-"] + argv, f"training {model} ({_run_label(device, nproc)})",
+                  {"OMP_NUM_THREADS": str(per_process), "SCALE_TRAIN_THREADS": str(per_process),
+                   "SCALE_TRAIN_FACTS_DIR": facts_dir})
+        facts = sorted((json.loads(path.read_text()) for path in Path(facts_dir).glob("rank*.json")),
+                       key=lambda entry: entry["rank"])
     if len(facts) != nproc:
         raise ScaleRunError(f"training {model} printed the facts of {len(facts)} of its {nproc} processes.")
     return {**facts[0], "peak_gb": max(entry["peak_gb"] for entry in facts), "threads": per_process}
