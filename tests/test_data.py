@@ -202,6 +202,26 @@ def test_histories_are_the_most_recent_earlier_items(ml100k):
         assert np.all(history[len(expected):] == 0)
 
 
+def test_windows_cut_in_blocks_and_stored_compact_equal_one_pass(ml100k, monkeypatch):
+    import recmodels.data.prepared as prepared
+
+    whole = ml100k.interaction_rows(TRAIN)
+    monkeypatch.setattr(prepared, "WINDOW_CHUNK", 97)  # many blocks, none aligned with a user's rows
+    blocked = ml100k.interaction_rows(TRAIN)
+    assert blocked.history.dtype == np.int32 and whole.history.dtype == np.int32
+    assert np.array_equal(blocked.history, whole.history)
+    assert np.array_equal(blocked.history, ml100k.histories(ml100k.rows_of(TRAIN)))  # the int64 view, same ids
+    assert ml100k.histories(ml100k.rows_of(TRAIN)[:3]).dtype == np.int64  # what callers turn into tensors
+
+
+def test_a_ctr_sample_is_the_same_rows_as_sampling_all_of_them(ml100k):
+    every = ml100k.ctr_rows(VALID)
+    sample = ml100k.ctr_rows(VALID, sample=300, seed=5)
+    pick = np.sort(np.random.default_rng(5).choice(len(every), size=300, replace=False))
+    assert np.array_equal(sample.history, every.history[pick]) and np.array_equal(sample.items, every.items[pick])
+    assert len(ml100k.ctr_rows(VALID, sample=10 ** 9)) == len(every)
+
+
 def test_topk_cases_respect_the_protocol(ml100k):
     cases = ml100k.topk_cases(TEST)
     frame = ml100k.dataset.interactions

@@ -19,6 +19,7 @@ from .split import TEST, TRAIN, VALID, SplitConfig, split_parts
 
 CTR_DROPPED_RATING = 3.0  # as in the IntTower paper: rating > 3 is a click, rating 3 is ambiguous and dropped
 POSITIVE_RATING = 4.0     # top-K positives: test ratings >= 4
+WINDOW_CHUNK = 262_144    # rows per block when windows are cut: the temporaries stay ~100 MB at any scale
 
 
 @dataclass
@@ -27,7 +28,8 @@ class Rows:
 
     users: np.ndarray     # (N,) int64
     items: np.ndarray     # (N,) int64
-    history: np.ndarray   # (N, T) int64, chronological, right-padded with 0
+    history: np.ndarray   # (N, T) int32 where the item ids fit (half an epoch's memory), chronological,
+                          # right-padded with 0; Batch.from_numpy widens each batch to int64
     labels: np.ndarray    # (N,) float32
 
     def __len__(self) -> int:
@@ -104,11 +106,11 @@ class RecData:
         return digest.hexdigest()[:16]
 
     # ------------------------------------------------------------------ histories
-    def histories(self, rows: np.ndarray, max_len: int | None = None) -> np.ndarray:
+    def histories(self, rows: np.ndarray, max_len: int | None = None, dtype=np.int64) -> np.ndarray:
         """History for each interaction row: the user's items strictly earlier than that row's time."""
         rows = np.asarray(rows, dtype=np.int64)
         end = np.searchsorted(self._key, self._key[rows], side="left")
-        return self._window(self._users[rows], end, max_len)
+        return self._window(self._users[rows], end, max_len, dtype)
 
     def history_before(self, users: np.ndarray, time_rank: np.ndarray, max_len: int | None = None) -> np.ndarray:
         """History of each user with times strictly earlier than the given time ranks."""
@@ -121,30 +123,43 @@ class RecData:
         users = np.asarray(users, dtype=np.int64)
         return self._window(users, self._user_start[users + 1], max_len)
 
-    def _window(self, users: np.ndarray, end: np.ndarray, max_len: int | None) -> np.ndarray:
+    def _window(self, users: np.ndarray, end: np.ndarray, max_len: int | None, dtype=np.int64) -> np.ndarray:
         length = self.max_history if max_len is None else int(max_len)
-        start = np.maximum(self._user_start[users], end - length)
-        index = start[:, None] + np.arange(length)[None, :]
-        valid = index < end[:, None]
-        return np.where(valid, self._items[np.minimum(index, len(self._items) - 1)], PAD).astype(np.int64)
+        windows = np.empty((len(users), length), dtype=dtype)
+        offsets, last = np.arange(length)[None, :], len(self._items) - 1
+        # in blocks: at 16M rows one pass would hold four rows x T temporaries, 25 GB of int64
+        for lo in range(0, len(users), WINDOW_CHUNK):
+            hi = lo + WINDOW_CHUNK
+            index = np.maximum(self._user_start[users[lo:hi]], end[lo:hi] - length)[:, None] + offsets
+            windows[lo:hi] = np.where(index < end[lo:hi, None], self._items[np.minimum(index, last)], PAD)
+        return windows
+
+    def _row_histories(self, rows: np.ndarray) -> np.ndarray:
+        """The histories of a sample's rows, in the narrowest integer type that holds every item id."""
+        fits = self.dataset.n_items < np.iinfo(np.int32).max
+        return self.histories(rows, dtype=np.int32 if fits else np.int64)
 
     # ------------------------------------------------------------------ samples
     def rows_of(self, part: int) -> np.ndarray:
         return np.flatnonzero(self.part == part)
 
-    def ctr_rows(self, part: int) -> Rows:
-        """CTR samples of one part: label = rating > 3, rating 3 dropped (all kept for implicit data)."""
+    def ctr_rows(self, part: int, sample: int | None = None, seed: int = 0) -> Rows:
+        """CTR samples of one part: label = rating > 3, rating 3 dropped (all kept for implicit data). With
+        ``sample``, a seeded sample of that many of them, in order, and only their histories are built."""
         rows = self.rows_of(part)
         rows = rows[self.has_train[self._users[rows]]]
         if not self.implicit:
             rows = rows[self._ratings[rows] != CTR_DROPPED_RATING]
+        if sample is not None:
+            rng = np.random.default_rng(seed)
+            rows = rows[np.sort(rng.choice(len(rows), size=min(sample, len(rows)), replace=False))]
         labels = (self._ratings[rows] > CTR_DROPPED_RATING) if not self.implicit else np.ones(len(rows), bool)
-        return Rows(self._users[rows], self._items[rows], self.histories(rows), labels.astype(np.float32))
+        return Rows(self._users[rows], self._items[rows], self._row_histories(rows), labels.astype(np.float32))
 
     def interaction_rows(self, part: int = TRAIN) -> Rows:
         """Every interaction of a part as an implicit positive (label 1), with its history."""
         rows = self.rows_of(part)
-        return Rows(self._users[rows], self._items[rows], self.histories(rows), np.ones(len(rows), np.float32))
+        return Rows(self._users[rows], self._items[rows], self._row_histories(rows), np.ones(len(rows), np.float32))
 
     def sequence_rows(self, part: int = TRAIN, stride: int | None = None) -> Rows:
         """One row every ``stride`` interactions (default ``max_history``) of each user in ``part``, counted back
@@ -155,7 +170,7 @@ class RecData:
         users = self._users[rows]                      # rows are sorted by user, then time
         from_end = np.searchsorted(users, users, side="right") - 1 - np.arange(len(rows))
         rows = rows[from_end % max(stride or self.max_history, 1) == 0]
-        return Rows(self._users[rows], self._items[rows], self.histories(rows), np.ones(len(rows), np.float32))
+        return Rows(self._users[rows], self._items[rows], self._row_histories(rows), np.ones(len(rows), np.float32))
 
     def seen_matrix_rows(self, parts: tuple[int, ...]) -> tuple[np.ndarray, np.ndarray]:
         """CSR (indptr over all users, items) of each user's interactions within ``parts``."""

@@ -290,10 +290,7 @@ def _validate(model: RecModel, data: RecData, config: TrainConfig) -> dict:
 
 
 def _attention_probe(data: RecData, config: TrainConfig) -> Batch:
-    rows = data.ctr_rows(VALID)
-    rng = np.random.default_rng(config.seed)
-    pick = rng.choice(len(rows), size=min(config.attention_sample, len(rows)), replace=False)
-    picked = rows.take(np.sort(pick))
+    picked = data.ctr_rows(VALID, sample=config.attention_sample, seed=config.seed)
     return Batch.from_numpy(picked.users, picked.items, picked.history)
 
 
