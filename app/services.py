@@ -14,6 +14,7 @@ from functools import partial
 from pathlib import Path
 
 import streamlit as st
+from streamlit.runtime.scriptrunner import get_script_run_ctx
 
 from recmodels.checkpoint import CONFIG_FILE, read_config
 from recmodels.errors import RecModelsError
@@ -22,6 +23,7 @@ from recmodels.service import RecService
 
 from .figures import FigureContext
 from .items import ItemIndex
+from .open_checkpoints import OpenCheckpoints
 from .plots import display_copy
 from .text import plain
 from .users import UserIndex
@@ -173,14 +175,46 @@ def load_service(path: str) -> RecService:
 
 
 def open_service(path: str) -> tuple[RecService | None, str | None]:
-    """The service for ``path``, or a one-sentence reason it cannot be opened (plain text, not yet escaped)."""
+    """The service for ``path``, or a one-sentence reason it cannot be opened (plain text, not yet escaped). The
+    running session holds it open until a later run opens something else."""
     try:
-        return load_service(path), None
+        service = load_service(path)
+        session = _session_id()
+        if session is not None:
+            OPEN.hold(session, path, service.data.fingerprint)
+        return service, None
     except RecModelsError as err:
         return None, err.public_message()
     except Exception as err:  # noqa: BLE001 - the app must show a sentence, never a traceback
         log.exception("could not open %s", path)
         return None, unexpected_message(err, "opening the checkpoint") + " Pick another checkpoint."
+
+
+def _session_id() -> str | None:
+    context = get_script_run_ctx(suppress_warning=True)
+    return None if context is None else context.session_id
+
+
+def _is_live(session: str) -> bool:
+    """Streamlit still has the session (a closed tab's goes); outside a server, idle time alone decides."""
+    return not st.runtime.exists() or st.runtime.get_instance().is_active_session(session)
+
+
+OPEN = OpenCheckpoints(_is_live)
+
+
+def release_closed_checkpoints() -> list[str]:
+    """At the start of a run: drop what is cached for each checkpoint no live session holds (its service, with
+    the model and the data, its user and item indexes and its diagnostics). Returns the released paths."""
+    session = _session_id()
+    released = OPEN.begin_run(session) if session is not None else []
+    for path, fingerprint in released:
+        load_service.clear(path)
+        diagnostics.clear(path)
+        user_index.clear(path, fingerprint, None)  # the underscored service is not part of the key
+        item_index.clear(path, fingerprint, None)
+        log.info("released %s: no session has it open", path)
+    return [path for path, _ in released]
 
 
 @st.cache_resource(show_spinner=False, max_entries=16)

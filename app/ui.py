@@ -10,8 +10,8 @@ import streamlit as st
 from recmodels.errors import RecModelsError
 from recmodels.explain.diagnostics import pair_layer_heads
 
-from .services import (ROOTS_ENV, checkpoint_roots, items_of, open_service, resolve_checkpoint, shipped_checkpoints,
-                       unexpected_message, users_of)
+from .services import (ROOTS_ENV, checkpoint_roots, items_of, open_service, release_closed_checkpoints,
+                       resolve_checkpoint, shipped_checkpoints, unexpected_message, users_of)
 from .text import filename, literal, plain
 from .users import MAX_QUERY, MAX_SHOWN
 
@@ -91,6 +91,7 @@ def _roots_help() -> str:
 def sidebar(page: str):
     """The sidebar every page shares: the checkpoint, and how figures download. Returns the service or None."""
     st.session_state["_page"] = page
+    release_closed_checkpoints()
     with st.sidebar:
         path = checkpoint_picker()
         st.radio("Figure download format", ["png", "svg"], key=f"figure_format_{page}", horizontal=True,
