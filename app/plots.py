@@ -16,6 +16,7 @@ import pandas as pd
 import plotly.express as px
 import plotly.graph_objects as go
 from PIL import Image
+from plotly.colors import get_colorscale, sample_colorscale
 from plotly.subplots import make_subplots
 
 from .text import plain
@@ -130,17 +131,26 @@ def matrix_figure(view, max_positions: int = 50) -> go.Figure:
 
 def weights_bar(labels: list[str], values: np.ndarray, axis_title: str, signed: bool = False,
                 value_title: str = "weight") -> go.Figure:
-    """Horizontal bars, one per position, top to bottom in order."""
-    frame = pd.DataFrame({"label": labels, value_title: values})
-    if signed:
-        fig = px.bar(frame, x=value_title, y="label", orientation="h", color=value_title,
-                     color_continuous_scale=DIVERGING_SCALE, color_continuous_midpoint=0.0)
-    else:
-        fig = px.bar(frame, x=value_title, y="label", orientation="h", color=value_title,
-                     color_continuous_scale=ATTENTION_SCALE, range_color=(0, 1), range_x=(0, 1))
-    fig.update_yaxes(autorange="reversed", title=axis_title, type="category")
-    # a colour bar squeezed into a chart of one to three bars is unreadable; the x axis carries the values
-    fig.update_layout(coloraxis_showscale=len(labels) > 3)
+    """Horizontal bars, one per position, top to bottom in order, coloured on the attention scale (0..1) or, when
+    ``signed``, on the diverging one centred on 0."""
+    values = np.asarray(values, dtype=float)
+    limit = float(np.nanmax(np.abs(values))) if signed and np.isfinite(values).any() else 0.0
+    low, high = (-(limit or 1.0), limit or 1.0) if signed else (0.0, 1.0)
+    scale = get_colorscale(DIVERGING_SCALE if signed else ATTENTION_SCALE)
+    # each bar's colour as a string: handed numbers to map, plotly.js 3 logs a console stack trace per bar on every
+    # draw (an "invalid color" warning while it works out the bar's opacity), which slowed every rerun
+    share = np.clip((np.nan_to_num(values, nan=low) - low) / (high - low), 0.0, 1.0)
+    fig = go.Figure(go.Bar(x=values, y=labels, orientation="h", marker_color=sample_colorscale(scale, share.tolist()),
+                           showlegend=False, hovertemplate=f"{short(value_title)}=%{{x}}<br>%{{y}}<extra></extra>"))
+    # the colour bar comes from an invisible point on the same scale; a colour bar squeezed into a chart of one to
+    # three bars is unreadable, and the x axis carries the values anyway
+    fig.add_trace(go.Scatter(x=[None], y=[None], mode="markers", showlegend=False, hoverinfo="skip",
+                             marker=dict(color=[low], coloraxis="coloraxis")))
+    fig.update_layout(coloraxis=dict(colorscale=scale, cmin=low, cmax=high, cmid=0.0 if signed else None,
+                                     showscale=len(labels) > 3, colorbar=dict(title=short(value_title))))
+    fig.update_xaxes(title=short(value_title), range=None if signed else (0, 1))
+    fig.update_yaxes(autorange="reversed", title=axis_title, type="category", categoryorder="array",
+                     categoryarray=labels)
     return _layout(fig, height=min(1200, 90 + 22 * len(labels)))
 
 

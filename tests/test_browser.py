@@ -27,6 +27,9 @@ def app_url():
 @pytest.fixture()
 def page(app_url):
     with browser_page() as page:
+        page.console_complaints = []  # what the page logged as a warning, an error or a stack trace
+        page.on("console", lambda message: page.console_complaints.append(f"{message.type}: {message.text[:200]}")
+                if message.type in ("warning", "error", "trace", "assert") else None)
         page.goto(app_url)
         wait_for_charts(page)
         yield page
@@ -75,6 +78,8 @@ def test_only_the_open_tab_is_drawn_and_every_tab_draws_its_figures(page, checkp
         assert marker.lower() in panel.inner_text().lower(), f"{name} lacks {marker!r}"
         assert panel.locator('[data-testid="stDownloadButton"]').count() > 0, f"{name}: no CSV button"
     assert not visible_errors(page)
+    # plotly.js 3 logged a stack trace per bar per draw when handed numbers to colour, which slowed every rerun
+    assert not page.console_complaints, page.console_complaints[:5]
 
 
 def test_search_box_random_user_link_and_the_report(page, app_url):

@@ -90,54 +90,65 @@ def browser_page(width: int = 1600, height: int = 1200):
             browser.close()
 
 
-def wait_idle(page, timeout: float = 120.0) -> float:
-    """Until Streamlit has finished the current run (its 'running' widget is gone and nothing is stale).
+# Runs in the page, every 100 ms of the page's own timer: the app is quiet when Streamlit's "running" widget is gone
+# and nothing is stale, for three checks in a row. Polling from Python instead costs two DevTools round trips per
+# check, CPU that a 2-core machine takes from the browser being measured.
+_QUIET_CHECK = """(needChart) => {
+    const chart = [...document.querySelectorAll('.js-plotly-plot .main-svg')].some((e) => e.checkVisibility());
+    const busy = document.querySelector('[data-testid="stStatusWidget"], [data-stale="true"]') !== null
+        || (needChart && !chart);
+    const state = window.__recmodelsQuiet || (window.__recmodelsQuiet = {count: 0, since: null});
+    if (busy) { state.count = 0; state.since = null; return false; }
+    state.count += 1;
+    state.since = state.since ?? performance.now();
+    return state.count >= 3;
+}"""
 
-    Returns the ``time.perf_counter()`` at which the app went quiet, so that the polls that confirm it are not
+
+def wait_idle(page, timeout: float = 120.0, chart: bool = False) -> float:
+    """Until Streamlit has finished the current run (its 'running' widget is gone and nothing is stale) and, with
+    ``chart``, a chart is visible (figures in hidden tabs exist too).
+
+    Returns the ``time.perf_counter()`` at which the app went quiet, so that the checks that confirm it are not
     counted in timings.
     """
-    page.wait_for_timeout(150)
-    deadline = time.monotonic() + timeout
-    quiet_polls, quiet_since = 0, None
-    while time.monotonic() < deadline:
-        running = page.locator('[data-testid="stStatusWidget"]').count()
-        stale = page.locator('[data-stale="true"]').count()
-        # a rerun can start a moment after the click: count as finished only after three quiet polls
-        if running or stale:
-            quiet_polls, quiet_since = 0, None
-        else:
-            quiet_polls += 1
-            quiet_since = quiet_since or time.perf_counter()
-        if quiet_polls >= 3:
-            return quiet_since
-        page.wait_for_timeout(100)
-    raise TimeoutError("the app did not finish rendering in time")
+    page.wait_for_timeout(150)  # a rerun can start a moment after the click
+    page.evaluate("() => { window.__recmodelsQuiet = {count: 0, since: null}; }")
+    try:
+        page.wait_for_function(_QUIET_CHECK, arg=chart, polling=100, timeout=timeout * 1000)
+    except Exception as err:  # playwright's TimeoutError
+        raise TimeoutError("the app did not finish rendering in time") from err
+    quiet_for_ms = page.evaluate("() => performance.now() - window.__recmodelsQuiet.since")
+    return time.perf_counter() - quiet_for_ms / 1000
 
 
 def wait_for_charts(page, timeout: float = 120.0) -> float:
-    """As :func:`wait_idle`, and a chart is visible; returns when the app went quiet."""
-    quiet_since = wait_idle(page, timeout)
-    # figures in hidden tabs exist too; wait for one the person can see
-    page.locator(".js-plotly-plot .main-svg >> visible=true").first.wait_for(timeout=timeout * 1000)
-    return quiet_since
+    """As :func:`wait_idle`, and a chart is visible; returns when both first held."""
+    return wait_idle(page, timeout, chart=True)
 
 
-def choose(page, label: str, text: str, sidebar: bool = False) -> None:
-    """Pick an option of a Streamlit selectbox by typing into it."""
+def choose(page, label: str, text: str, sidebar: bool = False) -> float:
+    """Pick an option of a Streamlit selectbox by typing into it; returns the ``time.perf_counter()`` of the click
+    on the option, where the app's work starts (typing filters the list in the browser alone)."""
     scope = page.locator('[data-testid="stSidebar"]') if sidebar else page
     box = scope.locator('[data-testid="stSelectbox"]').filter(has_text=label).first
     box.click()
     page.keyboard.type(text)
     option = page.get_by_role("option").filter(has_text=text).first
     option.wait_for(timeout=30_000)
+    clicked = time.perf_counter()
     option.click()
+    return clicked
 
 
-def find_item(page, text: str) -> None:
-    """Type into the Explorer's "Find an item" box: the app lists a page of matches and picks the first."""
+def find_item(page, text: str) -> float:
+    """Type into the Explorer's "Find an item" box: the app lists a page of matches and picks the first. Returns
+    the ``time.perf_counter()`` of the Enter that sends the search."""
     box = page.locator('input[aria-label="Find an item"]').first
     box.fill(text)
+    pressed = time.perf_counter()
     box.press("Enter")
+    return pressed
 
 
 def page_text(page) -> str:
@@ -157,11 +168,9 @@ def timings(repeats: int = 3) -> list[dict]:
             start = time.perf_counter()
             page.goto(url)
             first = wait_for_charts(page) - start
-            start = time.perf_counter()
-            choose(page, "User", f"user {10 + attempt} ·", sidebar=True)
+            start = choose(page, "User", f"user {10 + attempt} ·", sidebar=True)
             switch = wait_for_charts(page) - start
-            start = time.perf_counter()
-            find_item(page, "Fargo")  # the item list is a page of the catalogue: search it
+            start = find_item(page, "Fargo")  # the item list is a page of the catalogue: search it
             explain = wait_for_charts(page) - start
             rows.append({"first render s": first, "switch user s": switch, "open explanation with IG s": explain})
     return rows
