@@ -28,6 +28,14 @@ def test_fitted_weights_are_the_closed_form_with_a_zero_diagonal(tiny_data):
     assert "item_weights" not in model.state_dict()  # solved from the data, never stored
 
 
+def test_the_blocked_sparse_solve_equals_the_formula_across_block_edges(tiny_data, monkeypatch):
+    import recmodels.models.ease as ease
+
+    monkeypatch.setattr(ease, "GRAM_BLOCK", 7)  # many blocks, the last one short
+    weights = EASE.from_data(tiny_data, l2=30.0).item_weights.double().numpy()
+    np.testing.assert_allclose(weights[1:, 1:], reference_weights(tiny_data, 30.0), atol=1e-6)
+
+
 def test_scores_are_the_history_multi_hot_times_b(tiny_data):
     model = EASE.from_data(tiny_data, l2=30.0).eval()
     weights = model.item_weights.double().numpy()

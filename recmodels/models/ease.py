@@ -62,16 +62,56 @@ def first_occurrence(history: torch.Tensor) -> torch.Tensor:
     return (~(same & earlier).any(-1)).to(torch.float32)
 
 
+GRAM_BLOCK = 2048  # item columns per sparse product: each block's dense result is n_items x 2048 float64
+
+
 def closed_form(indptr: np.ndarray, items: np.ndarray, n_items: int, l2: float) -> np.ndarray:
     """B (n_items + 1, n_items + 1) with padding row and column 0, solved in float64 from the train matrix in CSR
-    form (user u's items are ``items[indptr[u]:indptr[u + 1]]``; repeats count once)."""
-    users = np.repeat(np.arange(len(indptr) - 1), np.diff(indptr))
-    x = np.zeros((len(indptr) - 1, n_items), dtype=np.float64)
-    x[users, items - 1] = 1.0
-    gram = x.T @ x + l2 * np.eye(n_items)
-    precision = np.linalg.inv(gram)
-    weights = -precision / np.diag(precision)[None, :]   # B = I - P diag(1/diag(P)); its diagonal is 1 - 1 = 0
-    np.fill_diagonal(weights, 0.0)
+    form (user u's items are ``items[indptr[u]:indptr[u + 1]]``; repeats count once).
+
+    Memory is one n_items^2 float64 matrix plus the float32 result: the Gram matrix comes from sparse products, and
+    P = (X^T X + lambda I)^-1 is formed in its place by Cholesky (the matrix is symmetric positive definite). At
+    ml-20m scale a dense X alone would be 138,493 x 26,744 float64, 30 GB."""
+    from scipy.linalg import lapack
+
+    precision = _gram(indptr, items, n_items)
+    precision[np.diag_indices(n_items)] += l2
+    factor, info = lapack.dpotrf(precision, lower=False, overwrite_a=True, clean=False)
+    if info == 0:
+        precision, info = lapack.dpotri(factor, lower=False, overwrite_c=True)
+    if info != 0:  # cannot happen for lambda > 0; says so rather than returning garbage
+        raise np.linalg.LinAlgError(f"EASE: the Gram matrix plus {l2} I is not positive definite (LAPACK info {info}).")
+    _mirror_upper(precision)
     out = np.zeros((n_items + 1, n_items + 1), dtype=np.float32)
-    out[1:, 1:] = weights
+    diagonal = np.diag(precision).copy()
+    for lo in range(0, n_items, GRAM_BLOCK):  # B = I - P diag(1/diag(P)); its diagonal is 1 - 1 = 0
+        hi = min(lo + GRAM_BLOCK, n_items)
+        out[1 + lo:1 + hi, 1:] = -precision[lo:hi] / diagonal[None, :]
+    np.fill_diagonal(out, 0.0)
     return out
+
+
+def _gram(indptr: np.ndarray, items: np.ndarray, n_items: int) -> np.ndarray:
+    """X^T X (float64, dense) of the binary user-item matrix, a block of item columns at a time."""
+    from scipy.sparse import csr_matrix
+
+    n_users = len(indptr) - 1
+    users = np.repeat(np.arange(n_users), np.diff(indptr))
+    x = csr_matrix((np.ones(len(items)), (users, np.asarray(items) - 1)), shape=(n_users, n_items))
+    x.sum_duplicates()
+    x.data[:] = 1.0  # an item seen twice counts once
+    by_item, by_column = x.T.tocsr(), x.tocsc()
+    gram = np.empty((n_items, n_items))
+    for lo in range(0, n_items, GRAM_BLOCK):
+        hi = min(lo + GRAM_BLOCK, n_items)
+        gram[:, lo:hi] = (by_item @ by_column[:, lo:hi]).toarray()
+    return gram
+
+
+def _mirror_upper(matrix: np.ndarray) -> None:
+    """Copy the upper triangle onto the lower one in place (LAPACK's inverse fills only the upper)."""
+    for lo in range(0, len(matrix), GRAM_BLOCK):
+        hi = min(lo + GRAM_BLOCK, len(matrix))
+        block = matrix[lo:hi, lo:hi]
+        block[:] = np.triu(block) + np.triu(block, 1).T
+        matrix[hi:, lo:hi] = matrix[lo:hi, hi:].T
