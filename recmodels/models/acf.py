@@ -31,12 +31,10 @@ import torch.nn.functional as F
 from torch import nn
 
 from .base import AttentionMap, AttentionOverride, Batch, InputTap, RecModel, RecOutput, apply_override
-from .config import config_dict
 from .layers import masked_softmax
-from .region_units import check_regions, choose_units, read_regions
+from .region_units import RegionUnits
 
 COMPONENT_SOURCES = ("genres", "regions")
-REGION_SETTINGS = ("backbone", "component_dim", "grid", "region_fingerprint")
 
 
 @dataclass
@@ -80,7 +78,7 @@ class ACFConfig:
         self.grid = None if self.grid is None else tuple(int(g) for g in self.grid)
 
 
-class ACF(RecModel):
+class ACF(RegionUnits, RecModel):
     """Attentive Collaborative Filtering, trained with WARP (default) or BPR (``loss="bpr"``).
 
     The defaults were chosen by valid NDCG@10 on ml-100k, and they also keep both maps informative. With
@@ -154,39 +152,14 @@ class ACF(RecModel):
         n_genres = len(spec["genre_names"])
         return n_genres, max(1, min(max_components or n_genres, n_genres))
 
-    @property
-    def hparams(self) -> dict:
-        values = super().hparams
-        if self.component_source == "genres":  # genre components have no region settings to store
-            for key in REGION_SETTINGS:
-                del values[key]
-        return values
-
     @classmethod
     def from_data(cls, data, config: ACFConfig | None = None, **hparams) -> "ACF":
         """Build for ``data``: image regions when the dataset has an image folder, else genres (unless the config
         or ``components`` says which)."""
-        hparams = {**(config_dict(config) if config is not None else {}), **hparams}
-        regions = choose_units(cls.title, data, hparams)
+        hparams, regions = cls._units_for(data, config, hparams)
         if hparams["components"] == "genres" and hparams.get("max_components") is None:
             hparams["max_components"] = max(1, int((data.tables.item_genres > 0).sum(1).max()))
-        model = cls(data.tables.spec(), **hparams).load_feature_tables(data.tables)
-        if regions is not None:  # already read: reading again would warn twice about the same unreadable files
-            model._use_regions(regions, data.dataset.name)
-        return model
-
-    def attach_data(self, data) -> None:
-        """Read the region features of ``data`` (cached by the region store); refuse a different grid, width or
-        image set than the model was trained on."""
-        if self.needs_data:
-            self._use_regions(read_regions(self.title, data, self.config.backbone), data.dataset.name)
-
-    def _use_regions(self, regions, dataset_name: str) -> None:
-        check_regions(self.title, regions, self.grid, self.config.component_dim, self.config.region_fingerprint,
-                      dataset_name)
-        with torch.no_grad():
-            self.region_table.copy_(regions.features.to(self.region_table.dtype))
-            self.has_image.copy_(regions.mask)
+        return cls(data.tables.spec(), **hparams).load_feature_tables(data.tables)._with_units(data, regions)
 
     def components(self, items: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Component features ``x`` (B, P, M, D_c) and their mask (B, P, M) for item indices (B, P).

@@ -5,7 +5,57 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import torch
+
 from ..errors import CheckpointError
+from .config import config_dict
+
+REGION_SETTINGS = ("backbone", "component_dim", "grid", "region_fingerprint")  # stored only for region units
+
+
+class RegionUnits:
+    """What ACF and VECF share when their units are image regions or genres: building for a dataset, reading the
+    regions again when a checkpoint meets its data, and refusing regions it was not trained on. The model has the
+    buffers ``region_table`` and ``has_image``, ``self.grid``, ``self.component_source`` and ``self.needs_data``.
+    """
+
+    @property
+    def hparams(self) -> dict:
+        values = super().hparams
+        if self.component_source == "genres":  # genre units have no region settings to store
+            for key in REGION_SETTINGS:
+                del values[key]
+        return values
+
+    @classmethod
+    def _units_for(cls, data, config, hparams: dict) -> tuple[dict, object]:
+        """(hparams with the config's values and the units filled in, the regions read or None for genres)."""
+        hparams = {**(config_dict(config) if config is not None else {}), **hparams}
+        return hparams, choose_units(cls.title, data, hparams)
+
+    def _with_units(self, data, regions):
+        """The model built by ``from_data``, given the regions already read (reading them again would warn twice
+        about the same unreadable files)."""
+        if regions is not None:
+            self._use_regions(regions, data.dataset.name)
+        return self
+
+    def attach_data(self, data) -> None:
+        """Read the region features of ``data`` (cached by the region store); refuse a different grid, width or
+        image set than the model was trained on."""
+        if self.needs_data:
+            self._use_regions(read_regions(self.title, data, self.config.backbone), data.dataset.name)
+
+    def _use_regions(self, regions, dataset_name: str) -> None:
+        check_regions(self.title, regions, self.grid, self.config.component_dim, self.config.region_fingerprint,
+                      dataset_name)
+        with torch.no_grad():
+            self.region_table.copy_(regions.features.to(self.region_table.dtype))
+            self.has_image.copy_(regions.mask)
+            self._regions_loaded()
+
+    def _regions_loaded(self) -> None:
+        """After the region table is filled: what a model derives from it (nothing by default)."""
 
 
 def choose_units(title: str, data, hparams: dict):

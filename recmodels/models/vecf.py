@@ -57,13 +57,11 @@ import torch
 from torch import nn
 
 from .base import AttentionMap, AttentionOverride, Batch, InputTap, RecModel, RecOutput, apply_override
-from .config import config_dict
 from .layers import masked_softmax
-from .region_units import check_regions, choose_units, read_regions
+from .region_units import RegionUnits
 
 COMPONENT_SOURCES = ("genres", "regions")
 QUERIES = ("user", "history")
-REGION_SETTINGS = ("backbone", "component_dim", "grid", "region_fingerprint")
 
 
 @dataclass
@@ -117,7 +115,7 @@ class VECFConfig:
         self.grid = None if self.grid is None else tuple(int(g) for g in self.grid)
 
 
-class VECF(RecModel):
+class VECF(RegionUnits, RecModel):
     """Visually explainable CF: user-conditioned attention over the candidate's image regions."""
 
     name = "vecf"
@@ -195,45 +193,23 @@ class VECF(RecModel):
         if config.position:
             nn.init.normal_(self.position, std=config.init_std)
 
-    @property
-    def hparams(self) -> dict:
-        values = super().hparams
-        if self.component_source == "genres":  # genre units have no region settings to store
-            for key in REGION_SETTINGS:
-                del values[key]
-        return values
-
     # ------------------------------------------------------------------ units: image regions or genres (as ACF's)
     @classmethod
     def from_data(cls, data, config: VECFConfig | None = None, **hparams) -> "VECF":
         """Build for ``data``: image regions when the dataset has an image folder, else genres (unless the config
         or ``components`` says which)."""
-        hparams = {**(config_dict(config) if config is not None else {}), **hparams}
-        regions = choose_units(cls.title, data, hparams)
-        model = cls(data.tables.spec(), **hparams).load_feature_tables(data.tables)
-        if regions is not None:  # already read: reading again would warn twice about the same unreadable files
-            model._use_regions(regions, data.dataset.name)
-        return model
+        hparams, regions = cls._units_for(data, config, hparams)
+        return cls(data.tables.spec(), **hparams).load_feature_tables(data.tables)._with_units(data, regions)
 
-    def attach_data(self, data) -> None:
-        """Read the region features of ``data`` (cached by the store); refuse another grid, width or image set."""
-        if self.needs_data:
-            self._use_regions(read_regions(self.title, data, self.config.backbone), data.dataset.name)
-
-    def _use_regions(self, regions, dataset_name: str) -> None:
-        check_regions(self.title, regions, self.grid, self.config.component_dim, self.config.region_fingerprint,
-                      dataset_name)
-        with torch.no_grad():
-            self.region_table.copy_(regions.features.to(self.region_table.dtype))
-            self.has_image.copy_(regions.mask)
-            # m per genre: the mean region features of the genre's items that have an image, summed in float32
-            # over slices of items (the whole table in float32 can be hundreds of MB)
-            members = (self.item_genres > 0).float() * self.has_image.unsqueeze(1).float()     # (N + 1, G)
-            totals = torch.zeros_like(self.genre_mean).flatten(1)                               # (G, R * D)
-            for start in range(0, len(members), 256):
-                part = slice(start, start + 256)
-                totals += members[part].T @ self.region_table[part].float().flatten(1)
-            self.genre_mean.copy_((totals / members.sum(0).clamp(min=1).unsqueeze(1)).view_as(self.genre_mean))
+    def _regions_loaded(self) -> None:
+        """The profile's genre means: m per genre is the mean region features of the genre's items that have an
+        image, summed in float32 over slices of items (the whole table in float32 can be hundreds of MB)."""
+        members = (self.item_genres > 0).float() * self.has_image.unsqueeze(1).float()     # (N + 1, G)
+        totals = torch.zeros_like(self.genre_mean).flatten(1)                               # (G, R * D)
+        for start in range(0, len(members), 256):
+            part = slice(start, start + 256)
+            totals += members[part].T @ self.region_table[part].float().flatten(1)
+        self.genre_mean.copy_((totals / members.sum(0).clamp(min=1).unsqueeze(1)).view_as(self.genre_mean))
 
     def _unit_labels(self) -> list[str]:
         if self.needs_data:
