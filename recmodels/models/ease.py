@@ -69,24 +69,23 @@ def closed_form(indptr: np.ndarray, items: np.ndarray, n_items: int, l2: float) 
     """B (n_items + 1, n_items + 1) with padding row and column 0, solved in float64 from the train matrix in CSR
     form (user u's items are ``items[indptr[u]:indptr[u + 1]]``; repeats count once).
 
-    Memory is one n_items^2 float64 matrix plus the float32 result: the Gram matrix comes from sparse products, and
-    P = (X^T X + lambda I)^-1 is formed in its place by Cholesky (the matrix is symmetric positive definite). At
-    ml-20m scale a dense X alone would be 138,493 x 26,744 float64, 30 GB."""
-    from scipy.linalg import lapack
-
-    precision = _gram(indptr, items, n_items)
-    precision[np.diag_indices(n_items)] += l2
-    factor, info = lapack.dpotrf(precision, lower=False, overwrite_a=True, clean=False)
-    if info == 0:
-        precision, info = lapack.dpotri(factor, lower=False, overwrite_c=True)
-    if info != 0:  # cannot happen for lambda > 0; says so rather than returning garbage
-        raise np.linalg.LinAlgError(f"EASE: the Gram matrix plus {l2} I is not positive definite (LAPACK info {info}).")
-    _mirror_upper(precision)
+    At most two n_items^2 float64 matrices are alive at once: the Gram matrix comes from sparse products, and
+    P = (X^T X + lambda I)^-1 from its Cholesky factor (the matrix is symmetric positive definite), through torch:
+    the LAPACK that SciPy ships crashes on a Cholesky factor above 16,384 items. At ml-20m scale a dense X alone
+    would be 138,493 x 26,744 float64, 30 GB."""
+    gram = torch.from_numpy(_gram(indptr, items, n_items))
+    gram.diagonal().add_(l2)
+    factor, info = torch.linalg.cholesky_ex(gram)
+    del gram
+    if int(info) != 0:  # cannot happen for lambda > 0; says so rather than returning garbage
+        raise np.linalg.LinAlgError(f"EASE: the Gram matrix plus {l2} I is not positive definite (order {int(info)}).")
+    precision = torch.cholesky_inverse(factor)
+    del factor
     out = np.zeros((n_items + 1, n_items + 1), dtype=np.float32)
-    diagonal = np.diag(precision).copy()
+    diagonal = precision.diagonal().clone()
     for lo in range(0, n_items, GRAM_BLOCK):  # B = I - P diag(1/diag(P)); its diagonal is 1 - 1 = 0
         hi = min(lo + GRAM_BLOCK, n_items)
-        out[1 + lo:1 + hi, 1:] = -precision[lo:hi] / diagonal[None, :]
+        out[1 + lo:1 + hi, 1:] = (-precision[lo:hi] / diagonal).numpy()
     np.fill_diagonal(out, 0.0)
     return out
 
@@ -106,12 +105,3 @@ def _gram(indptr: np.ndarray, items: np.ndarray, n_items: int) -> np.ndarray:
         hi = min(lo + GRAM_BLOCK, n_items)
         gram[:, lo:hi] = (by_item @ by_column[:, lo:hi]).toarray()
     return gram
-
-
-def _mirror_upper(matrix: np.ndarray) -> None:
-    """Copy the upper triangle onto the lower one in place (LAPACK's inverse fills only the upper)."""
-    for lo in range(0, len(matrix), GRAM_BLOCK):
-        hi = min(lo + GRAM_BLOCK, len(matrix))
-        block = matrix[lo:hi, lo:hi]
-        block[:] = np.triu(block) + np.triu(block, 1).T
-        matrix[hi:, lo:hi] = matrix[lo:hi, hi:].T
