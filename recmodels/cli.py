@@ -93,7 +93,9 @@ def cmd_train(args) -> int:
     for point in grid_points(grid):
         for name, (hparams, training) in split_settings(names, {**settings, **point}).items():
             info = model_info(name)
-            config = TrainConfig.for_model(info.cls, **{"epochs": args.epochs, "seed": args.seed,
+            # a closed form (MostPopular, EASE) is solved from the data: --epochs is for the models that learn
+            epochs = 0 if info.cls.default_training.get("epochs") == 0 else args.epochs
+            config = TrainConfig.for_model(info.cls, **{"epochs": epochs, "seed": args.seed,
                                                         "max_steps": args.max_steps, **training})
             check_values(info.config_class, hparams, f"model {name!r}")  # names and types, before the data loads
             chosen = {k: v for k, v in point.items() if k in hparams or k in training}  # this model's grid keys
@@ -289,7 +291,8 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--data-dir", default=None, help="GroupLens ml-100k/ml-1m or RecBole atomic folder")
     train.add_argument("--image-dir", default=None, help="folder of <item_id>.jpg|png item images")
     train.add_argument("--device", default="auto", help="auto, cpu or cuda")
-    train.add_argument("--epochs", type=int, default=None)
+    train.add_argument("--epochs", type=int, default=None,
+                       help="passes over the training rows (closed forms such as MostPopular and EASE take none)")
     train.add_argument("--max-steps", type=int, default=None, help="optimiser steps per epoch at most (throughput)")
     train.add_argument("--eval-users", type=int_argument(1), default=None,
                        help="final valid/test metrics over each part's first N users only (recorded as such)")

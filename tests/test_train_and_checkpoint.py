@@ -303,3 +303,14 @@ def test_torchrun_processes_take_one_gpu_each_or_the_cpu(monkeypatch):
         distributed_device("cuda")
     monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
     assert distributed_device("auto") == torch.device("cuda", 1)  # each process its own GPU
+
+
+def test_closed_forms_take_no_epochs_and_a_model_without_parameters_says_so(tiny_data, tmp_path, capsys):
+    folder = write_atomic(tiny_data.dataset, tmp_path / "atomic")
+    out = tmp_path / "ease"
+    assert cli_main(["train", "--model", "ease", "--dataset", "tiny", "--data-dir", str(folder), "--epochs", "2",
+                     "--max-steps", "5", "--out", str(out), "--quiet"]) == 0  # the closed form, as with no --epochs
+    assert read_config(out)["training"]["epochs"] == 0
+    ease = model_info("ease").cls.from_data(tiny_data)
+    with pytest.raises(InvalidArgumentError, match="EASE has no parameters to learn by gradient.*--epochs 0"):
+        train_model(ease, tiny_data, TrainConfig.for_model(type(ease), epochs=1), device="cpu", progress=False)

@@ -179,6 +179,9 @@ def train_model(model: RecModel, data: RecData, config: TrainConfig, device="aut
         valid = _validate(model, data, config) if is_main else {}
         return FitResult(model, history, 0, valid)
 
+    if not any(parameter.requires_grad for parameter in model.parameters()):
+        raise InvalidArgumentError(f"{model.title} has no parameters to learn by gradient, so it cannot train for "
+                                   f"{config.epochs} epochs; train it with --epochs 0.")
     rows = training_rows(data, config, sequences=getattr(model, "sequence_training", False),
                          stride=getattr(model, "window_stride", None))
     sampler = NegativeSampler(data)
