@@ -61,11 +61,11 @@ def test_scale_train_measures_a_run_and_writes_its_block(trained):
     assert config["evaluated_users"] == 20  # the bounded final metrics are labelled as such
 
 
-def test_scale_service_reuses_the_trained_checkpoint_trains_a_missing_one_and_writes_its_block(trained, tmp_path,
+def test_scale_service_reuses_the_trained_checkpoint_trains_the_missing_ones_and_writes_its_block(trained, tmp_path,
                                                                                                capsys):
     _, root, _, _ = trained
     readme = readme_with(tmp_path, scale_service.MARKERS)
-    assert scale_service.main([*TINY, "--root", str(root), "--models", "din,bpr", "--train-steps", "1",
+    assert scale_service.main([*TINY, "--root", str(root), "--models", "din,bpr,ease", "--train-steps", "1",
                                "--repeats", "1", "--write-readme", str(readme)]) == 0
     out = capsys.readouterr().out
     assert "training din" not in out and "training bpr for 1 steps" in out  # scale_train's DIN was reused
@@ -73,6 +73,7 @@ def test_scale_service_reuses_the_trained_checkpoint_trains_a_missing_one_and_wr
     assert "from_checkpoint s (target 30)" in table and "recommend ms/user (target 50)" in table
     assert "IG top-10 ms (target 1,000)" in table and f"| {SCALE} | din | 300 | 2 steps |" in table
     assert f"| {SCALE} | bpr | 300 | 1 step |" in table
+    assert f"| {SCALE} | ease | 300 | closed form |" in table  # solved from the data: no epochs, no steps
 
 
 @pytest.mark.slow

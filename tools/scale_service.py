@@ -97,6 +97,8 @@ def measure_service(checkpoint: Path, threads: int, repeats: int) -> dict:
 def trained_label(checkpoint: Path) -> str:
     """How far the checkpoint trained: steps of its last epoch and the epoch's share (a timing model is 1 step)."""
     config = json.loads((checkpoint / "config.json").read_text())
+    if not config["history"]:  # a closed form (EASE, MostPopular) is solved from the data, never trained
+        return "closed form"
     last, training = config["history"][-1], config["training"]
     if "rows" not in last:
         return f"{len(config['history']) - 1} epochs"

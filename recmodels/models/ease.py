@@ -49,10 +49,18 @@ class EASE(RecModel):
         scores = self.history_tap(weights.unsqueeze(-1)).squeeze(-1).sum(-1)
         return RecOutput(scores=scores, attentions={} if output_attentions else None)
 
+    @torch.no_grad()
     def score_items(self, users, history, items, chunk_rows: int = 65536, attention_override=None):
-        multi_hot = torch.zeros(history.shape[0], self.n_items + 1, device=history.device)
-        multi_hot.scatter_(1, history, 1.0)
-        return multi_hot @ self.item_weights[:, items]  # column 0 of the multi-hot meets B's zero padding row
+        """x_u B for the candidates: the rows of B of each user's distinct history items, summed. Only those rows
+        are read: indexing B's columns by the candidates copied all of B (2.9 GB at 26,744 items) per call."""
+        distinct = first_occurrence(history)                                       # (B, T); padding's row is 0
+        out = torch.empty(history.shape[0], len(items), device=history.device)
+        users_per_chunk = max(1, chunk_rows // max(len(items), 1))
+        for start in range(0, history.shape[0], users_per_chunk):
+            part = slice(start, start + users_per_chunk)
+            rows = self.item_weights[history[part]] * distinct[part].unsqueeze(-1)   # (b, T, N + 1)
+            out[part] = rows.sum(1)[:, items]
+        return out
 
 
 def first_occurrence(history: torch.Tensor) -> torch.Tensor:
