@@ -43,7 +43,7 @@ class OpenCheckpoints:
             self._sessions = {name: s for name, s in self._sessions.items()
                               if name == session or (now - s.last_run <= self._idle and self._is_live(name))}
             held = {path for s in self._sessions.values() for path in (*s.previous, *s.current)}
-            released = [(path, print_) for path, print_ in self._loaded.items() if path not in held]
+            released = [(path, fingerprint) for path, fingerprint in self._loaded.items() if path not in held]
             for path, _ in released:
                 del self._loaded[path]
             return released

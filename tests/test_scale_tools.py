@@ -61,8 +61,8 @@ def test_scale_train_measures_a_run_and_writes_its_block(trained):
     assert config["evaluated_users"] == 20  # the bounded final metrics are labelled as such
 
 
-def test_scale_service_reuses_the_trained_checkpoint_trains_the_missing_ones_and_writes_its_block(trained, tmp_path,
-                                                                                               capsys):
+def test_scale_service_reuses_the_trained_checkpoint_trains_the_missing_ones_and_writes_its_block(
+        trained, tmp_path, capsys):
     _, root, _, _ = trained
     readme = readme_with(tmp_path, scale_service.MARKERS)
     assert scale_service.main([*TINY, "--root", str(root), "--models", "din,bpr,ease", "--train-steps", "1",

@@ -149,7 +149,7 @@ def train_checkpoint(model: str, data_dir: Path, out: Path, max_steps: int | Non
         facts = sorted((json.loads(path.read_text()) for path in Path(facts_dir).glob("rank*.json")),
                        key=lambda entry: entry["rank"])
     if len(facts) != nproc:
-        raise ScaleRunError(f"training {model} printed the facts of {len(facts)} of its {nproc} processes.")
+        raise ScaleRunError(f"training {model} wrote the facts of {len(facts)} of its {nproc} processes.")
     return {**facts[0], "peak_gb": max(entry["peak_gb"] for entry in facts), "threads": per_process}
 
 

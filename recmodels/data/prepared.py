@@ -143,11 +143,14 @@ class RecData:
     def rows_of(self, part: int) -> np.ndarray:
         return np.flatnonzero(self.part == part)
 
-    def ctr_rows(self, part: int, sample: int | None = None, seed: int = 0) -> Rows:
+    def ctr_rows(self, part: int, sample: int | None = None, seed: int = 0, users: np.ndarray | None = None) -> Rows:
         """CTR samples of one part: label = rating > 3, rating 3 dropped (all kept for implicit data). With
-        ``sample``, a seeded sample of that many of them, in order, and only their histories are built."""
+        ``users``, only theirs; with ``sample``, a seeded sample of that many, in order. Only the histories of the
+        rows kept are built."""
         rows = self.rows_of(part)
         rows = rows[self.has_train[self._users[rows]]]
+        if users is not None:
+            rows = rows[np.isin(self._users[rows], users)]
         if not self.implicit:
             rows = rows[self._ratings[rows] != CTR_DROPPED_RATING]
         if sample is not None:

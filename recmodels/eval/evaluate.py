@@ -41,9 +41,7 @@ def score_rows(model: RecModel, rows: Rows, batch_size: int = 4096, progress: bo
 def evaluate_ctr(model: RecModel, data: RecData, part: int = TEST, batch_size: int = 4096,
                  progress: bool = False, users: np.ndarray | None = None) -> dict[str, float]:
     """AUC, GAUC and LogLoss on the part's rated rows (of ``users`` only, when given)."""
-    rows = data.ctr_rows(part)
-    if users is not None:
-        rows = rows.take(np.isin(rows.users, users))
+    rows = data.ctr_rows(part, users=users)
     with evaluating(model):
         logits = score_rows(model, rows, batch_size, progress)
     probabilities = 1.0 / (1.0 + np.exp(-np.clip(logits.astype(np.float64), -50, 50)))
@@ -58,7 +56,10 @@ def evaluate_ctr(model: RecModel, data: RecData, part: int = TEST, batch_size: i
 def evaluate_topk(model: RecModel, data: RecData, part: int = TEST, ks=(10, 20), users_per_batch: int = 64,
                   progress: bool = False, max_users: int | None = None) -> dict[str, float]:
     """Full ranking: every item the user has not interacted with (train, and valid when testing)."""
-    users, values = topk_per_user(model, data, part, ks, users_per_batch, progress, max_users)
+    return _means(*topk_per_user(model, data, part, ks, users_per_batch, progress, max_users))
+
+
+def _means(users: np.ndarray, values: dict[str, np.ndarray]) -> dict[str, float]:
     return {name: float(values[name].sum()) / max(len(users), 1) if len(users) else float("nan")
             for name in TOPK_METRICS}
 
@@ -98,9 +99,9 @@ def evaluate(model: RecModel, data: RecData, part: int = TEST, progress: bool = 
              max_users: int | None = None) -> dict[str, float]:
     """Both tasks on one part: top-K for every model, CTR metrics on the rated rows; with ``max_users``, both over
     the part's first ``max_users`` ranked users only (at ml-20m scale every user takes hours)."""
-    metrics = evaluate_topk(model, data, part, progress=progress, max_users=max_users)
-    users = None if max_users is None else data.topk_cases(part).users[:max_users]
-    metrics.update(evaluate_ctr(model, data, part, progress=progress, users=users))
+    users, values = topk_per_user(model, data, part, progress=progress, max_users=max_users)
+    metrics = _means(users, values)
+    metrics.update(evaluate_ctr(model, data, part, progress=progress, users=None if max_users is None else users))
     return metrics
 
 
