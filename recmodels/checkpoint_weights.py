@@ -8,6 +8,7 @@ within range, feature tables equal to the data's). Pickle-based files are recogn
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 import torch
@@ -183,14 +184,30 @@ def check_values(path: Path, state: dict[str, torch.Tensor]) -> None:
     for name, tensor in state.items():
         if not tensor.is_floating_point() or tensor.numel() == 0:
             continue
-        if not bool(torch.isfinite(tensor).all()):
+        low, high = _value_range(tensor)
+        if not (math.isfinite(low) and math.isfinite(high)):
             raise CheckpointError(f"{path}: tensor {_name(name)} holds NaN or infinite values; the weights are "
                                   f"corrupt (or training diverged), so {RESTORE}.")
-        largest = float(tensor.abs().max())
+        largest = max(-low, high)
         if largest > MAX_ABS_WEIGHT:
             raise CheckpointError(f"{path}: tensor {_name(name)} holds a value of {largest:.3g}, beyond the "
                                   f"±{MAX_ABS_WEIGHT:g} that trained weights stay within; the file is corrupt, so "
                                   f"{RESTORE}.")
+
+
+VALUE_CHUNK = 1 << 24  # elements per pass of the range check: a 64 MB float32 slice, not a copy of the tensor
+
+
+def _value_range(tensor: torch.Tensor) -> tuple[float, float]:
+    """(min, max) over the tensor, NaN if it holds one, read in slices so that no full-size temporary is made."""
+    flat, low, high = tensor.reshape(-1), math.inf, -math.inf
+    for start in range(0, flat.numel(), VALUE_CHUNK):
+        part_low, part_high = torch.aminmax(flat[start:start + VALUE_CHUNK])
+        part_low, part_high = float(part_low), float(part_high)
+        if math.isnan(part_low) or math.isnan(part_high):
+            return math.nan, math.nan
+        low, high = min(low, part_low), max(high, part_high)
+    return low, high
 
 
 def check_feature_tables(path: Path, state: dict[str, torch.Tensor], data) -> None:

@@ -261,7 +261,8 @@ class RecModel(nn.Module):
     def attach_data(self, data) -> None:
         """Read what the checkpoint does not hold from ``data``; checks it fits. Called by :meth:`from_data` and
         when a checkpoint loads. Image-region features are read here, and closed-form models solve their weights
-        here from the train part (EASE), so they train with ``epochs=0`` and store nothing they can recompute."""
+        here from the train part (EASE), so they train with ``epochs=0``; what they store is what would be slow to
+        recompute (EASE's B above 8,192 items)."""
 
     @property
     def n_users(self) -> int:

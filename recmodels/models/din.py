@@ -20,9 +20,10 @@ Ranking many candidates (:meth:`DIN.score_items`) splits W into its four D-colum
 
     W [q; k; q - k; q * k] = (W_q + W_d) q + (W_k - W_d) k + W_p (q * k),
 
-so the q part is computed once per candidate, the k part once per history item, and only the product part
-is per pair. That part is one matrix product: W_p (q * k) = (W_p diag(k)) q, and the (H x D) matrices
-W_p diag(k_t) of one user's history are stacked into a (T*H x D) matrix that every candidate multiplies.
+and since W_p (q * k) = (W_p diag(k)) q, the pair's hidden layer is one matrix-vector product,
+(W_q + W_d + W_p diag(k_t)) q + (W_k - W_d) k_t + b. The (H x D) matrices of one user's history, each with its
+k part as an extra column, are stacked into a (T*H x (D + 1)) matrix that every candidate [q; 1] multiplies: the
+GEMM of a block of candidates is the whole hidden layer, so no pass over the pairs is spent adding the q part.
 
 Maps (``output_attentions=True``), item level over the axis ("history",) with the history's padding mask:
 ``history``, the softmax weights (a distribution) in the softmax mode; in the un-normalised mode ``history``
@@ -251,9 +252,10 @@ class DIN(RecModel):
         maps = self._maps(weights, share, mask, batch.history) if output_attentions else None
         return RecOutput(scores=logits, attentions=maps)
 
-    # candidates x history pairs per block of the ranking path: the block's (pairs x H) activations stay in
-    # the CPU cache through the add, the ReLU and the output layer (about 2 MB at H = 32)
-    block_pairs: ClassVar[int] = 1 << 14
+    # candidates x history pairs per block of the ranking path: the block's (pairs x H) activations, 8 MB at
+    # H = 32, stay in the last-level cache from the GEMM through the ReLU and the output layer. Measured at
+    # 26,744 candidates x 50 positions on 2 cores: 2^16 pairs 56 ms, 2^14 69 ms, 2^17 69 ms
+    block_pairs: ClassVar[int] = 1 << 16
 
     @torch.no_grad()
     def score_items(self, users: torch.Tensor, history: torch.Tensor, items: torch.Tensor,
@@ -286,8 +288,8 @@ class DIN(RecModel):
         query = candidate[:, :2].flatten(1)                                                # (C, D)
         item = self.item_features(candidate, items)                                        # (C, I)
         w_query, w_key, w_product = self._attention_blocks()
-        query_part = F.linear(query, w_query, self.attention_in.bias)                     # (C, H)
-        # a column of ones meets the k part, which rides along as an extra row of each W_p diag(k_t)
+        # a column of ones meets the k part (with the bias), which rides along as an extra column of each
+        # W_q + W_d + W_p diag(k_t)
         query = torch.cat([query, torch.ones_like(query[:, :1])], 1)                      # (C, D + 1)
         w_out = self.attention_out.weight.squeeze(0)                                       # (H,)
         n_users, n_candidates, length = users.shape[0], items.shape[0], history.shape[1]
@@ -301,15 +303,15 @@ class DIN(RecModel):
             hist = history[start:stop]
             mask = (hist != 0).unsqueeze(1)                                                # (b, 1, T)
             keys = self.item_vectors(hist)                                                 # (b, T, D)
-            per_key = torch.cat([keys.unsqueeze(2) * w_product, F.linear(keys, w_key).unsqueeze(-1)], -1)
-            per_key = per_key.flatten(1, 2).transpose(1, 2)                                # (b, D + 1, T*H)
+            per_key = torch.cat([keys.unsqueeze(2) * w_product + w_query,
+                                 F.linear(keys, w_key, self.attention_in.bias).unsqueeze(-1)], -1)
+            per_key = per_key.flatten(1, 2).transpose(1, 2).contiguous()                   # (b, D + 1, T*H)
             scores = torch.empty(stop - start, n_candidates, length, device=query.device, dtype=query.dtype)
             step = max(1, self.block_pairs // max(length, 1))
             for row in range(stop - start):
                 for first in range(0, n_candidates, step):
                     last = min(n_candidates, first + step)
                     pairs = (query[first:last] @ per_key[row]).view(last - first, length, size)
-                    pairs += query_part[first:last, None, :]
                     scores[row, first:last] = torch.relu_(pairs) @ w_out
             if self.attention_out.bias is not None:
                 scores += self.attention_out.bias
