@@ -53,18 +53,26 @@ class EASE(RecModel):
         super().__init__(spec, config, **hparams)
         if self.config.store_weights is None:
             self.config.store_weights = self.n_items > STORE_ABOVE_ITEMS
-        self.stores_weights = bool(self.config.store_weights)
-        self.needs_data = not self.stores_weights   # an unstored B is solved from the train part
-        self.weights_loaded = False
+        self.needs_data = not self.config.store_weights   # an unstored B is solved from the train part
         # row and column 0 (padding) stay zero, so padded history positions add nothing
-        self.register_buffer("item_weights", _untouched_zeros(self.n_items + 1), persistent=self.stores_weights)
-        self.register_load_state_dict_post_hook(_mark_loaded)
+        self.register_buffer("item_weights", _untouched_zeros(self.n_items + 1),
+                             persistent=self.config.store_weights)
         self.history_tap = InputTap(("history",), item_axis="history",
                                     description="each history item's weight B[j, i] towards the candidate")
 
+    @classmethod
+    def from_data(cls, data, config: EASEConfig | None = None, **hparams) -> "EASE":
+        model = super().from_data(data, config, **hparams)
+        if model.config.store_weights:  # attach_data left it to the checkpoint, which is yet to be written
+            model.solve(data)
+        return model
+
     def attach_data(self, data) -> None:
-        if self.weights_loaded:  # B came with the checkpoint
-            return
+        if not self.config.store_weights:  # a stored B comes with the checkpoint
+            self.solve(data)
+
+    def solve(self, data) -> None:
+        """B from the train part of ``data``."""
         indptr, items = data.seen_matrix_rows((TRAIN,))
         self.item_weights.copy_(torch.as_tensor(closed_form(indptr, items, self.n_items, self.config.l2)))
 
@@ -93,10 +101,6 @@ def _untouched_zeros(size: int) -> torch.Tensor:
     if torch.empty(0).device.type != "cpu":  # e.g. the meta device, where the checkpoint reader builds models
         return torch.zeros(size, size)
     return torch.from_numpy(np.zeros((size, size), dtype=np.float32))
-
-
-def _mark_loaded(model: EASE, incompatible_keys) -> None:
-    model.weights_loaded = model.stores_weights
 
 
 def first_occurrence(history: torch.Tensor) -> torch.Tensor:
