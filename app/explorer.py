@@ -1,5 +1,6 @@
 """The attention explorer: `make app` (or `python -m app.serve`, or `streamlit run app/explorer.py --server.address
 127.0.0.1`)."""
+
 from __future__ import annotations
 
 import sys
@@ -10,8 +11,7 @@ from PIL import Image, ImageDraw
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # `app` and `recmodels` from a plain clone
 
-from app.safety import REFUSAL, address_chosen, apply_safe_options  # noqa: E402 - needs the path above
-
+from app.safety import REFUSAL, address_chosen, apply_safe_options
 
 
 def icon() -> Image.Image:

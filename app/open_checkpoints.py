@@ -5,12 +5,13 @@ A session holds the checkpoints its last two runs opened: the previous run's, be
 opened anything. A checkpoint is released at the first run, in any session, after no live session holds it. A
 session is live while Streamlit says so and it has run within :data:`IDLE_SECONDS` (a closed tab is not).
 """
+
 from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable
 
 IDLE_SECONDS = 30 * 60
 
@@ -19,14 +20,18 @@ IDLE_SECONDS = 30 * 60
 class _Session:
     last_run: float
     previous: dict[str, str] = field(default_factory=dict)  # path -> data fingerprint, the run before
-    current: dict[str, str] = field(default_factory=dict)   # this run's, so far
+    current: dict[str, str] = field(default_factory=dict)  # this run's, so far
 
 
 class OpenCheckpoints:
     """The process-wide record of who holds which checkpoint. Thread-safe: sessions run on their own threads."""
 
-    def __init__(self, is_live: Callable[[str], bool] = lambda session: True,
-                 clock: Callable[[], float] = time.monotonic, idle_seconds: float = IDLE_SECONDS):
+    def __init__(
+        self,
+        is_live: Callable[[str], bool] = lambda session: True,
+        clock: Callable[[], float] = time.monotonic,
+        idle_seconds: float = IDLE_SECONDS,
+    ):
         self._is_live, self._clock, self._idle = is_live, clock, idle_seconds
         self._lock = threading.Lock()
         self._sessions: dict[str, _Session] = {}
@@ -40,8 +45,11 @@ class OpenCheckpoints:
             state = self._sessions.setdefault(session, _Session(now))
             # a run that opened nothing (stopped by a newer click, or it failed) leaves what the session held
             state.previous, state.current, state.last_run = state.current or state.previous, {}, now
-            self._sessions = {name: s for name, s in self._sessions.items()
-                              if name == session or (now - s.last_run <= self._idle and self._is_live(name))}
+            self._sessions = {
+                name: s
+                for name, s in self._sessions.items()
+                if name == session or (now - s.last_run <= self._idle and self._is_live(name))
+            }
             held = {path for s in self._sessions.values() for path in (*s.previous, *s.current)}
             released = [(path, fingerprint) for path, fingerprint in self._loaded.items() if path not in held]
             for path, _ in released:

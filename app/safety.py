@@ -5,6 +5,7 @@ folder) and app/.streamlit/config.toml (read next to the entry point by recent S
 `streamlit run` from elsewhere on an older Streamlit reads neither file, so the entry point sets what can still be
 set once the server runs, and refuses to show anything when the listening address was never chosen.
 """
+
 from __future__ import annotations
 
 from streamlit import config
@@ -14,9 +15,11 @@ from streamlit.config_option import ConfigOption
 SAFE_OPTIONS = {"client.showErrorDetails": "none", "client.toolbarMode": "viewer", "browser.gatherUsageStats": False}
 # where_defined of an option nobody set: its default, or a value Streamlit itself filled in
 NOT_CHOSEN = {ConfigOption.DEFAULT_DEFINITION, ConfigOption.STREAMLIT_DEFINITION}
-REFUSAL = ("This app was started without choosing a network address, so it may be listening on every interface: "
-           "stop it and start it with `make app` (or add `--server.address 127.0.0.1`), or add "
-           "`--server.address 0.0.0.0` to expose it to other machines on purpose.")
+REFUSAL = (
+    "This app was started without choosing a network address, so it may be listening on every interface: "
+    "stop it and start it with `make app` (or add `--server.address 127.0.0.1`), or add "
+    "`--server.address 0.0.0.0` to expose it to other machines on purpose."
+)
 
 
 def apply_safe_options() -> None:

@@ -9,17 +9,23 @@ The safe settings are passed as flags, so they hold from whichever folder this i
 127.0.0.1 unless `--server.address` says otherwise (`--server.address 0.0.0.0` exposes it on purpose).
 `--checkpoint-root DIR` (repeatable) adds a folder the app may open checkpoints from.
 """
+
 from __future__ import annotations
 
 import logging
-import os
 import sys
 from pathlib import Path
 
+from recmodels import settings  # reads no torch, so --help stays light
+
 ROOT = Path(__file__).resolve().parents[1]
-ROOTS_ENV = "RECMODELS_CHECKPOINT_ROOTS"  # app.services reads it; not imported here so --help stays light
-SAFE_FLAGS = {"--server.address": "127.0.0.1", "--server.headless": "true", "--browser.gatherUsageStats": "false",
-              "--client.showErrorDetails": "none", "--client.toolbarMode": "viewer"}
+SAFE_FLAGS = {
+    "--server.address": "127.0.0.1",
+    "--server.headless": "true",
+    "--browser.gatherUsageStats": "false",
+    "--client.showErrorDetails": "none",
+    "--client.toolbarMode": "viewer",
+}
 
 
 def split_arguments(argv: list[str]) -> tuple[list[str], list[str]]:
@@ -54,9 +60,7 @@ def add_checkpoint_roots(roots: list[str]) -> None:
         if not folder.is_dir():
             raise SystemExit(f"--checkpoint-root {root}: not a folder; pass a folder that holds checkpoint folders.")
         folders.append(str(folder))
-    existing = [p for p in os.environ.get(ROOTS_ENV, "").split(os.pathsep) if p.strip()]
-    if folders:
-        os.environ[ROOTS_ENV] = os.pathsep.join([*existing, *folders])
+    settings.add_paths(settings.CHECKPOINT_ROOTS, folders)
 
 
 def warm() -> None:
@@ -66,11 +70,16 @@ def warm() -> None:
 
     # the caches work outside a script run; Streamlit only warns that there is no session or runtime yet.
     # Its modules set their loggers' levels when first imported, so import them before quieting them.
-    import streamlit.runtime.caching.cache_data_api  # noqa: F401
+    import streamlit.runtime.caching.cache_data_api
     import streamlit.runtime.scriptrunner_utils.script_run_context  # noqa: F401
 
-    loggers = [logging.getLogger(name) for name in ("streamlit.runtime.scriptrunner_utils.script_run_context",
-                                                    "streamlit.runtime.caching.cache_data_api")]
+    loggers = [
+        logging.getLogger(name)
+        for name in (
+            "streamlit.runtime.scriptrunner_utils.script_run_context",
+            "streamlit.runtime.caching.cache_data_api",
+        )
+    ]
     levels = [logger.level for logger in loggers]
     for logger in loggers:
         logger.setLevel(logging.ERROR)

@@ -3,12 +3,12 @@ roots: the only folders the app opens checkpoints from.
 
 RecService is thread-safe and its results are never mutated here, so sharing them across sessions is safe.
 """
+
 from __future__ import annotations
 
 import base64
 import io
 import logging
-import os
 from dataclasses import dataclass, replace
 from functools import partial
 from pathlib import Path
@@ -16,21 +16,20 @@ from pathlib import Path
 import streamlit as st
 from streamlit.runtime.scriptrunner import get_script_run_ctx
 
+from app.open_checkpoints import OpenCheckpoints
+from app.search import ItemIndex, UserIndex
+from app.text import plain
+from recmodels import settings
 from recmodels.checkpoint import CONFIG_FILE, read_config
 from recmodels.errors import RecModelsError
 from recmodels.models import model_info
-from recmodels.service import RecService
-
-from .figures import FigureContext
-from .items import ItemIndex
-from .open_checkpoints import OpenCheckpoints
-from .plots import display_copy
-from .text import plain
-from .users import UserIndex
+from recmodels.serving.service import RecService
+from recmodels.viz import FigureContext
+from recmodels.viz.images import display_copy
 
 REPO = Path(__file__).resolve().parents[1]
 CHECKPOINTS = REPO / "checkpoints"
-ROOTS_ENV = "RECMODELS_CHECKPOINT_ROOTS"
+ROOTS_ENV = settings.CHECKPOINT_ROOTS
 log = logging.getLogger("attention-explorer")
 
 
@@ -42,7 +41,7 @@ class CheckpointEntry:
     dataset: str
     collapsed: bool
     simulated: bool = False  # the data was generated, not observed
-    attention: bool = True   # the model records attention (its training history has attention statistics)
+    attention: bool = True  # the model records attention (its training history has attention statistics)
     global_split: bool = False  # trained on the global time split rather than the per-user one
 
 
@@ -74,7 +73,7 @@ def model_order(name) -> int | None:
 def checkpoint_roots() -> list[Path]:
     """The repo's checkpoints/ first, then every folder in $RECMODELS_CHECKPOINT_ROOTS (os.pathsep-separated),
     symlinks resolved, each once."""
-    extra = [Path(p).expanduser() for p in os.environ.get(ROOTS_ENV, "").split(os.pathsep) if p.strip()]
+    extra = settings.paths(ROOTS_ENV)
     roots = []
     for root in (CHECKPOINTS, *extra):
         try:
@@ -130,42 +129,54 @@ def _scan_roots(roots: tuple[str, ...]) -> list[CheckpointEntry]:
         for folder in folders:
             try:
                 config = read_config(folder)
-                dataset = config["dataset"]
-                entries.append(CheckpointEntry(str(folder), checkpoint_label(config), str(config["model"]),
-                                               str(dataset["name"]), bool(config.get("collapse_example")),
-                                               bool(dataset.get("simulated")), _records_attention(config),
-                                               _global_split(config)))
+                entries.append(
+                    CheckpointEntry(
+                        str(folder),
+                        checkpoint_label(config),
+                        config.model,
+                        config.dataset.name,
+                        bool(config.collapse_example),
+                        config.dataset.simulated,
+                        config.records_attention,
+                        _global_split(config),
+                    )
+                )
             except (RecModelsError, KeyError, TypeError, AttributeError):
                 continue
     entries = _unique_labels(entries)
     orders = {e.model: model_order(e.model) for e in entries}
-    return sorted(entries, key=lambda e: (e.simulated, e.dataset, e.global_split, e.collapsed, not e.attention,
-                                          orders[e.model] is None, orders[e.model] or 0, e.label))
+    return sorted(
+        entries,
+        key=lambda e: (
+            e.simulated,
+            e.dataset,
+            e.global_split,
+            e.collapsed,
+            not e.attention,
+            orders[e.model] is None,
+            orders[e.model] or 0,
+            e.label,
+        ),
+    )
 
 
-def _records_attention(config: dict) -> bool:
-    """Whether training recorded attention statistics: a model without attention maps has nothing there."""
-    history = config.get("history")
-    return isinstance(history, list) and any(isinstance(epoch, dict) and epoch.get("attention")
-                                             for epoch in history)
+def _global_split(config) -> bool:
+    return config.dataset.split_mode == "global"
 
 
-def _global_split(config: dict) -> bool:
-    split = config["dataset"].get("split")
-    return isinstance(split, dict) and split.get("mode") == "global"
-
-
-def checkpoint_label(config: dict) -> str:
+def checkpoint_label(config) -> str:
     tag = " · global split" if _global_split(config) else ""
-    tag += " · collapse example" if config.get("collapse_example") else ""
-    return f"{model_title(config['model'])} · {plain(config['dataset']['name'], 40)}{tag}"
+    tag += " · collapse example" if config.collapse_example else ""
+    return f"{model_title(config.model)} · {plain(config.dataset.name, 40)}{tag}"
 
 
 def _unique_labels(entries: list[CheckpointEntry]) -> list[CheckpointEntry]:
     """Two checkpoints of one model and dataset (e.g. in two roots) get their folder names added."""
     labels = [e.label for e in entries]
-    return [replace(e, label=f"{e.label} ({plain(Path(e.path).name, 40)})") if labels.count(e.label) > 1 else e
-            for e in entries]
+    return [
+        replace(e, label=f"{e.label} ({plain(Path(e.path).name, 40)})") if labels.count(e.label) > 1 else e
+        for e in entries
+    ]
 
 
 # ---------------------------------------------------------------- services and results
@@ -185,7 +196,7 @@ def open_service(path: str) -> tuple[RecService | None, str | None]:
         return service, None
     except RecModelsError as err:
         return None, err.public_message()
-    except Exception as err:  # noqa: BLE001 - the app must show a sentence, never a traceback
+    except Exception as err:
         log.exception("could not open %s", path)
         return None, unexpected_message(err, "opening the checkpoint") + " Pick another checkpoint."
 
@@ -231,8 +242,9 @@ def users_of(service: RecService) -> UserIndex:
 def explanation(path: str, user: str, item: str, attributions: bool, n_steps: int, perturbations: bool = False):
     """The pair's explanation; the perturbation tests (most of its time) only when asked: the Attributions tab and
     the report, which show them, ask."""
-    return load_service(path).explain(user, item, attributions=attributions, n_steps=n_steps,
-                                      perturbations=perturbations)
+    return load_service(path).explain(
+        user, item, attributions=attributions, n_steps=n_steps, perturbations=perturbations
+    )
 
 
 @st.cache_resource(show_spinner="Computing attention statistics over the users…", max_entries=16)
@@ -251,9 +263,12 @@ def figure_context(path: str, user: str, result=None) -> FigureContext:
     """What the figure registry needs from the service to draw a user's maps: item images at display size, the
     regions the user was planted to care about, and, given the explanation ``result``, its item and attributions
     (for maps over the candidate's own regions)."""
-    return FigureContext(item_image=partial(item_display_image, path), planted=load_service(path).planted_regions(user),
-                         candidate=None if result is None else result.item,
-                         attributions={} if result is None else result.attributions)
+    return FigureContext(
+        item_image=partial(item_display_image, path),
+        planted=load_service(path).planted_regions(user),
+        candidate=None if result is None else result.item,
+        attributions={} if result is None else result.attributions,
+    )
 
 
 @st.cache_data(show_spinner=False, max_entries=4096)

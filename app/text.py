@@ -5,63 +5,20 @@ titles, captions, alerts, metric labels, tabs and button labels. A string from a
 none of those: :func:`literal` makes it plain text, one line, cut to a width. :func:`plain` does the cleaning and
 cutting alone, for places that show plain text anyway (selectbox options, plotly labels after their own escape).
 """
+
 from __future__ import annotations
 
-import math
 import re
-import unicodedata
 
-ELLIPSIS = "…"
-BLANK = "(blank)"
+from recmodels.viz.labels import BLANK, plain
+
 # every ASCII punctuation character can be backslash-escaped in CommonMark, and an escaped one is always literal
 _MARKDOWN_SPECIAL = re.compile(r"([!-/:-@\[-`{-~])")
-# bidirectional overrides and isolates reorder what follows them (a title could spoof the text after it)
-_BIDI_CONTROLS = dict.fromkeys(map(ord, "\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069\u200e\u200f"))
 _FILENAME_UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
 # GitHub-flavoured markdown turns bare URLs, www. names and e-mail addresses into links after unescaping, so
 # backslashes cannot stop it; an invisible word joiner inside the pattern does
 _WORD_JOINER = "\u2060"
 _AUTOLINK = re.compile(r"(?i)(://|www\.|@)")
-
-
-def _as_text(value) -> str:
-    """``value`` as a string; None and NaN (pandas' missing values) are empty."""
-    if value is None or (isinstance(value, float) and math.isnan(value)):
-        return ""
-    try:
-        return value if isinstance(value, str) else str(value)
-    except Exception:  # noqa: BLE001 - a hostile __str__ must not become the page's error
-        return f"<{type(value).__name__}>"
-
-
-def _clean(text: str) -> str:
-    """One line of printable text: controls and line breaks become spaces, bidi controls go, lone surrogates
-    (which cannot be encoded to UTF-8 for the browser) become U+FFFD."""
-    text = text.translate(_BIDI_CONTROLS)
-    out = []
-    for char in text:
-        category = unicodedata.category(char)
-        if category in ("Cc", "Zl", "Zp"):
-            out.append(" ")
-        elif category == "Cs":
-            out.append("\ufffd")
-        else:
-            out.append(char)
-    return "".join(out)
-
-
-def plain(value, width: int = 80, blank: str = BLANK) -> str:
-    """``value`` as one clean line of at most ``width`` characters (cut with an ellipsis); ``blank`` when it
-    holds nothing visible. Not escaped: for widgets that show plain text."""
-    text = _as_text(value).lstrip()
-    # clean a bounded prefix, so a 1 MB string costs no more than a short one
-    prefix = text[: 2 * width + 16]
-    line = _clean(prefix).strip()
-    if not line:
-        return blank
-    if len(line) > width or len(text) > len(prefix):
-        line = line[: max(width - 1, 0)].rstrip() + ELLIPSIS
-    return line
 
 
 def cut_cells(frame, width: int = 200, keep: tuple[str, ...] = ("image",)):

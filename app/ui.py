@@ -1,4 +1,5 @@
 """Widgets shared by the pages: checkpoint, user and item pickers, figure and CSV export, collapse badges."""
+
 from __future__ import annotations
 
 import contextlib
@@ -7,24 +8,34 @@ import logging
 import numpy as np
 import streamlit as st
 
+from app.search import MAX_QUERY, MAX_SHOWN
+from app.services import (
+    ROOTS_ENV,
+    checkpoint_roots,
+    items_of,
+    open_service,
+    release_closed_checkpoints,
+    resolve_checkpoint,
+    shipped_checkpoints,
+    unexpected_message,
+    users_of,
+)
+from app.text import filename, literal, plain
 from recmodels.errors import RecModelsError
 from recmodels.explain.diagnostics import pair_layer_heads
-
-from .services import (ROOTS_ENV, checkpoint_roots, items_of, open_service, release_closed_checkpoints,
-                       resolve_checkpoint, shipped_checkpoints, unexpected_message, users_of)
-from .text import filename, literal, plain
-from .users import MAX_QUERY, MAX_SHOWN
 
 log = logging.getLogger("attention-explorer")
 FLAG_SENTENCES = {
     "near_uniform": "Near uniform: the weights are spread almost evenly, so this map says little about which "
-                    "positions matter.",
+    "positions matter.",
     "near_one_hot": "Near one-hot: almost all the weight sits on one position; check that the model is not ignoring "
-                    "the rest of the input.",
+    "the rest of the input.",
 }
 # one sentence for a typed folder outside the roots, missing, or not a checkpoint: the box is no file-system oracle
-NOT_A_CHECKPOINT = ("That is not a checkpoint folder inside the checkpoint roots: type the name of a folder with "
-                    "config.json and model.safetensors in one of the roots listed in this box's help.")
+NOT_A_CHECKPOINT = (
+    "That is not a checkpoint folder inside the checkpoint roots: type the name of a folder with "
+    "config.json and model.safetensors in one of the roots listed in this box's help."
+)
 
 
 @contextlib.contextmanager
@@ -34,7 +45,7 @@ def guarded(what: str):
         yield
     except RecModelsError as err:
         show_error(err.public_message())
-    except Exception as err:  # noqa: BLE001
+    except Exception as err:
         log.exception("failure while %s", what)
         show_error(unexpected_message(err, what))
 
@@ -48,8 +59,13 @@ def _remember(widget_key: str, store_key: str) -> None:
     st.session_state[store_key] = st.session_state[widget_key]
 
 
-def checkpoint_picker(label: str = "Checkpoint", key: str = "checkpoint", default: str | None = None,
-                      container=None, allow_path: bool = True) -> str | None:
+def checkpoint_picker(
+    label: str = "Checkpoint",
+    key: str = "checkpoint",
+    default: str | None = None,
+    container=None,
+    allow_path: bool = True,
+) -> str | None:
     """A checkpoint from a checkpoint root, or a folder typed inside one; returns the path or None.
 
     Widgets are per page in Streamlit, so the choice is carried across pages in ``_<key>`` (and the typed
@@ -63,15 +79,27 @@ def checkpoint_picker(label: str = "Checkpoint", key: str = "checkpoint", defaul
     current = st.session_state.get(f"_{key}", default)
     index = options.index(current) if current in options else 0
     widget = f"{key}_{page}" if page else key
-    chosen = container.selectbox(label, options, index=index if options else None,
-                                 format_func=lambda p: labels.get(p, plain(p, 80)), key=widget, on_change=_remember,
-                                 args=(widget, f"_{key}"),
-                                 placeholder="no shipped checkpoints" if not options else None)
+    chosen = container.selectbox(
+        label,
+        options,
+        index=index if options else None,
+        format_func=lambda p: labels.get(p, plain(p, 80)),
+        key=widget,
+        on_change=_remember,
+        args=(widget, f"_{key}"),
+        placeholder="no shipped checkpoints" if not options else None,
+    )
     if allow_path:
-        typed = container.text_input("…or a checkpoint folder", key=f"{widget}_path",
-                                     value=st.session_state.get(f"_{key}_path", ""), on_change=_remember,
-                                     args=(f"{widget}_path", f"_{key}_path"), placeholder="my-model",
-                                     help=_roots_help(), max_chars=4096)
+        typed = container.text_input(
+            "…or a checkpoint folder",
+            key=f"{widget}_path",
+            value=st.session_state.get(f"_{key}_path", ""),
+            on_change=_remember,
+            args=(f"{widget}_path", f"_{key}_path"),
+            placeholder="my-model",
+            help=_roots_help(),
+            max_chars=4096,
+        )
         if typed.strip():
             path = resolve_checkpoint(typed)
             if path is None:
@@ -83,9 +111,11 @@ def checkpoint_picker(label: str = "Checkpoint", key: str = "checkpoint", defaul
 def _roots_help() -> str:
     roots = checkpoint_roots()
     listed = "; ".join(literal(str(root), 200) for root in roots)
-    return (f"A folder with config.json and model.safetensors inside a checkpoint root: {listed}. A relative name "
-            f"starts at the first root. More roots: the {ROOTS_ENV} environment variable or "
-            "`python -m app.serve --checkpoint-root DIR`.")
+    return (
+        f"A folder with config.json and model.safetensors inside a checkpoint root: {listed}. A relative name "
+        f"starts at the first root. More roots: the {ROOTS_ENV} environment variable or "
+        "`python -m app.serve --checkpoint-root DIR`."
+    )
 
 
 def sidebar(page: str):
@@ -94,10 +124,16 @@ def sidebar(page: str):
     release_closed_checkpoints()
     with st.sidebar:
         path = checkpoint_picker()
-        st.radio("Figure download format", ["png", "svg"], key=f"figure_format_{page}", horizontal=True,
-                 index=["png", "svg"].index(st.session_state.get("_figure_format", "png")),
-                 on_change=_remember, args=(f"figure_format_{page}", "_figure_format"),
-                 help="What the camera button in each chart's toolbar saves.")
+        st.radio(
+            "Figure download format",
+            ["png", "svg"],
+            key=f"figure_format_{page}",
+            horizontal=True,
+            index=["png", "svg"].index(st.session_state.get("_figure_format", "png")),
+            on_change=_remember,
+            args=(f"figure_format_{page}", "_figure_format"),
+            help="What the camera button in each chart's toolbar saves.",
+        )
     st.session_state["checkpoint_resolved"] = path
     return current_service()
 
@@ -120,17 +156,26 @@ def dataset_caption(service, container=None) -> None:
     the interactions were simulated."""
     container = container or st.sidebar
     licence = service.licence_note
-    source = "\n\n".join(part for part in (f"Data: {literal(service.citation, 400)}" if service.citation else "",
-                                           f"Licence: {literal(licence, 200)}" if licence else "") if part)
+    source = "\n\n".join(
+        part
+        for part in (
+            f"Data: {literal(service.citation, 400)}" if service.citation else "",
+            f"Licence: {literal(licence, 200)}" if licence else "",
+        )
+        if part
+    )
     if service.simulated:
-        container.info("**Simulated interactions.** The interactions in this dataset are generated by a simulation; "
-                       f"they are not real behaviour.\n\n{source}".strip())
+        container.info(
+            "**Simulated interactions.** The interactions in this dataset are generated by a simulation; "
+            f"they are not real behaviour.\n\n{source}".strip()
+        )
     elif source:
         container.caption(source)
 
 
-def user_picker(service, key: str = "user", container=None, url_param: str | None = None,
-                default: str | None = None) -> str | None:
+def user_picker(
+    service, key: str = "user", container=None, url_param: str | None = None, default: str | None = None
+) -> str | None:
     """A search box (an id or its first characters), a random-user button and a list of at most
     :data:`MAX_SHOWN` users whose id starts with what was typed, all found on the server: the browser never gets
     every user. The choice lives in ``st.session_state[key]`` (and ``_<key>``, so it outlasts a visit to another
@@ -147,16 +192,24 @@ def user_picker(service, key: str = "user", container=None, url_param: str | Non
         chosen = st.query_params[url_param]
         if users.position(chosen) is None:
             container.warning(f"User {literal(chosen, 60)} from the link is not in {dataset}; showing the first user.")
-    query = container.text_input("Find a user", key=f"{key}_find", max_chars=MAX_QUERY, on_change=_jump_to_match,
-                                 args=(key, users), placeholder="an id, or its first characters",
-                                 help=f"Lists the users whose id starts with what you type (at most {MAX_SHOWN}); "
-                                      "an exact id, or else the first match, is picked.").strip()
-    container.button("Random user", key=f"{key}_random", icon=":material/shuffle:", on_click=_random_user,
-                     args=(key, users))
+    query = container.text_input(
+        "Find a user",
+        key=f"{key}_find",
+        max_chars=MAX_QUERY,
+        on_change=_jump_to_match,
+        args=(key, users),
+        placeholder="an id, or its first characters",
+        help=f"Lists the users whose id starts with what you type (at most {MAX_SHOWN}); "
+        "an exact id, or else the first match, is picked.",
+    ).strip()
+    container.button(
+        "Random user", key=f"{key}_random", icon=":material/shuffle:", on_click=_random_user, args=(key, users)
+    )
     found, matches = users.find(query)
     if query and not matches:
-        container.warning(f"No user id in {dataset} starts with {literal(query, 60)}; the list shows the first "
-                          "users instead.")
+        container.warning(
+            f"No user id in {dataset} starts with {literal(query, 60)}; the list shows the first users instead."
+        )
         query = ""
         found, matches = users.find(query)
     if users.position(chosen) is None:  # the first run, or another checkpoint's user
@@ -165,16 +218,24 @@ def user_picker(service, key: str = "user", container=None, url_param: str | Non
     if chosen not in rows:  # the current user stays on the list, first
         rows = {chosen: users.row(chosen), **rows}
     if matches > len(found):
-        container.caption(f"The first {len(found)} of {matches:,} users whose id starts with {literal(query, 40)}; "
-                          "type more of the id to narrow the list." if query else
-                          f"The first {len(found)} of {matches:,} users; type an id, or its first characters, "
-                          "above to find the others.")
+        container.caption(
+            f"The first {len(found)} of {matches:,} users whose id starts with {literal(query, 40)}; "
+            "type more of the id to narrow the list."
+            if query
+            else f"The first {len(found)} of {matches:,} users; type an id, or its first characters, "
+            "above to find the others."
+        )
     st.session_state[key] = chosen
     # the user's own features (not the ones that identify a person, such as a zip code), the first few
     hidden = {"user", "interactions", *service.identifying_user_fields}
     features = [c for c in users.users.columns if c not in hidden][:4]
-    user = container.selectbox("User", list(rows), key=key, format_func=lambda u: _describe_user(rows[u], features),
-                               help="Type here to filter this list; the box above searches every user.")
+    user = container.selectbox(
+        "User",
+        list(rows),
+        key=key,
+        format_func=lambda u: _describe_user(rows[u], features),
+        help="Type here to filter this list; the box above searches every user.",
+    )
     st.session_state[f"_{key}"] = user
     if url_param:
         st.query_params[url_param] = user
@@ -200,8 +261,9 @@ def _describe_user(row: dict, features: list[str]) -> str:
     return f"user {plain(row['user'], 40)} · " + " ".join(shown) + f" · {row['interactions']} interactions"
 
 
-def item_picker(service, preferred, key: str, label: str, container=None, find_container=None,
-                help: str | None = None) -> str | None:
+def item_picker(
+    service, preferred, key: str, label: str, container=None, find_container=None, help: str | None = None
+) -> str | None:
     """A search box (an id's first characters or part of a title) and a list of at most :data:`MAX_SHOWN` items,
     found on the server: the browser never gets the whole catalogue. Without a search the list starts with
     ``preferred`` (e.g. the user's recommendations, then their history). The choice is ``st.session_state[key]``,
@@ -213,25 +275,35 @@ def item_picker(service, preferred, key: str, label: str, container=None, find_c
         container.info("This dataset has no items.")
         return None
     preferred = tuple(preferred)
-    query = find_container.text_input("Find an item", key=f"{key}_find", max_chars=MAX_QUERY, on_change=_jump_to_item,
-                                      args=(key, items, preferred), placeholder="an id, or part of a title",
-                                      help=f"Lists the items whose id starts with, or whose title contains, what you "
-                                           f"type (at most {MAX_SHOWN}); the first of them is picked.").strip()
+    query = find_container.text_input(
+        "Find an item",
+        key=f"{key}_find",
+        max_chars=MAX_QUERY,
+        on_change=_jump_to_item,
+        args=(key, items, preferred),
+        placeholder="an id, or part of a title",
+        help=f"Lists the items whose id starts with, or whose title contains, what you "
+        f"type (at most {MAX_SHOWN}); the first of them is picked.",
+    ).strip()
     found, matches = items.find(query, preferred)
     if query and not matches:
-        find_container.warning(f"No item in {literal(service.dataset_name, 60)} has an id that starts with, or a "
-                               f"title that contains, {literal(query, 60)}; the list shows its first page instead.")
+        find_container.warning(
+            f"No item in {literal(service.dataset_name, 60)} has an id that starts with, or a "
+            f"title that contains, {literal(query, 60)}; the list shows its first page instead."
+        )
         query = ""
         found, matches = items.find(query, preferred)
     chosen = st.session_state.get(key)
     if not items.has(chosen):  # the first run, or another checkpoint's item
         chosen = found[0]
-    options = found if chosen in found else [chosen, *found][:MAX_SHOWN + 1]
+    options = found if chosen in found else [chosen, *found][: MAX_SHOWN + 1]
     if matches > len(found):
-        find_container.caption(f"{len(found)} of {matches:,} items whose id starts with, or whose title contains, "
-                               f"{literal(query, 40)}; type more to narrow the list." if query else
-                               f"{len(found)} of {matches:,} items; type an id or part of a title above to find the "
-                               "others.")
+        find_container.caption(
+            f"{len(found)} of {matches:,} items whose id starts with, or whose title contains, "
+            f"{literal(query, 40)}; type more to narrow the list."
+            if query
+            else f"{len(found)} of {matches:,} items; type an id or part of a title above to find the others."
+        )
     st.session_state[key] = chosen
     return container.selectbox(label, options, key=key, format_func=items.label, help=help)
 
@@ -247,12 +319,15 @@ def _jump_to_item(key: str, items, preferred: tuple) -> None:
 def figure(fig, key: str) -> None:
     """A plotly chart whose toolbar camera saves PNG or SVG, as chosen in the sidebar."""
     fmt = st.session_state.get("_figure_format", "png")
-    st.plotly_chart(fig, key=key, config={"displaylogo": False,
-                                          "toImageButtonOptions": {"format": fmt, "filename": key, "scale": 2}})
+    st.plotly_chart(
+        fig,
+        key=key,
+        config={"displaylogo": False, "toImageButtonOptions": {"format": fmt, "filename": key, "scale": 2}},
+    )
 
 
 def show_figures(drawn, key: str, columns: int = 5) -> None:
-    """Figures from :func:`app.figures.figures_for` in order, runs of tiles in a grid of ``columns``."""
+    """Figures from :func:`recmodels.viz.registry.figures_for` in order, runs of tiles in a grid of ``columns``."""
     index = 0
     while index < len(drawn):
         if drawn[index].tile:
@@ -279,8 +354,14 @@ def _show_one(drawn, key: str) -> None:
 
 
 def csv_button(frame, name: str, key: str, label: str = "CSV") -> None:
-    st.download_button(label, data=lambda: frame.to_csv(index=False).encode(), file_name=f"{filename(name, 80)}.csv",
-                       mime="text/csv", key=key, icon=":material/download:")
+    st.download_button(
+        label,
+        data=lambda: frame.to_csv(index=False).encode(),
+        file_name=f"{filename(name, 80)}.csv",
+        mime="text/csv",
+        key=key,
+        icon=":material/download:",
+    )
 
 
 def collapse_badges(view) -> None:
@@ -291,9 +372,12 @@ def collapse_badges(view) -> None:
     stats = view.statistics
     entropy = np.nanmean(stats["normalised_entropy"]) if np.isfinite(stats["normalised_entropy"]).any() else np.nan
     max_weight = np.nanmean(stats["max_weight"]) if np.isfinite(stats["max_weight"]).any() else np.nan
-    st.caption(f"normalised entropy {entropy:.2f} · max weight {max_weight:.2f} · effective positions "
-               f"{np.nanmean(stats['effective_number']):.1f}" if np.isfinite(entropy) else
-               "Fewer than two valid positions: collapse statistics need at least two.")
+    st.caption(
+        f"normalised entropy {entropy:.2f} · max weight {max_weight:.2f} · effective positions "
+        f"{np.nanmean(stats['effective_number']):.1f}"
+        if np.isfinite(entropy)
+        else "Fewer than two valid positions: collapse statistics need at least two."
+    )
     units = pair_layer_heads(view)  # per (layer, head) counts, so a flag says which heads it is about
     for flag, sentence in FLAG_SENTENCES.items():
         values = view.flags[flag]
@@ -301,7 +385,9 @@ def collapse_badges(view) -> None:
             continue
         if units is not None and flag in units:
             flagged = units[units[flag] > 0]
-            share = " (" + "; ".join(f"{row.unit}: {row[flag]} of {row.rows} rows" for _, row in flagged.iterrows()) + ")"
+            share = (
+                " (" + "; ".join(f"{row.unit}: {row[flag]} of {row.rows} rows" for _, row in flagged.iterrows()) + ")"
+            )
         else:
             share = f" ({int(np.sum(values))} of {np.size(values)} rows)" if np.size(values) > 1 else ""
         st.warning(sentence + share, icon=":material/warning:")

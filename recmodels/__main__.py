@@ -1,5 +1,5 @@
 import sys
 
-from .cli import main
+from recmodels.cli.parser import main
 
 sys.exit(main())

@@ -1,17 +1,19 @@
 """Device choice: CUDA when present, unless the caller says otherwise."""
+
 from __future__ import annotations
 
 import torch
 
-from .errors import InvalidArgumentError, quote
+from recmodels.errors import InvalidArgumentError, quote
 
 
 def resolve_device(device: str | torch.device = "auto") -> torch.device:
     if isinstance(device, torch.device):
         return device
     if not isinstance(device, str):
-        raise InvalidArgumentError(f"device must be 'auto', 'cpu' or 'cuda[:N]', got {type(device).__name__} "
-                                   f"{quote(device)}.")
+        raise InvalidArgumentError(
+            f"device must be 'auto', 'cpu' or 'cuda[:N]', got {type(device).__name__} {quote(device)}."
+        )
     if device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     try:
@@ -22,11 +24,13 @@ def resolve_device(device: str | torch.device = "auto") -> torch.device:
         raise InvalidArgumentError(f"device {quote(device)} is not supported; use 'auto', 'cpu' or 'cuda[:N]'.")
     if resolved.type == "cuda":
         if not torch.cuda.is_available():
-            raise InvalidArgumentError("device 'cuda' was asked for but no CUDA GPU is available; use --device cpu "
-                                       "or auto.")
+            raise InvalidArgumentError(
+                "device 'cuda' was asked for but no CUDA GPU is available; use --device cpu or auto."
+            )
         if resolved.index is not None and resolved.index >= torch.cuda.device_count():
-            raise InvalidArgumentError(f"device {quote(device)} does not exist; this machine has "
-                                       f"{torch.cuda.device_count()} CUDA device(s).")
+            raise InvalidArgumentError(
+                f"device {quote(device)} does not exist; this machine has {torch.cuda.device_count()} CUDA device(s)."
+            )
     return resolved
 
 

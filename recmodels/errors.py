@@ -2,6 +2,7 @@
 
 The app shows ``str(error)`` as it is, so messages never carry tracebacks or internal indices.
 """
+
 from __future__ import annotations
 
 import re

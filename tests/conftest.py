@@ -1,4 +1,5 @@
 """Shared fixtures: a tiny synthetic dataset for fast unit tests, and the real ml-100k (loaded once)."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -21,16 +22,22 @@ def make_tiny_dataset(n_users: int = 30, n_items: int = 40, per_user: int = 25, 
             rows.append((str(user), str(item), float(rng.integers(1, 6)), int(time)))
     interactions = pd.DataFrame(rows, columns=["user_id", "item_id", "rating", "timestamp"])
     genres = ["Action", "Comedy", "Drama", "Horror", "Sci-Fi"]
-    users = pd.DataFrame({
-        "age": rng.choice(["18-24", "25-34", "35-44"], size=n_users),
-        "gender": rng.choice(["F", "M"], size=n_users),
-        "occupation": rng.choice(["artist", "engineer", "student", "other"], size=n_users),
-    }, index=[str(u) for u in range(1, n_users + 1)])
-    items = pd.DataFrame({
-        "title": [f"Film {i}" for i in range(1, n_items + 1)],
-        "year": rng.integers(1950, 2000, size=n_items).astype(float),
-        "genres": [tuple(rng.choice(genres, size=rng.integers(1, 4), replace=False)) for _ in range(n_items)],
-    }, index=[str(i) for i in range(1, n_items + 1)])
+    users = pd.DataFrame(
+        {
+            "age": rng.choice(["18-24", "25-34", "35-44"], size=n_users),
+            "gender": rng.choice(["F", "M"], size=n_users),
+            "occupation": rng.choice(["artist", "engineer", "student", "other"], size=n_users),
+        },
+        index=[str(u) for u in range(1, n_users + 1)],
+    )
+    items = pd.DataFrame(
+        {
+            "title": [f"Film {i}" for i in range(1, n_items + 1)],
+            "year": rng.integers(1950, 2000, size=n_items).astype(float),
+            "genres": [tuple(rng.choice(genres, size=rng.integers(1, 4), replace=False)) for _ in range(n_items)],
+        },
+        index=[str(i) for i in range(1, n_items + 1)],
+    )
     return build_interaction_data("tiny", interactions, users, items)
 
 

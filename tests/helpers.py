@@ -1,4 +1,5 @@
 """Small builders the per-model test files share."""
+
 from __future__ import annotations
 
 import torch

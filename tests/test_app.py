@@ -1,4 +1,5 @@
 """The Streamlit app through ``streamlit.testing.v1.AppTest``: every page and the main interactions."""
+
 from __future__ import annotations
 
 import contextlib
@@ -19,7 +20,7 @@ from streamlit.testing.v1 import AppTest
 from app.safety import REFUSAL
 from app.serve import split_arguments, with_safe_flags
 from app.text import literal
-from recmodels.checkpoint import read_config
+from recmodels.checkpoint.io import read_config
 from tools.app_browser import stop
 
 REPO = Path(__file__).resolve().parents[1]
@@ -38,7 +39,7 @@ def _no_errors(at: AppTest) -> None:
 
 def _shipped(model: str) -> Path:
     """The first shipped checkpoint of ``model`` (skips the test when none ships)."""
-    path = next((p for p in SHIPPED if read_config(p)["model"] == model), None)
+    path = next((p for p in SHIPPED if read_config(p).model == model), None)
     if path is None:
         pytest.skip(f"no {model} checkpoint shipped")
     return path
@@ -50,10 +51,15 @@ def _pick_checkpoint(at: AppTest, path: Path) -> None:
 
 def _expected_tabs(path: Path) -> set[str]:
     """The tabs each paper's maps must reach; a model not named here need only render without errors."""
-    model = read_config(path)["model"]
-    return {"din": {"Items", "Attributions"}, "nrms": {"Heads", "Items", "Attributions"},
-            "two_tower": {"Heads", "Attributions"}, "inttower": {"Heads", "Fields", "Attributions"},
-            "acf": {"Items", "Regions", "Attributions"}, "bpr": {"Attributions"}}.get(model, set())
+    model = read_config(path).model
+    return {
+        "din": {"Items", "Attributions"},
+        "nrms": {"Heads", "Items", "Attributions"},
+        "two_tower": {"Heads", "Attributions"},
+        "inttower": {"Heads", "Fields", "Attributions"},
+        "acf": {"Items", "Regions", "Attributions"},
+        "bpr": {"Attributions"},
+    }.get(model, set())
 
 
 @pytest.mark.parametrize("path", SHIPPED, ids=[p.name for p in SHIPPED])
@@ -66,9 +72,9 @@ def test_explorer_renders_every_shipped_checkpoint(path):
     labels = [m.label for m in at.metric]
     assert "Score (logit)" in labels and "Rank among unseen items" in labels
     caption_text = " ".join(c.value for c in at.sidebar.caption) + " ".join(i.value for i in at.sidebar.info)
-    dataset = read_config(path)["dataset"]
-    assert literal(dataset["citation"], 400) in caption_text, "the dataset's own citation, from the service"
-    assert ("Simulated interactions" in caption_text) == bool(dataset.get("simulated"))
+    dataset = read_config(path).dataset
+    assert literal(dataset.citation, 400) in caption_text, "the dataset's own citation, from the service"
+    assert ("Simulated interactions" in caption_text) == dataset.simulated
     assert "Device:" in caption_text
 
 
@@ -100,7 +106,8 @@ def test_the_user_search_lists_a_bounded_page_and_picks_the_typed_user():
     at.sidebar.text_input(key="user_find").input("944").run()
     _no_errors(at)
     assert at.subheader[0].value == "User 9" and [w.value for w in at.sidebar.warning] == [
-        "No user id in ml\\-100k starts with 944; the list shows the first users instead."]
+        "No user id in ml\\-100k starts with 944; the list shows the first users instead."
+    ]
 
 
 def _item_ids(at: AppTest) -> list[str]:
@@ -134,9 +141,11 @@ def test_the_item_search_lists_a_bounded_page_and_keeps_the_explained_item():
     at.text_input(key="explain_item_find").input("no such film **x**").run()  # no match: the item stays
     _no_errors(at)
     assert at.selectbox(key="explain_item").value == chosen and chosen in _item_ids(at)
-    assert [w.value for w in at.warning] == ["No item in ml\\-100k has an id that starts with, or a title that "
-                                             "contains, no such film \\*\\*x\\*\\*; the list shows its first page "
-                                             "instead."]
+    assert [w.value for w in at.warning] == [
+        "No item in ml\\-100k has an id that starts with, or a title that "
+        "contains, no such film \\*\\*x\\*\\*; the list shows its first page "
+        "instead."
+    ]
     outside = next(str(n) for n in range(1682, 0, -1) if str(n) not in _item_ids(at))
     at.text_input(key="explain_item_find").input(outside).run()  # an exact id...
     at.text_input(key="explain_item_find").input("").run()  # ...stays explained, first on the default list
@@ -224,7 +233,7 @@ def test_compare_lists_both_top_k_first_and_finds_any_item():
     assert len(picker.options) == 50, "a page of items, not all 1,682"
     shared = [title for title in left if title in right]
     listed = [option.rsplit(" (", 1)[0] for option in picker.options]
-    assert listed[:len(shared)] == shared and set(left) | set(right) <= set(listed), "both lists, shared first"
+    assert listed[: len(shared)] == shared and set(left) | set(right) <= set(listed), "both lists, shared first"
     at.text_input(key="compare_item_find").input("FARGO").run()
     _no_errors(at)
     assert at.selectbox(key="compare_item").value == "100"
@@ -283,7 +292,7 @@ def _listening_addresses(port: int) -> set[str]:
                 address, hex_port = local.split(":")
                 if state == "0A" and int(hex_port, 16) == port:  # 0A: LISTEN
                     raw = bytes.fromhex(address)
-                    words = b"".join(raw[i:i + 4][::-1] for i in range(0, len(raw), 4))  # kernel byte order
+                    words = b"".join(raw[i : i + 4][::-1] for i in range(0, len(raw), 4))  # kernel byte order
                     found.add(socket.inet_ntop(family, words))
     return found
 
@@ -294,13 +303,19 @@ def test_plain_streamlit_run_from_another_folder_listens_on_loopback_only(tmp_pa
         port = sock.getsockname()[1]
     log = tmp_path / "streamlit.log"
     with open(log, "w") as out:
-        server = subprocess.Popen([sys.executable, "-m", "streamlit", "run", ENTRY, "--server.port", str(port),
-                                   "--server.headless", "true"], cwd=tmp_path, stdout=out, stderr=subprocess.STDOUT)
+        server = subprocess.Popen(
+            [sys.executable, "-m", "streamlit", "run", ENTRY, "--server.port", str(port), "--server.headless", "true"],
+            cwd=tmp_path,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
     try:
         deadline = time.monotonic() + 60
         while server.poll() is None and time.monotonic() < deadline:
-            with contextlib.suppress(OSError), urllib.request.urlopen(f"http://127.0.0.1:{port}/_stcore/health",
-                                                                      timeout=2):
+            with (
+                contextlib.suppress(OSError),
+                urllib.request.urlopen(f"http://127.0.0.1:{port}/_stcore/health", timeout=2),
+            ):
                 break
             time.sleep(0.3)
         assert server.poll() is None, log.read_text()[-2000:]
@@ -318,7 +333,7 @@ def test_the_two_config_files_hold_the_same_safe_settings():
 # ---------------------------------------------------------------- the map-to-figure registry
 def _view(axes, level, normalised_over=None, items=(), meta=None, values=None, name="m"):
     """A labelled map with softmax rows (or ``values``), without any model."""
-    from recmodels.service import MapView
+    from recmodels.serving.service import MapView
 
     shape = tuple({"head": 2, "grid_cell": 4}.get(a, 3) for a in axes)
     if values is None:
@@ -326,28 +341,63 @@ def _view(axes, level, normalised_over=None, items=(), meta=None, values=None, n
         values = raw / raw.sum(-1, keepdims=True) if normalised_over else raw - 0.5
     labels = {a: [f"{a} {i}" for i in range(n)] for a, n in zip(axes, shape)}
     item_ids = {a: [f"i{i}" for i in range(shape[axes.index(a)])] for a in items}
-    return MapView(name, level, tuple(axes), values, np.ones(shape, bool), normalised_over, labels, item_ids,
-                   "what it means", meta or {})
+    return MapView(
+        name,
+        level,
+        tuple(axes),
+        values,
+        np.ones(shape, bool),
+        normalised_over,
+        labels,
+        item_ids,
+        "what it means",
+        meta or {},
+    )
 
 
-@pytest.mark.parametrize("axes, level, normalised, items, meta, entry, tab", [
-    (("head", "query_item", "key_item"), "head", "key_item", ("query_item", "key_item"), {}, "heads", "Heads"),
-    (("head", "history"), "head", "history", ("history",), {}, "heads", "Heads"),
-    (("history",), "item", "history", ("history",), {}, "item bars", "Items"),
-    (("history",), "item", None, ("history",), {}, "item bars", "Items"),     # un-normalised, as DIN's
-    (("field",), "field", "field", (), {}, "bars", "Fields"),
-    (("layer", "user_head", "item_head"), "head", None, (), {"argmax_axis": "item_head"}, "signed grids", "Heads"),
-    (("profile", "grid_cell"), "component", "grid_cell", ("profile",), {"grid": (2, 2)}, "image regions", "Regions"),
-    (("profile", "grid_cell"), "component", "grid_cell", ("profile",), {"grid": (3, 3)}, "matrix", "Regions"),
-    (("profile", "component"), "component", "component", ("profile",),
-     {"component_labels": [["a", "b", ""]] * 3}, "labelled cells", "Regions"),
-    (("profile", "component"), "component", "component", ("profile",),
-     {"component_labels": [["a"], ["b", "c"], []], "grid": "7x7"}, "matrix", "Regions"),  # ragged, no grid
-    (("query", "key"), "item", "key", (), {}, "matrix", "Items"),
-    (("a", "b", "c", "d"), "field", "d", (), {}, "reduced", "Fields"),        # more axes than a figure shows
-])
+@pytest.mark.parametrize(
+    "axes, level, normalised, items, meta, entry, tab",
+    [
+        (("head", "query_item", "key_item"), "head", "key_item", ("query_item", "key_item"), {}, "heads", "Heads"),
+        (("head", "history"), "head", "history", ("history",), {}, "heads", "Heads"),
+        (("history",), "item", "history", ("history",), {}, "item bars", "Items"),
+        (("history",), "item", None, ("history",), {}, "item bars", "Items"),  # un-normalised, as DIN's
+        (("field",), "field", "field", (), {}, "bars", "Fields"),
+        (("layer", "user_head", "item_head"), "head", None, (), {"argmax_axis": "item_head"}, "signed grids", "Heads"),
+        (
+            ("profile", "grid_cell"),
+            "component",
+            "grid_cell",
+            ("profile",),
+            {"grid": (2, 2)},
+            "image regions",
+            "Regions",
+        ),
+        (("profile", "grid_cell"), "component", "grid_cell", ("profile",), {"grid": (3, 3)}, "matrix", "Regions"),
+        (
+            ("profile", "component"),
+            "component",
+            "component",
+            ("profile",),
+            {"component_labels": [["a", "b", ""]] * 3},
+            "labelled cells",
+            "Regions",
+        ),
+        (
+            ("profile", "component"),
+            "component",
+            "component",
+            ("profile",),
+            {"component_labels": [["a"], ["b", "c"], []], "grid": "7x7"},
+            "matrix",
+            "Regions",
+        ),  # ragged, no grid
+        (("query", "key"), "item", "key", (), {}, "matrix", "Items"),
+        (("a", "b", "c", "d"), "field", "d", (), {}, "reduced", "Fields"),  # more axes than a figure shows
+    ],
+)
 def test_registry_picks_the_drawing_from_the_map_alone(axes, level, normalised, items, meta, entry, tab):
-    from app.figures import entry_for, figures_for, tab_of
+    from recmodels.viz.registry import entry_for, figures_for, tab_of
 
     for name in ("din", "a plugin's map"):  # the name never matters
         view = _view(axes, level, normalised, items, meta, name=name)
@@ -358,7 +408,7 @@ def test_registry_picks_the_drawing_from_the_map_alone(axes, level, normalised, 
 
 
 def test_registry_draws_heads_their_mean_one_head_and_their_similarity():
-    from app.figures import MEAN_OVER_HEADS, choices_for, figures_for
+    from recmodels.viz.registry import MEAN_OVER_HEADS, choices_for, figures_for
 
     view = _view(("head", "query_item", "key_item"), "head", "key_item", ("query_item", "key_item"))
     view.head_similarity = np.array([[0.0, 0.3], [0.3, 0.0]])
@@ -374,16 +424,20 @@ def test_registry_draws_heads_their_mean_one_head_and_their_similarity():
 def test_registry_draws_the_candidates_regions_with_ig_and_says_if_they_hit_the_planted_cells():
     from PIL import Image
 
-    from app.figures import FigureContext, entry_for, figures_for, tab_of
-    from recmodels.service import AttributionView
+    from recmodels.serving.service import AttributionView
+    from recmodels.viz.registry import FigureContext, entry_for, figures_for, tab_of
 
-    weights = np.array([0.7, 0.1, 0.1, 0.1])                    # most of the attention on cell 0
+    weights = np.array([0.7, 0.1, 0.1, 0.1])  # most of the attention on cell 0
     view = _view(("grid_cell",), "component", "grid_cell", (), {"grid": (2, 2)}, values=weights)
     assert entry_for(view).name == "candidate regions" and tab_of(view) == "Regions"
     image = Image.new("RGB", (28, 28), "white")
     ig = AttributionView("region_tap", ("grid_cell",), np.array([0.5, -0.2, 0.0, 0.1]), {}, "regions")
-    context = FigureContext(item_image=lambda raw: image if raw == "42" else None, planted=[0], candidate="42",
-                            attributions={"region_tap": ig})
+    context = FigureContext(
+        item_image=lambda raw: image if raw == "42" else None,
+        planted=[0],
+        candidate="42",
+        attributions={"region_tap": ig},
+    )
     note, attention, attributed = figures_for(view, context)
     assert note.figure is None and "attention lands on their 1 planted cells: 0.70" in note.caption
     assert "uniform attention (x2.8)" in note.caption
@@ -400,7 +454,7 @@ def test_registry_draws_the_candidates_regions_with_ig_and_says_if_they_hit_the_
 def test_registry_regions_take_images_and_planted_cells_from_the_context():
     from PIL import Image
 
-    from app.figures import FigureContext, figures_for
+    from recmodels.viz.registry import FigureContext, figures_for
 
     view = _view(("profile", "grid_cell"), "component", "grid_cell", ("profile",), {"grid": (2, 2)})
     images = {"i0": Image.new("RGB", (28, 28), "white"), "i2": Image.new("RGB", (4000, 3000), "grey")}
@@ -418,7 +472,7 @@ def test_registry_regions_take_images_and_planted_cells_from_the_context():
 
 
 def test_signed_maps_that_are_not_distributions_get_the_diverging_scale():
-    from app.figures import figures_for
+    from recmodels.viz.registry import figures_for
 
     bars = figures_for(_view(("field",), "field", None))[0].figure
     assert bars.layout.coloraxis.cmid == 0.0
@@ -429,10 +483,10 @@ def test_signed_maps_that_are_not_distributions_get_the_diverging_scale():
 
 
 def test_a_new_kind_of_map_is_one_entry_and_the_explorer_gives_it_its_tab(monkeypatch):
-    from app import figures
+    from recmodels.viz import registry as figures
 
     def draw(view, context, choice):
-        return [figures.Drawn("drawn by the new entry", figures.plots.field_figure(view))]
+        return [figures.Drawn("drawn by the new entry", figures.maps.field_figure(view))]
 
     entry = figures.Entry("new", lambda view: view.axes == ("history",), draw, tab="Timeline")
     monkeypatch.setattr(figures, "ENTRIES", [entry, *figures.ENTRIES])

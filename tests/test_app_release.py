@@ -1,4 +1,5 @@
 """A checkpoint that no session has open any more is released: its service, model and data are freed."""
+
 from __future__ import annotations
 
 import gc
@@ -25,10 +26,10 @@ def test_a_checkpoint_is_released_one_run_after_its_last_session_opened_somethin
     record = OpenCheckpoints()
     assert record.begin_run("s") == []
     record.hold("s", "a", "fa")
-    assert record.begin_run("s") == []      # the run before still held it
+    assert record.begin_run("s") == []  # the run before still held it
     record.hold("s", "b", "fb")
     assert record.begin_run("s") == [("a", "fa")]
-    assert record.begin_run("s") == []      # returned once; b stays: an empty run keeps what the session held
+    assert record.begin_run("s") == []  # returned once; b stays: an empty run keeps what the session held
     assert record.held() == {"b"}
 
 
@@ -53,9 +54,9 @@ def test_closed_and_idle_sessions_hold_nothing():
     record.hold("s", "a", "fa")
     record.begin_run("t")
     record.hold("t", "b", "fb")
-    live.discard("s")                       # its tab was closed
+    live.discard("s")  # its tab was closed
     assert record.begin_run("t") == [("a", "fa")]
-    clock.now = 61.0                        # t left its tab open and went away
+    clock.now = 61.0  # t left its tab open and went away
     assert record.begin_run("u") == [("b", "fb")]
 
 
@@ -67,7 +68,7 @@ def test_switching_checkpoint_in_the_app_frees_the_one_left():
     din = weakref.ref(load_service(DIN))
     at.sidebar.selectbox(key="checkpoint_explore").set_value(NRMS).run()
     assert not at.exception
-    at.run()                                # the next run, in any session, releases it
+    at.run()  # the next run, in any session, releases it
     gc.collect()
     assert din() is None and DIN not in OPEN.held() and NRMS in OPEN.held()
     at.sidebar.selectbox(key="checkpoint_explore").set_value(DIN).run()  # and it opens again when picked

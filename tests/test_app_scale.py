@@ -1,5 +1,6 @@
 """The app with many users: the user picker searches on the server and sends the browser a short list, never
 every user (the index over ml-20m's 138,493 ids, and the app on the synthetic `tiny` preset's 1,000 users)."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -9,9 +10,9 @@ import pandas as pd
 import pytest
 from streamlit.testing.v1 import AppTest
 
+from app.search import MAX_SHOWN, UserIndex
 from app.text import literal
-from app.users import MAX_SHOWN, UserIndex
-from recmodels.checkpoint import save_checkpoint
+from recmodels.checkpoint.io import save_checkpoint
 from recmodels.data import RecData
 from recmodels.data.synth import PRESETS, generate
 from recmodels.models.din import DIN
@@ -45,8 +46,27 @@ def test_prefix_search_over_ml_20m_users_is_bounded_and_in_natural_order():
 
 @pytest.mark.parametrize("prefix", ["", "u", "**", "<", "é", "👩", "\U0010ffff", "a\U0010ffff", "z" * 5_000])
 def test_prefix_search_matches_a_plain_scan_on_hostile_ids(prefix):
-    ids = ["u1", "u10", "u2", "**u**", "<b>x</b>", "<i>", "é", "éa", "e", "👩‍👩‍👧", "👩", "\U0010ffff",
-           "\U0010ffffx", "a\U0010ffff", "a\U0010ffffb", "b", "z" * 5_000, "z" * 5_001, "[a](x)"]
+    ids = [
+        "u1",
+        "u10",
+        "u2",
+        "**u**",
+        "<b>x</b>",
+        "<i>",
+        "é",
+        "éa",
+        "e",
+        "👩‍👩‍👧",
+        "👩",
+        "\U0010ffff",
+        "\U0010ffffx",
+        "a\U0010ffff",
+        "a\U0010ffffb",
+        "b",
+        "z" * 5_000,
+        "z" * 5_001,
+        "[a](x)",
+    ]
     users = _index(ids)
     found, matches = users.find(prefix, limit=len(ids))
     expected = [i for i in ids if i.startswith(prefix)]
@@ -60,8 +80,9 @@ def test_prefix_search_matches_a_plain_scan_on_hostile_ids(prefix):
 def tiny_root(tmp_path_factory) -> Path:
     """A checkpoint root with an untrained DIN on the synthetic `tiny` preset (1,000 users, 1,000 items)."""
     folder = tmp_path_factory.mktemp("scale")
-    data = RecData.load("synth", data_dir=generate(folder / "data", PRESETS["tiny"], seed=0, progress=False),
-                        max_history=20)
+    data = RecData.load(
+        "synth", data_dir=generate(folder / "data", PRESETS["tiny"], seed=0, progress=False), max_history=20
+    )
     save_checkpoint(folder / "root" / "din-tiny", DIN.from_data(data, dim=8), data)
     return folder / "root"
 
@@ -117,19 +138,32 @@ def test_the_picker_lists_a_bounded_page_of_users_and_finds_any_of_them(explorer
     assert options.index(f"user {chosen}") == (int(chosen) - 1 if int(chosen) <= MAX_SHOWN else 0)
 
 
-@pytest.mark.parametrize("typed", ["1001", "0", "**bold** <b>x</b>", ":red[alarm] $x$", "[l](http://127.0.0.1:9)",
-                                   "\u202eevil", "👩‍👩‍👧", "x" * 10_000])
+@pytest.mark.parametrize(
+    "typed",
+    [
+        "1001",
+        "0",
+        "**bold** <b>x</b>",
+        ":red[alarm] $x$",
+        "[l](http://127.0.0.1:9)",
+        "\u202eevil",
+        "👩‍👩‍👧",
+        "x" * 10_000,
+    ],
+)
 def test_an_id_that_does_not_exist_is_one_sentence_and_keeps_the_user(explorer, typed):
     at = explorer
     at.sidebar.selectbox(key="user").set_value("42").run()
     _find(at, typed)
     assert at.subheader[0].value == "User 42"
     warnings = [w.value for w in at.sidebar.warning]
-    assert warnings == [f"No user id in synth starts with {literal(typed, 60)}; the list shows the first users "
-                        "instead."]
+    assert warnings == [
+        f"No user id in synth starts with {literal(typed, 60)}; the list shows the first users instead."
+    ]
     assert len(warnings[0]) < 300 and "user 42" in _user_options(at)
     assert [c.value for c in at.sidebar.caption if c.value.startswith("The first")] == [
-        "The first 50 of 1,000 users; type an id, or its first characters, above to find the others."]
+        "The first 50 of 1,000 users; type an id, or its first characters, above to find the others."
+    ]
 
 
 def test_a_link_opens_its_user_and_a_bad_link_says_so(tiny_root, monkeypatch):
@@ -142,8 +176,11 @@ def test_a_link_opens_its_user_and_a_bad_link_says_so(tiny_root, monkeypatch):
         at.run()
         assert not at.exception and at.subheader[0].value == heading
         warnings = [w.value for w in at.sidebar.warning]
-        assert warnings == ([] if linked == "777" else
-                            [f"User {literal(linked, 60)} from the link is not in synth; showing the first user."])
+        assert warnings == (
+            []
+            if linked == "777"
+            else [f"User {literal(linked, 60)} from the link is not in synth; showing the first user."]
+        )
         assert at.query_params["user"] == heading.removeprefix("User "), "the URL follows the choice"
 
 

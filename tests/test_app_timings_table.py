@@ -1,12 +1,17 @@
 """The README table of `tools/app_browser.py timings`: ranges and medians per run, bold where a target is missed."""
+
 from __future__ import annotations
 
 from tools.app_browser import TARGETS, timings_table
 
 
 def _round(first: float, switch: float, explain: float = 0.6, rerun: float = 0.5) -> dict:
-    return {"first render s": first, "switch user s": switch, "open explanation with IG s": explain,
-            "same-content rerun s": rerun}
+    return {
+        "first render s": first,
+        "switch user s": switch,
+        "open explanation with IG s": explain,
+        "same-content rerun s": rerun,
+    }
 
 
 def test_each_figure_gets_a_row_and_misses_are_bold():

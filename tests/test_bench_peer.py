@@ -2,6 +2,7 @@
 
 No timings are asserted: the tool prints them. Tests that need deepctr-torch skip without it (the bench extra).
 """
+
 from __future__ import annotations
 
 import re
@@ -52,6 +53,7 @@ def test_closed_proxy_is_set_only_inside(monkeypatch):
     monkeypatch.delenv("http_proxy", raising=False)
     with bench_peer.closed_proxy():
         import os
+
         assert os.environ["HTTPS_PROXY"] == os.environ["http_proxy"] == bench_peer.CLOSED_PORT_PROXY
         assert os.environ["NO_PROXY"] == ""
     assert os.environ["HTTPS_PROXY"] == "http://proxy.example:3128" and "http_proxy" not in os.environ
@@ -98,8 +100,9 @@ def test_ig_through_the_tap_is_complete(setup):
     attributions, delta = bench_peer.peer_integrated_gradients(peer, x, n_steps=50)
     vectors = bench_peer.history_vectors(peer, x)
     with torch.no_grad():
-        change = (bench_peer.scores_with_history(peer, vectors, x)
-                  - bench_peer.scores_with_history(peer, torch.zeros_like(vectors), x))
+        change = bench_peer.scores_with_history(peer, vectors, x) - bench_peer.scores_with_history(
+            peer, torch.zeros_like(vectors), x
+        )
     assert attributions.shape == (5, len(setup.history))
     assert change.abs().min() > 1e-4  # a real change to explain
     assert torch.allclose(attributions.sum(1), change, rtol=0.03, atol=1e-6)
@@ -147,14 +150,35 @@ def test_floor_weights_and_gradients(setup):
 def test_main_writes_the_marked_block(deepctr, tmp_path, capsys):
     readme = tmp_path / "README.md"
     readme.write_text(f"# x\n\nbefore\n{bench_peer.START}\nold\n{bench_peer.END}\nafter\n")
-    assert bench_peer.main(["--rounds", "1", "--items", "40", "--n-steps", "4", "--peer-batches", "16",
-                            "--threads", str(torch.get_num_threads()), "--write-readme", str(readme)]) == 0
+    assert (
+        bench_peer.main(
+            [
+                "--rounds",
+                "1",
+                "--items",
+                "40",
+                "--n-steps",
+                "4",
+                "--peer-batches",
+                "16",
+                "--threads",
+                str(torch.get_num_threads()),
+                "--write-readme",
+                str(readme),
+            ]
+        )
+        == 0
+    )
     text = readme.read_text()
     block = text.split(bench_peer.START)[1].split(bench_peer.END)[0]
     assert text.startswith("# x\n\nbefore\n") and text.endswith(f"{bench_peer.END}\nafter\n") and "old" not in block
     assert "| operation | ours ms | DeepCTR-Torch ms |" in block
-    for operation in ("rank 40 items", "rank 40 items (peer in batches of 16)", "attention maps, 40 items",
-                      "IG top-10, history (n_steps=4)"):
+    for operation in (
+        "rank 40 items",
+        "rank 40 items (peer in batches of 16)",
+        "attention maps, 40 items",
+        "IG top-10, history (n_steps=4)",
+    ):
         assert f"| {operation} |" in block
     assert "`python tools/bench_peer.py --rounds 1 --items 40" in block and "--write-readme" not in block
     assert "random weights" in block

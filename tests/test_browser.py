@@ -1,21 +1,32 @@
 """End to end in a real browser: `streamlit run` on a free port, driven by Playwright through Debian's chromium."""
+
 from __future__ import annotations
 
 from pathlib import Path
 
 import pytest
 
-from tools.app_browser import (browser_page, choose, find_item, page_text, serve_app, visible_errors, wait_for_charts,
-                               wait_idle)
+from tools.app_browser import (
+    browser_page,
+    choose,
+    find_item,
+    page_text,
+    serve_app,
+    visible_errors,
+    wait_for_charts,
+    wait_idle,
+)
 
 REPO = Path(__file__).resolve().parents[1]
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 SHOTS = REPO / "artifacts" / "screenshots"
 # what each checkpoint's tabs must show: (checkpoint label, {tab: text that only that tab shows})
-TABS = [("DIN · ml-100k", {"Items": "history", "Attributions": "Perturbations"}),
-        ("NRMS", {"Heads": "Head importance", "Items": "history", "Attributions": "Convergence delta"}),
-        ("IntTower", {"Heads": "Head importance", "Fields": "field", "Attributions": "Convergence delta"}),
-        ("ACF · fashion", {"Items": "profile", "Regions": "region", "Attributions": "Convergence delta"})]
+TABS = [
+    ("DIN · ml-100k", {"Items": "history", "Attributions": "Perturbations"}),
+    ("NRMS", {"Heads": "Head importance", "Items": "history", "Attributions": "Convergence delta"}),
+    ("IntTower", {"Heads": "Head importance", "Fields": "field", "Attributions": "Convergence delta"}),
+    ("ACF · fashion", {"Items": "profile", "Regions": "region", "Attributions": "Convergence delta"}),
+]
 
 
 @pytest.fixture(scope="module")
@@ -28,8 +39,14 @@ def app_url():
 def page(app_url):
     with browser_page() as page:
         page.console_complaints = []  # what the page logged as a warning, an error or a stack trace
-        page.on("console", lambda message: page.console_complaints.append(f"{message.type}: {message.text[:200]}")
-                if message.type in ("warning", "error", "trace", "assert") else None)
+        page.on(
+            "console",
+            lambda message: (
+                page.console_complaints.append(f"{message.type}: {message.text[:200]}")
+                if message.type in ("warning", "error", "trace", "assert")
+                else None
+            ),
+        )
         page.goto(app_url)
         wait_for_charts(page)
         yield page
@@ -94,8 +111,7 @@ def test_search_box_random_user_link_and_the_report(page, app_url):
     box.fill("**9**<b>x</b>")
     box.press("Enter")
     wait_idle(page)
-    assert "No user id in ml-100k starts with **9**<b>x</b>; the list shows the first users instead." in \
-        page_text(page)
+    assert "No user id in ml-100k starts with **9**<b>x</b>; the list shows the first users instead." in page_text(page)
     warning = page.locator('[data-testid="stSidebar"] [data-testid="stAlertContentWarning"]')
     assert warning.count() == 1 and warning.locator("b, strong").count() == 0, "the typed markup stays text"
     for _ in range(3):  # a random user is 42 again once in 943 draws

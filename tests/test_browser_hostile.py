@@ -1,13 +1,14 @@
 """The explorer on hostile data in a real browser (Playwright + Debian's chromium): markdown, HTML and URLs in
 titles, ids and features stay text, the browser fetches nothing but the app's own server, no traceback shows,
 and a 9000x9000 poster does not make the page heavy."""
+
 from __future__ import annotations
 
 from pathlib import Path
 
 import pytest
-
 from test_fuzz_app import HOSTILE_TITLES, train_hostile_checkpoints
+
 from tools.app_browser import browser_page, choose, page_text, serve_app, visible_errors, wait_for_charts, wait_idle
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]

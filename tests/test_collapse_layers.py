@@ -1,6 +1,7 @@
 """Collapse per layer and head, and rank collapse: the training-time records (epoch_summary, rank_summary), the
 dataset-level statistics and findings, the history readers, a short real SASRec training, and the Collapse page
 on an old checkpoint and on a new-style one."""
+
 from __future__ import annotations
 
 import math
@@ -13,15 +14,22 @@ import pytest
 import torch
 from streamlit.testing.v1 import AppTest
 
-from recmodels.checkpoint import read_config, save_checkpoint
-from recmodels.explain.collapse import CollapseThresholds, epoch_summary, rank_summary
-from recmodels.explain.diagnostics import (DiagnosticsReport, _head_js_sums, collapse_findings, layer_head_history,
-                                           layer_head_statistics, pair_layer_heads, rank_history, summarise)
+from recmodels.checkpoint.io import read_config, save_checkpoint
+from recmodels.explain.collapse import CollapseThresholds, effective_rank, epoch_summary, rank_summary
+from recmodels.explain.diagnostics import (
+    DiagnosticsReport,
+    _head_js_sums,
+    collapse_findings,
+    layer_head_history,
+    layer_head_statistics,
+    pair_layer_heads,
+    rank_history,
+    summarise,
+)
 from recmodels.explain.views import ItemNames, map_view
 from recmodels.models import AttentionMap
 from recmodels.models.sasrec import SASRec
-from recmodels.models.transformer import effective_rank
-from recmodels.service import RecService
+from recmodels.serving.service import RecService
 from recmodels.train import TrainConfig, seed_everything, train_model
 
 REPO = Path(__file__).resolve().parents[1]
@@ -32,13 +40,18 @@ OLD_CHECKPOINT = REPO / "checkpoints" / "acf-collapsed-ml100k"
 def _layer_head_map(batch: int = 3, length: int = 4) -> AttentionMap:
     """(layer, head, query, key) with a known distribution in every (layer, head), the same for every query."""
     values = torch.zeros(batch, 2, 2, length, length)
-    values[:, 0, 0] = 1 / length                                  # uniform: entropy 1, max 1/4
-    values[:, 0, 1, :, 0] = 1.0                                   # one-hot: entropy 0, max 1
-    values[:, 1, 0, :, :2] = 0.5                                  # half over 2 of 4: entropy log 2 / log 4 = 0.5
+    values[:, 0, 0] = 1 / length  # uniform: entropy 1, max 1/4
+    values[:, 0, 1, :, 0] = 1.0  # one-hot: entropy 0, max 1
+    values[:, 1, 0, :, :2] = 0.5  # half over 2 of 4: entropy log 2 / log 4 = 0.5
     values[:, 1, 1] = torch.tensor([0.7, 0.1, 0.1, 0.1])
     mask = torch.ones(batch, 1, 1, length, length, dtype=torch.bool)
-    return AttentionMap(values=values, axes=("layer", "head", "query_position", "key_position"), level="head",
-                        mask=mask, normalised_over="key_position")
+    return AttentionMap(
+        values=values,
+        axes=("layer", "head", "query_position", "key_position"),
+        level="head",
+        mask=mask,
+        normalised_over="key_position",
+    )
 
 
 P = np.array([0.7, 0.1, 0.1, 0.1])
@@ -60,11 +73,12 @@ def test_epoch_summary_per_layer_and_head_on_known_distributions():
 
 
 def test_epoch_summary_heads_without_layers_padding_and_maps_without_heads():
-    values = torch.tensor([[[0.5, 0.5, 0.0], [1.0, 0.0, 0.0]]])               # (1, head, history)
-    mask = torch.tensor([[[True, True, False]]])                               # the third position is padding
+    values = torch.tensor([[[0.5, 0.5, 0.0], [1.0, 0.0, 0.0]]])  # (1, head, history)
+    mask = torch.tensor([[[True, True, False]]])  # the third position is padding
     heads = AttentionMap(values=values, axes=("head", "history"), level="head", mask=mask, normalised_over="history")
-    items = AttentionMap(values=values[:, 0], axes=("history",), level="item", mask=mask[:, 0],
-                         normalised_over="history")
+    items = AttentionMap(
+        values=values[:, 0], axes=("history",), level="item", mask=mask[:, 0], normalised_over="history"
+    )
     summary = epoch_summary({"heads": heads, "items": items})
     assert summary["heads"]["normalised_entropy/head 1"] == pytest.approx(1.0)
     assert summary["heads"]["normalised_entropy/head 2"] == pytest.approx(0.0)
@@ -74,9 +88,9 @@ def test_epoch_summary_heads_without_layers_padding_and_maps_without_heads():
 
 def test_effective_rank_of_constructed_hidden_states():
     direction = torch.randn(8)
-    rank_one = torch.randn(1, 5, 1) * direction                              # every position along one direction
-    orthogonal = torch.eye(8)[:5].unsqueeze(0) * 3.0                           # 5 orthogonal, equally long
-    padded = torch.cat([orthogonal, torch.full((1, 2, 8), 7.0)], 1)           # two padded positions to ignore
+    rank_one = torch.randn(1, 5, 1) * direction  # every position along one direction
+    orthogonal = torch.eye(8)[:5].unsqueeze(0) * 3.0  # 5 orthogonal, equally long
+    padded = torch.cat([orthogonal, torch.full((1, 2, 8), 7.0)], 1)  # two padded positions to ignore
     mask = torch.tensor([[True] * 5 + [False] * 2])
     assert effective_rank(rank_one, torch.ones(1, 5, dtype=torch.bool)).item() == pytest.approx(1.0, abs=1e-5)
     assert effective_rank(orthogonal, torch.ones(1, 5, dtype=torch.bool)).item() == pytest.approx(5.0, abs=1e-5)
@@ -102,16 +116,38 @@ def test_layer_head_statistics_js_per_layer_and_findings():
     assert set(js) == {"layer 1", "layer 2"}
     assert js["layer 1"][0][0, 1] / js["layer 1"][1] > 0.1, "uniform and one-hot heads differ"
 
-    rows = pd.DataFrame([{"case": c, "map": "self_attention", "layer": layer - 1, "head": head - 1,
-                          "normalised_entropy": e, "max_weight": EXPECTED_MAX[layer, head], "effective_number": 1.0,
-                          "gini": 0.0, "near_uniform": e >= 0.98, "near_one_hot": EXPECTED_MAX[layer, head] >= 0.9}
-                         for c in range(3) for (layer, head), e in EXPECTED_ENTROPY.items()])
-    ranks = pd.DataFrame({"case": [0, 0, 0, 1, 1, 1], "layer": ["embeddings", "layer 1", "layer 2"] * 2,
-                          "effective_rank": [9.0, 4.0, 1.2, 8.0, 3.0, 1.1]})
+    rows = pd.DataFrame(
+        [
+            {
+                "case": c,
+                "map": "self_attention",
+                "layer": layer - 1,
+                "head": head - 1,
+                "normalised_entropy": e,
+                "max_weight": EXPECTED_MAX[layer, head],
+                "effective_number": 1.0,
+                "gini": 0.0,
+                "near_uniform": e >= 0.98,
+                "near_one_hot": EXPECTED_MAX[layer, head] >= 0.9,
+            }
+            for c in range(3)
+            for (layer, head), e in EXPECTED_ENTROPY.items()
+        ]
+    )
+    ranks = pd.DataFrame(
+        {
+            "case": [0, 0, 0, 1, 1, 1],
+            "layer": ["embeddings", "layer 1", "layer 2"] * 2,
+            "effective_rank": [9.0, 4.0, 1.2, 8.0, 3.0, 1.1],
+        }
+    )
     report = DiagnosticsReport(rows, summarise(rows), effective_rank=ranks)
     found = collapse_findings(report)
-    assert found == {"near_one_hot": ["self_attention · layer 1 · head 2"],
-                     "near_uniform": ["self_attention · layer 1 · head 1"], "rank_collapse": ["layer 2"]}
+    assert found == {
+        "near_one_hot": ["self_attention · layer 1 · head 2"],
+        "near_uniform": ["self_attention · layer 1 · head 1"],
+        "rank_collapse": ["layer 2"],
+    }
     # thresholds are the report's: a stricter rank line flags layer 1 as well
     report.thresholds = CollapseThresholds(rank_collapse=5.0)
     assert collapse_findings(report)["rank_collapse"] == ["layer 1", "layer 2"]
@@ -122,7 +158,7 @@ def test_layer_head_statistics_js_per_layer_and_findings():
 
 def test_explained_pair_flags_per_layer_and_head():
     attention = _layer_head_map(batch=1)
-    attention.values[0, 0, 0, 0] = torch.tensor([1.0, 0.0, 0.0, 0.0])   # one row of the uniform head goes one-hot
+    attention.values[0, 0, 0, 0] = torch.tensor([1.0, 0.0, 0.0, 0.0])  # one row of the uniform head goes one-hot
     names = ItemNames(np.array(["", "a"]), np.array(["", "A"]), np.array(["", ""]))
     view = map_view("self_attention", attention, names)
     assert view.flags["near_one_hot"].shape == (2, 2, 4), "the view's flags are per (layer, head, query row)"
@@ -132,22 +168,34 @@ def test_explained_pair_flags_per_layer_and_head():
     assert table.loc["layer 1 · head 2", ["near_uniform", "near_one_hot"]].tolist() == [0, 4]
     assert table.loc["layer 2 · head 2", "normalised_entropy"] == pytest.approx(SKEWED_ENTROPY, abs=1e-6)
     assert table.loc["layer 1 · head 1", "max_weight"] == pytest.approx((3 * 0.25 + 1.0) / 4, abs=1e-6)
-    item_level = AttentionMap(values=torch.full((1, 3), 1 / 3), axes=("history",), level="item",
-                              normalised_over="history")
+    item_level = AttentionMap(
+        values=torch.full((1, 3), 1 / 3), axes=("history",), level="item", normalised_over="history"
+    )
     assert pair_layer_heads(map_view("items", item_level, names)) is None
 
 
 def test_history_readers_old_new_and_hostile_histories():
-    old = read_config(OLD_CHECKPOINT)["history"]
+    old = read_config(OLD_CHECKPOINT).history
     assert layer_head_history(old).empty and rank_history(old).empty
     history = [
-        {"epoch": 0, "attention": {"self_attention": {"normalised_entropy": 0.9, "max_weight": 0.2,
-                                                      "normalised_entropy/layer 1/head 2": 0.8,
-                                                      "max_weight/layer 1/head 2": None}},
-         "effective_rank": {"embeddings": {"mean": 10, "q10": 8.0, "median": 10.0, "q90": 12.0},
-                            "layer 1": {"mean": "many", "median": 10**400}, "layer x": {"mean": 1.0},
-                            "layer 2": [1, 2]}},
-        {"epoch": True, "attention": {"m": {"normalised_entropy/head 1": 0.5}}},           # not an epoch
+        {
+            "epoch": 0,
+            "attention": {
+                "self_attention": {
+                    "normalised_entropy": 0.9,
+                    "max_weight": 0.2,
+                    "normalised_entropy/layer 1/head 2": 0.8,
+                    "max_weight/layer 1/head 2": None,
+                }
+            },
+            "effective_rank": {
+                "embeddings": {"mean": 10, "q10": 8.0, "median": 10.0, "q90": 12.0},
+                "layer 1": {"mean": "many", "median": 10**400},
+                "layer x": {"mean": 1.0},
+                "layer 2": [1, 2],
+            },
+        },
+        {"epoch": True, "attention": {"m": {"normalised_entropy/head 1": 0.5}}},  # not an epoch
         {"epoch": 1, "attention": ["not", "an", "object"], "effective_rank": None},
         "garbage",
     ]
@@ -169,17 +217,27 @@ def sasrec_checkpoint(tmp_path_factory, ml100k) -> Path:
     config = TrainConfig.for_model(SASRec, epochs=1, batch_size=256, valid_users=100, attention_sample=64)
     result = train_model(model, ml100k, config, device="cpu", progress=False)
     folder = tmp_path_factory.mktemp("roots") / "sasrec-tiny"
-    return save_checkpoint(folder, result.model, ml100k, training={**config.to_dict(), "best_epoch": result.best_epoch},
-                           metrics={"valid": result.best_valid}, history=result.history)
+    return save_checkpoint(
+        folder,
+        result.model,
+        ml100k,
+        training={**config.to_dict(), "best_epoch": result.best_epoch},
+        metrics={"valid": result.best_valid},
+        history=result.history,
+    )
 
 
 def test_training_records_layer_head_entropy_and_effective_rank(sasrec_checkpoint):
-    history = read_config(sasrec_checkpoint)["history"]     # the checkpoint schema accepts the new keys
+    history = read_config(sasrec_checkpoint).history  # the checkpoint schema accepts the new keys
     assert [entry["epoch"] for entry in history] == [0, 1]
     for entry in history:
         attention = entry["attention"]["self_attention"]
-        keys = {f"{stat}/layer {l}/head {h}" for stat in ("normalised_entropy", "max_weight") for l in (1, 2)
-                for h in (1, 2)}
+        keys = {
+            f"{stat}/layer {layer}/head {h}"
+            for stat in ("normalised_entropy", "max_weight")
+            for layer in (1, 2)
+            for h in (1, 2)
+        }
         assert keys <= set(attention) and all(0 <= attention[k] <= 1 for k in keys)
         assert {"normalised_entropy", "max_weight"} <= set(entry["attention"]["rollout"])
         assert list(entry["effective_rank"]) == ["embeddings", "layer 1", "layer 2"]
@@ -221,8 +279,9 @@ def test_collapse_page_renders_old_checkpoints_and_flags_the_collapsed_one(monke
     _no_errors(at)
     assert not at.error, [e.value for e in at.error]
     left, right = at.columns[0], at.columns[1]
-    assert "one-hot" in _text(right.warning) and "profile" in _text(right.warning), \
+    assert "one-hot" in _text(right.warning) and "profile" in _text(right.warning), (
         "flagged by its statistics, not only by its config"
+    )
     assert not left.warning, [e.value for e in left.warning]
     # NRMS has heads but its history predates the per-head keys; ACF has neither layers nor heads
     assert "only the per-map means" in _text(left.caption) and "only the per-map means" not in _text(right.caption)
@@ -243,8 +302,14 @@ def test_collapse_page_shows_layer_head_epochs_and_rank_and_flags_a_collapsed_sa
         last.feed_forward.outer.bias.fill_(1e4)  # every position becomes (almost) the same vector
     data = RecService.from_checkpoint(sasrec_checkpoint).data
     config = read_config(sasrec_checkpoint)
-    save_checkpoint(sasrec_checkpoint.parent / "sasrec-collapsed", collapsed, data, training=config["training"],
-                    history=config["history"], extra={"collapse_example": "hand-saturated last layer"})
+    save_checkpoint(
+        sasrec_checkpoint.parent / "sasrec-collapsed",
+        collapsed,
+        data,
+        training=config.training,
+        history=config.history,
+        extra={"collapse_example": "hand-saturated last layer"},
+    )
 
     at = _collapse_page(monkeypatch, sasrec_checkpoint.parent)
     at.selectbox(key="collapse_left_collapse").set_value(str(sasrec_checkpoint)).run()

@@ -1,17 +1,18 @@
 """The process-wide thread policy: bounded compute slots, re-entrant within a thread, and the concurrency bench."""
+
 from __future__ import annotations
 
 import threading
 import time
 
 import pytest
-import torch
 
-from recmodels import concurrency
-from recmodels.bench_concurrency import client_counts, run_clients
+from recmodels import settings
+from recmodels.bench.concurrency import client_counts, run_clients
 from recmodels.errors import InvalidArgumentError
 from recmodels.models import model_class
-from recmodels.service import RecService
+from recmodels.serving import concurrency
+from recmodels.serving.service import RecService
 
 
 @pytest.fixture
@@ -51,7 +52,7 @@ def test_a_call_inside_a_call_keeps_its_slot(bounded):
 
     @concurrency.computes
     def outer():
-        return inner()                     # would wait forever for its own slot without re-entry
+        return inner()  # would wait forever for its own slot without re-entry
 
     finished = []
     thread = threading.Thread(target=lambda: finished.append(outer()), daemon=True)
@@ -69,7 +70,7 @@ def test_policy_values_are_checked(bad, bounded):
 def test_bad_environment_falls_back_with_one_warning(monkeypatch):
     monkeypatch.setenv("RECMODELS_WORKERS", "many")
     with pytest.warns(UserWarning, match="RECMODELS_WORKERS must be a whole number"):
-        assert concurrency._from_environment("RECMODELS_WORKERS", 0) == 0
+        assert settings.whole_number("RECMODELS_WORKERS", 0, 0, 1024) == 0
 
 
 @pytest.mark.parametrize("text", ["", "0", "1,x", "300", "4;8"])
@@ -81,7 +82,7 @@ def test_client_counts_are_checked(text):
 def test_concurrent_clients_share_one_service(tiny_data, bounded):
     concurrency.set_policy(workers=1)
     model = model_class("din").from_data(tiny_data).eval()
-    service = RecService(model, {"model": "din", "metrics": {}, "history": []}, tiny_data, torch.device("cpu"))
+    service = RecService(model, tiny_data, device="cpu")
     row = run_clients(service, clients=3, seconds=0.5)
     assert row["clients"] == 3 and row["requests"] >= 3 and row["p95_ms"] >= row["p50_ms"] > 0
     assert row["workers"] == 1

@@ -1,16 +1,16 @@
 """Loaders, the schema, malformed input, the temporal split and the no-leakage guarantee."""
+
 from __future__ import annotations
 
 import numpy as np
 import pytest
+from conftest import make_tiny_dataset
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from recmodels.data import TEST, TRAIN, VALID, RecData, SplitConfig, load_dataset, temporal_split
 from recmodels.data.features import build_feature_tables
 from recmodels.errors import DataFormatError, UnknownDatasetError
-
-from conftest import make_tiny_dataset
 
 
 # ---------------------------------------------------------------- ml-100k from the recbole wheel
@@ -49,10 +49,13 @@ def _write_ml100k_folder(folder):
     (folder / "u.data").write_text("1\t10\t5\t100\n1\t20\t3\t50\n2\t10\t4\t70\n2\t30\t1\t80\n")
     (folder / "u.user").write_text("1|24|M|technician|01234\n2|53|F|other|94043\n")
     flags = lambda on: "|".join("1" if i in on else "0" for i in range(19))  # noqa: E731
-    (folder / "u.item").write_bytes((
-        f"10|Caf\xe9 Society (1995)|01-Jan-1995||http://x|{flags({1, 5})}\n"
-        f"20|Heat (1995)|15-Dec-1995||http://x|{flags({1})}\n"
-        f"30|Old One (1950)|01-Jan-1950||http://x|{flags({8})}\n").encode("latin-1"))
+    (folder / "u.item").write_bytes(
+        (
+            f"10|Caf\xe9 Society (1995)|01-Jan-1995||http://x|{flags({1, 5})}\n"
+            f"20|Heat (1995)|15-Dec-1995||http://x|{flags({1})}\n"
+            f"30|Old One (1950)|01-Jan-1950||http://x|{flags({8})}\n"
+        ).encode("latin-1")
+    )
     return folder
 
 
@@ -73,9 +76,10 @@ def test_grouplens_ml1m_folder(tmp_path):
     folder.mkdir()
     (folder / "ratings.dat").write_text("1::1193::5::978300760\n1::661::3::978302109\n2::1193::4::978298413\n")
     (folder / "users.dat").write_text("1::F::1::10::48067\n2::M::56::16::70072\n")
-    (folder / "movies.dat").write_bytes("1193::One Flew Over the Cuckoo's Nest (1975)::Drama\n"
-                                        "661::James and the Giant Peach (1996)::Animation|Children's|Musical\n"
-                                        .encode("latin-1"))
+    (folder / "movies.dat").write_bytes(
+        "1193::One Flew Over the Cuckoo's Nest (1975)::Drama\n"
+        "661::James and the Giant Peach (1996)::Animation|Children's|Musical\n".encode("latin-1")
+    )
     data = load_dataset("ml-1m", data_dir=folder)
     assert data.name == "ml-1m" and data.n_users == 2 and data.n_items == 2
     user1 = data.user_index("1")
@@ -89,10 +93,12 @@ def test_grouplens_ml1m_folder(tmp_path):
 def test_recbole_atomic_folder(tmp_path):
     folder = tmp_path / "amazon"
     folder.mkdir()
-    (folder / "amazon.inter").write_text("user_id:token\titem_id:token\trating:float\ttimestamp:float\n"
-                                         "a\tx\t5\t1\na\ty\t2\t2\nb\tx\t4\t3\n")
-    (folder / "amazon.item").write_text("item_id:token\ttitle:token_seq\tcategories:token_seq\n"
-                                        "x\tA kettle\tHome Kitchen\ny\tA lamp\tHome\n")
+    (folder / "amazon.inter").write_text(
+        "user_id:token\titem_id:token\trating:float\ttimestamp:float\na\tx\t5\t1\na\ty\t2\t2\nb\tx\t4\t3\n"
+    )
+    (folder / "amazon.item").write_text(
+        "item_id:token\ttitle:token_seq\tcategories:token_seq\nx\tA kettle\tHome Kitchen\ny\tA lamp\tHome\n"
+    )
     data = load_dataset("amazon", data_dir=folder)
     assert data.n_users == 2 and data.n_items == 2
     assert data.item_features.loc[data.item_index("x"), "genres"] == ("Home", "Kitchen")
@@ -112,8 +118,9 @@ def test_wrong_field_count_names_file_and_line(tmp_path):
 def test_non_numeric_rating_names_the_line(tmp_path):
     folder = tmp_path / "atomic"
     folder.mkdir()
-    (folder / "d.inter").write_text("user_id:token\titem_id:token\trating:float\ttimestamp:float\n"
-                                    "1\t2\t4\t10\n1\t3\tfive\t11\n")
+    (folder / "d.inter").write_text(
+        "user_id:token\titem_id:token\trating:float\ttimestamp:float\n1\t2\t4\t10\n1\t3\tfive\t11\n"
+    )
     with pytest.raises(DataFormatError, match=r"d\.inter, line 3: rating 'five' is not a number"):
         load_dataset("d", data_dir=folder)
 
@@ -158,6 +165,7 @@ def test_split_fractions_per_user(ml100k):
 
 def test_split_keeps_one_train_interaction():
     import pandas as pd
+
     frame = pd.DataFrame({"user": [1, 2, 2], "item": [1, 1, 2], "rating": [5.0] * 3, "timestamp": [1, 1, 2]})
     part = temporal_split(frame, SplitConfig(valid_fraction=0.3, test_fraction=0.6))
     assert part[0] == TRAIN and part[1] == TRAIN
@@ -187,7 +195,7 @@ def test_no_history_holds_its_target_or_anything_later(seed, max_history):
             assert item not in items
             assert all(stamp[(user, h)] < target_time for h in items)
             assert len(items) <= max_history
-            assert np.all(history[len(items):] == 0)  # right-padded
+            assert np.all(history[len(items) :] == 0)  # right-padded
 
 
 def test_histories_are_the_most_recent_earlier_items(ml100k):
@@ -197,9 +205,9 @@ def test_histories_are_the_most_recent_earlier_items(ml100k):
     for row, history in zip(rows, histories):
         user, time = frame["user"].iloc[row], frame["timestamp"].iloc[row]
         earlier = frame[(frame["user"] == user) & (frame["timestamp"] < time)]
-        expected = earlier["item"].to_numpy()[-ml100k.max_history:]
-        assert np.array_equal(history[:len(expected)], expected)
-        assert np.all(history[len(expected):] == 0)
+        expected = earlier["item"].to_numpy()[-ml100k.max_history :]
+        assert np.array_equal(history[: len(expected)], expected)
+        assert np.all(history[len(expected) :] == 0)
 
 
 def test_windows_cut_in_blocks_and_stored_compact_equal_one_pass(ml100k, monkeypatch):
@@ -219,7 +227,7 @@ def test_a_ctr_sample_is_the_same_rows_as_sampling_all_of_them(ml100k):
     sample = ml100k.ctr_rows(VALID, sample=300, seed=5)
     pick = np.sort(np.random.default_rng(5).choice(len(every), size=300, replace=False))
     assert np.array_equal(sample.history, every.history[pick]) and np.array_equal(sample.items, every.items[pick])
-    assert len(ml100k.ctr_rows(VALID, sample=10 ** 9)) == len(every)
+    assert len(ml100k.ctr_rows(VALID, sample=10**9)) == len(every)
 
 
 def test_topk_cases_respect_the_protocol(ml100k):
@@ -229,8 +237,8 @@ def test_topk_cases_respect_the_protocol(ml100k):
     part_of = {(u, i): p for u, i, p in zip(frame["user"], frame["item"], ml100k.part)}
     for k in range(0, len(cases), 37):
         user = cases.users[k]
-        positives = cases.positive_items[cases.positive_indptr[k]:cases.positive_indptr[k + 1]]
-        seen = set(cases.seen_items[cases.seen_indptr[k]:cases.seen_indptr[k + 1]])
+        positives = cases.positive_items[cases.positive_indptr[k] : cases.positive_indptr[k + 1]]
+        seen = set(cases.seen_items[cases.seen_indptr[k] : cases.seen_indptr[k + 1]])
         test_items = frame[(frame["user"] == user).to_numpy() & (ml100k.part == TEST)]
         assert set(positives) == set(test_items[test_items["rating"] >= 4]["item"])
         assert seen == {i for (u, i), p in part_of.items() if u == user and p in (TRAIN, VALID)}
@@ -284,8 +292,10 @@ def _refusal(folder, name="d") -> DataFormatError:
     return err.value
 
 
-@pytest.mark.parametrize("file_name, content", [("d.inter", ATOMIC_HEADER), ("u.data", ""),
-                                                ("u.data", "\n \n\t\n"), ("ratings.dat", "\r\n\r\n")])
+@pytest.mark.parametrize(
+    "file_name, content",
+    [("d.inter", ATOMIC_HEADER), ("u.data", ""), ("u.data", "\n \n\t\n"), ("ratings.dat", "\r\n\r\n")],
+)
 def test_data_without_interactions_is_refused_when_read(tmp_path, file_name, content):
     error = _refusal(_folder(tmp_path, {file_name: content}))
     assert error.path.endswith(file_name) and "holds no interactions" in str(error)
@@ -304,26 +314,39 @@ def test_lines_end_at_newline_only(tmp_path):
 
 
 def test_duplicate_header_fields_name_file_line_and_field(tmp_path):
-    folder = _folder(tmp_path, {"d.inter": "user_id:token\tuser_id:token\titem_id:token\ttimestamp:float\n1\t1\t2\t3\n"})
-    assert str(_refusal(folder)).endswith("d.inter, line 1: the header names the field 'user_id:token' twice; "
-                                          "each field needs its own name")
+    folder = _folder(
+        tmp_path, {"d.inter": "user_id:token\tuser_id:token\titem_id:token\ttimestamp:float\n1\t1\t2\t3\n"}
+    )
+    assert str(_refusal(folder)).endswith(
+        "d.inter, line 1: the header names the field 'user_id:token' twice; each field needs its own name"
+    )
     (folder / "d.inter").write_text("user_id:token\titem_id:token\tuser_id:float\ttimestamp:float\n1\t2\t1\t3\n")
     assert "the header names the field 'user_id' twice" in str(_refusal(folder))
 
 
 def test_years_that_are_not_whole_count_as_unknown(tmp_path):
-    folder = _folder(tmp_path, {
-        "d.inter": ATOMIC_HEADER + "u\ta\t5\t1\nu\tb\t4\t2\nu\tc\t3\t3\nu\td\t2\t4\n",
-        "d.item": "item_id:token\trelease_year:token\na\t1.5\nb\t1999\nc\t1e30\nd\tunkonwn\n"})
+    folder = _folder(
+        tmp_path,
+        {
+            "d.inter": ATOMIC_HEADER + "u\ta\t5\t1\nu\tb\t4\t2\nu\tc\t3\t3\nu\td\t2\t4\n",
+            "d.item": "item_id:token\trelease_year:token\na\t1.5\nb\t1999\nc\t1e30\nd\tunkonwn\n",
+        },
+    )
     data = load_dataset("d", data_dir=folder)
     years = data.item_features["year"]
     assert str(years.dtype) == "Int64" and years.isna().tolist() == [True, False, True, True]
     assert years.loc[data.item_index("b")] == 1999
 
 
-@pytest.mark.parametrize("stamp, problem", [("1e30", "does not fit in a 64-bit integer"),
-                                            ("9223372036854775808", "does not fit in a 64-bit integer"),
-                                            ("1.5", "is not a whole number"), ("inf", "is not a number")])
+@pytest.mark.parametrize(
+    "stamp, problem",
+    [
+        ("1e30", "does not fit in a 64-bit integer"),
+        ("9223372036854775808", "does not fit in a 64-bit integer"),
+        ("1.5", "is not a whole number"),
+        ("inf", "is not a number"),
+    ],
+)
 def test_timestamps_that_are_not_int64_are_refused(tmp_path, stamp, problem):
     error = _refusal(_folder(tmp_path, {"d.inter": ATOMIC_HEADER + f"u\ta\t5\t1\nu\tb\t5\t{stamp}\n"}))
     assert error.line == 3 and f"timestamp '{stamp}' {problem}" in str(error)
@@ -334,8 +357,9 @@ def test_timestamps_round_trip_exactly(tmp_path):
     body = "".join(f"u\ti{k}\t5\t{stamp}\n" for k, stamp in enumerate(stamps))
     frame = load_dataset("d", data_dir=_folder(tmp_path, {"d.inter": ATOMIC_HEADER + body})).interactions
     assert frame["timestamp"].dtype == np.int64
-    assert sorted(frame["timestamp"].tolist()) == sorted([2 ** 63 - 1, -2 ** 63, 1600000000000000001, 978300760,
-                                                          -5, 950000000])
+    assert sorted(frame["timestamp"].tolist()) == sorted(
+        [2**63 - 1, -(2**63), 1600000000000000001, 978300760, -5, 950000000]
+    )
 
 
 def test_ratings_must_be_finite_as_float32(tmp_path):
@@ -350,8 +374,11 @@ def test_a_byte_order_mark_is_dropped(tmp_path):
     bom = b"\xef\xbb\xbf"
     folder = _folder(tmp_path, {"d.inter": bom + (ATOMIC_HEADER + "u\ta\t5\t1\n").encode()})
     assert load_dataset("d", data_dir=folder).user_ids.tolist() == ["<pad>", "u"]
-    ml1m = _folder(tmp_path, {"ratings.dat": bom + b"7::1::5::10\n", "movies.dat": bom + "1::Café (1995)::Drama\n"
-                              .encode()}, name="ml-1m")
+    ml1m = _folder(
+        tmp_path,
+        {"ratings.dat": bom + b"7::1::5::10\n", "movies.dat": bom + "1::Café (1995)::Drama\n".encode()},
+        name="ml-1m",
+    )
     data = load_dataset("ml-1m", data_dir=ml1m)  # the mark says UTF-8, so é is read as UTF-8, not latin-1
     assert data.user_ids.tolist() == ["<pad>", "7"] and data.item_features["title"].tolist() == ["Café (1995)"]
     (ml1m / "movies.dat").write_bytes("1::Café (1995)::Drama\n".encode())  # re-saved as UTF-8 without a mark
@@ -359,8 +386,13 @@ def test_a_byte_order_mark_is_dropped(tmp_path):
 
 
 def test_ml1m_messages_name_its_own_separator(tmp_path):
-    folder = _folder(tmp_path, {"ratings.dat": "1::1193::5::978300760\n1::661:3::978302109\n",
-                                "movies.dat": "1193::A\ttabbed: title (1975)::Drama\n"})
+    folder = _folder(
+        tmp_path,
+        {
+            "ratings.dat": "1::1193::5::978300760\n1::661:3::978302109\n",
+            "movies.dat": "1193::A\ttabbed: title (1975)::Drama\n",
+        },
+    )
     assert str(_refusal(folder)).endswith("ratings.dat, line 2: expected 4 fields separated by '::', found 3")
     (folder / "ratings.dat").write_text("1::1193::5::978300760\n")
     data = load_dataset("ml-1m", data_dir=folder)  # a tab and a single ':' are content in a '::' file
@@ -376,10 +408,14 @@ def test_odd_ids_are_read_as_ids(tmp_path):
 
 
 def test_side_files_with_other_ids_and_odd_genre_spacing(tmp_path):
-    folder = _folder(tmp_path, {
-        "d.inter": ATOMIC_HEADER + "u\ta\t5\t1\nu\tb\t4\t2\n",
-        "d.user": "user_id:token\tgender:token\nsomeone\tF\n",
-        "d.item": "item_id:token\ttitle:token_seq\tclass:token_seq\nb\t Lamp \t  Home \u00a0 Light  \nzz\tX\tY\n"})
+    folder = _folder(
+        tmp_path,
+        {
+            "d.inter": ATOMIC_HEADER + "u\ta\t5\t1\nu\tb\t4\t2\n",
+            "d.user": "user_id:token\tgender:token\nsomeone\tF\n",
+            "d.item": "item_id:token\ttitle:token_seq\tclass:token_seq\nb\t Lamp \t  Home \u00a0 Light  \nzz\tX\tY\n",
+        },
+    )
     data = load_dataset("d", data_dir=folder)
     assert data.user_features["gender"].isna().all()  # no user of the file has a profile
     a, b = data.item_index("a"), data.item_index("b")
@@ -389,14 +425,15 @@ def test_side_files_with_other_ids_and_odd_genre_spacing(tmp_path):
 
 def test_binary_and_foreign_encodings_are_refused(tmp_path):
     folder = _folder(tmp_path, {"u.data": "1\t1\t5\t10\n1\t2\x00\t5\t11\n"})
-    assert str(_refusal(folder)).endswith("u.data, line 2: holds a NUL byte, so it is binary rather than text; "
-                                          "check that this is the right file")
+    assert str(_refusal(folder)).endswith(
+        "u.data, line 2: holds a NUL byte, so it is binary rather than text; check that this is the right file"
+    )
     (folder / "u.data").write_bytes("1\t1\t5\t10\n".encode("utf-16"))
     assert "is UTF-16 text; save it as UTF-8" in str(_refusal(folder))
 
 
 def test_long_values_are_cut_in_messages(tmp_path):
-    error = _refusal(_folder(tmp_path, {"u.data": "1\t1\t" + "5" * 10 ** 6 + "\t10\n"}))
+    error = _refusal(_folder(tmp_path, {"u.data": "1\t1\t" + "5" * 10**6 + "\t10\n"}))
     assert "…' is not a number" in str(error) and len(error.problem) < 120
 
 

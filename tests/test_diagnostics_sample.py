@@ -1,6 +1,7 @@
 """diagnostics() over a seeded sample of users with bootstrap intervals (issue 13): the arguments, the sample, the
 intervals against the textbook ones, the command, the Collapse page, and the sampled run against the full one at
 ml-1m scale."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -9,28 +10,33 @@ from statistics import NormalDist
 import numpy as np
 import pandas as pd
 import pytest
-import torch
 from streamlit.testing.v1 import AppTest
 
-from recmodels.cli import main
+from recmodels.cli.parser import main
 from recmodels.errors import InvalidArgumentError
 from recmodels.explain.diagnostics import summarise
 from recmodels.models.sasrec import SASRec
-from recmodels.service import RecService
-from recmodels.service_dataset import DatasetViews
+from recmodels.serving.dataset_views import DatasetViews
+from recmodels.serving.service import RecService
 from recmodels.train import TrainConfig, seed_everything, train_model
 
 REPO = Path(__file__).resolve().parents[1]
 UNIT = ["map", "layer", "head"]
-MEANS = ["normalised_entropy_mean", "max_weight_mean", "effective_number_mean", "gini_mean", "share_near_uniform",
-         "share_near_one_hot"]
+MEANS = [
+    "normalised_entropy_mean",
+    "max_weight_mean",
+    "effective_number_mean",
+    "gini_mean",
+    "share_near_uniform",
+    "share_near_one_hot",
+]
 
 
 def _service(data) -> RecService:
     """An untrained two-layer, two-head SASRec: every kind of figure (per map, layer and head, and ranks)."""
     seed_everything(0)
     model = SASRec.from_data(data, dim=8, heads=2, layers=2, inner=16, max_length=12, positions="all")
-    return RecService(model, {"model": "sasrec", "metrics": {}, "history": []}, data, torch.device("cpu"))
+    return RecService(model, data, device="cpu")
 
 
 @pytest.fixture(scope="module")
@@ -44,10 +50,23 @@ def _rows(n_cases: int, seed: int = 0) -> pd.DataFrame:
     frames = []
     for head in (0, 1):
         weight = rng.beta(2, 5, n_cases)
-        frames.append(pd.DataFrame({"case": np.arange(n_cases).astype(str), "map": "m", "level": "head", "layer": -1,
-                                    "head": head, "normalised_entropy": 1 - weight, "max_weight": weight,
-                                    "effective_number": 1 / (0.1 + weight), "gini": weight,
-                                    "near_uniform": rng.random(n_cases) < 0.3, "near_one_hot": weight > 0.9}))
+        frames.append(
+            pd.DataFrame(
+                {
+                    "case": np.arange(n_cases).astype(str),
+                    "map": "m",
+                    "level": "head",
+                    "layer": -1,
+                    "head": head,
+                    "normalised_entropy": 1 - weight,
+                    "max_weight": weight,
+                    "effective_number": 1 / (0.1 + weight),
+                    "gini": weight,
+                    "near_uniform": rng.random(n_cases) < 0.3,
+                    "near_one_hot": weight > 0.9,
+                }
+            )
+        )
     return pd.concat(frames, ignore_index=True)
 
 
@@ -58,8 +77,9 @@ def _width(summary: pd.DataFrame, column: str) -> np.ndarray:
 # ---------------------------------------------------------------- arguments and the sample
 @pytest.mark.parametrize("sample", [0, -3, 1.5, "10", True, np.float64(2.0)])
 def test_a_bad_sample_is_one_sentence(service, sample):
-    with pytest.raises(InvalidArgumentError, match="sample must be a whole number from 1 upwards, or None for "
-                                                   "every user, got ") as error:
+    with pytest.raises(
+        InvalidArgumentError, match="sample must be a whole number from 1 upwards, or None for every user, got "
+    ) as error:
         service.diagnostics(sample=sample, head_users=0)
     assert "\n" not in str(error.value) and str(error.value).endswith(".")
 
@@ -90,8 +110,10 @@ def test_intervals_hold_the_estimate_and_name_every_mean_and_share(service):
     assert (summary["normalised_entropy_mean_high"] > summary["normalised_entropy_mean_low"]).all()
     ranks = report.rank_summary
     assert ranks["layer"].tolist() == ["embeddings", "layer 1", "layer 2"] and (ranks["rows"] == 12).all()
-    assert ((ranks["effective_rank_mean_low"] <= ranks["effective_rank_mean"])
-            & (ranks["effective_rank_mean"] <= ranks["effective_rank_mean_high"])).all()
+    assert (
+        (ranks["effective_rank_mean_low"] <= ranks["effective_rank_mean"])
+        & (ranks["effective_rank_mean"] <= ranks["effective_rank_mean_high"])
+    ).all()
     means = report.effective_rank.groupby("layer")["effective_rank"].mean()
     assert np.allclose(ranks.set_index("layer")["effective_rank_mean"], means[ranks["layer"]])
 
@@ -100,8 +122,9 @@ def test_intervals_match_the_textbook_ones_and_shrink_as_one_over_root_n():
     small, large = summarise(_rows(400)), summarise(_rows(6400))
     for summary, n in ((small, 400), (large, 6400)):
         share = summary["share_near_uniform"].to_numpy()  # the normal interval of a proportion
-        assert _width(summary, "share_near_uniform") == pytest.approx(2 * 1.96 * np.sqrt(share * (1 - share) / n),
-                                                                      rel=0.12)
+        assert _width(summary, "share_near_uniform") == pytest.approx(
+            2 * 1.96 * np.sqrt(share * (1 - share) / n), rel=0.12
+        )
     rows = _rows(400)
     spread = rows.groupby("head")["max_weight"].std().to_numpy()
     assert _width(small, "max_weight_mean") == pytest.approx(2 * 1.96 * spread / np.sqrt(400), rel=0.12)
@@ -117,7 +140,8 @@ def test_a_constant_gives_a_point_and_a_missing_case_counts_for_nothing():
     assert _width(summary, "max_weight_mean") == pytest.approx([0, 0], abs=1e-12)  # round-off only
     assert summary["max_weight_mean_low"].to_numpy() == pytest.approx([0.3, 0.3])
     assert summary.loc[1, "rows"] == 49 and np.isfinite(summary[[c for c in summary if c.startswith("gini")]]).all(
-        axis=None)
+        axis=None
+    )
     assert _width(summary, "gini_mean")[1] > 1.2 * _width(summary, "gini_mean")[0]  # 25 cases against 50
 
 
@@ -154,7 +178,7 @@ def test_the_collapse_page_says_when_its_figures_are_a_sample(monkeypatch):
     from app.services import diagnostics
 
     computed = DatasetViews.diagnostics
-    monkeypatch.setattr(DatasetViews, "diagnostics", lambda self, **kwargs: computed(self, sample=100, **kwargs))
+    monkeypatch.setattr(DatasetViews, "diagnostics", lambda self, **kwargs: computed(self, **{**kwargs, "sample": 100}))
     diagnostics.clear()  # the page's cache is process-wide: no report computed over every user
     try:
         at = AppTest.from_file(str(REPO / "app" / "explorer.py"), default_timeout=180).run()
@@ -190,18 +214,34 @@ def test_a_sample_of_2000_users_at_ml1m_scale_covers_the_full_run(tmp_path):
     seed_everything(0)
     model = SASRec.from_data(data, dim=16, heads=2, layers=2, inner=32, max_length=20, positions="all")
     config = TrainConfig.for_model(SASRec, epochs=1, batch_size=1024, lr=1e-2, valid_users=200, attention_sample=64)
-    service = RecService(train_model(model, data, config, device="cpu", progress=False).model,
-                         {"model": "sasrec", "metrics": {}, "history": []}, data, torch.device("cpu"))
+    service = RecService(train_model(model, data, config, device="cpu", progress=False).model, data, device="cpu")
 
     def figures(report) -> pd.DataFrame:  # one row per (figure, unit): value, low, high
         summary, ranks = report.summary, report.rank_summary
         units = summary[UNIT].astype(str).agg(" ".join, axis=1)
-        parts = [pd.DataFrame({"figure": column, "unit": units, "value": summary[column],
-                               "low": summary[f"{column}_low"], "high": summary[f"{column}_high"]})
-                 for column in MEANS]
-        parts.append(pd.DataFrame({"figure": "effective_rank_mean", "unit": ranks["layer"],
-                                   "value": ranks["effective_rank_mean"], "low": ranks["effective_rank_mean_low"],
-                                   "high": ranks["effective_rank_mean_high"]}))
+        parts = [
+            pd.DataFrame(
+                {
+                    "figure": column,
+                    "unit": units,
+                    "value": summary[column],
+                    "low": summary[f"{column}_low"],
+                    "high": summary[f"{column}_high"],
+                }
+            )
+            for column in MEANS
+        ]
+        parts.append(
+            pd.DataFrame(
+                {
+                    "figure": "effective_rank_mean",
+                    "unit": ranks["layer"],
+                    "value": ranks["effective_rank_mean"],
+                    "low": ranks["effective_rank_mean_low"],
+                    "high": ranks["effective_rank_mean_high"],
+                }
+            )
+        )
         return pd.concat(parts).set_index(["figure", "unit"])
 
     full = figures(service.diagnostics(sample=None, head_users=0))
@@ -212,8 +252,11 @@ def test_a_sample_of_2000_users_at_ml1m_scale_covers_the_full_run(tmp_path):
         assert (report.users_sampled, report.users_total) == (2000, 6040)
         sampled = figures(report).loc[full.index]
         outside = np.maximum(sampled["low"] - full["value"], full["value"] - sampled["high"])
-        checks.append(pd.DataFrame({"inside": outside <= 0, "outside": outside,
-                                    "half_width": (sampled["high"] - sampled["low"]) / 2}))
+        checks.append(
+            pd.DataFrame(
+                {"inside": outside <= 0, "outside": outside, "half_width": (sampled["high"] - sampled["low"]) / 2}
+            )
+        )
     checks = pd.concat(checks)
     assert checks["inside"].mean() >= 0.95, checks[~checks["inside"]]
     assert (checks["outside"] <= checks["half_width"]).all(), checks[~checks["inside"]]

@@ -1,5 +1,6 @@
 """Attributions (IG completeness, leave-one-out), collapse statistics on known distributions, faithfulness
 helpers, the service's answers and error types, and thread safety."""
+
 from __future__ import annotations
 
 import math
@@ -10,19 +11,31 @@ import pandas as pd
 import pytest
 import torch
 
-from recmodels.errors import (EmptyHistoryError, InvalidArgumentError, RecModelsError, UnknownItemError,
-                              UnknownUserError)
-from recmodels.explain.attributions import (_padding_baseline, _scores_with_tap_outputs, _tap_outputs, integrated_gradients,
-                                          leave_one_out, remove_positions)
+from recmodels.checkpoint.config import CheckpointConfig
+from recmodels.errors import EmptyHistoryError, InvalidArgumentError, RecModelsError, UnknownItemError, UnknownUserError
+from recmodels.explain.attributions import (
+    _padding_baseline,
+    _scores_with_tap_outputs,
+    _tap_outputs,
+    integrated_gradients,
+    leave_one_out,
+    remove_positions,
+)
 from recmodels.explain.collapse import js_divergence, pairwise_head_js, row_statistics
 from recmodels.explain.explainers import Explainer, IntegratedGradients, LeaveOneOut, PerturbationTests
-from recmodels.explain.faithfulness import (catalogue_scores, kendall_tau, perturbation_tests, permute_override,
-                                           topk_overlap, uniform_override)
+from recmodels.explain.faithfulness import (
+    catalogue_scores,
+    kendall_tau,
+    permute_override,
+    perturbation_tests,
+    topk_overlap,
+    uniform_override,
+)
 from recmodels.explain.pipeline import primary_item_map
+from recmodels.explain.region_recovery import region_map_name
 from recmodels.explain.views import axis_label, cell_labels
 from recmodels.models import AttentionMap, Batch, available_models, model_class
-from recmodels.service import RecService, import_model_module
-from recmodels.vision.recovery import region_map_name
+from recmodels.serving.service import RecService, import_model_module
 from recmodels.train import seed_everything
 
 ATTRIBUTED_MODELS = [name for name in available_models() if name != "mostpop"]
@@ -70,7 +83,7 @@ def test_js_divergence_of_identical_and_disjoint_heads():
     q = torch.tensor([0.0, 0.0, 0.5, 0.5])
     assert js_divergence(p, p).item() == pytest.approx(0.0, abs=1e-7)
     assert js_divergence(p, q).item() == pytest.approx(math.log(2))
-    heads = torch.stack([p, p, q]).unsqueeze(0)         # (B=1, H=3, n)
+    heads = torch.stack([p, p, q]).unsqueeze(0)  # (B=1, H=3, n)
     matrix = pairwise_head_js(heads, torch.ones_like(heads, dtype=torch.bool), head_dim=1)
     assert matrix[0, 1].item() == pytest.approx(0.0, abs=1e-7)
     assert matrix[0, 2].item() == pytest.approx(math.log(2))
@@ -151,10 +164,9 @@ def test_leave_one_out_matches_recomputed_scores(name, tiny_data):
     assert torch.isnan(occlusion[history == 0]).all()
     full = model(batch).scores[0]
     for position in valid[:4]:
-        kept = torch.cat([history[:position], history[position + 1:], torch.zeros(1, dtype=torch.long)])
+        kept = torch.cat([history[:position], history[position + 1 :], torch.zeros(1, dtype=torch.long)])
         removed = model(Batch(batch.users, batch.items, kept.unsqueeze(0))).scores[0]
         assert occlusion[position].item() == pytest.approx((full - removed).item(), abs=1e-5)
-
 
 
 @pytest.mark.parametrize("name", [n for n in ATTRIBUTED_MODELS if n not in ("bpr", "ease")])  # no attention
@@ -170,8 +182,9 @@ def test_catalogue_scores_under_an_override_match_forward_row_by_row(name, tiny_
     uniform = {n: uniform_override for n in distributions}
     ranked = catalogue_scores(model, user, history, items, uniform)
     with torch.no_grad():
-        rows = model(Batch(batch.users.expand(len(items)), items, history.expand(len(items), -1)),
-                     attention_override=uniform).scores
+        rows = model(
+            Batch(batch.users.expand(len(items)), items, history.expand(len(items), -1)), attention_override=uniform
+        ).scores
     assert torch.allclose(ranked, rows, atol=1e-5)
     assert not torch.allclose(ranked, catalogue_scores(model, user, history, items))
     # one permutation for the user, the same for every candidate: as forward on that one row
@@ -182,6 +195,7 @@ def test_catalogue_scores_under_an_override_match_forward_row_by_row(name, tiny_
             row = model(Batch(batch.users, item.view(1), batch.history), attention_override=permuted).scores[0]
             assert ranked[item - 1].item() == pytest.approx(row.item(), abs=1e-5)
 
+
 def test_attribution_leaves_no_hook_on_the_shared_model(tiny_data):
     model = _model(ATTRIBUTED_MODELS[0], tiny_data)
     integrated_gradients(model, _rows(tiny_data), n_steps=8)
@@ -191,10 +205,15 @@ def test_attribution_leaves_no_hook_on_the_shared_model(tiny_data):
 # ---------------------------------------------------------------- the service
 def _service(name, data) -> RecService:
     model = _model(name, data)
-    config = {"model": name, "metrics": {}, "history": [
-        {"epoch": 0, "train_loss": None, "valid": {}, "attention": {}},
-        {"epoch": 1, "train_loss": 0.5, "valid": {"ndcg@10": 0.1}, "attention": {}}]}
-    return RecService(model, config, data, torch.device("cpu"))
+    config = CheckpointConfig.describe(
+        model,
+        data,
+        history=[
+            {"epoch": 0, "train_loss": None, "valid": {}, "attention": {}},
+            {"epoch": 1, "train_loss": 0.5, "valid": {"ndcg@10": 0.1}, "attention": {}},
+        ],
+    )
+    return RecService(model, data, config, device="cpu")
 
 
 @pytest.fixture(scope="module")
@@ -272,8 +291,9 @@ def test_errors_are_typed_with_one_sentence(services):
 def test_diagnostics_and_training_history(services):
     for service in services.values():
         report = service.diagnostics(batch_size=7)
-        if service.model(Batch(*[torch.ones(1, dtype=torch.long)] * 2, torch.ones(1, 3, dtype=torch.long)),
-                         output_attentions=True).attentions:
+        if service.model(
+            Batch(*[torch.ones(1, dtype=torch.long)] * 2, torch.ones(1, 3, dtype=torch.long)), output_attentions=True
+        ).attentions:
             assert not report.rows.empty
             assert report.rows["normalised_entropy"].between(0, 1 + 1e-6).all()
             assert set(report.summary["map"]) <= set(report.rows["map"])
@@ -314,8 +334,13 @@ def test_every_explainer_has_the_one_interface(tiny_data):
     assert torch.equal(LeaveOneOut().attribute(model, batch).isnan(), torch.stack(per_row).isnan())
     assert torch.allclose(LeaveOneOut().attribute(model, batch).nan_to_num(), torch.stack(per_row).nan_to_num())
     with pytest.raises(ValueError, match="one \\(user, item\\) row"):
-        PerturbationTests().attribute(model, batch, item_attention=torch.zeros(12), distribution_maps=[],
-                                      excluded=torch.zeros(tiny_data.dataset.n_items, dtype=torch.bool))
+        PerturbationTests().attribute(
+            model,
+            batch,
+            item_attention=torch.zeros(12),
+            distribution_maps=[],
+            excluded=torch.zeros(tiny_data.dataset.n_items, dtype=torch.bool),
+        )
 
 
 @pytest.mark.parametrize("name", ["din", "nrms", "acf"])
@@ -340,8 +365,15 @@ def test_explanation_gives_the_numbers_of_the_functions_it_runs(name, services, 
     seen = torch.zeros(tiny_data.dataset.n_items, dtype=torch.bool)
     seen[[tiny_data.dataset.item_index(i) - 1 for i in service.history("5")["item"]]] = True
     _, attention = primary_item_map(out.attentions, history.numpy())
-    rows = perturbation_tests(model, user_index, item_index, history, torch.as_tensor(attention),
-                              [n for n, m in out.attentions.items() if m.normalised_over is not None], seen)
+    rows = perturbation_tests(
+        model,
+        user_index,
+        item_index,
+        history,
+        torch.as_tensor(attention),
+        [n for n, m in out.attentions.items() if m.normalised_over is not None],
+        seen,
+    )
     expected = pd.DataFrame(rows)
     assert np.array_equal(explanation.perturbations["score"], expected["score"])
     assert np.array_equal(explanation.perturbations["rank"], expected["rank"])
@@ -370,7 +402,7 @@ def test_service_reads_dataset_facts(services, tiny_data):
     assert service.split_fractions == pytest.approx({"train": 0.7, "valid": 0.1, "test": 0.2})
     assert service.split_description == "70/10/20 per user"
     assert service.identifying_user_fields == []  # the tiny users have age, gender and occupation only
-    hidden = RecService(service.model, service.config, tiny_data, torch.device("cpu"))
+    hidden = RecService(service.model, tiny_data, service.config, device="cpu")
     tiny_data.dataset.user_features["zip_code"] = "00000"
     try:
         assert hidden.identifying_user_fields == ["zip_code"]

@@ -1,4 +1,5 @@
 """The shipped fashion catalogue (real Fashion-MNIST images, simulated shoppers) and the recovery measure."""
+
 from __future__ import annotations
 
 import filecmp
@@ -12,12 +13,20 @@ import torch
 
 from recmodels.data import RecData, load_dataset
 from recmodels.data.fashion import CLASS_NAMES, DEBIAN_FASHION_MNIST, FASHION_DIR, load_fashion
-from recmodels.vision import (find_item_image, load_image, other_shoppers_control, planted_for_users,
-                             planted_region_recovery)
+from recmodels.explain.region_recovery import other_shoppers_control, planted_for_users, planted_region_recovery
+from recmodels.vision import find_item_image, load_image
 
 ROOT = Path(__file__).resolve().parents[1]
-SHIPPED = ("images", "items.csv", "users.csv", "interactions.csv", "planted_regions.json", "simulation.json",
-           "LICENSE", "README.md")
+SHIPPED = (
+    "images",
+    "items.csv",
+    "users.csv",
+    "interactions.csv",
+    "planted_regions.json",
+    "simulation.json",
+    "LICENSE",
+    "README.md",
+)
 
 
 @pytest.fixture(scope="module")
@@ -87,8 +96,8 @@ def test_ratings_serve_both_protocols(fashion):
     assert set(np.unique(ratings)) == {1.0, 2.0, 3.0, 4.0, 5.0}
     data = RecData(fashion)
     ctr = data.ctr_rows(0)
-    assert 0.2 < ctr.labels.mean() < 0.9            # liked (> 3) and disliked (< 3) both present
-    assert len(data.topk_cases(2)) > 400            # most shoppers have a test rating >= 4
+    assert 0.2 < ctr.labels.mean() < 0.9  # liked (> 3) and disliked (< 3) both present
+    assert len(data.topk_cases(2)) > 400  # most shoppers have a test rating >= 4
 
 
 def test_recovery_on_a_hand_made_case():
@@ -98,7 +107,7 @@ def test_recovery_on_a_hand_made_case():
     #   item 1: all on cell 48 -> 1.0; item 2: uniform over 49 cells -> 3/49
     attention = np.zeros((2, 2, 49))
     attention[0, 0, [0, 1, 10]] = [0.5, 0.25, 0.25]
-    attention[0, 1, 0] = 1.0                        # padding: must be ignored
+    attention[0, 1, 0] = 1.0  # padding: must be ignored
     attention[1, 0, 48] = 1.0
     attention[1, 1, :] = 1 / 49
     mask = np.array([[True, False], [True, True]])
@@ -112,8 +121,9 @@ def test_recovery_on_a_hand_made_case():
     # torch input, a per-region mask and a bool planted matrix give the same answer
     planted = np.zeros((2, 49), bool)
     planted[0, [0, 1]] = planted[1, [40, 47, 48]] = True
-    again = planted_region_recovery(torch.tensor(attention), torch.tensor(planted),
-                                    torch.tensor(mask)[..., None].expand(2, 2, 49))
+    again = planted_region_recovery(
+        torch.tensor(attention), torch.tensor(planted), torch.tensor(mask)[..., None].expand(2, 2, 49)
+    )
     assert again.share == pytest.approx(result.share) and again.uniform == pytest.approx(result.uniform)
     # weighting the items (e.g. by item-level attention) weights the shares
     weighted = planted_region_recovery(attention, planted, mask, item_weights=[[1.0, 0.0], [0.75, 0.25]])
@@ -131,7 +141,6 @@ def test_recovery_of_uniform_attention_is_chance_and_of_planted_attention_is_one
     assert perfect.share == pytest.approx(1.0)
     ks = np.array([len(fashion.extras["planted_regions"][u]) for u in users])
     assert perfect.uniform == pytest.approx(np.mean(ks / 49))
-
 
 
 def test_other_shoppers_control_separates_taste_from_generally_informative_cells(fashion):
@@ -154,8 +163,9 @@ def test_other_shoppers_control_separates_taste_from_generally_informative_cells
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(not (DEBIAN_FASHION_MNIST / "t10k-images-idx3-ubyte.gz").is_file(),
-                    reason="needs Debian's dataset-fashion-mnist")
+@pytest.mark.skipif(
+    not (DEBIAN_FASHION_MNIST / "t10k-images-idx3-ubyte.gz").is_file(), reason="needs Debian's dataset-fashion-mnist"
+)
 def test_the_generator_reproduces_the_shipped_files(tmp_path):
     import importlib.util
 
@@ -166,5 +176,7 @@ def test_the_generator_reproduces_the_shipped_files(tmp_path):
     for name in ("items.csv", "users.csv", "interactions.csv", "planted_regions.json", "simulation.json"):
         assert filecmp.cmp(tmp_path / name, FASHION_DIR / name, shallow=False), name
     for name in ("1.png", "1000.png", "2000.png"):  # pixels, not bytes: PNG compression may vary with zlib
-        assert np.array_equal(np.asarray(load_image(tmp_path / "images" / name, mode="L")),
-                              np.asarray(load_image(FASHION_DIR / "images" / name, mode="L")))
+        assert np.array_equal(
+            np.asarray(load_image(tmp_path / "images" / name, mode="L")),
+            np.asarray(load_image(FASHION_DIR / "images" / name, mode="L")),
+        )

@@ -2,6 +2,7 @@
 
 Bounded: Hypothesis with a fixed budget and derandomised, on the tiny synthetic dataset.
 """
+
 from __future__ import annotations
 
 import math
@@ -18,19 +19,32 @@ from PIL import Image
 from recmodels.device import resolve_device
 from recmodels.errors import InvalidArgumentError, RecModelsError, UnknownUserError
 from recmodels.models import model_class
-from recmodels.service import RecService
+from recmodels.serving.service import RecService
 from recmodels.train import seed_everything
 from recmodels.vision.images import ImageWarning, load_image
 
-FUZZ = settings(max_examples=60, deadline=None, derandomize=True,
-                suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+FUZZ = settings(
+    max_examples=60,
+    deadline=None,
+    derandomize=True,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
 
 ANYTHING = st.one_of(
-    st.none(), st.booleans(), st.integers(min_value=-2**70, max_value=2**70),
-    st.floats(allow_nan=True, allow_infinity=True), st.text(max_size=30), st.binary(max_size=10),
-    st.lists(st.integers(), max_size=3), st.dictionaries(st.text(max_size=3), st.integers(), max_size=2),
-    st.just(float("nan")), st.just("1" * 1_000_000), st.just(np.int64(3)), st.just(np.float32(2.0)),
-    st.just(torch.tensor(3)), st.just(object()),
+    st.none(),
+    st.booleans(),
+    st.integers(min_value=-(2**70), max_value=2**70),
+    st.floats(allow_nan=True, allow_infinity=True),
+    st.text(max_size=30),
+    st.binary(max_size=10),
+    st.lists(st.integers(), max_size=3),
+    st.dictionaries(st.text(max_size=3), st.integers(), max_size=2),
+    st.just(float("nan")),
+    st.just("1" * 1_000_000),
+    st.just(np.int64(3)),
+    st.just(np.float32(2.0)),
+    st.just(torch.tensor(3)),
+    st.just(object()),
 )
 
 
@@ -47,8 +61,7 @@ class Hostile:
 def service(tiny_data) -> RecService:
     seed_everything(0)
     model = model_class("din").from_data(tiny_data).eval()
-    config = {"model": "din", "metrics": {}, "history": []}
-    return RecService(model, config, tiny_data, torch.device("cpu"))
+    return RecService(model, tiny_data, device="cpu")
 
 
 def assert_one_sentence(error: BaseException) -> None:
@@ -96,20 +109,28 @@ def test_any_k_and_flag_give_a_ranking_or_one_sentence(service, k, exclude_seen)
 
 @FUZZ
 @given(n_steps=ANYTHING, internal_batch_size=ANYTHING, attributions=st.sampled_from([True, False, 1, "yes"]))
-def test_any_explain_arguments_give_an_explanation_or_one_sentence(service, n_steps, internal_batch_size,
-                                                                     attributions):
+def test_any_explain_arguments_give_an_explanation_or_one_sentence(service, n_steps, internal_batch_size, attributions):
     if isinstance(n_steps, int) and not isinstance(n_steps, bool) and n_steps > 64:
         n_steps = 64  # valid but slow; the bound itself is tested below
-    result = call(service.explain, "3", "7", attributions=attributions, n_steps=n_steps,
-                  internal_batch_size=internal_batch_size, perturbations=False)
+    result = call(
+        service.explain,
+        "3",
+        "7",
+        attributions=attributions,
+        n_steps=n_steps,
+        internal_batch_size=internal_batch_size,
+        perturbations=False,
+    )
     if result is not None:
         assert math.isfinite(result.score)
         if attributions is True:
             assert result.delta is not None and math.isfinite(result.delta)
 
 
-@pytest.mark.parametrize("n_steps, accepted", [(0, False), (-1, False), (1, True), (2_000, True), (2_001, False),
-                                               (2.0, False), ("50", False), (True, False)])
+@pytest.mark.parametrize(
+    "n_steps, accepted",
+    [(0, False), (-1, False), (1, True), (2_000, True), (2_001, False), (2.0, False), ("50", False), (True, False)],
+)
 def test_n_steps_bounds(service, n_steps, accepted):
     if accepted:
         assert service.explain("3", "7", n_steps=n_steps, perturbations=False).n_steps == n_steps
@@ -119,8 +140,9 @@ def test_n_steps_bounds(service, n_steps, accepted):
 
 
 @FUZZ
-@given(users=st.one_of(ANYTHING, st.lists(st.sampled_from(["1", "2", 3, "nobody", None]), max_size=4)),
-       batch_size=ANYTHING)
+@given(
+    users=st.one_of(ANYTHING, st.lists(st.sampled_from(["1", "2", 3, "nobody", None]), max_size=4)), batch_size=ANYTHING
+)
 def test_diagnostics_arguments(service, users, batch_size):
     report = call(service.diagnostics, users=users, batch_size=batch_size)
     if report is not None:
@@ -132,16 +154,30 @@ def headed_service(tiny_data) -> RecService:
     """A model with heads (NRMS), so that head importance runs."""
     seed_everything(0)
     model = model_class("nrms").from_data(tiny_data, dim=16, heads=2).eval()
-    return RecService(model, {"model": "nrms", "metrics": {}, "history": []}, tiny_data, torch.device("cpu"))
+    return RecService(model, tiny_data, device="cpu")
 
 
-@settings(max_examples=30, deadline=None, derandomize=True,
-          suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
-@given(head_users=st.one_of(st.integers(-2, 5), ANYTHING), head_pairs=st.one_of(st.sampled_from(["top1", "test"]),
-       ANYTHING), tiny=st.one_of(st.floats(-1, 1), ANYTHING), seed=st.one_of(st.integers(-2, 3), ANYTHING))
+@settings(
+    max_examples=30,
+    deadline=None,
+    derandomize=True,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+@given(
+    head_users=st.one_of(st.integers(-2, 5), ANYTHING),
+    head_pairs=st.one_of(st.sampled_from(["top1", "test"]), ANYTHING),
+    tiny=st.one_of(st.floats(-1, 1), ANYTHING),
+    seed=st.one_of(st.integers(-2, 3), ANYTHING),
+)
 def test_head_importance_arguments(headed_service, head_users, head_pairs, tiny, seed):
-    report = call(headed_service.diagnostics, users=["1", "2", "3"], head_users=head_users, head_pairs=head_pairs,
-                  tiny=tiny, seed=seed)
+    report = call(
+        headed_service.diagnostics,
+        users=["1", "2", "3"],
+        head_users=head_users,
+        head_pairs=head_pairs,
+        tiny=tiny,
+        seed=seed,
+    )
     if report is not None and report.head_importance is not None:
         assert np.isfinite(report.head_importance.rows["change"]).all()
 
@@ -149,8 +185,7 @@ def test_head_importance_arguments(headed_service, head_users, head_pairs, tiny,
 @FUZZ
 @given(flag=ANYTHING)
 def test_explain_head_importance_flag(headed_service, flag):
-    explanation = call(headed_service.explain, "3", "7", head_importance=flag, attributions=False,
-                       perturbations=False)
+    explanation = call(headed_service.explain, "3", "7", head_importance=flag, attributions=False, perturbations=False)
     if explanation is not None and flag is True:
         assert "self_attention" in explanation.head_importance
 
@@ -166,23 +201,27 @@ def test_attribute_top_arguments(service, k, n_steps):
 
 
 @FUZZ
-@given(attribute_to=st.one_of(ANYTHING, st.lists(st.sampled_from(["history_tap", "user_tap", "nope", "", 3]),
-                                                 max_size=3)))
+@given(
+    attribute_to=st.one_of(ANYTHING, st.lists(st.sampled_from(["history_tap", "user_tap", "nope", "", 3]), max_size=3))
+)
 def test_attribute_to_names_taps_or_is_one_sentence(service, attribute_to):
     frame = call(service.attribute_top, "3", k=2, n_steps=4, attribute_to=attribute_to)
     if frame is not None:
         assert np.isfinite(frame["attribution"]).all()
         if attribute_to is not None:
             assert set(frame["tap"]) == set(attribute_to)
-    explanation = call(service.explain, "3", "7", n_steps=4, perturbations=False, head_importance=False,
-                       attribute_to=attribute_to)
+    explanation = call(
+        service.explain, "3", "7", n_steps=4, perturbations=False, head_importance=False, attribute_to=attribute_to
+    )
     if explanation is not None and attribute_to is not None:
         assert set(explanation.attributions) == set(attribute_to)
 
 
 @FUZZ
-@given(k=st.one_of(st.integers(-2, 6), ANYTHING), map_name=st.one_of(st.none(), st.sampled_from(["history", "nope"]),
-                                                                     ANYTHING))
+@given(
+    k=st.one_of(st.integers(-2, 6), ANYTHING),
+    map_name=st.one_of(st.none(), st.sampled_from(["history", "nope"]), ANYTHING),
+)
 def test_catalogue_attention_arguments(service, k, map_name):
     frame = call(service.catalogue_attention, "3", k=k, map_name=map_name)
     if frame is not None:
@@ -203,16 +242,18 @@ def test_bad_devices_are_one_sentence(device):
 
 
 # ---------------------------------------------------------------- images: only allow-listed decoders run
-EPS = (b"%!PS-Adobe-3.0 EPSF-3.0\n%%BoundingBox: 0 0 10 10\nnewpath 0 0 moveto 10 10 lineto stroke\n"
-       b"showpage\n%%EOF\n")
+EPS = b"%!PS-Adobe-3.0 EPSF-3.0\n%%BoundingBox: 0 0 10 10\nnewpath 0 0 moveto 10 10 lineto stroke\nshowpage\n%%EOF\n"
 
 
-@pytest.mark.parametrize("name, payload", [
-    ("poster.png", EPS),                                  # an EPS named .png must never reach Ghostscript
-    ("poster.jpg", b"%PDF-1.4\n1 0 obj<<>>endobj\n"),
-    ("poster.png", b"\x00" * 10),
-    ("poster.png", b""),
-])
+@pytest.mark.parametrize(
+    "name, payload",
+    [
+        ("poster.png", EPS),  # an EPS named .png must never reach Ghostscript
+        ("poster.jpg", b"%PDF-1.4\n1 0 obj<<>>endobj\n"),
+        ("poster.png", b"\x00" * 10),
+        ("poster.png", b""),
+    ],
+)
 def test_images_outside_the_allow_list_are_refused_with_one_warning(tmp_path, monkeypatch, name, payload):
     from PIL import EpsImagePlugin
 

@@ -3,6 +3,7 @@ dataset can hold, 6,000-character and 1 MB titles, control and bidi characters, 
 only some items have images (one of them 9000x9000, one corrupt). Nothing may render as markup, fetch
 anything, raise, or grow a page past a few MB; the checkpoint box must not tell folders apart.
 """
+
 from __future__ import annotations
 
 import json
@@ -18,32 +19,59 @@ from hypothesis import strategies as st
 from PIL import Image
 from streamlit.testing.v1 import AppTest
 
-from app.plots import short
 from app.services import CHECKPOINTS, resolve_checkpoint
-from app.text import ELLIPSIS, code, literal, plain
-
-from recmodels.checkpoint import save_checkpoint
+from app.text import code, literal
+from recmodels.checkpoint.io import save_checkpoint
 from recmodels.data import RecData
 from recmodels.models.acf import ACF
 from recmodels.models.vecf import VECF
 from recmodels.train import TrainConfig, seed_everything, train_model
+from recmodels.viz.labels import ELLIPSIS, plain
+from recmodels.viz.maps import short
 
 REPO = Path(__file__).resolve().parents[1]
 ENTRY = str(REPO / "app" / "explorer.py")
 LONG_TITLE = "Long " * 1200  # 6,000 characters
 HUGE = "M" * 1_000_000
-HOSTILE_TITLES = ["![x](http://127.0.0.1:9/x.png)", ":red[alarm]", "$x^2$", "<b>bold</b>",
-                  "<img src=x onerror=alert(1)>", "</script><script>alert(1)</script>", ":material/home: :smile:",
-                  "[link](http://127.0.0.1:9/l)", "www.example.com", "# heading", "| a | b |", "\u202eevil\u202c film",
-                  "👩‍👩‍👧 family", "bell\x07\x1b[31m", "   ", LONG_TITLE, HUGE]
-HOSTILE_USERS = ["**u1**", "[a](javascript:alert(1))", ":red[user]", "$u$", "<i>u</i>", "\u202eu", "👩‍👩‍👧",
-                 "u" * 10_000, "plain"]
+HOSTILE_TITLES = [
+    "![x](http://127.0.0.1:9/x.png)",
+    ":red[alarm]",
+    "$x^2$",
+    "<b>bold</b>",
+    "<img src=x onerror=alert(1)>",
+    "</script><script>alert(1)</script>",
+    ":material/home: :smile:",
+    "[link](http://127.0.0.1:9/l)",
+    "www.example.com",
+    "# heading",
+    "| a | b |",
+    "\u202eevil\u202c film",
+    "👩‍👩‍👧 family",
+    "bell\x07\x1b[31m",
+    "   ",
+    LONG_TITLE,
+    HUGE,
+]
+HOSTILE_USERS = [
+    "**u1**",
+    "[a](javascript:alert(1))",
+    ":red[user]",
+    "$u$",
+    "<i>u</i>",
+    "\u202eu",
+    "👩‍👩‍👧",
+    "u" * 10_000,
+    "plain",
+]
 HOSTILE_GENRES = [":red[g]", "<b>g</b>", "$g$", "![g](http://127.0.0.1:9/g.png)"]
 HOSTILE_FEATURES = {"age": "![a](http://127.0.0.1:9/a.png)", "gender": ":red[gender]", "occupation": "<b>job</b>"}
 N_ITEMS = 30
 # raw strings that must never reach a markdown body unescaped (the long ones may not reach it at all)
-FORBIDDEN = [s for s in HOSTILE_TITLES + HOSTILE_USERS + HOSTILE_GENRES + list(HOSTILE_FEATURES.values())
-             if s.strip() and len(s) < 100 and any(c in s for c in "[]$<*:#|")]
+FORBIDDEN = [
+    s
+    for s in HOSTILE_TITLES + HOSTILE_USERS + HOSTILE_GENRES + list(HOSTILE_FEATURES.values())
+    if s.strip() and len(s) < 100 and any(c in s for c in "[]$<*:#|")
+]
 
 
 def item_ids() -> list[str]:
@@ -207,8 +235,16 @@ def test_explorer_shows_hostile_strings_as_text_for_every_user(hostile_root):
 def test_the_item_search_finds_hostile_titles_and_shows_them_as_text(hostile_root):
     at = _explorer(hostile_root)
     titles = dict(zip(item_ids(), HOSTILE_TITLES + [f"Film {n}" for n in range(len(HOSTILE_TITLES), N_ITEMS)]))
-    for typed in [":RED[alarm]", "<img src=x", "[link](http", "\u202eevil", "long long long", "m" * 300,
-                  "**no such** :red[thing] $x$", "x" * 10_000]:
+    for typed in [
+        ":RED[alarm]",
+        "<img src=x",
+        "[link](http",
+        "\u202eevil",
+        "long long long",
+        "m" * 300,
+        "**no such** :red[thing] $x$",
+        "x" * 10_000,
+    ]:
         at.text_input(key="explain_item_find").set_value(typed).run()  # past max_chars too, as a client could
         no_errors(at)
         assert_no_markup_from_data(at)
@@ -217,9 +253,15 @@ def test_the_item_search_finds_hostile_titles_and_shows_them_as_text(hostile_roo
         query = typed.strip()[:200].casefold()
         expected = {item for item, title in titles.items() if query in title.casefold()}
         chosen = at.selectbox(key="explain_item").value
-        assert chosen in expected if expected else [w.value for w in at.warning] == [
-            f"No item in hostile has an id that starts with, or a title that contains, {literal(typed.strip(), 60)}; "
-            "the list shows its first page instead."], typed
+        assert (
+            chosen in expected
+            if expected
+            else [w.value for w in at.warning]
+            == [
+                "No item in hostile has an id that starts with, or a title that contains, "
+                f"{literal(typed.strip(), 60)}; the list shows its first page instead."
+            ]
+        ), typed
 
 
 def _regions_tab(at: AppTest) -> list[str]:
@@ -249,7 +291,7 @@ def test_candidate_regions_draw_the_9000px_candidate_and_skip_the_corrupt_one(ho
 
 def test_regions_draw_images_where_there_are_images_and_stay_small(hostile_root):
     at = _explorer(hostile_root)
-    at.session_state["explain_tab"] = "Regions"   # only the open tab is drawn
+    at.session_state["explain_tab"] = "Regions"  # only the open tab is drawn
     at.sidebar.selectbox(key="user").set_value(HOSTILE_USERS[0]).run()
     no_errors(at)
     specs = _regions_tab(at)
@@ -270,7 +312,7 @@ def test_regions_draw_images_where_there_are_images_and_stay_small(hostile_root)
 
 def test_history_without_images_as_nan_still_renders(hostile_root, monkeypatch):
     """pandas gives NaN for a missing image in some versions: the page treats NaN, None and "" alike."""
-    from recmodels.service import RecService
+    from recmodels.serving.service import RecService
 
     history = RecService.history
 
@@ -302,8 +344,8 @@ def test_compare_and_model_card_on_hostile_data(hostile_root):
 
 
 def test_html_report_escapes_every_string(hostile_root):
-    from app.report import explanation_html
-    from recmodels.service import RecService
+    from app.html_report import explanation_html
+    from recmodels.serving.service import RecService
 
     service = RecService.from_checkpoint(hostile_root / "acf-hostile")
     user = HOSTILE_USERS[1]
@@ -323,8 +365,19 @@ def test_checkpoint_box_gives_one_message_for_everything_outside_the_roots(hosti
     try:
         at = _app().run()
         messages = set()
-        for typed in ("~", "/etc", "../..", "../../..", str(hostile_root / "escape"), str(hostile_root / "missing"),
-                      str(hostile_root / "empty"), str(outside / "real"), "nowhere", "/etc/passwd", "a\x00b"):
+        for typed in (
+            "~",
+            "/etc",
+            "../..",
+            "../../..",
+            str(hostile_root / "escape"),
+            str(hostile_root / "missing"),
+            str(hostile_root / "empty"),
+            str(outside / "real"),
+            "nowhere",
+            "/etc/passwd",
+            "a\x00b",
+        ):
             at.sidebar.text_input(key="checkpoint_explore_path").input(typed).run()
             assert not at.exception
             messages.add(tuple(e.value for e in at.error))

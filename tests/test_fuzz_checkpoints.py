@@ -1,5 +1,6 @@
 """Corrupted copies of the shipped bpr-ml100k and din-ml100k either score finite numbers or are refused in one short
 RecModelsError sentence: no other exception, pickle run, giant allocation or slow case. Seeded; ~30 s in all."""
+
 from __future__ import annotations
 
 import builtins
@@ -17,11 +18,11 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from safetensors.torch import load_file, save_file
 
-from recmodels.checkpoint import load_checkpoint
-from recmodels.checkpoint_weights import read_header
-from recmodels.cli import main as cli_main
+from recmodels.checkpoint.io import load_checkpoint
+from recmodels.checkpoint.weights import read_header
+from recmodels.cli.parser import main as cli_main
 from recmodels.errors import CheckpointError, FingerprintMismatchError, RecModelsError
-from recmodels.service import RecService, load_data_cached
+from recmodels.serving.service import RecService, load_data_cached
 
 REPO = Path(__file__).resolve().parents[1]
 SOURCES = {name: REPO / "checkpoints" / f"{name}-ml100k" for name in ("bpr", "din")}
@@ -87,23 +88,56 @@ def loads_or_refuses(folder: Path, data, service: bool = False) -> str:
 
 
 # ---------------------------------------------------------------------------------------------- config.json
-FIELDS = [("format_version",), ("model",), ("hparams",), ("hparams", "dim"), ("hparams", "hidden"),
-          ("hparams", "attention"), ("hparams", "unknown"), ("spec",), ("spec", "n_users"), ("spec", "n_items"),
-          ("spec", "user_field_sizes"), ("spec", "user_field_sizes", 0), ("spec", "genre_names"), ("spec", "n_years"),
-          ("dataset",), ("dataset", "name"), ("dataset", "data_dir"), ("dataset", "image_dir"), ("dataset", "split"),
-          ("dataset", "split", "test_fraction"), ("dataset", "max_history"), ("dataset", "fingerprint"),
-          ("metrics",), ("metrics", "test"), ("metrics", "test", "ndcg@10"), ("history",), ("history", 1),
-          ("history", 1, "valid"), ("training",), ("training", "monitor"), ("collapse_example",), ("recovery",)]
+FIELDS = [
+    ("format_version",),
+    ("model",),
+    ("hparams",),
+    ("hparams", "dim"),
+    ("hparams", "hidden"),
+    ("hparams", "attention"),
+    ("hparams", "unknown"),
+    ("spec",),
+    ("spec", "n_users"),
+    ("spec", "n_items"),
+    ("spec", "user_field_sizes"),
+    ("spec", "user_field_sizes", 0),
+    ("spec", "genre_names"),
+    ("spec", "n_years"),
+    ("dataset",),
+    ("dataset", "name"),
+    ("dataset", "data_dir"),
+    ("dataset", "image_dir"),
+    ("dataset", "split"),
+    ("dataset", "split", "test_fraction"),
+    ("dataset", "max_history"),
+    ("dataset", "fingerprint"),
+    ("metrics",),
+    ("metrics", "test"),
+    ("metrics", "test", "ndcg@10"),
+    ("history",),
+    ("history", 1),
+    ("history", 1, "valid"),
+    ("training",),
+    ("training", "monitor"),
+    ("collapse_example",),
+    ("recovery",),
+]
 DATASET_IDENTITY = ("name", "data_dir", "image_dir", "split", "max_history")
 
 scalars = st.one_of(
-    st.none(), st.booleans(), st.text(max_size=12),
-    st.integers(min_value=-2 ** 70, max_value=2 ** 70),
-    st.sampled_from([0, -1, 1, 3, 50, 2 ** 31, 10 ** 7, 10 ** 10, 10 ** 12]),
+    st.none(),
+    st.booleans(),
+    st.text(max_size=12),
+    st.integers(min_value=-(2**70), max_value=2**70),
+    st.sampled_from([0, -1, 1, 3, 50, 2**31, 10**7, 10**10, 10**12]),
     st.floats(allow_nan=True, allow_infinity=True),
-    st.sampled_from([1e12, 1e10, 1e7, 50.0, 0.5, -0.0, float("nan"), float("inf"), float("-inf")]))
-json_values = st.recursive(scalars, lambda inner: st.lists(inner, max_size=4)
-                           | st.dictionaries(st.text(max_size=8), inner, max_size=4), max_leaves=10)
+    st.sampled_from([1e12, 1e10, 1e7, 50.0, 0.5, -0.0, float("nan"), float("inf"), float("-inf")]),
+)
+json_values = st.recursive(
+    scalars,
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4),
+    max_leaves=10,
+)
 mutations = st.tuples(st.sampled_from(FIELDS), st.one_of(json_values, st.just(KeyError)))  # KeyError: delete
 
 
@@ -116,7 +150,7 @@ def mutate(config: dict, path: tuple, value) -> None:
     if value is KeyError:
         if holds(parent, last):
             del parent[last]
-    elif isinstance(parent, dict) and isinstance(last, str) or holds(parent, last):
+    elif (isinstance(parent, dict) and isinstance(last, str)) or holds(parent, last):
         parent[last] = value
 
 
@@ -144,8 +178,13 @@ def same_dataset(config: dict, original: dict) -> bool:
 
 
 @pytest.mark.parametrize("model", ["bpr", "din"])
-@settings(max_examples=80, deadline=None, derandomize=True, database=None,
-          suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
+@settings(
+    max_examples=80,
+    deadline=None,
+    derandomize=True,
+    database=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
+)
 @given(edits=st.lists(mutations, min_size=1, max_size=3))
 def test_config_fields_of_every_json_type_load_or_are_refused(model, edits, workspace, data):
     folder = fresh(workspace[model], model)
@@ -157,13 +196,28 @@ def test_config_fields_of_every_json_type_load_or_are_refused(model, edits, work
     loads_or_refuses(folder, data, service=same_dataset(config, original))
 
 
-SIZE_EDITS = [(("spec", "n_items"), 1e10), (("spec", "n_items"), 10 ** 10), (("spec", "n_items"), 2000),
-              (("spec", "n_users"), 0), (("spec", "n_users"), -5), (("spec", "n_users"), True),
-              (("spec", "user_field_sizes", 0), 10 ** 9), (("spec", "n_years"), 10 ** 9), (("hparams", "dim"), 1e7),
-              (("hparams", "dim"), 10 ** 6), (("hparams", "dim"), 0), (("hparams", "dim"), -1),
-              (("hparams", "dim"), 32.0), (("dataset", "max_history"), 1e12), (("dataset", "max_history"), 0),
-              (("dataset", "max_history"), -3), (("dataset", "max_history"), 10001),
-              (("dataset", "max_history"), 50.0), (("dataset", "max_history"), True), (("dataset", "max_history"), 49)]
+SIZE_EDITS = [
+    (("spec", "n_items"), 1e10),
+    (("spec", "n_items"), 10**10),
+    (("spec", "n_items"), 2000),
+    (("spec", "n_users"), 0),
+    (("spec", "n_users"), -5),
+    (("spec", "n_users"), True),
+    (("spec", "user_field_sizes", 0), 10**9),
+    (("spec", "n_years"), 10**9),
+    (("hparams", "dim"), 1e7),
+    (("hparams", "dim"), 10**6),
+    (("hparams", "dim"), 0),
+    (("hparams", "dim"), -1),
+    (("hparams", "dim"), 32.0),
+    (("dataset", "max_history"), 1e12),
+    (("dataset", "max_history"), 0),
+    (("dataset", "max_history"), -3),
+    (("dataset", "max_history"), 10001),
+    (("dataset", "max_history"), 50.0),
+    (("dataset", "max_history"), True),
+    (("dataset", "max_history"), 49),
+]
 
 
 @pytest.mark.parametrize("model", ["bpr", "din"])
@@ -173,17 +227,20 @@ def test_sizes_are_checked_before_anything_is_allocated(model, workspace, data):
         edit_config(fresh(workspace[model], model), path, value)
         assert loads_or_refuses(workspace[model], data, service=True) == "refused", (path, value)
     folder = fresh(workspace[model], model)
-    edit_config(folder, ("hparams", "hidden"), [10 ** 6] * 3)  # million-wide layers: terabytes (bpr has none)
+    edit_config(folder, ("hparams", "hidden"), [10**6] * 3)  # million-wide layers: terabytes (bpr has none)
     with pytest.raises(CheckpointError, match="does not match model" if model == "din" else "not a hyperparameter"):
         load_checkpoint(folder, data=data)
-    assert resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - peak_before < 1024 ** 2, "over 1 GB was allocated"
+    assert resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - peak_before < 1024**2, "over 1 GB was allocated"
 
 
 def test_messages_name_the_field_or_the_tensor(workspace, data):
     folder = fresh(workspace["bpr"], "bpr")
     config = edit_config(folder, ("dataset", "max_history"), 1e12)
-    with pytest.raises(CheckpointError, match=r"config.json: dataset.max_history must be a whole number from 1 to "
-                                              r"10000, got 1000000000000.0"):
+    with pytest.raises(
+        CheckpointError,
+        match=r"config.json: dataset.max_history must be a whole number from 1 to "
+        r"10000, got 1000000000000.0",
+    ):
         RecService.from_checkpoint(folder, device="cpu")
     config["dataset"]["max_history"], config["spec"]["n_items"] = 50, 1681
     write_config(folder, config)
@@ -191,8 +248,11 @@ def test_messages_name_the_field_or_the_tensor(workspace, data):
         load_checkpoint(folder, data=data)
     config["spec"]["n_items"], config["hparams"]["dim"] = 1682, 65
     write_config(folder, config)
-    with pytest.raises(CheckpointError, match=r"'user_embedding.weight' has shape \[944, 64\], which does not match "
-                                              r"model 'bpr' as config.json describes it \(\[944, 65\]\)"):
+    with pytest.raises(
+        CheckpointError,
+        match=r"'user_embedding.weight' has shape \[944, 64\], which does not match "
+        r"model 'bpr' as config.json describes it \(\[944, 65\]\)",
+    ):
         load_checkpoint(folder, data=data)
     config["hparams"]["dim"], config["dataset"]["fingerprint"] = 64, "0" * 16
     write_config(folder, config)
@@ -206,8 +266,9 @@ def test_messages_name_the_field_or_the_tensor(workspace, data):
         load_checkpoint(folder, data=data)
     state["item_embedding.weight"] = torch.zeros(1683, 64, dtype=torch.int8)
     save_file(state, folder / "model.safetensors")
-    with pytest.raises(CheckpointError, match="'item_embedding.weight' is stored as int8, but model 'bpr' declares "
-                                              "float32"):
+    with pytest.raises(
+        CheckpointError, match="'item_embedding.weight' is stored as int8, but model 'bpr' declares float32"
+    ):
         load_checkpoint(folder, data=data)
 
 
@@ -215,7 +276,7 @@ DEEP = "[" * 200 + "]" * 200
 RAW_CONFIGS = {  # label -> the bytes of config.json, from the real config's text
     "deeply nested": lambda text: b"[" * 100_000 + b"]" * 100_000,
     "200 deep in a field": lambda text: text.replace('"training": {', f'"training": {{"x": {DEEP},').encode(),
-    "over 16 MB": lambda text: b'{"model": "' + b"x" * (16 * 2 ** 20 + 10) + b'"}',
+    "over 16 MB": lambda text: b'{"model": "' + b"x" * (16 * 2**20 + 10) + b'"}',
     "not UTF-8": lambda text: text.replace('"bpr"', '"bpr\udcff"').encode("utf-8", "surrogateescape"),
     "empty": lambda text: b"",
     "truncated": lambda text: text[: len(text) // 2].encode(),
@@ -240,13 +301,13 @@ def test_unreadable_config_files_are_one_sentence(label, workspace, data):
 # ---------------------------------------------------------------------------------------------- model.safetensors
 def header_of(raw: bytes) -> tuple[int, dict]:
     length = int.from_bytes(raw[:8], "little")
-    return length, json.loads(raw[8:8 + length])
+    return length, json.loads(raw[8 : 8 + length])
 
 
 def with_header(raw: bytes, header: dict) -> bytes:
     length, _ = header_of(raw)
     encoded = json.dumps(header).encode()
-    return len(encoded).to_bytes(8, "little") + encoded + raw[8 + length:]
+    return len(encoded).to_bytes(8, "little") + encoded + raw[8 + length :]
 
 
 def flip_bits(raw: bytes, rng, start: int, stop: int, count: int) -> bytes:
@@ -256,7 +317,7 @@ def flip_bits(raw: bytes, rng, start: int, stop: int, count: int) -> bytes:
     return bytes(out)
 
 
-def corrupt_bytes(raw: bytes, kind: str, rng) -> bytes:
+def corrupt_bytes(raw: bytes, kind: str, rng) -> bytes:  # noqa: PLR0911 - one return per kind of corruption
     length, header = header_of(raw)
     data_start, tensors = 8 + length, sorted(k for k in header if k != "__metadata__")
     name = tensors[int(rng.integers(len(tensors)))]
@@ -269,16 +330,16 @@ def corrupt_bytes(raw: bytes, kind: str, rng) -> bytes:
     if kind == "flip data":
         return flip_bits(raw, rng, data_start, len(raw), int(rng.integers(1, 64)))
     if kind == "header length":
-        choices = [0, 1, 7, length - 1, length + 1, len(raw), 2 ** 40, 2 ** 64 - 1]
+        choices = [0, 1, 7, length - 1, length + 1, len(raw), 2**40, 2**64 - 1]
         return choices[int(rng.integers(len(choices)))].to_bytes(8, "little") + raw[8:]
     if kind == "garbage appended":
         return raw + rng.bytes(int(rng.integers(1, 4096)))
     if kind == "giant shape":
-        header[name]["shape"] = [10 ** 12, 64]
+        header[name]["shape"] = [10**12, 64]
         return with_header(raw, header)
     if kind == "giant shape and offsets":
         begin = header[name]["data_offsets"][0]
-        header[name].update(shape=[10 ** 9, 10 ** 3], data_offsets=[begin, begin + 4 * 10 ** 12])
+        header[name].update(shape=[10**9, 10**3], data_offsets=[begin, begin + 4 * 10**12])
         return with_header(raw, header)
     if kind == "unknown dtype":
         header[name]["dtype"] = str(rng.choice(["F128", "C64", "", "object"]))
@@ -286,8 +347,17 @@ def corrupt_bytes(raw: bytes, kind: str, rng) -> bytes:
     raise AssertionError(kind)
 
 
-BYTE_KINDS = ["truncate", "flip anywhere", "flip header", "flip data", "header length", "garbage appended",
-              "giant shape", "giant shape and offsets", "unknown dtype"]
+BYTE_KINDS = [
+    "truncate",
+    "flip anywhere",
+    "flip header",
+    "flip data",
+    "header length",
+    "garbage appended",
+    "giant shape",
+    "giant shape and offsets",
+    "unknown dtype",
+]
 
 
 def corrupt_tensors(state: dict, kind: str, rng) -> dict:
@@ -295,8 +365,9 @@ def corrupt_tensors(state: dict, kind: str, rng) -> dict:
     name = floats[int(rng.integers(len(floats)))]
     tensor = state[name].clone()
     if kind in ("nan", "inf", "huge"):
-        tensor.view(-1)[int(rng.integers(tensor.numel()))] = {"nan": float("nan"), "inf": -float("inf"),
-                                                               "huge": 3e38}[kind]
+        tensor.view(-1)[int(rng.integers(tensor.numel()))] = {"nan": float("nan"), "inf": -float("inf"), "huge": 3e38}[
+            kind
+        ]
     elif kind == "dtype":
         tensor = tensor.to([torch.int8, torch.float16, torch.float64, torch.bfloat16, torch.bool][int(rng.integers(5))])
     elif kind == "extra tensor":
@@ -314,8 +385,12 @@ def corrupt_tensors(state: dict, kind: str, rng) -> dict:
 
 
 TENSOR_KINDS = ["nan", "inf", "huge", "dtype", "extra tensor", "missing tensor", "reshaped", "feature table"]
-CASES = [(model, kind, seed) for model, count in (("bpr", 3), ("din", 1)) for seed in range(count)
-         for kind in BYTE_KINDS + TENSOR_KINDS]
+CASES = [
+    (model, kind, seed)
+    for model, count in (("bpr", 3), ("din", 1))
+    for seed in range(count)
+    for kind in BYTE_KINDS + TENSOR_KINDS
+]
 
 
 @pytest.mark.parametrize("model,kind,seed", CASES, ids=[f"{m}-{k.replace(' ', '_')}-{s}" for m, k, s in CASES])
@@ -353,11 +428,14 @@ def test_pickles_are_never_unpickled(workspace, data, tmp_path):
     folder = workspace["bpr"]
     layouts = {
         "model.safetensors is a pickle": lambda: (folder / "model.safetensors").write_bytes(
-            pickle.dumps({"weight": Payload(marker)})),
+            pickle.dumps({"weight": Payload(marker)})
+        ),
         "model.safetensors is a torch.save zip": lambda: shutil.copy(torch_zip, folder / "model.safetensors"),
         "pytorch_model.bin beside": lambda: (folder / "pytorch_model.bin").write_bytes(pickle.dumps(Payload(marker))),
-        "pytorch_model.bin instead": lambda: ((folder / "model.safetensors").unlink(),
-                                              shutil.copy(torch_zip, folder / "pytorch_model.bin")),
+        "pytorch_model.bin instead": lambda: (
+            (folder / "model.safetensors").unlink(),
+            shutil.copy(torch_zip, folder / "pytorch_model.bin"),
+        ),
     }
     for label, arrange in layouts.items():
         fresh(folder, "bpr")
@@ -389,14 +467,24 @@ def nan_weights(folder: Path) -> None:
 
 
 CLI_CASES = {  # label -> how to break a fresh bpr checkpoint
-    **{label: lambda folder, path=path, value=value: edit_config(folder, path, value) for label, (path, value) in {
-        "format_version text": (("format_version",), "1"), "format_version null": (("format_version",), None),
-        "dataset text": (("dataset",), "ml-100k"), "data_dir a number": (("dataset", "data_dir"), 5),
-        "split missing": (("dataset", "split"), KeyError), "hparams a list": (("hparams",), [1]),
-        "unknown hyperparameter": (("hparams", "depth"), 3), "max_history 1e12": (("dataset", "max_history"), 1e12),
-        "model unknown": (("model",), "gpt")}.items()},
-    **{label: lambda folder, label=label: (folder / "config.json").write_bytes(raw_config(label))
-       for label in ("deeply nested", "not UTF-8")},
+    **{
+        label: lambda folder, path=path, value=value: edit_config(folder, path, value)
+        for label, (path, value) in {
+            "format_version text": (("format_version",), "1"),
+            "format_version null": (("format_version",), None),
+            "dataset text": (("dataset",), "ml-100k"),
+            "data_dir a number": (("dataset", "data_dir"), 5),
+            "split missing": (("dataset", "split"), KeyError),
+            "hparams a list": (("hparams",), [1]),
+            "unknown hyperparameter": (("hparams", "depth"), 3),
+            "max_history 1e12": (("dataset", "max_history"), 1e12),
+            "model unknown": (("model",), "gpt"),
+        }.items()
+    },
+    **{
+        label: lambda folder, label=label: (folder / "config.json").write_bytes(raw_config(label))
+        for label in ("deeply nested", "not UTF-8")
+    },
     "NaN weights": nan_weights,
 }
 

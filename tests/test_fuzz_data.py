@@ -4,6 +4,7 @@ short sentence that names the file.
 Each example starts from a small valid folder, applies one seeded mutation to one file and loads it through
 ``RecData.load`` (which calls ``load_dataset``). Hypothesis runs a fixed, derandomised budget.
 """
+
 from __future__ import annotations
 
 import random
@@ -26,33 +27,73 @@ FLAGS = lambda on: "|".join("1" if i in on else "0" for i in range(19))  # noqa:
 # small valid folders, as the bytes of each file
 ML100K = {
     "u.data": b"1\t10\t5\t881250949\n1\t20\t3\t881250950\n2\t10\t4\t891717742\n2\t30\t1\t878887116\n"
-              b"3\t20\t2\t880606923\n3\t30\t5\t886397596\n",
+    b"3\t20\t2\t880606923\n3\t30\t5\t886397596\n",
     "u.user": b"1|24|M|technician|85711\n2|53|F|other|94043\n3|23|M|writer|32067\n",
-    "u.item": (f"10|Caf\xe9 Society (1995)|01-Jan-1995||http://x|{FLAGS({1, 5})}\n"
-               f"20|Heat\x85 Wave (1995)|15-Dec-1995||http://x|{FLAGS({1})}\n"
-               f"30|Old One (1950)|01-Jan-1950||http://x|{FLAGS({8})}\n").encode("latin-1"),
+    "u.item": (
+        f"10|Caf\xe9 Society (1995)|01-Jan-1995||http://x|{FLAGS({1, 5})}\n"
+        f"20|Heat\x85 Wave (1995)|15-Dec-1995||http://x|{FLAGS({1})}\n"
+        f"30|Old One (1950)|01-Jan-1950||http://x|{FLAGS({8})}\n"
+    ).encode("latin-1"),
 }
 ML1M = {
     "ratings.dat": b"1::1193::5::978300760\n1::661::3::978302109\n2::1193::4::978298413\n2::914::3::978299999\n",
     "users.dat": b"1::F::1::10::48067\n2::M::56::16::70072\n",
-    "movies.dat": ("1193::One Flew Over the Cuckoo's Nest (1975)::Drama\n"
-                   "661::James and the Giant Peach (1996)::Animation|Children's|Musical\n"
-                   "914::My Fair Lady (1964)::Musical|Romance\n").encode("latin-1"),
+    "movies.dat": (
+        "1193::One Flew Over the Cuckoo's Nest (1975)::Drama\n"
+        "661::James and the Giant Peach (1996)::Animation|Children's|Musical\n"
+        "914::My Fair Lady (1964)::Musical|Romance\n"
+    ).encode("latin-1"),
 }
 ATOMIC = {
     "d.inter": b"user_id:token\titem_id:token\trating:float\ttimestamp:float\n"
-               b"a\tx\t5\t1\na\ty\t2\t2\nb\tx\t4\t3\nb\tz\t3\t7\n",
+    b"a\tx\t5\t1\na\ty\t2\t2\nb\tx\t4\t3\nb\tz\t3\t7\n",
     "d.user": b"user_id:token\tage:token\tgender:token\na\t24\tF\nb\t61\tM\n",
     "d.item": "item_id:token\ttitle:token_seq\trelease_year:token\tclass:token_seq\n"
-              "x\tA kettle\t1999\tHome Kitchen\ny\tUn caf\u00e9\tunknown\tHome\nz\tA lamp\t2004\tLight\n".encode(),
+    "x\tA kettle\t1999\tHome Kitchen\ny\tUn caf\u00e9\tunknown\tHome\nz\tA lamp\t2004\tLight\n".encode(),
 }
 FOLDERS = {"ml-100k": ML100K, "ml-1m": ML1M, "atomic": ATOMIC}
 INTERACTION_FILE = {"ml-100k": "u.data", "ml-1m": "ratings.dat", "atomic": "d.inter"}
 
-ODD_NUMBERS = [b"1e30", b"-1e400", b"nan", b"inf", b"9" * 40, b"1.5", b"-0", b"9223372036854775808",
-               b"-9223372036854775808", b"1e38", b"3.5e38", b"0x10", b"1_000", b"", b" ", b"\xd9\xa3", b"\xb2"]
-ODD_TOKENS = [b"<pad>", b"a b", b"'", b'"', b"#", b"\\", b"\xc2\xb2", b"\xef\xbb\xbf", b"\r", b"\x85", b"\x0c",
-              b"\xe2\x80\xa8", b"::", b":", b"\t", b"|", b"x" * 5000, b"\x1f", b"\x1e"]
+ODD_NUMBERS = [
+    b"1e30",
+    b"-1e400",
+    b"nan",
+    b"inf",
+    b"9" * 40,
+    b"1.5",
+    b"-0",
+    b"9223372036854775808",
+    b"-9223372036854775808",
+    b"1e38",
+    b"3.5e38",
+    b"0x10",
+    b"1_000",
+    b"",
+    b" ",
+    b"\xd9\xa3",
+    b"\xb2",
+]
+ODD_TOKENS = [
+    b"<pad>",
+    b"a b",
+    b"'",
+    b'"',
+    b"#",
+    b"\\",
+    b"\xc2\xb2",
+    b"\xef\xbb\xbf",
+    b"\r",
+    b"\x85",
+    b"\x0c",
+    b"\xe2\x80\xa8",
+    b"::",
+    b":",
+    b"\t",
+    b"|",
+    b"x" * 5000,
+    b"\x1f",
+    b"\x1e",
+]
 LINE_ENDS = [b"\r\n", b"\r", b"\n\n", b"\x85", b"\xe2\x80\xa8", b"\x0c", b"\n\r"]
 BOMS = [b"\xef\xbb\xbf", b"\xff\xfe", b"\xfe\xff", b"\xef\xbb\xbf\xef\xbb\xbf"]
 
@@ -67,11 +108,11 @@ def _replace_byte(rng, data):
     if not data:
         return data
     at = rng.randrange(len(data))
-    return data[:at] + bytes([rng.randrange(256)]) + data[at + 1:]
+    return data[:at] + bytes([rng.randrange(256)]) + data[at + 1 :]
 
 
 def _truncate(rng, data):
-    return data[:rng.randrange(len(data) + 1)]
+    return data[: rng.randrange(len(data) + 1)]
 
 
 def _separator_positions(data):
@@ -83,8 +124,8 @@ def _delete_separator(rng, data):
     if not spots:
         return data
     at = rng.choice(spots)
-    width = 2 if data[at:at + 2] == b"::" else 1
-    return data[:at] + data[at + width:]
+    width = 2 if data[at : at + 2] == b"::" else 1
+    return data[:at] + data[at + width :]
 
 
 def _duplicate_separator(rng, data):
@@ -92,8 +133,8 @@ def _duplicate_separator(rng, data):
     if not spots:
         return data
     at = rng.choice(spots)
-    width = 2 if data[at:at + 2] == b"::" else 1
-    return data[:at] + data[at:at + width] * 2 + data[at + width:]
+    width = 2 if data[at : at + 2] == b"::" else 1
+    return data[:at] + data[at : at + width] * 2 + data[at + width :]
 
 
 def _odd_line_ends(rng, data):
@@ -156,8 +197,21 @@ def _long_line(rng, data):
     return data[:at] + rng.choice([b"7", b"z", b"\xe9"]) * 200_000 + data[at:]
 
 
-MUTATIONS = [_insert_random_bytes, _replace_byte, _truncate, _delete_separator, _duplicate_separator,
-             _odd_line_ends, _bom, _odd_number, _odd_token, _emptied, _binary_junk, _shuffle_lines, _long_line]
+MUTATIONS = [
+    _insert_random_bytes,
+    _replace_byte,
+    _truncate,
+    _delete_separator,
+    _duplicate_separator,
+    _odd_line_ends,
+    _bom,
+    _odd_number,
+    _odd_token,
+    _emptied,
+    _binary_junk,
+    _shuffle_lines,
+    _long_line,
+]
 
 
 # ---------------------------------------------------------------- the property
@@ -195,8 +249,7 @@ def assert_sound(rec: RecData, interaction_bytes: bytes) -> None:
     assert len(data.user_features) == data.n_users and len(data.item_features) == data.n_items
     assert str(data.item_features["year"].dtype) == "Int64"
     assert all(isinstance(title, str) and title for title in data.item_features["title"])
-    assert all(isinstance(g, tuple) and all(isinstance(x, str) and x for x in g)
-               for g in data.item_features["genres"])
+    assert all(isinstance(g, tuple) and all(isinstance(x, str) and x for x in g) for g in data.item_features["genres"])
     assert re.fullmatch(r"[0-9a-f]{16}", rec.fingerprint)
     assert rec.part.shape == (len(frame),)
 
@@ -226,8 +279,12 @@ def test_the_unmutated_folders_load(layout, tmp_path):
 
 
 @settings(max_examples=400, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.too_slow])
-@given(layout=st.sampled_from(sorted(FOLDERS)), which=st.integers(0, 2),
-       mutations=st.lists(st.sampled_from(MUTATIONS), min_size=1, max_size=2), seed=st.integers(0, 2 ** 32 - 1))
+@given(
+    layout=st.sampled_from(sorted(FOLDERS)),
+    which=st.integers(0, 2),
+    mutations=st.lists(st.sampled_from(MUTATIONS), min_size=1, max_size=2),
+    seed=st.integers(0, 2**32 - 1),
+)
 def test_mutated_folders_load_soundly_or_stop_with_one_sentence(layout, which, mutations, seed):
     files = dict(FOLDERS[layout])
     target = sorted(files)[which]
@@ -260,9 +317,11 @@ FIELD_CHARS = "ab1 :|,\t\r\x85\u2028\u2029\x0c\x0b\x1c\x1d\x1e\x1f\x01\x02\x03\x
 
 
 @settings(max_examples=150, deadline=None, derandomize=True)
-@given(sep=st.sampled_from(["\t", "|", "::", ","]),
-       rows=st.lists(st.lists(st.text(FIELD_CHARS, max_size=6), min_size=3, max_size=3), min_size=1, max_size=8),
-       crlf=st.booleans())
+@given(
+    sep=st.sampled_from(["\t", "|", "::", ","]),
+    rows=st.lists(st.lists(st.text(FIELD_CHARS, max_size=6), min_size=3, max_size=3), min_size=1, max_size=8),
+    crlf=st.booleans(),
+)
 def test_fields_split_at_the_separator_and_lines_at_newlines_only(sep, rows, crlf):
     text = ("\r\n" if crlf else "\n").join(sep.join(row) for row in rows) + "\n"
     lines = text.replace("\r\n", "\n").split("\n")[:-1]

@@ -1,4 +1,5 @@
 """The global time split (--split global): one cut for valid and one for test over all users' interactions."""
+
 from __future__ import annotations
 
 import json
@@ -10,15 +11,14 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from conftest import make_tiny_dataset
+from test_train_and_checkpoint import write_atomic
 
-from recmodels.checkpoint import read_config
-from recmodels.cli import results_markdown
+from recmodels.checkpoint.io import read_config
+from recmodels.cli.results import results_markdown
 from recmodels.data import TEST, TRAIN, VALID, RecData, SplitConfig
 from recmodels.data.schema import build_interaction_data
 from recmodels.errors import CheckpointError
-
-from conftest import make_tiny_dataset
-from test_train_and_checkpoint import write_atomic
 from tools.split_facts import split_facts
 
 REPO = Path(__file__).resolve().parents[1]
@@ -52,8 +52,9 @@ def test_fractions_are_honoured_within_rounding(ml100k_global):
     # ml-100k has ties at the cuts: each part stays within a few interactions of its fraction
     shares = np.bincount(ml100k_global.part, minlength=3) / len(ml100k_global.part)
     assert shares == pytest.approx([0.7, 0.1, 0.2], abs=1e-3)
-    assert not np.any(RecData(build_interaction_data("hand", _frame(rows), None, None),
-                              SplitConfig(0.0, 0.0, "global")).part)  # no fractions: everything is train
+    assert not np.any(
+        RecData(build_interaction_data("hand", _frame(rows), None, None), SplitConfig(0.0, 0.0, "global")).part
+    )  # no fractions: everything is train
 
 
 def test_users_without_train_are_counted_and_skipped():
@@ -82,9 +83,9 @@ def test_users_without_train_are_counted_and_skipped():
 def test_the_per_user_default_is_unchanged(ml100k, ml100k_global):
     assert SplitConfig().to_dict() == {"valid_fraction": 0.1, "test_fraction": 0.2}
     assert GLOBAL.to_dict() == {"valid_fraction": 0.1, "test_fraction": 0.2, "mode": "global"}
-    shipped = read_config(REPO / "checkpoints" / "bpr-ml100k")["dataset"]
-    assert shipped["split"] == SplitConfig().to_dict()
-    assert ml100k.fingerprint == shipped["fingerprint"]
+    shipped = read_config(REPO / "checkpoints" / "bpr-ml100k").dataset
+    assert shipped.split == SplitConfig().to_dict()
+    assert ml100k.fingerprint == shipped.fingerprint
     assert "users_without_train" not in ml100k.summary()
     assert ml100k_global.fingerprint != ml100k.fingerprint
     with pytest.raises(ValueError, match="split mode"):
@@ -95,8 +96,12 @@ def test_split_facts_cross_user_share_is_zero_on_the_global_split(ml100k_global)
     facts = split_facts(ml100k_global)
     assert facts["share of train interactions after a user's first test interaction (mean over users)"] == 0.0
     assert facts["users with no train interaction (not evaluated)"] == ml100k_global.users_without_train() > 0
-    tool = subprocess.run([sys.executable, str(REPO / "tools" / "split_facts.py"), "--split", "global"],
-                          capture_output=True, text=True, timeout=120)
+    tool = subprocess.run(
+        [sys.executable, str(REPO / "tools" / "split_facts.py"), "--split", "global"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert tool.returncode == 0 and "interaction (mean over users): 0.000" in tool.stdout
 
 
@@ -104,16 +109,48 @@ def test_cli_trains_on_the_global_split_and_evaluate_reproduces_it(tmp_path):
     folder = write_atomic(make_tiny_dataset(), tmp_path / "data")
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     out = tmp_path / "checkpoints" / "bpr-tiny-global"
-    train = subprocess.run([sys.executable, "-m", "recmodels", "train", "--model", "bpr", "--dataset", "tiny",
-                            "--data-dir", str(folder), "--epochs", "2", "--out", str(out), "--quiet",
-                            "--max-history", "12", "--set", "dim=8", "--split", "global"],
-                           capture_output=True, text=True, env=env, cwd=tmp_path, timeout=300)
+    train = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "recmodels",
+            "train",
+            "--model",
+            "bpr",
+            "--dataset",
+            "tiny",
+            "--data-dir",
+            str(folder),
+            "--epochs",
+            "2",
+            "--out",
+            str(out),
+            "--quiet",
+            "--max-history",
+            "12",
+            "--set",
+            "dim=8",
+            "--split",
+            "global",
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=tmp_path,
+        timeout=300,
+    )
     assert train.returncode == 0, train.stderr
     assert "'users_without_train': 0" in train.stdout
     config = read_config(out)
-    assert config["dataset"]["split"] == {"valid_fraction": 0.1, "test_fraction": 0.2, "mode": "global"}
-    evaluate = subprocess.run([sys.executable, "-m", "recmodels", "evaluate", str(out), "--quiet"],
-                              capture_output=True, text=True, env=env, cwd=tmp_path, timeout=300)
+    assert config.dataset.split == {"valid_fraction": 0.1, "test_fraction": 0.2, "mode": "global"}
+    evaluate = subprocess.run(
+        [sys.executable, "-m", "recmodels", "evaluate", str(out), "--quiet"],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=tmp_path,
+        timeout=300,
+    )
     assert evaluate.returncode == 0, evaluate.stderr
     assert "0 users have no train interaction before the global cut" in evaluate.stdout
     measured = next(line for line in evaluate.stdout.splitlines() if line.startswith("measured"))
@@ -122,8 +159,14 @@ def test_cli_trains_on_the_global_split_and_evaluate_reproduces_it(tmp_path):
     # the results command puts it in a second table for the dataset, after the per-user one
     per_user = tmp_path / "checkpoints" / "bpr-tiny"
     per_user.mkdir()
-    (per_user / "config.json").write_text(json.dumps({**config, "dataset": {
-        **config["dataset"], "split": {"valid_fraction": 0.1, "test_fraction": 0.2}}}))
+    (per_user / "config.json").write_text(
+        json.dumps(
+            {
+                **config.to_json(),
+                "dataset": {**config.dataset.to_json(), "split": {"valid_fraction": 0.1, "test_fraction": 0.2}},
+            }
+        )
+    )
     (per_user / "model.safetensors").write_bytes((out / "model.safetensors").read_bytes())
     table = results_markdown(tmp_path / "checkpoints")
     assert table.index("**tiny** (test part)") < table.index("**tiny** (test part, global time split)")
@@ -155,6 +198,8 @@ def test_readme_global_split_figures_on_fashion():
 
 def test_readme_acf_epochs_on_each_split():
     # the README: ACF stopped after 8 epochs on the global split's small valid part, against 24 per user
-    epochs = {name: read_config(REPO / "checkpoints" / name)["history"][-1]["epoch"]
-              for name in ("acf-ml100k", "acf-ml100k-global")}
+    epochs = {
+        name: read_config(REPO / "checkpoints" / name).history[-1]["epoch"]
+        for name in ("acf-ml100k", "acf-ml100k-global")
+    }
     assert epochs == {"acf-ml100k": 24, "acf-ml100k-global": 8}

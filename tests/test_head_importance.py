@@ -1,6 +1,7 @@
 """Head importance (Michel et al., 2019): masking a head through the override against the same head removed by
 hand, dead heads at exactly 0, one batched forward against one pair at a time, the service's per-pair and
 dataset-level answers, and how the app draws (layer, head, query, key) maps and the importance grid."""
+
 from __future__ import annotations
 
 import contextlib
@@ -13,16 +14,23 @@ import torch
 from recmodels.errors import InvalidArgumentError
 from recmodels.explain.heads import find_heads, head_changes, pair_head_importance
 from recmodels.models import Batch, model_class
-from recmodels.service import RecService
+from recmodels.serving.service import RecService
 from tests.helpers import ragged_batch
 
-SMALL = {"sasrec": {"dim": 16, "heads": 2, "layers": 2, "inner": 32, "max_length": 20},
-         "bert4rec": {"dim": 16, "heads": 2, "layers": 2, "inner": 32, "max_length": 21},
-         "nrms": {"dim": 16, "heads": 4, "pool_dim": 8},
-         "two_tower": {"dim": 16, "heads": 4, "hidden": (16, 8)},
-         "inttower": {"dim": 8, "hidden": (16, 8), "user_heads": 3, "item_heads": 2, "head_dim": 4}}
-GRIDS = {"sasrec": ("self_attention", 2, 2), "bert4rec": ("self_attention", 2, 2), "nrms": ("self_attention", 1, 4),
-         "two_tower": ("user_attention", 1, 4), "inttower": ("head_similarity", 3, 3)}  # 2 user layers + item heads
+SMALL = {
+    "sasrec": {"dim": 16, "heads": 2, "layers": 2, "inner": 32, "max_length": 20},
+    "bert4rec": {"dim": 16, "heads": 2, "layers": 2, "inner": 32, "max_length": 21},
+    "nrms": {"dim": 16, "heads": 4, "pool_dim": 8},
+    "two_tower": {"dim": 16, "heads": 4, "hidden": (16, 8)},
+    "inttower": {"dim": 8, "hidden": (16, 8), "user_heads": 3, "item_heads": 2, "head_dim": 4},
+}
+GRIDS = {
+    "sasrec": ("self_attention", 2, 2),
+    "bert4rec": ("self_attention", 2, 2),
+    "nrms": ("self_attention", 1, 4),
+    "two_tower": ("user_attention", 1, 4),
+    "inttower": ("head_similarity", 3, 3),
+}  # 2 user layers + item heads
 
 
 def _model(name, data):
@@ -87,10 +95,12 @@ def test_masking_a_head_equals_removing_it_by_hand(name, ml100k):
             torch.testing.assert_close(grids[map_name][:, layer, head], removed - full, atol=1e-4, rtol=1e-4)
     if name in ("nrms", "two_tower"):  # a plain override that zeroes one head's weights says the same
         for head in range(columns):
+
             def zero_head(weights, mask, head=head):
                 keep = torch.ones(weights.shape[1], dtype=weights.dtype)
                 keep[head] = 0
                 return weights * keep.view(1, -1, *[1] * (weights.dim() - 2))
+
             removed = _scores(model, batch, {map_name: zero_head})
             torch.testing.assert_close(grids[map_name][:, 0, head], removed - full, atol=1e-4, rtol=1e-4)
 
@@ -100,10 +110,10 @@ def test_an_intower_item_head_is_left_out_of_the_max(ml100k):
     full, grids = head_changes(model, batch)
     with torch.no_grad():
         out = model(batch, output_attentions=True)
-    similarity = out.attentions["head_similarity"].values                                  # (B, L, H_u, H_i)
+    similarity = out.attentions["head_similarity"].values  # (B, L, H_u, H_i)
     assert torch.isnan(grids["head_similarity"][:, 2, 2]).all(), "two item heads: the third column is empty"
     for head in range(2):
-        others = torch.cat([similarity[..., :head], similarity[..., head + 1:]], -1)
+        others = torch.cat([similarity[..., :head], similarity[..., head + 1 :]], -1)
         by_hand = others.amax(-1).sum((1, 2)) + model.bias
         torch.testing.assert_close(grids["head_similarity"][:, 2, head], by_hand - full, atol=1e-4, rtol=1e-4)
     heads = find_heads(out.attentions)[0]
@@ -117,7 +127,7 @@ def test_a_head_zeroed_in_its_weights_has_importance_exactly_zero(name, ml100k):
     with torch.no_grad():  # the value slice of one head (IntTower: a user head's projection)
         if name in ("sasrec", "bert4rec"):
             value = model.encoder.layers[1].attention.value
-            value.weight[8:16], value.bias[8:16] = 0, 0                                      # layer 2, head 2
+            value.weight[8:16], value.bias[8:16] = 0, 0  # layer 2, head 2
             cell = (1, 1)
         elif name == "nrms":
             model.value[2] = 0
@@ -142,7 +152,7 @@ def test_one_batched_forward_equals_one_pair_at_a_time(name, ml100k):
     model, batch = _model(name, ml100k), _batch(ml100k)
     full, grids = head_changes(model, batch)
     for row in range(len(batch)):
-        single = Batch(batch.users[row:row + 1], batch.items[row:row + 1], batch.history[row:row + 1])
+        single = Batch(batch.users[row : row + 1], batch.items[row : row + 1], batch.history[row : row + 1])
         one_full, one = head_changes(model, single)
         torch.testing.assert_close(one_full[0], full[row], atol=1e-4, rtol=1e-5)
         for map_name, grid in grids.items():
@@ -180,7 +190,7 @@ def sasrec_service(ml100k):
     with torch.no_grad():  # a dead head: layer 2, head 1 reads nothing
         value = model.encoder.layers[1].attention.value
         value.weight[:8], value.bias[:8] = 0, 0
-    return RecService(model, {"model": "sasrec", "metrics": {}, "history": []}, ml100k, torch.device("cpu"))
+    return RecService(model, ml100k, device="cpu")
 
 
 def test_the_explanation_carries_a_labelled_layer_by_head_table(sasrec_service):
@@ -206,7 +216,11 @@ def test_diagnostics_give_the_distribution_of_each_head_over_a_seeded_sample(sas
     assert heads.pairs_from == "top1" and heads.tiny == 1e-3
     summary = heads.summary
     assert list(summary[["layer", "head"]].itertuples(index=False, name=None)) == [
-        ("layer 1", "head 1"), ("layer 1", "head 2"), ("layer 2", "head 1"), ("layer 2", "head 2")]
+        ("layer 1", "head 1"),
+        ("layer 1", "head 2"),
+        ("layer 2", "head 1"),
+        ("layer 2", "head 2"),
+    ]
     assert (summary["map"] == "self_attention").all() and (summary["pairs"] == 10).all()
     assert (summary["q10"] <= summary["median"]).all() and (summary["median"] <= summary["q90"]).all()
     dead = summary[(summary["layer"] == "layer 2") & (summary["head"] == "head 1")].iloc[0]
@@ -227,13 +241,15 @@ def test_diagnostics_give_the_distribution_of_each_head_over_a_seeded_sample(sas
 
 
 def test_diagnostics_arguments_are_checked_with_one_sentence(sasrec_service):
-    for kwargs, message in (({"head_pairs": "last"}, "head_pairs must be one of top1, test"),
-                            ({"tiny": -1.0}, "tiny must be a number from 0 upwards"),
-                            ({"tiny": "small"}, "tiny must be a number from 0 upwards"),
-                            ({"tiny": float("nan")}, "tiny must be a number from 0 upwards"),
-                            ({"head_users": -1}, "head_users must be a whole number"),
-                            ({"head_users": True}, "head_users must be a whole number"),
-                            ({"seed": 1.5}, "seed must be a whole number")):
+    for kwargs, message in (
+        ({"head_pairs": "last"}, "head_pairs must be one of top1, test"),
+        ({"tiny": -1.0}, "tiny must be a number from 0 upwards"),
+        ({"tiny": "small"}, "tiny must be a number from 0 upwards"),
+        ({"tiny": float("nan")}, "tiny must be a number from 0 upwards"),
+        ({"head_users": -1}, "head_users must be a whole number"),
+        ({"head_users": True}, "head_users must be a whole number"),
+        ({"seed": 1.5}, "seed must be a whole number"),
+    ):
         with pytest.raises(InvalidArgumentError, match=message):
             sasrec_service.diagnostics(users=["1"], **kwargs)
     assert sasrec_service.diagnostics(users=["1"], head_users=0).head_importance is None
@@ -241,7 +257,7 @@ def test_diagnostics_arguments_are_checked_with_one_sentence(sasrec_service):
 
 def test_a_model_without_heads_has_no_head_importance_in_the_service(ml100k):
     model = model_class("din").from_data(ml100k).eval()
-    service = RecService(model, {"model": "din", "metrics": {}, "history": []}, ml100k, torch.device("cpu"))
+    service = RecService(model, ml100k, device="cpu")
     assert service.diagnostics(users=["1", "2"]).head_importance is None
     item = service.recommend("1", k=1)["item"][0]
     assert service.explain("1", item, attributions=False).head_importance == {}
@@ -255,18 +271,31 @@ def _layer_head_view(labels=None):
     values = rng.random((2, 3, 4, 4))
     values /= values.sum(-1, keepdims=True)
     mask = np.ones(values.shape, bool)
-    mask[..., 0, :] = mask[..., :, 0] = False                                              # a padded position
+    mask[..., 0, :] = mask[..., :, 0] = False  # a padded position
     titles = labels or [f"film {i}" for i in range(4)]
     axes = ("layer", "head", "query_position", "key_position")
-    return MapView("self_attention", "head", axes, values, mask, "key_position",
-                   {"layer": ["layer 1", "layer 2"], "head": ["head 1", "head 2", "head 3"],
-                    "query_position": titles, "key_position": titles},
-                   {"query_position": list("abcd"), "key_position": list("abcd")}, "", {},
-                   head_similarity=np.zeros((3, 3)))
+    return MapView(
+        "self_attention",
+        "head",
+        axes,
+        values,
+        mask,
+        "key_position",
+        {
+            "layer": ["layer 1", "layer 2"],
+            "head": ["head 1", "head 2", "head 3"],
+            "query_position": titles,
+            "key_position": titles,
+        },
+        {"query_position": list("abcd"), "key_position": list("abcd")},
+        "",
+        {},
+        head_similarity=np.zeros((3, 3)),
+    )
 
 
 def test_the_registry_draws_layer_by_head_maps_with_their_choices():
-    from app.figures import ALL_LAYERS, MEAN_OVER_LAYERS, choices_for, entry_for, figures_for, tab_of
+    from recmodels.viz.registry import ALL_LAYERS, MEAN_OVER_LAYERS, choices_for, entry_for, figures_for, tab_of
 
     view = _layer_head_view()
     assert entry_for(view).name == "layers and heads" and tab_of(view) == "Heads"
@@ -274,8 +303,8 @@ def test_the_registry_draws_layer_by_head_maps_with_their_choices():
     assert choices[:4] == [ALL_LAYERS, MEAN_OVER_LAYERS, "layer 1", "layer 2"] and "layer 2 · head 3" in choices
     grid = figures_for(view)[0].figure
     assert len(grid.data) == 6, "one heatmap per (layer, head)"
-    reading_order = sorted(grid.layout.annotations, key=lambda a: (-a.y, a.x))          # top row first
-    assert [a.text for a in reading_order] == [f"layer {l} · head {h}" for l in (1, 2) for h in (1, 2, 3)]
+    reading_order = sorted(grid.layout.annotations, key=lambda a: (-a.y, a.x))  # top row first
+    assert [a.text for a in reading_order] == [f"layer {layer} · head {h}" for layer in (1, 2) for h in (1, 2, 3)]
     assert grid.data[0].z.shape == (3, 3), "the padded position is not drawn"
     one_layer = figures_for(view, choice="layer 2")[0].figure
     assert len(one_layer.data) == 3 and one_layer.data[0].z.shape == (3, 3)
@@ -293,7 +322,7 @@ def test_the_registry_draws_layer_by_head_maps_with_their_choices():
 
 
 def test_titles_in_the_layer_by_head_grid_are_literal():
-    from app.figures import figures_for
+    from recmodels.viz.registry import figures_for
 
     view = _layer_head_view(labels=["<b>bold</b>", "a & b", "<script>x</script>", "plain"])
     text = figures_for(view)[0].figure.to_json()
@@ -303,10 +332,11 @@ def test_titles_in_the_layer_by_head_grid_are_literal():
 def test_the_importance_grid_is_diverging_centred_on_zero_and_blank_where_no_head():
     import pandas as pd
 
-    from app import plots
+    from recmodels.viz import maps as plots
 
-    table = pd.DataFrame([[-0.5, 0.25], [0.1, np.nan]], index=["user heads · layer 1", "item heads"],
-                         columns=["head 1", "<i>head 2</i>"])
+    table = pd.DataFrame(
+        [[-0.5, 0.25], [0.1, np.nan]], index=["user heads · layer 1", "item heads"], columns=["head 1", "<i>head 2</i>"]
+    )
     fig = plots.head_grid_figure(table)
     heatmap = fig.data[0]
     assert heatmap.zmid == 0 and heatmap.zmin == -0.5 and heatmap.zmax == 0.5

@@ -1,39 +1,54 @@
 """The item search behind the app's item pickers (issue 13): ids by prefix, titles by case-insensitive substring,
 at most MAX_SHOWN items in the order a person wants them, over a catalogue the size of ml-20m's (26,744 items)."""
+
 from __future__ import annotations
 
 import numpy as np
 import pandas as pd
 import pytest
 
-from app.items import ItemIndex
-from app.users import MAX_QUERY, MAX_SHOWN, PrefixIndex
+from app.search import MAX_QUERY, MAX_SHOWN, ItemIndex, PrefixIndex
 from recmodels.data.synth import PRESETS
 
 ML_20M_ITEMS = PRESETS["ml-20m"].items
-HOSTILE_TITLES = ["**bold** <b>x</b>", ":red[alarm] $x$", "[l](http://127.0.0.1:9)", "\u202eevil", "👩‍👩‍👧",
-                  "x" * 1_000_000, None, float("nan"), "", "Straße", "ΣΊΣΥΦΟΣ"]
+HOSTILE_TITLES = [
+    "**bold** <b>x</b>",
+    ":red[alarm] $x$",
+    "[l](http://127.0.0.1:9)",
+    "\u202eevil",
+    "👩‍👩‍👧",
+    "x" * 1_000_000,
+    None,
+    float("nan"),
+    "",
+    "Straße",
+    "ΣΊΣΥΦΟΣ",
+]
 
 
 def _catalogue(titles) -> ItemIndex:
     titles = list(titles)
-    return ItemIndex(pd.DataFrame({"item": [str(n) for n in range(1, len(titles) + 1)],
-                                   "title": pd.Series(titles, dtype=object)}))
+    return ItemIndex(
+        pd.DataFrame({"item": [str(n) for n in range(1, len(titles) + 1)], "title": pd.Series(titles, dtype=object)})
+    )
 
 
 @pytest.fixture(scope="module")
 def ml_20m() -> ItemIndex:
     """26,744 items: "Film <n> (<year>)", every 100th a "Star ..." title, and some hostile ones."""
     titles = [f"{'Star ' if n % 100 == 0 else ''}Film {n} ({1900 + n % 120})" for n in range(1, ML_20M_ITEMS + 1)]
-    titles[-len(HOSTILE_TITLES):] = HOSTILE_TITLES
+    titles[-len(HOSTILE_TITLES) :] = HOSTILE_TITLES
     return _catalogue(titles)
 
 
 def _scan(index: ItemIndex, query: str) -> list[str]:
     """What the search must find, by a plain loop over the catalogue."""
     folded = query.strip().casefold()
-    return [item for item, title in zip(index.ids, index.titles)
-            if item.startswith(query.strip()) or (isinstance(title, str) and folded in title.casefold())]
+    return [
+        item
+        for item, title in zip(index.ids, index.titles)
+        if item.startswith(query.strip()) or (isinstance(title, str) and folded in title.casefold())
+    ]
 
 
 def test_no_query_lists_the_preferred_items_then_the_catalogue_and_counts_every_item(ml_20m):
@@ -42,13 +57,32 @@ def test_no_query_lists_the_preferred_items_then_the_catalogue_and_counts_every_
     preferred = ["26744", "7", "not an item", "7", 7, "120"]  # recommendations then history, with repeats
     found, matches = ml_20m.find("", preferred)
     assert found[:3] == ["26744", "7", "120"] and len(found) == MAX_SHOWN == len(set(found))
-    assert found[3:] == [str(n) for n in range(1, MAX_SHOWN + 3) if n not in (7, 120)][:MAX_SHOWN - 3]
+    assert found[3:] == [str(n) for n in range(1, MAX_SHOWN + 3) if n not in (7, 120)][: MAX_SHOWN - 3]
     many = [str(n) for n in range(20_000, 21_000)]  # a long history is cut too
     assert ml_20m.find("", many)[0] == many[:MAX_SHOWN]
 
 
-@pytest.mark.parametrize("query", ["star", "STAR ", "Film 99", "(2019)", "1", "2674", "26744", "straße", "STRASSE",
-                                   "σίσυφος", "**", "<b>", ":red[", "👩", "x" * 300, "no such film"])
+@pytest.mark.parametrize(
+    "query",
+    [
+        "star",
+        "STAR ",
+        "Film 99",
+        "(2019)",
+        "1",
+        "2674",
+        "26744",
+        "straße",
+        "STRASSE",
+        "σίσυφος",
+        "**",
+        "<b>",
+        ":red[",
+        "👩",
+        "x" * 300,
+        "no such film",
+    ],
+)
 def test_search_matches_a_plain_scan_and_is_bounded(ml_20m, query):
     expected = _scan(ml_20m, query[:MAX_QUERY])
     preferred = expected[-3:][::-1] + ["1"]  # some matches are preferred; "1" is preferred only where it matches

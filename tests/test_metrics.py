@@ -1,4 +1,5 @@
 """Metrics against small cases worked out by hand."""
+
 from __future__ import annotations
 
 import math
@@ -11,7 +12,7 @@ from recmodels.data import TEST
 from recmodels.eval import evaluate_topk
 from recmodels.eval.metrics import auc, gauc, logloss, ranking_metrics, top_k, topk_hits
 from recmodels.models.baselines import MostPopular
-from recmodels.service import RecService
+from recmodels.serving.service import RecService
 
 
 def test_auc_by_hand():
@@ -30,7 +31,7 @@ def test_auc_needs_both_classes():
 
 def test_gauc_is_the_unweighted_mean_of_per_user_auc():
     users = [1, 1, 1, 2, 2, 3, 3]
-    labels = [1, 0, 0, 1, 0, 1, 1]          # user 3 has no negative: skipped
+    labels = [1, 0, 0, 1, 0, 1, 1]  # user 3 has no negative: skipped
     scores = [0.9, 0.1, 0.95, 0.2, 0.8, 0.5, 0.6]
     # user 1: positive 0.9 beats 0.1, loses to 0.95 -> 0.5; user 2: 0.2 < 0.8 -> 0.0
     assert gauc(users, labels, scores) == pytest.approx(0.25)
@@ -45,12 +46,12 @@ def test_ranking_metrics_by_hand():
     # one user, 6 items; scores rank items 5,4,3,2,1,0; positives are items 4 and 0
     scores = torch.tensor([[0.0, 1.0, 2.0, 3.0, 4.0, 5.0]])
     positives = torch.tensor([[True, False, False, False, True, False]])
-    hits = topk_hits(scores, positives, 3)          # top-3 = items 5, 4, 3 -> [F, T, F]
+    hits = topk_hits(scores, positives, 3)  # top-3 = items 5, 4, 3 -> [F, T, F]
     assert hits.tolist() == [[False, True, False]]
     values = ranking_metrics(hits, positives.sum(1), ks=(3,))
     assert values["recall@3"].item() == pytest.approx(0.5)
-    dcg = 1 / math.log2(3)                          # hit at rank 2
-    idcg = 1 / math.log2(2) + 1 / math.log2(3)      # two positives, both could be in the top 3
+    dcg = 1 / math.log2(3)  # hit at rank 2
+    idcg = 1 / math.log2(2) + 1 / math.log2(3)  # two positives, both could be in the top 3
     assert values["ndcg@3"].item() == pytest.approx(dcg / idcg)
     assert values["hr@3"].item() == 1.0
     assert values["mrr@3"].item() == pytest.approx(0.5)
@@ -60,7 +61,7 @@ def test_ranking_metrics_without_hits_and_ideal_capped_at_k():
     scores = torch.tensor([[3.0, 2.0, 1.0, 0.0], [0.0, 1.0, 2.0, 3.0]])
     positives = torch.tensor([[False, False, True, True], [True, True, True, True]])
     values = ranking_metrics(topk_hits(scores, positives, 2), positives.sum(1), ks=(2,))
-    assert values["ndcg@2"].tolist() == pytest.approx([0.0, 1.0])   # row 2: IDCG uses min(4, k=2) hits
+    assert values["ndcg@2"].tolist() == pytest.approx([0.0, 1.0])  # row 2: IDCG uses min(4, k=2) hits
     assert values["recall@2"].tolist() == pytest.approx([0.0, 0.5])
     assert values["mrr@2"].tolist() == pytest.approx([0.0, 1.0])
     assert values["hr@2"].tolist() == [0.0, 1.0]
@@ -114,8 +115,8 @@ def test_an_all_tied_model_is_ranked_by_item_index_in_the_evaluator_and_in_recom
     # by hand: each user's list is their unseen items in index order
     cases, expected = tiny_data.topk_cases(TEST), {"ndcg@10": [], "recall@10": [], "mrr@10": []}
     for row in range(len(cases)):
-        seen = set(cases.seen_items[cases.seen_indptr[row]:cases.seen_indptr[row + 1]].tolist())
-        positives = set(cases.positive_items[cases.positive_indptr[row]:cases.positive_indptr[row + 1]].tolist())
+        seen = set(cases.seen_items[cases.seen_indptr[row] : cases.seen_indptr[row + 1]].tolist())
+        positives = set(cases.positive_items[cases.positive_indptr[row] : cases.positive_indptr[row + 1]].tolist())
         ranked = [item for item in range(1, tiny_data.dataset.n_items + 1) if item not in seen][:10]
         gains = [1.0 / math.log2(rank + 2) for rank, item in enumerate(ranked) if item in positives]
         ideal = sum(1.0 / math.log2(rank + 2) for rank in range(min(len(positives), 10)))
@@ -125,7 +126,7 @@ def test_an_all_tied_model_is_ranked_by_item_index_in_the_evaluator_and_in_recom
         expected["mrr@10"].append(1.0 / first if first else 0.0)
     for name, values in expected.items():
         assert measured[name] == pytest.approx(np.mean(values), abs=1e-6), name
-    service = RecService(model, {"model": "mostpop", "metrics": {}, "history": []}, tiny_data, torch.device("cpu"))
+    service = RecService(model, tiny_data, device="cpu")
     user = tiny_data.dataset.user_ids[4]
     recs = service.recommend(user, k=8)
     seen = set(service.history(user)["item"])

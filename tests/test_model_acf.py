@@ -3,12 +3,14 @@ genre components and the profile.
 
 The checks every model shares (gradients, padding, taps, maps, ranking, round trip) are in
 tests/test_model_contract.py."""
+
 from __future__ import annotations
 
 import math
 
 import pytest
 import torch
+
 from recmodels.models import Batch, build_model
 from recmodels.models.acf import ACF
 from recmodels.train import TrainConfig, train_model
@@ -62,14 +64,19 @@ def reference(model: ACF, batch: Batch, c1: float = 0.7, c2: float = -1.3, alpha
     for row in range(len(batch)):
         user = m.user_embedding.weight[batch.users[row]]
         history = [int(i) for i in batch.history[row] if int(i) != 0]
-        profile = history[-m.profile_size:] if history else []
+        profile = history[-m.profile_size :] if history else []
         a_values, xbars, row_betas = [], [], []
         for item in profile:
             genres = [g for g in range(m.item_genres.shape[1]) if m.item_genres[item, g] > 0]
             xs = [m.component_reduction.weight[:, g] + m.component_reduction.bias for g in genres]  # R onehot + r
-            b_values = [float(m.component_out.weight[0] @ relu(
-                m.component_user.weight @ user + m.component_user.bias + m.component_feature.weight @ x)) + c2
-                for x in xs]
+            b_values = [
+                float(
+                    m.component_out.weight[0]
+                    @ relu(m.component_user.weight @ user + m.component_user.bias + m.component_feature.weight @ x)
+                )
+                + c2
+                for x in xs
+            ]
             beta = softmax(b_values) if b_values else []
             if beta_fn is not None and beta:
                 beta = beta_fn(beta)
@@ -77,9 +84,14 @@ def reference(model: ACF, batch: Batch, c1: float = 0.7, c2: float = -1.3, alpha
             xbar = sum((w * x for w, x in zip(beta, xs)), torch.zeros(m.dim))
             xbars.append(xbar)
             v, p = m.item_embedding.weight[item], m.aux_embedding.weight[item]
-            w1v, w1p = m.profile_item.weight[:, :m.dim], m.profile_item.weight[:, m.dim:]
-            hidden = relu(m.profile_user.weight @ user + m.profile_user.bias + w1v @ v + w1p @ p
-                          + m.profile_component.weight @ xbar)
+            w1v, w1p = m.profile_item.weight[:, : m.dim], m.profile_item.weight[:, m.dim :]
+            hidden = relu(
+                m.profile_user.weight @ user
+                + m.profile_user.bias
+                + w1v @ v
+                + w1p @ p
+                + m.profile_component.weight @ xbar
+            )
             a_values.append(float(m.profile_out.weight[0] @ hidden) + c1)
         alpha = softmax(a_values) if a_values else []
         if alpha_fn is not None and alpha:
@@ -108,8 +120,9 @@ def test_forward_matches_loop_reference(tiny_data, model):
         torch.testing.assert_close(profile_map.values[row, :n], torch.tensor(alpha), atol=1e-5, rtol=1e-5)
         for position, beta in enumerate(row_betas):
             k = len(beta)
-            torch.testing.assert_close(component_map.values[row, position, :k], torch.tensor(beta),
-                                       atol=1e-5, rtol=1e-5)
+            torch.testing.assert_close(
+                component_map.values[row, position, :k], torch.tensor(beta), atol=1e-5, rtol=1e-5
+            )
 
 
 @torch.no_grad()
@@ -146,8 +159,11 @@ def test_maps_describe_themselves(tiny_data, model):
     assert set(maps) == {"profile", "components"}
     profile_map, component_map = maps["profile"], maps["components"]
     assert (profile_map.axes, profile_map.level, profile_map.normalised_over) == (("profile",), "item", "profile")
-    assert (component_map.axes, component_map.level, component_map.normalised_over) == \
-        (("profile", "component"), "component", "component")
+    assert (component_map.axes, component_map.level, component_map.normalised_over) == (
+        ("profile", "component"),
+        "component",
+        "component",
+    )
     assert profile_map.meta["components"] == component_map.meta["components"] == "genres"
     assert component_map.meta["component_names"] == tiny_data.tables.genre_names
     assert len(component_map.labels["component"]) == component_map.values.shape[2]
@@ -169,26 +185,33 @@ def test_components_are_one_hot_genres_with_largest_genre_count(tiny_data, model
 
 def test_profile_gathers_the_most_recent_valid_items(tiny_data):
     model = ACF.from_data(tiny_data, dim=DIM)
-    history = torch.tensor([
-        list(range(1, 13)),                       # 12 items: the last 9
-        [7, 8, 9] + [0] * 9,                      # 3 items: all, in order
-        list(range(21, 30)) + [0] * 3,            # exactly 9
-        [0] * 12,                                 # empty
-        [5] + [0] * 11,                           # one item
-    ])
-    expected = torch.tensor([
-        list(range(4, 13)),
-        [7, 8, 9] + [0] * 6,
-        list(range(21, 30)),
-        [0] * 9,
-        [5] + [0] * 8,
-    ])
+    history = torch.tensor(
+        [
+            list(range(1, 13)),  # 12 items: the last 9
+            [7, 8, 9] + [0] * 9,  # 3 items: all, in order
+            list(range(21, 30)) + [0] * 3,  # exactly 9
+            [0] * 12,  # empty
+            [5] + [0] * 11,  # one item
+        ]
+    )
+    expected = torch.tensor(
+        [
+            list(range(4, 13)),
+            [7, 8, 9] + [0] * 6,
+            list(range(21, 30)),
+            [0] * 9,
+            [5] + [0] * 8,
+        ]
+    )
     assert torch.equal(model.profile(history), expected)
     small = ACF.from_data(tiny_data, dim=DIM, profile_size=3)
-    assert torch.equal(small.profile(history), torch.tensor([[10, 11, 12], [7, 8, 9], [27, 28, 29], [0, 0, 0],
-                                                             [5, 0, 0]]))
-    assert torch.equal(model.profile(history[:, :4]), torch.tensor([[1, 2, 3, 4], [7, 8, 9, 0], [21, 22, 23, 24],
-                                                                    [0, 0, 0, 0], [5, 0, 0, 0]]))
+    assert torch.equal(
+        small.profile(history), torch.tensor([[10, 11, 12], [7, 8, 9], [27, 28, 29], [0, 0, 0], [5, 0, 0]])
+    )
+    assert torch.equal(
+        model.profile(history[:, :4]),
+        torch.tensor([[1, 2, 3, 4], [7, 8, 9, 0], [21, 22, 23, 24], [0, 0, 0, 0], [5, 0, 0, 0]]),
+    )
 
 
 @torch.no_grad()
@@ -199,8 +222,8 @@ def test_empty_and_single_item_histories(tiny_data, model):
     user = model.user_embedding(batch.users)
     item = model.item_embedding(batch.items)
     only = model.aux_embedding(batch.history[1, :1])
-    torch.testing.assert_close(out.scores[0], user[0] @ item[0])                 # u_i alone
-    torch.testing.assert_close(out.scores[1], (user[1] + only[0]) @ item[1])     # alpha = 1 on the one item
+    torch.testing.assert_close(out.scores[0], user[0] @ item[0])  # u_i alone
+    torch.testing.assert_close(out.scores[1], (user[1] + only[0]) @ item[1])  # alpha = 1 on the one item
     assert out.attentions["profile"].values[1, 0] == 1
     # no history columns at all
     empty = Batch(batch.users, batch.items, torch.zeros(2, 0, dtype=torch.long))
@@ -227,15 +250,17 @@ def test_attention_override_at_both_levels(tiny_data, model):
     torch.testing.assert_close(out.scores, manual, atol=1e-5, rtol=1e-5)
 
     def first_only(weights, mask):
-        return torch.zeros_like(weights).scatter(-1, torch.zeros_like(weights[..., :1], dtype=torch.long), 1.0) \
-            * mask.any(-1, keepdim=True)
+        return torch.zeros_like(weights).scatter(
+            -1, torch.zeros_like(weights[..., :1], dtype=torch.long), 1.0
+        ) * mask.any(-1, keepdim=True)
 
     out = model(batch, output_attentions=True, attention_override={"components": first_only})
     expected, _, _ = reference(model, batch, beta_fn=lambda b: [1.0] + [0.0] * (len(b) - 1))
     torch.testing.assert_close(out.scores, expected, atol=1e-5, rtol=1e-5)
     assert not torch.allclose(out.scores, model(batch).scores)
-    torch.testing.assert_close(out.attentions["components"].values.sum(-1),
-                               out.attentions["profile"].full_mask().float())
+    torch.testing.assert_close(
+        out.attentions["components"].values.sum(-1), out.attentions["profile"].full_mask().float()
+    )
 
 
 def test_built_by_name_and_refuses_unknown_component_sources(tiny_data):
@@ -248,8 +273,7 @@ def test_built_by_name_and_refuses_unknown_component_sources(tiny_data):
 @pytest.mark.parametrize("loss,negatives", [("bpr", 1), ("warp", 4)])
 def test_trains_with_bpr_and_warp_and_logs_attention(tiny_data, loss, negatives):
     model = ACF.from_data(tiny_data, dim=DIM)
-    config = TrainConfig.for_model(ACF, epochs=2, loss=loss, negatives=negatives, batch_size=128,
-                                   attention_sample=64)
+    config = TrainConfig.for_model(ACF, epochs=2, loss=loss, negatives=negatives, batch_size=128, attention_sample=64)
     assert config.weight_decay == 1e-5
     result = train_model(model, tiny_data, config, device="cpu", progress=False)
     assert len(result.history) == 3

@@ -2,6 +2,7 @@
 plugin example: declared facts, gradients, padding, short histories, input taps, attention overrides, the
 ranking path, the training-time distinct-row path, a checkpoint round trip and the attention maps' declarations.
 Each tests/test_model_*.py keeps only its paper's reference formula."""
+
 from __future__ import annotations
 
 import json
@@ -11,8 +12,8 @@ import pytest
 import torch
 from torch import nn
 
-from recmodels.checkpoint import load_checkpoint, save_checkpoint
-from recmodels.checkpoint_schema import check_hparams
+from recmodels.checkpoint.io import load_checkpoint, save_checkpoint
+from recmodels.checkpoint.schema import check_hparams
 from recmodels.errors import InvalidArgumentError, UnknownModelError
 from recmodels.explain.collapse import epoch_summary
 from recmodels.explain.faithfulness import uniform_override
@@ -33,9 +34,12 @@ def build(model_cls, data, dropout: float | None = None) -> nn.Module:
     generator = torch.Generator().manual_seed(1)
     with torch.no_grad():
         for module in model.modules():
-            for name, parameter in module.named_parameters(recurse=False):
-                std = 0.5 if isinstance(module, nn.Embedding) else (
-                    parameter.shape[-1] ** -0.5 if parameter.dim() >= 2 else 0.3)
+            for parameter in module.parameters(recurse=False):
+                std = (
+                    0.5
+                    if isinstance(module, nn.Embedding)
+                    else (parameter.shape[-1] ** -0.5 if parameter.dim() >= 2 else 0.3)
+                )
                 parameter.copy_(torch.randn(parameter.shape, generator=generator) * std)
             if isinstance(module, nn.Embedding) and module.padding_idx is not None:
                 module.weight[module.padding_idx].zero_()
@@ -93,8 +97,12 @@ class TestModelContract:
         with torch.no_grad():
             torch.testing.assert_close(model(wider).scores, model(batch).scores, atol=1e-5, rtol=1e-5)
             items = torch.arange(1, tiny_data.dataset.n_items + 1)
-            torch.testing.assert_close(model.score_items(wider.users, wider.history, items),
-                                       model.score_items(batch.users, batch.history, items), atol=1e-5, rtol=1e-5)
+            torch.testing.assert_close(
+                model.score_items(wider.users, wider.history, items),
+                model.score_items(batch.users, batch.history, items),
+                atol=1e-5,
+                rtol=1e-5,
+            )
 
     @pytest.mark.parametrize("mode", ["eval", "train"])
     def test_empty_and_length_one_histories_are_finite(self, model_cls, tiny_data, mode):
@@ -116,8 +124,10 @@ class TestModelContract:
         model, batch = build(model_cls, tiny_data), ragged_batch(tiny_data)
         taps = model.input_taps()
         seen = {name: [] for name in taps}
-        handles = [tap.register_forward_hook(lambda module, args, out, name=name: seen[name].append(out.shape))
-                   for name, tap in taps.items()]
+        handles = [
+            tap.register_forward_hook(lambda module, args, out, name=name: seen[name].append(out.shape))
+            for name, tap in taps.items()
+        ]
         try:
             for output_attentions in (False, True):
                 seen = {name: [] for name in taps}
@@ -141,18 +151,21 @@ class TestModelContract:
         with torch.no_grad():
             for row in range(3):
                 for column, item in enumerate(items):
-                    pair = Batch(users[row:row + 1], item.view(1), history[row:row + 1])
+                    pair = Batch(users[row : row + 1], item.view(1), history[row : row + 1])
                     expected = model(pair, output_attentions=True).attentions or {}
                     assert maps.keys() == expected.keys()
                     for name, attention in expected.items():
-                        assert torch.allclose(maps[name][row, column], attention.values[0], atol=1e-5), \
-                            (name, row, column)
+                        assert torch.allclose(maps[name][row, column], attention.values[0], atol=1e-5), (
+                            name,
+                            row,
+                            column,
+                        )
 
     def test_attention_override_replaces_each_distribution_for_one_call(self, model_cls, tiny_data):
         model, batch = build(model_cls, tiny_data), ragged_batch(tiny_data)
         with torch.no_grad():
             plain = model(batch, output_attentions=True)
-            for name, attention_map in distribution_maps(plain).items():
+            for name in distribution_maps(plain):
                 same = model(batch, attention_override={name: lambda weights, mask: weights}).scores
                 torch.testing.assert_close(same, plain.scores)
                 out = model(batch, output_attentions=True, attention_override={name: uniform_override})
@@ -168,13 +181,18 @@ class TestModelContract:
         n, c = len(batch), len(items)
         rows = Batch(batch.users.repeat_interleave(c), items.repeat(n), batch.history.repeat_interleave(c, 0))
         with torch.no_grad():
-            torch.testing.assert_close(model.score_items(batch.users, batch.history, items),
-                                       model(rows).scores.view(n, c), atol=1e-4, rtol=1e-5)
+            torch.testing.assert_close(
+                model.score_items(batch.users, batch.history, items),
+                model(rows).scores.view(n, c),
+                atol=1e-4,
+                rtol=1e-5,
+            )
             for name in distribution_maps(model(batch, output_attentions=True)):  # overrides reach ranking too
                 override = {name: uniform_override}
                 ranked = model.score_items(batch.users, batch.history, items, attention_override=override)
-                torch.testing.assert_close(ranked, model(rows, attention_override=override).scores.view(n, c),
-                                           atol=1e-4, rtol=1e-5)
+                torch.testing.assert_close(
+                    ranked, model(rows, attention_override=override).scores.view(n, c), atol=1e-4, rtol=1e-5
+                )
 
     def test_training_path_for_repeated_rows_equals_the_plain_path(self, model_cls, tiny_data):
         batch = ragged_batch(tiny_data)
@@ -196,7 +214,7 @@ class TestModelContract:
         model, batch = build(model_cls, tiny_data), ragged_batch(tiny_data)
         save_checkpoint(tmp_path / "ck", model, tiny_data)
         loaded, config = load_checkpoint(tmp_path / "ck", data=tiny_data)
-        assert type(loaded) is model_cls and config["model"] == model_cls.name and loaded.hparams == model.hparams
+        assert type(loaded) is model_cls and config.model == model_cls.name and loaded.hparams == model.hparams
         with torch.no_grad():
             before, after = model(batch, output_attentions=True), loaded(batch, output_attentions=True)
         assert torch.equal(before.scores, after.scores)

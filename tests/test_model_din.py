@@ -1,6 +1,7 @@
 """DIN: the decomposed activation unit equals the reference formula in both attention modes, with overrides.
 
 The checks every model shares (gradients, padding, taps, maps, round trip) are in tests/test_model_contract.py."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -27,8 +28,8 @@ def _batch(data, n=24, seed=0) -> Batch:
     pick = np.random.default_rng(seed).choice(len(rows), size=n, replace=False)
     part = rows.take(np.sort(pick))
     history = part.history.copy()
-    history[0] = 0                      # an empty history
-    history[1, 1:] = 0                  # a length-1 history
+    history[0] = 0  # an empty history
+    history[1, 1:] = 0  # a length-1 history
     history[1, 0] = max(history[1, 0], 1)
     return Batch.from_numpy(part.users, part.items, history, part.labels)
 
@@ -48,10 +49,21 @@ def reference_scores(model: DIN, users: torch.Tensor, items: torch.Tensor, histo
         else:
             interest = torch.zeros_like(q)
         fields = model.user_fields[user] + model.user_field_embedding.offsets
-        user_part = torch.cat([model.user_embedding.weight[user], *model.user_field_embedding.weight[fields],
-                               model.user_mean_rating[user].view(1)])
-        candidate = torch.cat([q, model.decade_embedding.weight[model.item_year[item]],
-                               model.item_mean_rating[item].view(1), model.item_popularity[item].view(1)])
+        user_part = torch.cat(
+            [
+                model.user_embedding.weight[user],
+                *model.user_field_embedding.weight[fields],
+                model.user_mean_rating[user].view(1),
+            ]
+        )
+        candidate = torch.cat(
+            [
+                q,
+                model.decade_embedding.weight[model.item_year[item]],
+                model.item_mean_rating[item].view(1),
+                model.item_popularity[item].view(1),
+            ]
+        )
         product = [interest * q] if model.interest_product else []
         out.append(model.mlp(torch.cat([user_part, interest, candidate, *product]).unsqueeze(0))[0, 0])
     return torch.stack(out)
@@ -62,8 +74,7 @@ def _genre_vector(model: DIN, item) -> torch.Tensor:
     return model.genre_embedding.weight @ (genres / genres.sum().clamp(min=1))
 
 
-@pytest.mark.parametrize("attention,interest_product", [("softmax", False), ("unnormalised", False),
-                                                         ("softmax", True)])
+@pytest.mark.parametrize("attention,interest_product", [("softmax", False), ("unnormalised", False), ("softmax", True)])
 def test_forward_and_score_items_equal_the_reference(tiny_data, attention, interest_product):
     model = _model(tiny_data, attention, interest_product=interest_product)
     batch = _batch(tiny_data)
@@ -73,12 +84,14 @@ def test_forward_and_score_items_equal_the_reference(tiny_data, attention, inter
         # every candidate for a few users, through the decomposed ranking path (small chunks too)
         items = torch.arange(1, tiny_data.dataset.n_items + 1)
         users, history = batch.users[:5], batch.history[:5]
-        grid = reference_scores(model, users.repeat_interleave(len(items)), items.repeat(5),
-                                history.repeat_interleave(len(items), 0)).view(5, -1)
+        grid = reference_scores(
+            model, users.repeat_interleave(len(items)), items.repeat(5), history.repeat_interleave(len(items), 0)
+        ).view(5, -1)
         for chunk_rows, block_pairs in ((65536, DIN.block_pairs), (1, 7)):  # one block, and many small ones
             model.block_pairs = block_pairs
-            assert torch.allclose(model.score_items(users, history, items, chunk_rows=chunk_rows), grid,
-                                  atol=1e-5, rtol=1e-5)
+            assert torch.allclose(
+                model.score_items(users, history, items, chunk_rows=chunk_rows), grid, atol=1e-5, rtol=1e-5
+            )
 
 
 def test_unnormalised_mode_exposes_raw_weights_and_their_shares(tiny_data):
@@ -97,8 +110,9 @@ def test_unnormalised_mode_exposes_raw_weights_and_their_shares(tiny_data):
     assert torch.allclose(share.values * raw.values.sum(1, keepdim=True), raw.values, atol=1e-6)
 
 
-@pytest.mark.parametrize("attention,name", [("softmax", "history"), ("unnormalised", "history"),
-                                            ("unnormalised", "history_share")])
+@pytest.mark.parametrize(
+    "attention,name", [("softmax", "history"), ("unnormalised", "history"), ("unnormalised", "history_share")]
+)
 def test_attention_override_replaces_the_weights(tiny_data, attention, name):
     model = _model(tiny_data, attention)
     batch = _batch(tiny_data)
@@ -144,5 +158,6 @@ def test_catalogue_attention_from_the_ranking_path_equals_forward(tiny_data, att
         assert torch.allclose(fast[name], slow[name], atol=1e-5), name
     with torch.no_grad():  # one pair by hand: the map forward returns for it
         pair = Batch(batch.users[1:2], items[7:8], batch.history[1:2])
-        assert torch.allclose(fast["history"][1, 7], model(pair, output_attentions=True).attentions["history"].values[0],
-                              atol=1e-5)
+        assert torch.allclose(
+            fast["history"][1, 7], model(pair, output_attentions=True).attentions["history"].values[0], atol=1e-5
+        )

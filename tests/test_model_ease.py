@@ -1,15 +1,17 @@
 """EASE against its paper's closed form (Steck, WWW 2019): B = I - P diag(1/diag(P)), P = (X^T X + lambda I)^-1."""
+
 from __future__ import annotations
 
 import json
+
 import numpy as np
 import pytest
 import torch
 from safetensors.torch import load_file, save_file
 
-import recmodels.checkpoint_weights as checkpoint_weights
+import recmodels.checkpoint.weights as checkpoint_weights
 import recmodels.models.ease as ease
-from recmodels.checkpoint import load_checkpoint, read_config, save_checkpoint
+from recmodels.checkpoint.io import load_checkpoint, read_config, save_checkpoint
 from recmodels.data import TRAIN
 from recmodels.errors import CheckpointError
 from recmodels.models import Batch
@@ -53,8 +55,9 @@ def test_scores_are_the_history_multi_hot_times_b(tiny_data):
     expected = multi_hot @ weights[:, 1:]
     with torch.no_grad():
         ranked = model.score_items(users, history, items)
-        rows = model(Batch(users.repeat_interleave(len(items)), items.repeat(3),
-                           history.repeat_interleave(len(items), 0))).scores.view(3, -1)
+        rows = model(
+            Batch(users.repeat_interleave(len(items)), items.repeat(3), history.repeat_interleave(len(items), 0))
+        ).scores.view(3, -1)
     np.testing.assert_allclose(ranked.numpy(), expected, atol=1e-5)
     np.testing.assert_allclose(rows.numpy(), expected, atol=1e-5)
     assert not ranked[2].any()  # no history, no score
@@ -70,21 +73,22 @@ def test_a_large_catalogue_stores_b_and_loads_it_without_solving_or_data(tiny_da
     assert model.hparams["store_weights"] is True  # the decision is recorded, not re-made from the constant
     folder = save_checkpoint(tmp_path / "ease", model, tiny_data)
     assert "item_weights" in load_file(str(folder / "model.safetensors"))
-    monkeypatch.setattr(ease, "STORE_ABOVE_ITEMS", 10 ** 9)   # a later default does not change a saved model
+    monkeypatch.setattr(ease, "STORE_ABOVE_ITEMS", 10**9)  # a later default does not change a saved model
     monkeypatch.setattr(ease, "closed_form", _refuse_to_solve)
     for data in (tiny_data, None):
         loaded, _ = load_checkpoint(folder, data=data)
         assert torch.equal(loaded.item_weights, model.item_weights)
     history = torch.tensor([[3, 7, 12, 0]])
     items = torch.arange(1, tiny_data.dataset.n_items + 1)
-    assert torch.equal(loaded.score_items(torch.tensor([1]), history, items),
-                       model.score_items(torch.tensor([1]), history, items))
+    assert torch.equal(
+        loaded.score_items(torch.tensor([1]), history, items), model.score_items(torch.tensor([1]), history, items)
+    )
 
 
 def test_a_small_catalogue_solves_b_again_at_load_and_says_it_needs_its_data(tiny_data, tmp_path):
     model = EASE.from_data(tiny_data, l2=30.0)
     folder = save_checkpoint(tmp_path / "ease", model, tiny_data)
-    assert read_config(folder)["hparams"]["store_weights"] is False
+    assert read_config(folder).hparams["store_weights"] is False
     assert torch.equal(load_checkpoint(folder, data=tiny_data)[0].item_weights, model.item_weights)
     with pytest.raises(CheckpointError, match="reads features from its dataset"):
         load_checkpoint(folder)

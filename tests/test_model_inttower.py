@@ -3,6 +3,7 @@ CIR loss and the model's own training loss, and the tower-once ranking path.
 
 The checks every model shares (gradients, padding, taps, maps, ranking, round trip) are in
 tests/test_model_contract.py."""
+
 from __future__ import annotations
 
 import math
@@ -16,8 +17,8 @@ import torch.nn.functional as F
 from recmodels.data import TRAIN
 from recmodels.models import Batch, build_model, model_class
 from recmodels.models.inttower import IntTower, IntTowerOutput
+from recmodels.models.losses import cir
 from recmodels.train import TrainConfig
-from recmodels.train.losses import cir
 
 
 @pytest.fixture()
@@ -43,14 +44,14 @@ def _light_se(net_se, fields, override=None):
     """x + x * softmax(W mean_d(x)), one field at a time."""
     n_fields = fields.shape[0]
     z = torch.stack([fields[f].mean() for f in range(n_fields)])
-    logits = torch.stack([sum(net_se.excitation.weight[g, f] * z[f] for f in range(n_fields))
-                          for g in range(n_fields)])
+    logits = torch.stack([sum(net_se.excitation.weight[g, f] * z[f] for f in range(n_fields)) for g in range(n_fields)])
     weights = torch.exp(logits) / torch.exp(logits).sum() if override is None else override
     return torch.stack([fields[f] + fields[f] * weights[f] for f in range(n_fields)]), weights
 
 
-def reference_score(net: IntTower, user: int, history: list[int], item: int,
-                    user_weights=None, item_weights=None) -> torch.Tensor:
+def reference_score(
+    net: IntTower, user: int, history: list[int], item: int, user_weights=None, item_weights=None
+) -> torch.Tensor:
     """One row's logit with explicit loops over fields, layers, user heads and item heads."""
     # user fields: id, each categorical field, history mean, mean rating
     fields = [net.user_embedding.weight[user]]
@@ -59,17 +60,17 @@ def reference_score(net: IntTower, user: int, history: list[int], item: int,
         fields.append(net.user_field_embedding.weight[offset + int(net.user_fields[user, f])])
         offset += size
     real = [h for h in history if h != 0]
-    fields.append(sum(net.history_embedding.weight[h] for h in real) / len(real) if real
-                  else torch.zeros(net.dim))
+    fields.append(sum(net.history_embedding.weight[h] for h in real) / len(real) if real else torch.zeros(net.dim))
     fields.append(net.user_rating.weight[:, 0] * net.user_mean_rating[user] + net.user_rating.bias)
     user_fields, _ = _light_se(net.user_se, torch.stack(fields), user_weights)
     # item fields: id, genres (mean of the item's genre embeddings), decade, mean rating
     genres = [g for g in range(net.item_genres.shape[1]) if net.item_genres[item, g] > 0]
-    fields = [net.item_embedding.weight[item],
-              sum(net.genre_embedding.weight[:, g] for g in genres) / max(len(genres), 1) if genres
-              else torch.zeros(net.dim),
-              net.decade_embedding.weight[int(net.item_year[item])],
-              net.item_rating.weight[:, 0] * net.item_mean_rating[item] + net.item_rating.bias]
+    fields = [
+        net.item_embedding.weight[item],
+        sum(net.genre_embedding.weight[:, g] for g in genres) / max(len(genres), 1) if genres else torch.zeros(net.dim),
+        net.decade_embedding.weight[int(net.item_year[item])],
+        net.item_rating.weight[:, 0] * net.item_mean_rating[item] + net.item_rating.bias,
+    ]
     item_fields, _ = _light_se(net.item_se, torch.stack(fields), item_weights)
 
     p = net.head_dim
@@ -77,7 +78,7 @@ def reference_score(net: IntTower, user: int, history: list[int], item: int,
     for layer in net.item_mlp:
         hidden = torch.relu(layer.weight @ hidden + layer.bias)
     item_vector = net.item_head_projection.weight @ hidden + net.item_head_projection.bias
-    item_heads = [item_vector[k * p:(k + 1) * p] for k in range(net.item_heads)]
+    item_heads = [item_vector[k * p : (k + 1) * p] for k in range(net.item_heads)]
 
     score = net.bias.clone()
     hidden = user_fields.flatten()
@@ -85,7 +86,7 @@ def reference_score(net: IntTower, user: int, history: list[int], item: int,
         hidden = torch.relu(layer.weight @ hidden + layer.bias)
         user_vector = projection.weight @ hidden + projection.bias
         for h in range(net.user_heads):
-            head = user_vector[h * p:(h + 1) * p]
+            head = user_vector[h * p : (h + 1) * p]
             score = score + max(torch.dot(head, item_heads[k]) for k in range(net.item_heads))
     return score
 
@@ -95,16 +96,22 @@ def test_forward_equals_the_reference_formula(model, tiny_data):
     batch.history[0] = 0  # an empty history is part of the check
     with torch.no_grad():
         scores = model(batch).scores
-        expected = torch.stack([reference_score(model, int(u), h.tolist(), int(i))
-                                for u, h, i in zip(batch.users, batch.history, batch.items)])
+        expected = torch.stack(
+            [
+                reference_score(model, int(u), h.tolist(), int(i))
+                for u, h, i in zip(batch.users, batch.history, batch.items)
+            ]
+        )
     assert scores.abs().max() > 1.0  # random weights give scores far from the bias alone
     torch.testing.assert_close(scores, expected, atol=1e-5, rtol=1e-5)
 
 
 def test_light_se_weights_are_distributions_with_field_labels(model, tiny_data):
     out = model(_batch(tiny_data), output_attentions=True)
-    for name, labels in (("user_fields", ["user id", "age", "gender", "occupation", "history", "mean rating"]),
-                         ("item_fields", ["item id", "genres", "decade", "mean rating"])):
+    for name, labels in (
+        ("user_fields", ["user id", "age", "gender", "occupation", "history", "mean rating"]),
+        ("item_fields", ["item id", "genres", "decade", "mean rating"]),
+    ):
         attention = out.attentions[name]
         assert attention.axes == ("field",) and attention.level == "field"
         assert attention.normalised_over == "field"
@@ -131,8 +138,9 @@ def test_cir_is_cross_entropy_over_normalised_in_batch_pairs():
     users, items, tau = torch.randn(6, 5), torch.randn(6, 5), 0.07
     logits = F.normalize(users, dim=-1) @ F.normalize(items, dim=-1).T / tau
     expected = F.cross_entropy(logits, torch.arange(6))
-    by_hand = -np.mean([math.log(math.exp(logits[i, i]) / sum(math.exp(logits[i, j]) for j in range(6)))
-                        for i in range(6)])
+    by_hand = -np.mean(
+        [math.log(math.exp(logits[i, i]) / sum(math.exp(logits[i, j]) for j in range(6))) for i in range(6)]
+    )
     assert cir(users, items, tau).item() == pytest.approx(expected.item(), rel=1e-5)
     assert cir(users, items, tau).item() == pytest.approx(by_hand, rel=1e-4)
     # the temperature is used: a warmer one gives a different loss
@@ -149,18 +157,26 @@ def test_cir_is_cross_entropy_over_normalised_in_batch_pairs():
 def test_the_training_loss_is_bce_plus_weighted_cir_over_the_liked_rows(model, tiny_data):
     rows = _batch(tiny_data, size=12, labels=True)
     negatives = torch.tensor([3, 5, 7, 9, 11, 13, 15, 17, 19, 21, 23, 25])  # one per row, after all the rows
-    batch = Batch(torch.cat([rows.users, rows.users]), torch.cat([rows.items, negatives]),
-                  torch.cat([rows.history, rows.history]), torch.cat([rows.labels, torch.zeros(12)]), negatives=1)
+    batch = Batch(
+        torch.cat([rows.users, rows.users]),
+        torch.cat([rows.items, negatives]),
+        torch.cat([rows.history, rows.history]),
+        torch.cat([rows.labels, torch.zeros(12)]),
+        negatives=1,
+    )
     training = TrainConfig.for_model(IntTower, negatives=1)
     out = model(batch)
     assert isinstance(out, IntTowerOutput) and out.user_vector.shape == out.item_vector.shape == (24, 7)
     liked = rows.labels > 0
     assert 1 < int(liked.sum()) < 12
     expected = F.binary_cross_entropy_with_logits(out.scores, batch.labels) + 0.1 * cir(
-        out.user_vector[:12][liked], out.item_vector[:12][liked], 0.07)
+        out.user_vector[:12][liked], out.item_vector[:12][liked], 0.07
+    )
     torch.testing.assert_close(model.loss(out, batch, training), expected)
-    torch.testing.assert_close(model.loss(out, batch, replace(training, aux_loss=None)),
-                               F.binary_cross_entropy_with_logits(out.scores, batch.labels))
+    torch.testing.assert_close(
+        model.loss(out, batch, replace(training, aux_loss=None)),
+        F.binary_cross_entropy_with_logits(out.scores, batch.labels),
+    )
 
 
 def test_output_vectors_are_the_towers_last_layers(model, tiny_data):
@@ -209,8 +225,12 @@ def test_light_se_override_replaces_the_weights(model, tiny_data, name):
         one_hot = torch.zeros(n_fields)
         one_hot[0] = 1
         kwargs = {"user_weights" if name == "user_fields" else "item_weights": one_hot}
-        expected = torch.stack([reference_score(model, int(u), h.tolist(), int(i), **kwargs)
-                                for u, h, i in zip(batch.users, batch.history, batch.items)])
+        expected = torch.stack(
+            [
+                reference_score(model, int(u), h.tolist(), int(i), **kwargs)
+                for u, h, i in zip(batch.users, batch.history, batch.items)
+            ]
+        )
     torch.testing.assert_close(same, plain)
     assert torch.equal(out.attentions[name].values, F.one_hot(torch.zeros(4, dtype=torch.long), n_fields).float())
     assert not torch.allclose(out.scores, plain)

@@ -2,8 +2,8 @@
 
 The checks every model shares (gradients, padding, taps, maps, ranking, round trip) are in
 tests/test_model_contract.py."""
-from __future__ import annotations
 
+from __future__ import annotations
 
 import pytest
 import torch
@@ -45,10 +45,10 @@ def _reference(model: NRMS, batch: Batch, self_weights=None, pool_weights=None):
             genres = genres / genres.sum(-1, keepdim=True).clamp(min=1)
             return model.item_embedding.weight[ids] + genres @ model.genre_embedding.weight.T
 
-        x = encode(items)                                                       # (n, d)
+        x = encode(items)  # (n, d)
         heads, maps = [], []
         for h in range(model.heads):
-            x_h = x[:, h * d_h:(h + 1) * d_h]
+            x_h = x[:, h * d_h : (h + 1) * d_h]
             a = torch.softmax(x_h @ model.query[h] @ x_h.T, dim=-1)
             if self_weights is not None:
                 a = self_weights(row, h, a)
@@ -106,8 +106,11 @@ def test_overrides_replace_the_weights_in_the_forward_pass(tiny_data):
         return torch.zeros_like(weights).scatter(-1, last, 1.0) * mask.any(-1, keepdim=True)
 
     one_hot = model(batch, attention_override={"pooling": last_item}).scores
-    expected, _, _ = _reference(model, batch, pool_weights=lambda row, head, w: last_item(
-        w, torch.ones_like(w, dtype=torch.bool)) if w.numel() else w)
+    expected, _, _ = _reference(
+        model,
+        batch,
+        pool_weights=lambda row, head, w: last_item(w, torch.ones_like(w, dtype=torch.bool)) if w.numel() else w,
+    )
     assert torch.allclose(one_hot, expected, atol=1e-5)
 
 

@@ -2,6 +2,7 @@
 
 The checks every model shares (gradients, padding, taps, maps, ranking, round trip) are in
 tests/test_model_contract.py."""
+
 from __future__ import annotations
 
 import math
@@ -62,11 +63,12 @@ def _reference(model: TwoTower, batch: Batch, weights_fn=None):
     for row in range(len(batch)):
         user = batch.users[row]
         features = [model.user_embedding.weight[user]]
-        features += [model.user_field_embedding.weight[offsets[f] + model.user_fields[user, f]]
-                     for f in range(len(sizes))]
+        features += [
+            model.user_field_embedding.weight[offsets[f] + model.user_fields[user, f]] for f in range(len(sizes))
+        ]
         profile = F.linear(torch.cat(features), model.user_projection.weight, model.user_projection.bias)
         items = batch.history[row][batch.history[row] != 0]
-        x = model.item_embedding.weight[items] + genres(items)                   # (n, d)
+        x = model.item_embedding.weight[items] + genres(items)  # (n, d)
         q = F.linear(profile, model.attention_query.weight, model.attention_query.bias)
         k = F.linear(x, model.attention_key.weight, model.attention_key.bias)
         v = F.linear(x, model.attention_value.weight, model.attention_value.bias)
@@ -109,8 +111,7 @@ def test_override_replaces_the_weights_in_the_forward_pass(tiny_data):
         seen.append((weights.shape, mask.shape))
         return mask.float() / mask.float().sum(-1, keepdim=True).clamp(min=1)
 
-    assert torch.equal(model(batch, attention_override={"user_attention": lambda w, m: w}).scores,
-                       model(batch).scores)
+    assert torch.equal(model(batch, attention_override={"user_attention": lambda w, m: w}).scores, model(batch).scores)
     out = model(batch, output_attentions=True, attention_override={"user_attention": uniform})
     expected, _ = _reference(model, batch, weights_fn=lambda row, head, w: torch.full_like(w, 1 / max(len(w), 1)))
     assert torch.allclose(out.scores, expected, atol=1e-5, rtol=1e-6)

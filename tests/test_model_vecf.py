@@ -3,6 +3,7 @@ path, integrated gradients over the candidate's regions, and the region features
 
 The checks every model shares (gradients, padding, taps, maps, ranking, round trip) are in
 tests/test_model_contract.py (on genres, the tiny data having no images); this file builds region models."""
+
 from __future__ import annotations
 
 import math
@@ -11,20 +12,19 @@ import shutil
 import pytest
 import torch
 from captum.attr import LayerIntegratedGradients
+from conftest import make_tiny_dataset
 
-from recmodels.checkpoint import load_checkpoint, save_checkpoint
+from recmodels.checkpoint.io import load_checkpoint, save_checkpoint
 from recmodels.data import RecData
 from recmodels.data.fashion import FASHION_DIR
 from recmodels.errors import CheckpointError
 from recmodels.explain.attributions import integrated_gradients
 from recmodels.explain.faithfulness import uniform_override
+from recmodels.explain.region_report import region_tap_name
 from recmodels.models import Batch
 from recmodels.models.vecf import VECF
 from recmodels.vision import region_features
-from recmodels.vision.region_report import region_tap_name
 from recmodels.vision.store import RegionFeatures
-
-from conftest import make_tiny_dataset
 from tests.helpers import ragged_batch
 
 GRID, FEATURES, DIM = (3, 4), 6, 8
@@ -34,15 +34,27 @@ NO_IMAGE = 5  # an item whose image is missing: every region masked
 def region_model(tiny_data, **hparams) -> VECF:
     """A region VECF on a made-up 3 x 4 grid of 6-channel features, random weights everywhere."""
     torch.manual_seed(3)
-    model = VECF(tiny_data.tables.spec(), dim=DIM, attention_dim=5, components="regions", backbone="made-up",
-                 component_dim=FEATURES, grid=list(GRID), **hparams).load_feature_tables(tiny_data.tables)
+    model = VECF(
+        tiny_data.tables.spec(),
+        dim=DIM,
+        attention_dim=5,
+        components="regions",
+        backbone="made-up",
+        component_dim=FEATURES,
+        grid=list(GRID),
+        **hparams,
+    ).load_feature_tables(tiny_data.tables)
     generator = torch.Generator().manual_seed(4)
     features = torch.rand(tiny_data.dataset.n_items + 1, GRID[0] * GRID[1], FEATURES, generator=generator)
     mask = torch.ones(len(features), dtype=torch.bool)
     mask[[0, NO_IMAGE]] = False
     features[~mask] = 0  # as the store gives padding and items without an image
-    model._use_regions(RegionFeatures(features=features, mask=mask, grid=GRID, backbone={"name": "made-up"},
-                                      fingerprint="", item_ids=[]), "tiny")
+    model._use_regions(
+        RegionFeatures(
+            features=features, mask=mask, grid=GRID, backbone={"name": "made-up"}, fingerprint="", item_ids=[]
+        ),
+        "tiny",
+    )
     with torch.no_grad():
         for parameter in model.parameters():
             parameter.copy_(torch.randn(parameter.shape, generator=generator) * 0.5)
@@ -73,15 +85,20 @@ def reference(model: VECF, batch: Batch, beta_fn=None):
     """The formulas of the module docstring, one history item and one region at a time. Returns the scores and
     per row beta (over the regions, [] without an image) and a (over the history, [] for "user")."""
     m, relu, config = model, torch.relu, model.config
-    w_f, w_v = m.region_projection.weight[:m.key_dim], m.region_projection.weight[m.key_dim:]
+    w_f, w_v = m.region_projection.weight[: m.key_dim], m.region_projection.weight[m.key_dim :]
     scores, betas, alphas = [], [], []
     for row in range(len(batch)):
         q = m.user_embedding.weight[batch.users[row]].clone()
         history = [int(i) for i in batch.history[row] if int(i) != 0]
         alpha = []
         if m.query == "history":
-            logits = [float(m.pool_query @ torch.tanh(m.pool_projection.weight @ m.item_embedding.weight[h]
-                                                      + m.pool_projection.bias)) for h in history]
+            logits = [
+                float(
+                    m.pool_query
+                    @ torch.tanh(m.pool_projection.weight @ m.item_embedding.weight[h] + m.pool_projection.bias)
+                )
+                for h in history
+            ]
             alpha = softmax(logits) if logits else []
             for weight, h in zip(alpha, history):
                 q = q + weight * m.item_embedding.weight[h]
@@ -122,8 +139,12 @@ def some_rows(tiny_data) -> Batch:
 
 
 PAPER = {"content": True, "profile_dim": 0, "position": False, "contrast": False}
-SETTINGS = [{}, PAPER, {"query": "history", "content": True, "profile_dim": 3, "contrast": True},
-            {"query": "history", **PAPER}]
+SETTINGS = [
+    {},
+    PAPER,
+    {"query": "history", "content": True, "profile_dim": 3, "contrast": True},
+    {"query": "history", **PAPER},
+]
 SETTING_IDS = ["default", "paper", "history-content-profile-contrast", "history-paper"]
 
 
@@ -139,8 +160,8 @@ def test_forward_matches_loop_reference(tiny_data, hparams):
         torch.testing.assert_close(regions[row], torch.tensor(beta or [0.0] * model.n_units), atol=1e-6, rtol=1e-5)
         if model.query == "history":
             values = out.attentions["history"].values[row]
-            torch.testing.assert_close(values[:len(alpha)], torch.tensor(alpha), atol=1e-6, rtol=1e-5)
-            assert torch.all(values[len(alpha):] == 0)
+            torch.testing.assert_close(values[: len(alpha)], torch.tensor(alpha), atol=1e-6, rtol=1e-5)
+            assert torch.all(values[len(alpha) :] == 0)
 
 
 @torch.no_grad()
@@ -155,12 +176,12 @@ def test_maps_declare_axes_masks_and_the_grid(tiny_data):
     assert regions.labels["region"][:5] == ["region 1,1", "region 1,2", "region 1,3", "region 1,4", "region 2,1"]
     mask = regions.full_mask()
     assert torch.equal(mask.all(1), batch.items != NO_IMAGE) and not mask[1].any()
-    assert torch.all(regions.values[1] == 0)                       # no image: no weight anywhere
+    assert torch.all(regions.values[1] == 0)  # no image: no weight anywhere
     torch.testing.assert_close(regions.values.sum(1)[mask.any(1)], torch.ones(int(mask.any(1).sum())))
     assert (history.axes, history.level, history.normalised_over) == (("history",), "item", "history")
     assert torch.equal(history.axis_items["history"], batch.history)
     assert torch.equal(history.full_mask(), batch.history != 0)
-    assert torch.all(history.values[3] == 0)                       # empty history: no weight
+    assert torch.all(history.values[3] == 0)  # empty history: no weight
     assert set(region_model(tiny_data)(batch, output_attentions=True).attentions) == {"candidate_regions"}
     genres = VECF.from_data(tiny_data, dim=DIM).eval()(batch, output_attentions=True).attentions
     assert genres["candidate_genres"].axes == ("genre",) and "grid" not in genres["candidate_genres"].meta
@@ -191,11 +212,16 @@ def test_score_items_equals_forward_on_the_same_pairs(tiny_data, hparams):
     rows = Batch(batch.users.repeat_interleave(c), items.repeat(n), batch.history.repeat_interleave(c, 0))
     expected = model(rows).scores.view(n, c)
     for chunk_rows in (65536, 100, 1):  # one chunk, several, one item at a time
-        torch.testing.assert_close(model.score_items(batch.users, batch.history, items, chunk_rows=chunk_rows),
-                                   expected, atol=1e-5, rtol=1e-5)
+        torch.testing.assert_close(
+            model.score_items(batch.users, batch.history, items, chunk_rows=chunk_rows), expected, atol=1e-5, rtol=1e-5
+        )
     override = {"candidate_regions": uniform_override}
-    torch.testing.assert_close(model.score_items(batch.users, batch.history, items, attention_override=override),
-                               model(rows, attention_override=override).scores.view(n, c), atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(
+        model.score_items(batch.users, batch.history, items, attention_override=override),
+        model(rows, attention_override=override).scores.view(n, c),
+        atol=1e-5,
+        rtol=1e-5,
+    )
 
 
 @torch.no_grad()
@@ -230,16 +256,25 @@ def test_integrated_gradients_attribute_the_score_to_each_region(tiny_data):
         return model(Batch(users, items, history)).scores
 
     inputs = (batch.users, batch.items, batch.history)
-    on_tap = LayerIntegratedGradients(scores, model.region_tap).attribute(
-        inputs, baselines=(batch.users, torch.zeros_like(batch.items), batch.history), n_steps=16,
-        method="riemann_middle").sum(-1)
+    on_tap = (
+        LayerIntegratedGradients(scores, model.region_tap)
+        .attribute(
+            inputs,
+            baselines=(batch.users, torch.zeros_like(batch.items), batch.history),
+            n_steps=16,
+            method="riemann_middle",
+        )
+        .sum(-1)
+    )
     raw = model.region_table[batch.items].float()
     on_features = torch.zeros_like(raw)
     for step in range(16):
         features = ((step + 0.5) / 16 * raw).requires_grad_()
-        handle = model.region_tap.register_forward_hook(lambda module, args, out: model.region_projection(features))
+        handle = model.region_tap.register_forward_hook(
+            lambda module, args, out, features=features: model.region_projection(features)
+        )
         try:
-            gradient, = torch.autograd.grad(scores(*inputs).sum(), features)
+            (gradient,) = torch.autograd.grad(scores(*inputs).sum(), features)
         finally:
             handle.remove()
         on_features += gradient * raw / 16

@@ -2,6 +2,7 @@
 ``recmodels.models`` entry point (a ``.dist-info`` folder on the path, as pip writes it, without installing
 anything) or loaded with ``--model-module``; trained, evaluated and benchmarked with the CLI and opened by
 RecService. It also passes the model contract (tests/test_model_contract.py)."""
+
 from __future__ import annotations
 
 import json
@@ -11,14 +12,13 @@ import sys
 from pathlib import Path
 
 import pytest
+from test_train_and_checkpoint import write_atomic
 
-from recmodels import cli
-from recmodels.checkpoint import read_config, save_checkpoint
+from recmodels.checkpoint.io import read_config, save_checkpoint
+from recmodels.cli import parser as cli
 from recmodels.errors import CheckpointError, InvalidArgumentError, UnknownModelError
 from recmodels.models import import_model_module, model_info, registered_models, registry
-from recmodels.service import RecService
-
-from test_train_and_checkpoint import write_atomic
+from recmodels.serving.service import RecService
 
 REPO = Path(__file__).resolve().parents[1]
 PLUGIN_DIR = REPO / "tests" / "plugin_models"
@@ -44,8 +44,9 @@ def fresh_registry(monkeypatch):
 
 def run(*args: str, cwd: Path, pythonpath: list[Path]) -> subprocess.CompletedProcess:
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(str(p) for p in [REPO, *pythonpath])}
-    return subprocess.run([sys.executable, "-m", "recmodels", *args], capture_output=True, text=True, env=env,
-                          cwd=cwd, timeout=300)
+    return subprocess.run(
+        [sys.executable, "-m", "recmodels", *args], capture_output=True, text=True, env=env, cwd=cwd, timeout=300
+    )
 
 
 def test_an_installed_entry_point_is_loaded_when_first_asked_for(tmp_path, monkeypatch, fresh_registry):
@@ -60,8 +61,11 @@ def test_an_installed_entry_point_is_loaded_when_first_asked_for(tmp_path, monke
 
 def test_a_broken_plugin_costs_one_sentence_not_a_traceback(tmp_path, monkeypatch, fresh_registry):
     monkeypatch.syspath_prepend(str(install(tmp_path, "broken = no_such_package.model:Model", "broken-plugin")))
-    with pytest.warns(RuntimeWarning, match=r"Model 'broken' could not be loaded from the plugin entry point 'broken "
-                                            r"= no_such_package.model:Model' of broken-plugin \(ModuleNotFound"):
+    with pytest.warns(
+        RuntimeWarning,
+        match=r"Model 'broken' could not be loaded from the plugin entry point 'broken "
+        r"= no_such_package.model:Model' of broken-plugin \(ModuleNotFound",
+    ):
         names = registered_models()
     assert "broken" not in names and "din" in names  # the built-ins are unaffected
     with pytest.raises(UnknownModelError, match="reinstall or fix that plugin") as error:
@@ -69,15 +73,33 @@ def test_a_broken_plugin_costs_one_sentence_not_a_traceback(tmp_path, monkeypatc
     assert "\n" not in str(error.value)
 
 
-def test_the_cli_trains_and_evaluates_an_entry_point_model_that_the_service_opens(tiny_data, tmp_path, monkeypatch,
-                                                                                 fresh_registry):
+def test_the_cli_trains_and_evaluates_an_entry_point_model_that_the_service_opens(
+    tiny_data, tmp_path, monkeypatch, fresh_registry
+):
     data = write_atomic(tiny_data.dataset, tmp_path / "data")
     site = install(tmp_path / "site")
-    train = run("train", "--model", "tiny_attention", "--dataset", "tiny", "--data-dir", str(data), "--epochs", "1",
-                "--out", "ck", "--quiet", "--max-history", "12", "--set", "dim=8", cwd=tmp_path,
-                pythonpath=[PLUGIN_DIR, site])
+    train = run(
+        "train",
+        "--model",
+        "tiny_attention",
+        "--dataset",
+        "tiny",
+        "--data-dir",
+        str(data),
+        "--epochs",
+        "1",
+        "--out",
+        "ck",
+        "--quiet",
+        "--max-history",
+        "12",
+        "--set",
+        "dim=8",
+        cwd=tmp_path,
+        pythonpath=[PLUGIN_DIR, site],
+    )
     assert train.returncode == 0, train.stderr
-    config = json.loads((tmp_path / "ck" / "config.json").read_text())
+    config = json.loads((tmp_path / "ck" / "config.json").read_text())  # the plugin is not installed here
     assert config["model"] == "tiny_attention" and config["hparams"] == {"dim": 8}
     assert config["model_source"] == {"entry_point": ENTRY_POINT, "distribution": "recmodels-tiny-attention"}
     assert set(config["history"][1]["attention"]) == {"history"}  # its map is tracked while training
@@ -89,9 +111,12 @@ def test_the_cli_trains_and_evaluates_an_entry_point_model_that_the_service_open
     assert measured.split()[1:] == next(line for line in lines if line.startswith("recorded")).split()[1:]
 
     # without the plugin installed, the checkpoint says what to install; nothing is imported from its config
-    with pytest.raises(CheckpointError, match="model 'tiny_attention' is not installed here; it was trained with "
-                                              "the plugin entry point .* install the package 'recmodels-tiny-"
-                                              "attention' that provides it"):
+    with pytest.raises(
+        CheckpointError,
+        match="model 'tiny_attention' is not installed here; it was trained with "
+        "the plugin entry point .* install the package 'recmodels-tiny-"
+        "attention' that provides it",
+    ):
         read_config(tmp_path / "ck")
     monkeypatch.syspath_prepend(str(PLUGIN_DIR))
     monkeypatch.syspath_prepend(str(site))
@@ -103,14 +128,36 @@ def test_the_cli_trains_and_evaluates_an_entry_point_model_that_the_service_open
     assert set(explanation.maps) == {"history"}
 
 
-def test_model_module_trains_evaluates_and_benchmarks_a_model_in_a_plain_file(tiny_data, tmp_path, monkeypatch,
-                                                                              capsys, fresh_registry):
+def test_model_module_trains_evaluates_and_benchmarks_a_model_in_a_plain_file(
+    tiny_data, tmp_path, monkeypatch, capsys, fresh_registry
+):
     data = write_atomic(tiny_data.dataset, tmp_path / "data")
     monkeypatch.chdir(tmp_path)
     source = str(PLUGIN_DIR / "tiny_attention.py")
-    assert cli.main(["train", "--model-module", source, "--model", "tiny_attention", "--dataset", "tiny",
-                     "--data-dir", str(data), "--epochs", "1", "--out", "ck", "--quiet", "--max-history", "12"]) == 0
-    assert read_config("ck")["model_source"] == {"module": source}
+    assert (
+        cli.main(
+            [
+                "train",
+                "--model-module",
+                source,
+                "--model",
+                "tiny_attention",
+                "--dataset",
+                "tiny",
+                "--data-dir",
+                str(data),
+                "--epochs",
+                "1",
+                "--out",
+                "ck",
+                "--quiet",
+                "--max-history",
+                "12",
+            ]
+        )
+        == 0
+    )
+    assert read_config("ck").model_source == {"module": source}
     capsys.readouterr()
 
     monkeypatch.setattr(registry, "_added", {})  # a new process: the module is not imported until it is passed
@@ -119,17 +166,37 @@ def test_model_module_trains_evaluates_and_benchmarks_a_model_in_a_plain_file(ti
     assert f"trained with --model-module '{source}': pass the same --model-module" in error
     assert error.count("\n") == 1
     assert cli.main(["evaluate", "ck", "--quiet", "--model-module", source]) == 0
-    assert cli.main(["bench", "--checkpoints", "ck", "--model-module", source, "--device", "cpu", "--repeats", "1",
-                     "--scales", "ml-100k", "--no-naive"]) == 0
+    assert (
+        cli.main(
+            [
+                "bench",
+                "--checkpoints",
+                "ck",
+                "--model-module",
+                source,
+                "--device",
+                "cpu",
+                "--repeats",
+                "1",
+                "--scales",
+                "ml-100k",
+                "--no-naive",
+            ]
+        )
+        == 0
+    )
     assert "ck " in capsys.readouterr().out
 
 
 def test_model_module_errors_are_one_sentence(tmp_path, fresh_registry):
     (tmp_path / "empty.py").write_text("x = 1\n")
     (tmp_path / "broken.py").write_text("def (:\n")
-    cases = {"no_such_module_anywhere": "No module named 'no_such_module_anywhere'",
-             str(tmp_path / "empty.py"): "defines no model: a model is a RecModel subclass that sets `name`",
-             str(tmp_path / "broken.py"): "failed \\(SyntaxError", str(tmp_path / "missing.py"): "is not a .py file"}
+    cases = {
+        "no_such_module_anywhere": "No module named 'no_such_module_anywhere'",
+        str(tmp_path / "empty.py"): "defines no model: a model is a RecModel subclass that sets `name`",
+        str(tmp_path / "broken.py"): "failed \\(SyntaxError",
+        str(tmp_path / "missing.py"): "is not a .py file",
+    }
     for spec, message in cases.items():
         with pytest.raises(UnknownModelError, match=message) as error:
             import_model_module(spec)
@@ -155,7 +222,7 @@ def test_model_source_in_a_config_is_checked_and_never_imported(tiny_data, tmp_p
     config = json.loads((folder / "config.json").read_text())
     config["model_source"] = {"module": "os"}  # a known model: the record is not used, nothing is imported
     (folder / "config.json").write_text(json.dumps(config))
-    assert read_config(folder)["model"] == "bpr"
+    assert read_config(folder).model == "bpr"
     config["model"], config["model_source"] = "gone", {"module": "evil_module_that_must_not_be_imported"}
     (folder / "config.json").write_text(json.dumps(config))
     with pytest.raises(CheckpointError, match="pass the same --model-module"):
@@ -167,16 +234,34 @@ def test_model_source_in_a_config_is_checked_and_never_imported(tiny_data, tmp_p
         read_config(folder)
 
 
-def test_the_explorer_opens_an_entry_point_model_and_draws_its_maps(tiny_data, tmp_path, monkeypatch,
-                                                                    fresh_registry):
+def test_the_explorer_opens_an_entry_point_model_and_draws_its_maps(tiny_data, tmp_path, monkeypatch, fresh_registry):
     from streamlit.testing.v1 import AppTest
 
     data = write_atomic(tiny_data.dataset, tmp_path / "data")
     monkeypatch.syspath_prepend(str(PLUGIN_DIR))
     monkeypatch.syspath_prepend(str(install(tmp_path / "site")))
     root = tmp_path / "root"
-    assert cli.main(["train", "--model", "tiny_attention", "--dataset", "tiny", "--data-dir", str(data), "--epochs",
-                     "1", "--out", str(root / "tiny-ck"), "--quiet", "--max-history", "12"]) == 0
+    assert (
+        cli.main(
+            [
+                "train",
+                "--model",
+                "tiny_attention",
+                "--dataset",
+                "tiny",
+                "--data-dir",
+                str(data),
+                "--epochs",
+                "1",
+                "--out",
+                str(root / "tiny-ck"),
+                "--quiet",
+                "--max-history",
+                "12",
+            ]
+        )
+        == 0
+    )
     monkeypatch.setenv("RECMODELS_CHECKPOINT_ROOTS", str(root))
 
     at = AppTest.from_file(str(REPO / "app" / "explorer.py"), default_timeout=120).run()

@@ -1,6 +1,7 @@
 """Posters: a folder of real photos (scikit-image's CC0 samples) as item images gives EfficientNet-Lite0 region
 features, ACF explains a score over those image regions end to end, and a VECF trained for one epoch on them opens
 in the app with its attention over the candidate's photo."""
+
 from __future__ import annotations
 
 import base64
@@ -10,18 +11,17 @@ import warnings
 import numpy as np
 import pytest
 import torch
+from conftest import make_tiny_dataset
 from PIL import Image
+from test_train_and_checkpoint import write_atomic
 
-from recmodels.checkpoint import load_checkpoint, save_checkpoint
+from recmodels.checkpoint.io import load_checkpoint, save_checkpoint
 from recmodels.data import RecData
 from recmodels.errors import CheckpointError
 from recmodels.models.acf import ACF
 from recmodels.models.vecf import VECF
-from recmodels.service import RecService
+from recmodels.serving.service import RecService
 from recmodels.train import TrainConfig, seed_everything, train_model
-
-from conftest import make_tiny_dataset
-from test_train_and_checkpoint import write_atomic
 
 skimage_data = pytest.importorskip("skimage.data")
 PHOTOS = ("astronaut", "chelsea", "coffee", "rocket", "hubble_deep_field", "immunohistochemistry")
@@ -30,7 +30,7 @@ PHOTOS = ("astronaut", "chelsea", "coffee", "rocket", "hubble_deep_field", "immu
 def write_posters(folder, dataset) -> None:
     """The photos as the first items' images, and one corrupt PNG."""
     folder.mkdir(parents=True)
-    for item_id, name in zip(dataset.item_ids[1:1 + len(PHOTOS)], PHOTOS):
+    for item_id, name in zip(dataset.item_ids[1 : 1 + len(PHOTOS)], PHOTOS):
         Image.fromarray(getattr(skimage_data, name)()).convert("RGB").save(folder / f"{item_id}.jpg")
     (folder / f"{dataset.item_ids[len(PHOTOS) + 1]}.png").write_bytes(b"\x89PNG\r\n\x1a\n truncated")  # corrupt
 
@@ -51,7 +51,7 @@ def poster_data(tmp_path, monkeypatch):
 
 
 def test_posters_give_efficientnet_regions_and_an_acf_explanation(poster_data):
-    data, model, folder, caught = poster_data
+    data, model, _folder, caught = poster_data
     assert model.component_source == "regions" and model.grid == [7, 7]
     assert model.hparams["backbone"] == "efficientnet-lite0" and model.hparams["component_dim"] == 1280
     assert int(model.has_image.sum()) == len(PHOTOS)  # the corrupt file counts as no image
@@ -61,9 +61,8 @@ def test_posters_give_efficientnet_regions_and_an_acf_explanation(poster_data):
     with torch.no_grad():
         for parameter in model.parameters():
             parameter.add_(0.1 * torch.randn_like(parameter))
-    service = RecService(model.eval(), {"model": "acf", "history": []}, data, torch.device("cpu"))
-    user = next(u for u in service.users()["user"]
-                if service.history(u)["image"].notna().sum() >= 2)
+    service = RecService(model.eval(), data, device="cpu")
+    user = next(u for u in service.users()["user"] if service.history(u)["image"].notna().sum() >= 2)
     history = service.history(user)
     assert history["image"].notna().any() and service.item_image(history["item"][history["image"].notna()].iloc[0])
     item = service.recommend(user, k=1)["item"][0]
@@ -106,7 +105,6 @@ def test_checkpoint_refuses_a_changed_grid_or_changed_images(poster_data, tmp_pa
 def test_vecf_trains_on_posters_and_the_app_draws_the_candidates_photo(tmp_path, monkeypatch):
     import plotly.io
     from streamlit.testing.v1 import AppTest
-
     from test_app import ENTRY
 
     monkeypatch.setenv("RECMODELS_CACHE", str(tmp_path / "cache"))
@@ -124,7 +122,7 @@ def test_vecf_trains_on_posters_and_the_app_draws_the_candidates_photo(tmp_path,
 
     at = AppTest.from_file(ENTRY, default_timeout=180).run()
     at.sidebar.selectbox(key="checkpoint_explore").set_value(str(checkpoint.resolve())).run()
-    photographed = {str(i) for i in dataset.item_ids[1:1 + len(PHOTOS)]}
+    photographed = {str(i) for i in dataset.item_ids[1 : 1 + len(PHOTOS)]}
     at.session_state["explain_tab"] = "Regions"
     at.selectbox(key="explain_item").set_value(sorted(photographed)[0]).run()
     assert not at.exception and not at.error, [e.value for e in list(at.exception) + list(at.error)]
@@ -134,7 +132,11 @@ def test_vecf_trains_on_posters_and_the_app_draws_the_candidates_photo(tmp_path,
     assert overlays, "the candidate's photo is drawn under its attention"
     heat = next(trace for trace in overlays[0].data if trace.type == "heatmap")
     z = heat.z  # plotly sends arrays as base64 typed arrays
-    z = np.frombuffer(base64.b64decode(z["bdata"]), dtype=z["dtype"]).reshape(
-        [int(n) for n in str(z["shape"]).split(",")]) \
-        if isinstance(z, dict) else np.asarray(z, dtype=float)
+    z = (
+        np.frombuffer(base64.b64decode(z["bdata"]), dtype=z["dtype"]).reshape(
+            [int(n) for n in str(z["shape"]).split(",")]
+        )
+        if isinstance(z, dict)
+        else np.asarray(z, dtype=float)
+    )
     assert z.shape == (7, 7) and np.nansum(z) == pytest.approx(1.0, abs=1e-3), "beta over the 49 regions"

@@ -5,6 +5,7 @@ ml-100k split, so that an epoch takes seconds), converted with the CLI, and this
 RecBole's ``full_sort_predict`` within 1e-4; RecBole's own item numbering must equal the one the import rebuilds.
 Without RecBole those tests skip; the refusals and hostile files need only the wheel's ml-100k files.
 """
+
 from __future__ import annotations
 
 import builtins
@@ -19,12 +20,12 @@ import numpy as np
 import pytest
 import torch
 
-from recmodels.cli import main
+from recmodels.checkpoint.recbole import import_recbole, recbole_item_tokens
+from recmodels.cli.parser import main
 from recmodels.data import TEST, RecData
 from recmodels.data.loaders import recbole_ml100k_folder
 from recmodels.errors import InvalidArgumentError, RecModelsError
-from recmodels.recbole_import import import_recbole, recbole_item_tokens
-from recmodels.service import RecService
+from recmodels.serving.service import RecService
 
 ROOT = Path(__file__).resolve().parents[1]
 pytestmark = pytest.mark.filterwarnings("ignore::Warning:recbole.*")  # its pandas and torch deprecations
@@ -64,32 +65,65 @@ class FakeConfig:
         self.final_config_dict = values
 
 
-CONFIG = {"model": "SASRec", "dataset": "ml-100k", "n_layers": 2, "n_heads": 2, "hidden_size": 64, "inner_size": 256,
-          "hidden_dropout_prob": 0.5, "attn_dropout_prob": 0.5, "hidden_act": "gelu", "layer_norm_eps": 1e-12,
-          "initializer_range": 0.02, "loss_type": "CE", "MAX_ITEM_LIST_LENGTH": 50, "USER_ID_FIELD": "user_id",
-          "ITEM_ID_FIELD": "item_id", "LIST_SUFFIX": "_list", "field_separator": "\t", "seq_separator": " ",
-          "load_col": {"inter": ["user_id", "item_id", "rating", "timestamp"]}, "filter_inter_by_user_or_item": True}
+CONFIG = {
+    "model": "SASRec",
+    "dataset": "ml-100k",
+    "n_layers": 2,
+    "n_heads": 2,
+    "hidden_size": 64,
+    "inner_size": 256,
+    "hidden_dropout_prob": 0.5,
+    "attn_dropout_prob": 0.5,
+    "hidden_act": "gelu",
+    "layer_norm_eps": 1e-12,
+    "initializer_range": 0.02,
+    "loss_type": "CE",
+    "MAX_ITEM_LIST_LENGTH": 50,
+    "USER_ID_FIELD": "user_id",
+    "ITEM_ID_FIELD": "item_id",
+    "LIST_SUFFIX": "_list",
+    "field_separator": "\t",
+    "seq_separator": " ",
+    "load_col": {"inter": ["user_id", "item_id", "rating", "timestamp"]},
+    "filter_inter_by_user_or_item": True,
+}
 N_TOKENS = 1683  # RecBole's ml-100k item list: 1682 items and [PAD]
 
 
 def fake_state(n_tokens: int = N_TOKENS, layers: int = 2) -> dict[str, torch.Tensor]:
     """A RecBole SASRec state dict with random weights; column 0 of the item embedding holds RecBole's index."""
-    state = {"item_embedding.weight": torch.randn(n_tokens, 64), "position_embedding.weight": torch.randn(50, 64),
-             "LayerNorm.weight": torch.ones(64), "LayerNorm.bias": torch.zeros(64)}
+    state = {
+        "item_embedding.weight": torch.randn(n_tokens, 64),
+        "position_embedding.weight": torch.randn(50, 64),
+        "LayerNorm.weight": torch.ones(64),
+        "LayerNorm.bias": torch.zeros(64),
+    }
     state["item_embedding.weight"][:, 0] = torch.arange(n_tokens, dtype=torch.float32)
     for i in range(layers):
-        for name, shape in (("multi_head_attention.query", (64, 64)), ("multi_head_attention.key", (64, 64)),
-                            ("multi_head_attention.value", (64, 64)), ("multi_head_attention.dense", (64, 64)),
-                            ("multi_head_attention.LayerNorm", (64,)), ("feed_forward.dense_1", (256, 64)),
-                            ("feed_forward.dense_2", (64, 256)), ("feed_forward.LayerNorm", (64,))):
+        for name, shape in (
+            ("multi_head_attention.query", (64, 64)),
+            ("multi_head_attention.key", (64, 64)),
+            ("multi_head_attention.value", (64, 64)),
+            ("multi_head_attention.dense", (64, 64)),
+            ("multi_head_attention.LayerNorm", (64,)),
+            ("feed_forward.dense_1", (256, 64)),
+            ("feed_forward.dense_2", (64, 256)),
+            ("feed_forward.LayerNorm", (64,)),
+        ):
             state[f"trm_encoder.layer.{i}.{name}.weight"] = torch.randn(shape) * 0.02
             state[f"trm_encoder.layer.{i}.{name}.bias"] = torch.zeros(shape[0])
     return state
 
 
 def save_fake(path: Path, config: dict | None = None, state: dict | None = None) -> Path:
-    torch.save({"config": FakeConfig({**CONFIG, **(config or {})}), "state_dict": fake_state() if state is None
-                else state, "epoch": 3}, path)
+    torch.save(
+        {
+            "config": FakeConfig({**CONFIG, **(config or {})}),
+            "state_dict": fake_state() if state is None else state,
+            "epoch": 3,
+        },
+        path,
+    )
     return path
 
 
@@ -101,8 +135,10 @@ def garbage_zip(path: Path) -> None:
 
 def test_refuses_without_trust_pickle_and_opens_nothing(tmp_path, capsys):
     marker = tmp_path / "marker"
-    for name, write in (("raw.pth", lambda p: p.write_bytes(pickle.dumps(Payload(marker)))),
-                        ("zip.pth", lambda p: torch.save({"config": Payload(marker)}, p))):
+    for name, write in (
+        ("raw.pth", lambda p: p.write_bytes(pickle.dumps(Payload(marker)))),
+        ("zip.pth", lambda p: torch.save({"config": Payload(marker)}, p)),
+    ):
         path = tmp_path / name
         write(path)
         err = cli_refuses(capsys, path, "--out", tmp_path / "out")
@@ -127,18 +163,23 @@ def test_hostile_files_end_in_one_sentence(tmp_path, capsys):
         "text file": (lambda p: p.write_text("user_id item_id\n"), "not a checkpoint saved by RecBole"),
         "raw pickle with a payload": (lambda p: p.write_bytes(pickle.dumps(Payload(marker))), "not a checkpoint"),
         "torch zip with a payload": (lambda p: torch.save({"weight": Payload(marker)}, p), "not a RecBole checkpoint"),
-        "payload as the config": (lambda p: torch.save({"config": Payload(marker), "state_dict": {}}, p),
-                                  "not a RecBole checkpoint"),
-        "truncated zip": (lambda p: p.write_bytes(save_fake(tmp_path / "whole.pth").read_bytes()[:5000]),
-                          "not a checkpoint saved by RecBole"),
+        "payload as the config": (
+            lambda p: torch.save({"config": Payload(marker), "state_dict": {}}, p),
+            "not a RecBole checkpoint",
+        ),
+        "truncated zip": (
+            lambda p: p.write_bytes(save_fake(tmp_path / "whole.pth").read_bytes()[:5000]),
+            "not a checkpoint saved by RecBole",
+        ),
         "garbage pickle in a zip": (garbage_zip, "could not be read"),
         "another model": (lambda p: save_fake(p, {"model": "GRU4Rec"}), "only SASRec and BERT4Rec"),
         "relu": (lambda p: save_fake(p, {"hidden_act": "relu"}), "gelu"),
         "heads not dividing": (lambda p: save_fake(p, {"n_heads": 3}), "settings do not build"),
         "k-core filter": (lambda p: save_fake(p, {"user_inter_num_interval": "[5,inf)"}), "k-core"),
-        "wrong item rows": (lambda p: save_fake(p, state={**fake_state(),
-                                                          "item_embedding.weight": torch.randn(900, 64)}),
-                            "item-embedding rows"),
+        "wrong item rows": (
+            lambda p: save_fake(p, state={**fake_state(), "item_embedding.weight": torch.randn(900, 64)}),
+            "item-embedding rows",
+        ),
         "wrong shape": (lambda p: save_fake(p, state=wide_state), "shape"),
         "missing weight": (lambda p: save_fake(p, state=short_state), "lacks"),
         "NaN weight": (lambda p: save_fake(p, state=nan_state), "NaN"),
@@ -167,7 +208,7 @@ def test_item_rows_follow_recboles_numbering(tmp_path, ml100k):
     rows = service.model.item_embedding.weight[:, 0].detach()
     expected = [0] + [first_seen.index(raw) + 1 for raw in ml100k.dataset.item_ids[1:]]
     assert rows.tolist() == expected
-    assert service.config["recbole_import"]["epoch"] == 3 and service.config["hparams"]["max_length"] == 50
+    assert service.config.extra["recbole_import"]["epoch"] == 3 and service.config.hparams["max_length"] == 50
 
 
 # ---------------------------------------------------------------------------------------------- with RecBole
@@ -227,15 +268,18 @@ def rank_both(service, reference, token_id, rb_history: torch.Tensor, history: t
     from recbole.data.interaction import Interaction
 
     def recbole_ids(h):
-        return torch.as_tensor([[token_id[service.data.dataset.item_ids[i]] if i else 0 for i in row] for row in
-                                h.tolist()])
+        return torch.as_tensor(
+            [[token_id[service.data.dataset.item_ids[i]] if i else 0 for i in row] for row in h.tolist()]
+        )
 
     columns = recbole_ids(torch.arange(1, service.data.dataset.n_items + 1)[None])[0]
     with torch.no_grad():
-        theirs = reference.full_sort_predict(Interaction({"item_id_list": recbole_ids(rb_history),
-                                                          "item_length": (rb_history != 0).sum(1)}))[:, columns]
-        ours = service.model.score_items(torch.zeros(len(history), dtype=torch.long), history,
-                                         torch.arange(1, service.data.dataset.n_items + 1))
+        theirs = reference.full_sort_predict(
+            Interaction({"item_id_list": recbole_ids(rb_history), "item_length": (rb_history != 0).sum(1)})
+        )[:, columns]
+        ours = service.model.score_items(
+            torch.zeros(len(history), dtype=torch.long), history, torch.arange(1, service.data.dataset.n_items + 1)
+        )
     return theirs, ours
 
 
@@ -250,7 +294,7 @@ def test_sasrec_scores_equal_recboles(trained, tmp_path):
     history = torch.as_tensor(cases.history[sample])
     theirs, ours = rank_both(service, reference, token_id, history, history)
     assert (theirs - ours).abs().max() < 1e-4
-    assert service.config["recbole_import"]["items"] == service.data.dataset.n_items
+    assert service.config.extra["recbole_import"]["items"] == service.data.dataset.n_items
 
 
 @needs_recbole
@@ -261,14 +305,22 @@ def test_bert4rec_scores_equal_recboles_for_long_histories(trained, tmp_path):
     saved, folder = trained["BERT4Rec"]
     reference, token_id = recbole_reference(saved, folder)
     service = convert_with_cli(saved, folder, tmp_path / "bert4rec")
-    assert {k: service.config["hparams"][k] for k in ("max_length", "mask_prob", "last_only")} == {
-        "max_length": 51, "mask_prob": 0.2, "last_only": 0.5}  # BERT4Rec.yaml's mask_ratio and ft_ratio
+    assert {k: service.config.hparams[k] for k in ("max_length", "mask_prob", "last_only")} == {
+        "max_length": 51,
+        "mask_prob": 0.2,
+        "last_only": 0.5,
+    }  # BERT4Rec.yaml's mask_ratio and ft_ratio
     data = service.data
     longer = RecData(data.dataset, data.split, max_history=51).topk_cases(TEST)
     cases = data.topk_cases(TEST)
     long_users = np.flatnonzero((longer.history != 0).sum(1) == 51)[:32]
-    theirs, ours = rank_both(service, reference, token_id, torch.as_tensor(longer.history[long_users]),
-                             torch.as_tensor(cases.history[long_users]))
+    theirs, ours = rank_both(
+        service,
+        reference,
+        token_id,
+        torch.as_tensor(longer.history[long_users]),
+        torch.as_tensor(cases.history[long_users]),
+    )
     assert len(long_users) == 32 and (theirs - ours).abs().max() < 1e-4
     short = np.flatnonzero((cases.history != 0).sum(1) < 30)[:16]
     history = torch.as_tensor(cases.history[short])
@@ -289,8 +341,9 @@ def test_shims_let_recbole_reload_its_own_checkpoint(recbole, trained, monkeypat
     config = torch.load(saved, map_location="cpu", weights_only=False)["config"]
     monkeypatch.chdir(folder.parent)  # the trainer writes log_tensorboard/ here
     train, valid, _ = data_preparation(config, create_dataset(config))
-    trainer = get_trainer(config["MODEL_TYPE"], config["model"])(config, get_model(config["model"])(config,
-                                                                                                   train.dataset))
+    trainer = get_trainer(config["MODEL_TYPE"], config["model"])(
+        config, get_model(config["model"])(config, train.dataset)
+    )
     assert trainer.evaluate(valid, load_best_model=True, model_file=saved)["ndcg@10"] >= 0
     matrix = dok_matrix((2, 3))
     matrix._update({(0, 2): 1.5})
@@ -298,16 +351,28 @@ def test_shims_let_recbole_reload_its_own_checkpoint(recbole, trained, monkeypat
 
 
 @needs_recbole
-@pytest.mark.parametrize("settings", [{}, {"load_col": {"inter": ["user_id", "item_id", "rating", "timestamp"],
-                                                         "item": ["item_id", "movie_title"], "user": ["user_id"]}}],
-                         ids=["defaults", "item-and-user-files"])
+@pytest.mark.parametrize(
+    "settings",
+    [
+        {},
+        {
+            "load_col": {
+                "inter": ["user_id", "item_id", "rating", "timestamp"],
+                "item": ["item_id", "movie_title"],
+                "user": ["user_id"],
+            }
+        },
+    ],
+    ids=["defaults", "item-and-user-files"],
+)
 def test_item_numbering_matches_recboles_dataset(recbole, settings, monkeypatch):
     from recbole.config import Config
     from recbole.data import create_dataset
 
     monkeypatch.setattr(sys, "argv", sys.argv[:1])  # RecBole's Config reads --key=value from the command line
-    config = Config(model="SASRec", dataset="ml-100k",
-                    config_dict={"use_gpu": False, "train_neg_sample_args": None, **settings})
+    config = Config(
+        model="SASRec", dataset="ml-100k", config_dict={"use_gpu": False, "train_neg_sample_args": None, **settings}
+    )
     dataset = create_dataset(config)
     with importlib.resources.as_file(recbole_ml100k_folder()) as folder:
         tokens, interacted = recbole_item_tokens(folder, config.final_config_dict)
@@ -319,9 +384,18 @@ def test_comparison_table_goes_between_the_readme_markers(tmp_path):
     from tools.recbole_compare import END, START, markdown, write_readme
 
     metrics = {"ndcg@10": 0.1234, "ndcg@20": 0.2, "recall@20": 0.3, "hr@10": 0.4, "mrr@10": 0.5}
-    results = {"runs": {"SASRec": {"best_epoch": 4, "epochs_run": 15, "train_seconds": 600.0, "stopped_by": "early "
-                                   "stopping", "settings": {"train_batch_size": 256},
-                                   "metrics": {"valid": metrics, "test": metrics}}}}
+    results = {
+        "runs": {
+            "SASRec": {
+                "best_epoch": 4,
+                "epochs_run": 15,
+                "train_seconds": 600.0,
+                "stopped_by": "early stopping",
+                "settings": {"train_batch_size": 256},
+                "metrics": {"valid": metrics, "test": metrics},
+            }
+        }
+    }
     readme = tmp_path / "README.md"
     readme.write_text(f"# title\n\nbefore\n{START}\nold table\n{END}\nafter\n")
     for _ in range(2):  # writing twice leaves one table

@@ -1,5 +1,6 @@
 """Dataset-level recovery of planted cells: the measure per shopper, its control and intervals, the deletion test,
 and the figures recorded in the shipped fashion checkpoints, re-measured."""
+
 from __future__ import annotations
 
 import json
@@ -10,16 +11,18 @@ import numpy as np
 import pytest
 import torch
 
-from recmodels.checkpoint import read_config, record_in_config
-from recmodels.cli import main as cli_main
+from recmodels.checkpoint.io import read_config, record_in_config
+from recmodels.cli.parser import main as cli_main
 from recmodels.errors import CheckpointError
-from recmodels.service import RecService
-from recmodels.vision.region_report import deletion_changes, interaction_recovery, region_report, shopper_means
+from recmodels.explain.region_report import deletion_changes, interaction_recovery, shopper_means
+from recmodels.serving.service import RecService
 
 REPO = Path(__file__).resolve().parents[1]
-FASHION_CHECKPOINTS = sorted(p for p in (REPO / "checkpoints").iterdir()
-                             if (p / "config.json").is_file() and read_config(p)["dataset"]["name"] == "fashion"
-                             and read_config(p).get("recovery"))
+FASHION_CHECKPOINTS = sorted(
+    p
+    for p in (REPO / "checkpoints").iterdir()
+    if (p / "config.json").is_file() and read_config(p).dataset.name == "fashion" and read_config(p).recovery
+)
 
 
 def planted_cells(rows: list[list[int]], n_regions: int = 9) -> np.ndarray:
@@ -43,7 +46,7 @@ def test_attention_on_own_cells_is_recovered_and_beats_other_shoppers():
     result = interaction_recovery(attention, shoppers, planted, n_boot=200)
     assert result["share"] == pytest.approx(1.0)
     assert result["uniform"] == pytest.approx(2 / 9) and result["lift"] == pytest.approx(4.5)
-    assert result["other_shoppers_share"] == pytest.approx(0.0)        # the planted sets do not overlap
+    assert result["other_shoppers_share"] == pytest.approx(0.0)  # the planted sets do not overlap
     assert result["shoppers"] == 4 and result["interactions"] == 7
     assert result["lift_interval"] == pytest.approx([4.5, 4.5])
 
@@ -64,7 +67,7 @@ def test_masked_regions_count_for_neither_share_nor_uniform():
     attention = np.full((2, 1, 9), 0.0)
     attention[:, 0, :3] = 1 / 3
     mask = np.zeros((2, 1, 9), dtype=bool)
-    mask[:, 0, :3] = True                     # an image with three regions
+    mask[:, 0, :3] = True  # an image with three regions
     result = interaction_recovery(attention, np.array([0, 1]), planted, mask, n_boot=50)
     # shopper 0: 1/3 on its cell, uniform 1/3; shopper 1's cell is not in the image: 0 and 0
     assert result["share"] == pytest.approx(1 / 6) and result["uniform"] == pytest.approx(1 / 6)
@@ -78,7 +81,8 @@ def acf():
 def test_deletion_zeroes_exactly_the_chosen_regions_at_the_tap(acf):
     model, data = acf.model, acf.data
     rows = data.interaction_rows(2)
-    from recmodels.models.base import Batch
+    from recmodels.models.outputs import Batch
+
     batch = Batch.from_numpy(rows.users[:4], rows.items[:4], rows.history[:4])
     maps = model(batch, output_attentions=True).attentions
     beta, mask = maps["components"].values, maps["components"].full_mask()
@@ -91,7 +95,7 @@ def test_deletion_zeroes_exactly_the_chosen_regions_at_the_tap(acf):
 
 @pytest.mark.parametrize("path", FASHION_CHECKPOINTS, ids=[p.name for p in FASHION_CHECKPOINTS])
 def test_recorded_recovery_reproduces(path):
-    recorded = read_config(path)["recovery"]
+    recorded = read_config(path).recovery
     service = RecService.from_checkpoint(path, device="cpu")
     measured = json.loads(json.dumps(service.planted_region_recovery()))
     assert measured.keys() == recorded.keys()
@@ -108,9 +112,11 @@ def test_readme_recovery_table_shows_the_recorded_figures():
     block = readme.split("<!-- recovery:start -->", 1)[1].split("<!-- recovery:end -->", 1)[0]
     assert FASHION_CHECKPOINTS
     for path in FASHION_CHECKPOINTS:  # every checkpoint that records recovery is in the table, with its figures
-        attention = read_config(path)["recovery"]["attention"]
-        assert f"| {path.name} | {read_config(path)['recovery']['over']} | attention | {attention['share']:.4f} |" \
-            in block and f"x{attention['own_over_other_shoppers']:.2f}" in block, path.name
+        attention = read_config(path).recovery["attention"]
+        assert (
+            f"| {path.name} | {read_config(path).recovery['over']} | attention | {attention['share']:.4f} |" in block
+            and f"x{attention['own_over_other_shoppers']:.2f}" in block
+        ), path.name
 
 
 def test_record_in_config_adds_one_checked_entry_and_refuses_a_bad_one(tmp_path, acf):
@@ -118,14 +124,18 @@ def test_record_in_config_adds_one_checked_entry_and_refuses_a_bad_one(tmp_path,
     shutil.copytree(REPO / "checkpoints" / "acf-fashion", folder)
     weights = (folder / "model.safetensors").read_bytes()
     record_in_config(folder, "recovery", {"map": "components", "attention": {"lift": 1.5, "lift_interval": [1, 2]}})
-    assert read_config(folder)["recovery"]["attention"]["lift_interval"] == [1, 2]
+    assert read_config(folder).recovery["attention"]["lift_interval"] == [1, 2]
     assert (folder / "model.safetensors").read_bytes() == weights
-    for bad, field in [({"attention": {"lift": "high"}}, "recovery.attention.lift"),
-                       ({"attention": {"lift_interval": [1, 2, 3]}}, "recovery.attention.lift_interval"),
-                       ({"grid": [7]}, "recovery.grid"), ({"map": 7}, "recovery.map"), ([1, 2], "recovery")]:
+    for bad, field in [
+        ({"attention": {"lift": "high"}}, "recovery.attention.lift"),
+        ({"attention": {"lift_interval": [1, 2, 3]}}, "recovery.attention.lift_interval"),
+        ({"grid": [7]}, "recovery.grid"),
+        ({"map": 7}, "recovery.map"),
+        ([1, 2], "recovery"),
+    ]:
         with pytest.raises(CheckpointError, match=field.replace(".", r"\.")):
             record_in_config(folder, "recovery", bad)
-    assert read_config(folder)["recovery"]["attention"]["lift"] == 1.5   # a refused entry leaves the file as it was
+    assert read_config(folder).recovery["attention"]["lift"] == 1.5  # a refused entry leaves the file as it was
 
 
 def test_recovery_command_prints_records_and_writes_readme(tmp_path, capsys, acf):
@@ -133,11 +143,26 @@ def test_recovery_command_prints_records_and_writes_readme(tmp_path, capsys, acf
     shutil.copytree(REPO / "checkpoints" / "acf-fashion", folder)
     readme = tmp_path / "README.md"
     readme.write_text("before\n<!-- recovery:start -->\nold\n<!-- recovery:end -->\nafter\n")
-    assert cli_main(["recovery", str(folder), "--record", "--quiet", "--write-readme", str(readme),
-                     "--device", "cpu", "--ig-rows", "16"]) == 0
+    assert (
+        cli_main(
+            [
+                "recovery",
+                str(folder),
+                "--record",
+                "--quiet",
+                "--write-readme",
+                str(readme),
+                "--device",
+                "cpu",
+                "--ig-rows",
+                "16",
+            ]
+        )
+        == 0
+    )
     out = capsys.readouterr().out
     assert "own / other shoppers" in out and "Kendall tau" in out
-    recorded = read_config(folder)["recovery"]
+    recorded = read_config(folder).recovery
     assert recorded["over"] == "profile" and recorded["attention"]["shoppers"] == 500
     assert recorded["deletion"]["rows"] == recorded["integrated_gradients"]["rows"] == 16
     text = readme.read_text()
@@ -151,11 +176,13 @@ def test_readme_vecf_comparison_quotes_the_recorded_figures():
     rows = {line.split(" | ")[0].strip("| "): line for line in table.splitlines() if line.startswith("| ")}
     for path in (REPO / "checkpoints" / "vecf-fashion", REPO / "checkpoints" / "vecf-fashion-contrast"):
         config = read_config(path)
-        attention, ig = config["recovery"]["attention"], config["recovery"]["integrated_gradients"]
+        attention, ig = config.recovery["attention"], config.recovery["integrated_gradients"]
         assert f"x{attention['lift']:.2f} [{attention['lift_interval'][0]:.2f}, " in rows["lift over uniform (>= x3)"]
         assert f"x{attention['own_over_other_shoppers']:.2f}" in rows["own / other shoppers (>= x2)"]
-        assert f"{config['metrics']['test']['ndcg@10']:.4f}" in rows["NDCG@10 (above BPR-MF 0.0815 and ACF 0.0546)"]
+        assert f"{config.metrics['test']['ndcg@10']:.4f}" in rows["NDCG@10 (above BPR-MF 0.0815 and ACF 0.0546)"]
         assert f"x{ig['lift']:.2f}, x{ig['own_over_other_shoppers']:.2f}" in rows["IG positive part: lift, own / other"]
         assert f"{ig['kendall_tau']:.2f}" in rows["Kendall tau (attention, IG)"]
-        assert f"{config['recovery']['deletion']['top_attended_change']:+.3f}" in \
-            rows["score change, top-3 attended zeroed / 3 random"]
+        assert (
+            f"{config.recovery['deletion']['top_attended_change']:+.3f}"
+            in rows["score change, top-3 attended zeroed / 3 random"]
+        )

@@ -2,6 +2,7 @@
 through loading and the temporal split, two optimiser steps of a small DIN, a saved checkpoint, the service
 (recommend, explain with IG) and the app, whose pickers send the browser a page of users and of items, never all
 of them. One dataset and checkpoint, made once for the module; about a minute in all."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -13,13 +14,13 @@ import pytest
 import torch
 from streamlit.testing.v1 import AppTest
 
-from app.users import MAX_SHOWN
-from recmodels.checkpoint import save_checkpoint
+from app.search import MAX_SHOWN
+from recmodels.checkpoint.io import save_checkpoint
 from recmodels.data import RecData
 from recmodels.data.split import TEST, TRAIN, VALID
 from recmodels.data.synth import PRESETS, generate
 from recmodels.models.din import DIN
-from recmodels.service import RecService
+from recmodels.serving.service import RecService
 from recmodels.train import TrainConfig, seed_everything, train_model
 
 pytestmark = pytest.mark.slow
@@ -53,8 +54,9 @@ def test_the_preset_loads_with_its_shape_and_splits_each_user_by_time(ml1m):
     assert (data.dataset.n_users, data.dataset.n_items) == (ML_1M.users, ML_1M.items)
     interactions = data.dataset.interactions
     assert len(interactions) == ML_1M.interactions == len(data.part)
-    frame = pd.DataFrame({"user": interactions["user"].to_numpy(), "time": interactions["timestamp"].to_numpy(),
-                          "part": data.part})
+    frame = pd.DataFrame(
+        {"user": interactions["user"].to_numpy(), "time": interactions["timestamp"].to_numpy(), "part": data.part}
+    )
     assert set(np.unique(data.part)) == {TRAIN, VALID, TEST}
     spans = frame.groupby(["user", "part"])["time"].agg(["min", "max"]).unstack("part")
     # a user's valid interactions come no earlier than their train ones, and test no earlier than valid
@@ -86,8 +88,11 @@ def test_recommend_excludes_seen_items_and_explain_covers_the_history(service):
     assert result.rank == 1 and result.score == pytest.approx(recommendations["score"].iloc[0], abs=1e-4)
     history = len(result.history)
     assert 0 < history <= service.data.max_history
-    assert result.maps and all(view.values.shape[view.axes.index("history")] == history
-                               for view in result.maps.values() if "history" in view.axes)
+    assert result.maps and all(
+        view.values.shape[view.axes.index("history")] == history
+        for view in result.maps.values()
+        if "history" in view.axes
+    )
     assert result.attributions and result.delta is not None and np.isfinite(result.delta)
     assert len(result.per_item) == history, "attention, IG and leave-one-out for every history item"
 
@@ -125,4 +130,5 @@ def test_the_app_opens_it_and_lists_a_page_of_users_and_of_items(ml1m, service, 
     assert any(c.value.startswith(f"{MAX_SHOWN} of {matching:,} items whose") for c in at.caption)
     assert options[0].endswith(f"({at.selectbox(key='explain_item').value})"), "the first match is explained"
     assert at.subheader[-1].value.startswith("Why Synthetic Comedy 2") and at.subheader[-1].value.endswith(
-        " for user 60")
+        " for user 60"
+    )

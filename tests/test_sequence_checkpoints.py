@@ -4,22 +4,25 @@ The collapse example (no layer norm, lr 0.1) must show what the README says: eve
 for every user, the effective rank of the hidden states falling layer by layer, and head importance in the
 thousands of logits; the healthy SASRec beside it must show none of that.
 """
+
 from __future__ import annotations
 
 from pathlib import Path
 
 import pytest
 
-from recmodels.checkpoint import read_config
-from recmodels.service import RecService
+from recmodels.checkpoint.io import read_config
+from recmodels.serving.service import RecService
 
 CHECKPOINTS = Path(__file__).resolve().parents[1] / "checkpoints"
 
 
 @pytest.fixture(scope="module")
 def reports():
-    return {name: RecService.from_checkpoint(CHECKPOINTS / name, device="cpu").diagnostics()
-            for name in ("sasrec-ml100k", "sasrec-collapsed-ml100k")}
+    return {
+        name: RecService.from_checkpoint(CHECKPOINTS / name, device="cpu").diagnostics()
+        for name in ("sasrec-ml100k", "sasrec-collapsed-ml100k")
+    }
 
 
 def heads(report):
@@ -33,7 +36,7 @@ def median_rank(report):
 
 def test_collapse_example_records_its_setting():
     config = read_config(CHECKPOINTS / "sasrec-collapsed-ml100k")
-    assert config["collapse_example"] and config["hparams"]["layer_norm"] is False and config["training"]["lr"] == 0.1
+    assert config.collapse_example and config.hparams["layer_norm"] is False and config.training["lr"] == 0.1
 
 
 def test_collapsed_sasrec_is_one_hot_in_every_head_and_loses_rank(reports):
@@ -73,8 +76,10 @@ def test_readme_history_breakdown_reproduces():
 
     readme = (CHECKPOINTS.parent / "README.md").read_text()
     block = readme.split(START, 1)[1].split(END, 1)[0]
-    recorded = {m.group(1): [float(x) for x in m.groups()[1:]]
-                for m in re.finditer(r"\| `([^`]+)` \| ([0-9.]+) \| ([0-9.]+) \| ([0-9.]+) \|", block)}
+    recorded = {
+        m.group(1): [float(x) for x in m.groups()[1:]]
+        for m in re.finditer(r"\| `([^`]+)` \| ([0-9.]+) \| ([0-9.]+) \| ([0-9.]+) \|", block)
+    }
     assert {"sasrec-ml100k", "bert4rec-ml100k", "nrms-ml100k"} <= set(recorded)
     for row in breakdown([CHECKPOINTS / name for name in recorded]):
         assert [row["all"], row["short"], row["long"]] == pytest.approx(recorded[row["checkpoint"]], abs=2e-3)

@@ -1,4 +1,5 @@
 """The README's figures on what the per-user split guarantees, re-measured (tools/split_facts.py)."""
+
 from __future__ import annotations
 
 import pandas as pd
@@ -6,15 +7,15 @@ import pytest
 
 from recmodels.data import TRAIN, RecData, SplitConfig
 from recmodels.data.schema import build_interaction_data
-
 from tools.split_facts import split_facts
 
 
 def test_readme_split_figures_on_ml100k(ml100k):
     facts = split_facts(ml100k)
     assert facts["users with a test part"] == 943
-    assert facts["share of train interactions after a user's first test interaction (mean over users)"] == \
-        pytest.approx(0.447, abs=5e-4)
+    assert facts[
+        "share of train interactions after a user's first test interaction (mean over users)"
+    ] == pytest.approx(0.447, abs=5e-4)
     assert facts["users with a train or valid interaction in the same second as their first test one"] == 500
 
 
@@ -35,5 +36,6 @@ def test_split_facts_by_hand():
 
 def test_readme_cross_user_share_on_fashion():
     facts = split_facts(RecData.load("fashion"))
-    assert facts["share of train interactions after a user's first test interaction (mean over users)"] == \
-        pytest.approx(0.401, abs=5e-4)
+    assert facts[
+        "share of train interactions after a user's first test interaction (mean over users)"
+    ] == pytest.approx(0.401, abs=5e-4)

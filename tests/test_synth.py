@@ -1,14 +1,17 @@
 """The synthetic scale dataset (recmodels/data/synth.py): seeded files that the atomic loader reads, with the
 heavy tails, timestamps and planted sequential structure it promises, and one sentence for every bad argument."""
+
 from __future__ import annotations
 
+import itertools
 import sys
 
 import numpy as np
 import pytest
 
+from recmodels.cli.parser import main as cli_main
 from recmodels.data import RecData
-from recmodels.data.synth import GENRES, PRESETS, Shape, _tab_lines, generate, main, shape_of
+from recmodels.data.synth import GENRES, PRESETS, Shape, _tab_lines, generate, shape_of
 from recmodels.errors import InvalidArgumentError
 
 TINY = PRESETS["tiny"]
@@ -43,8 +46,7 @@ def test_same_seed_same_bytes_other_seed_other_bytes(tiny_folder, tmp_path):
 
 def test_loads_with_the_requested_shape_and_side_information(tiny):
     dataset = tiny.dataset
-    assert (dataset.n_users, dataset.n_items, len(dataset.interactions)) == (TINY.users, TINY.items,
-                                                                             TINY.interactions)
+    assert (dataset.n_users, dataset.n_items, len(dataset.interactions)) == (TINY.users, TINY.items, TINY.interactions)
     frame = dataset.interactions
     assert not frame.duplicated(["user", "item"]).any()  # each (user, item) pair once
     assert set(frame["rating"].unique()) <= {1.0, 2.0, 3.0, 4.0, 5.0}
@@ -58,7 +60,7 @@ def test_loads_with_the_requested_shape_and_side_information(tiny):
 def test_popularity_and_activity_are_heavy_tailed(tiny):
     frame = tiny.dataset.interactions
     per_item = np.sort(np.bincount(frame["item"])[1:])[::-1]
-    share = lambda top: per_item[:max(1, int(len(per_item) * top))].sum() / per_item.sum()  # noqa: E731
+    share = lambda top: per_item[: max(1, int(len(per_item) * top))].sum() / per_item.sum()  # noqa: E731
     assert share(0.01) > 0.05 and share(0.10) > 0.3  # uniform popularity would give 0.01 and 0.10
     assert per_item[0] > 5 * np.median(per_item)
     per_user = np.bincount(frame["user"])[1:]
@@ -89,9 +91,9 @@ def test_next_items_follow_recent_genres_and_taste_drifts(tiny):
 
     pairs = []
     starts = np.searchsorted(users, np.arange(1, tiny.dataset.n_users + 2))
-    for begin, end in zip(starts[:-1], starts[1:]):
+    for begin, end in itertools.pairwise(starts):
         own, q = genres[begin:end], (end - begin) // 4
-        pairs.append((alike(own[:q], own[2 * q:3 * q]), alike(own[q:2 * q], own[-q:]), alike(own[:q], own[-q:])))
+        pairs.append((alike(own[:q], own[2 * q : 3 * q]), alike(own[q : 2 * q], own[-q:]), alike(own[:q], own[-q:])))
     first_third, second_fourth, first_fourth = np.mean(pairs, axis=0)
     assert (first_third + second_fourth) / 2 > 1.08 * first_fourth  # 1.14-1.23 over seeds; 0.98-1.02 without
 
@@ -110,13 +112,16 @@ def test_small_and_dense_shapes_are_exact(tmp_path):
     assert RecData.load("synth", data_dir=folder).dataset.n_items == 40
 
 
-@pytest.mark.parametrize("shape, message", [
-    (Shape(-5, 10, 100), "number of users must be from 1"),
-    (Shape(10, 0, 100), "number of items must be from 1"),
-    (Shape(10, 10, 2.5), "must be a whole number"),
-    (Shape(10, 10, 101), "do not fit 10 users x 10 items"),
-    (Shape(10, 50, 20), "cannot give each of 10 users and 50 items one"),
-])
+@pytest.mark.parametrize(
+    "shape, message",
+    [
+        (Shape(-5, 10, 100), "number of users must be from 1"),
+        (Shape(10, 0, 100), "number of items must be from 1"),
+        (Shape(10, 10, 2.5), "must be a whole number"),
+        (Shape(10, 10, 101), "do not fit 10 users x 10 items"),
+        (Shape(10, 50, 20), "cannot give each of 10 users and 50 items one"),
+    ],
+)
 def test_bad_shapes_are_one_sentence(tmp_path, shape, message):
     with pytest.raises(InvalidArgumentError, match=message) as error:
         generate(tmp_path / "out", shape, progress=False)
@@ -128,11 +133,13 @@ def test_bad_targets_are_one_sentence(tmp_path):
     (tmp_path / "full").mkdir()
     (tmp_path / "full" / "notes.txt").write_text("mine")
     (tmp_path / "file").write_text("x")
-    cases = [(dict(out=tmp_path / "full"), "is not empty; pass another --out, or --force"),
-             (dict(out=tmp_path / "file"), "is not a folder"),
-             (dict(out=" "), "empty name"),
-             (dict(out=tmp_path / "a", name="../x"), "dataset name '../x' must be"),
-             (dict(out=tmp_path / "a", seed=-1), "seed must be a whole number")]
+    cases = [
+        (dict(out=tmp_path / "full"), "is not empty; pass another --out, or --force"),
+        (dict(out=tmp_path / "file"), "is not a folder"),
+        (dict(out=" "), "empty name"),
+        (dict(out=tmp_path / "a", name="../x"), "dataset name '../x' must be"),
+        (dict(out=tmp_path / "a", seed=-1), "seed must be a whole number"),
+    ]
     for kwargs, message in cases:
         with pytest.raises(InvalidArgumentError, match=message):
             generate(shape=TINY, progress=False, **kwargs)
@@ -142,12 +149,13 @@ def test_bad_targets_are_one_sentence(tmp_path):
     assert (folder / "notes.txt").read_text() == "mine" and (folder / "synth.inter").is_file()
 
 
-def test_main_writes_a_folder_or_prints_one_error_line(tmp_path, capsys):
-    assert main(["--preset", "tiny", "--users", "50", "--interactions", "2000", "--out", str(tmp_path / "d"),
-                 "--name", "small", "--seed", "4", "--quiet"]) == 0
+def test_the_command_writes_a_folder_or_prints_one_error_line(tmp_path, capsys):
+    out = tmp_path / "d"
+    assert cli_main(["synth", "--preset", "tiny", "--users", "50", "--interactions", "2000", "--out", str(out),
+                     "--name", "small", "--seed", "4", "--quiet"]) == 0  # fmt: skip
     assert "--dataset small --data-dir" in capsys.readouterr().out
-    assert RecData.load("small", data_dir=tmp_path / "d").dataset.n_users == 50
-    assert main(["--preset", "tiny", "--users", "-3", "--out", str(tmp_path / "e"), "--quiet"]) == 2
+    assert RecData.load("small", data_dir=out).dataset.n_users == 50
+    assert cli_main(["synth", "--preset", "tiny", "--users", "-3", "--out", str(tmp_path / "e"), "--quiet"]) == 2
     err = capsys.readouterr().err
     assert err.startswith("error: The number of users must be from 1") and err.count("\n") == 1
 
@@ -168,10 +176,14 @@ def test_the_card_marks_the_data_simulated_and_a_bad_card_is_one_sentence(tiny_f
     assert data.dataset.simulated and "recmodels synth" in data.dataset.citation
     folder = tmp_path / "copy"
     shutil.copytree(tiny_folder, folder)
-    cards = {"[1]": "not a JSON object", "{\"simulated\": \"yes\"}": "must be true or false",
-             "{\"licence\": \"x\"}": "takes only simulated, citation", "{": "not valid JSON",
-             "\"" + "x" * 70_000 + "\"": "over 65,536 bytes",
-             "{\"citation\": \"" + "c" * 2_001 + "\"}": "at most 2,000 characters"}
+    cards = {
+        "[1]": "not a JSON object",
+        '{"simulated": "yes"}': "must be true or false",
+        '{"licence": "x"}': "takes only simulated, citation",
+        "{": "not valid JSON",
+        '"' + "x" * 70_000 + '"': "over 65,536 bytes",
+        '{"citation": "' + "c" * 2_001 + '"}': "at most 2,000 characters",
+    }
     for text, message in cards.items():
         (folder / "dataset.json").write_text(text)
         with pytest.raises(DataFormatError, match=message) as caught:

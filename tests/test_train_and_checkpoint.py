@@ -1,6 +1,8 @@
 """Trainer, losses, checkpoints (round trip, fingerprint, corrupt files), the CLI and a 2-process DDP run."""
+
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import re
@@ -12,21 +14,20 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from conftest import make_tiny_dataset
 
-from recmodels.checkpoint import dataset_location, load_checkpoint, read_config, save_checkpoint
-from recmodels.cli import main as cli_main
-from recmodels.cli import results_markdown
+from recmodels.checkpoint.io import dataset_location, load_checkpoint, read_config, save_checkpoint
+from recmodels.cli.parser import main as cli_main
+from recmodels.cli.results import results_markdown
 from recmodels.data import TEST, RecData
 from recmodels.errors import CheckpointError, FingerprintMismatchError, InvalidArgumentError, UnknownModelError
 from recmodels.eval import evaluate_topk
 from recmodels.models import Batch, build_model, model_info, registered_models
 from recmodels.models.baselines import BPRMF
-from recmodels.service import RecService
-from recmodels.train import TrainConfig, bpr, seed_everything, train_model, warp
-from recmodels.train.losses import training_loss
+from recmodels.models.losses import bpr, training_loss, warp
+from recmodels.serving.service import RecService
+from recmodels.train import TrainConfig, seed_everything, train_model
 from recmodels.train.trainer import training_rows
-
-from conftest import make_tiny_dataset
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -36,16 +37,22 @@ def write_atomic(data, folder: Path) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
     frame = data.interactions
     lines = ["user_id:token\titem_id:token\trating:float\ttimestamp:float"]
-    lines += [f"{data.user_ids[u]}\t{data.item_ids[i]}\t{r}\t{t}" for u, i, r, t in
-              zip(frame["user"], frame["item"], frame["rating"], frame["timestamp"])]
+    lines += [
+        f"{data.user_ids[u]}\t{data.item_ids[i]}\t{r}\t{t}"
+        for u, i, r, t in zip(frame["user"], frame["item"], frame["rating"], frame["timestamp"])
+    ]
     (folder / "tiny.inter").write_text("\n".join(lines) + "\n")
     users = ["user_id:token\tage:token\tgender:token\toccupation:token"]
-    users += [f"{data.user_ids[i]}\t" + "\t".join(row) for i, row in
-              zip(data.user_features.index, data.user_features[["age", "gender", "occupation"]].to_numpy())]
+    users += [
+        f"{data.user_ids[i]}\t" + "\t".join(row)
+        for i, row in zip(data.user_features.index, data.user_features[["age", "gender", "occupation"]].to_numpy())
+    ]
     (folder / "tiny.user").write_text("\n".join(users) + "\n")
     items = ["item_id:token\ttitle:token_seq\trelease_year:token\tclass:token_seq"]
-    items += [f"{data.item_ids[i]}\t{row.title}\t{int(row.year)}\t{' '.join(row.genres)}" for i, row in
-              zip(data.item_features.index, data.item_features.itertuples())]
+    items += [
+        f"{data.item_ids[i]}\t{row.title}\t{int(row.year)}\t{' '.join(row.genres)}"
+        for i, row in zip(data.item_features.index, data.item_features.itertuples())
+    ]
     (folder / "tiny.item").write_text("\n".join(items) + "\n")
     return folder
 
@@ -73,9 +80,13 @@ def test_max_steps_cuts_each_epoch_and_the_history_records_throughput(tiny_data)
     for entry in result.history[1:]:
         assert entry["rows"] == 3 * 16 < len(tiny_data.interaction_rows(0))
         assert 0 < entry["train_seconds"] <= entry["seconds"]
-    long = train_model(BPRMF.from_data(tiny_data, dim=8), tiny_data,
-                       TrainConfig.for_model(BPRMF, epochs=1, batch_size=16, max_steps=10_000), device="cpu",
-                       progress=False)
+    long = train_model(
+        BPRMF.from_data(tiny_data, dim=8),
+        tiny_data,
+        TrainConfig.for_model(BPRMF, epochs=1, batch_size=16, max_steps=10_000),
+        device="cpu",
+        progress=False,
+    )
     assert long.history[1]["rows"] == len(training_rows(tiny_data, config)), "a cap past the epoch's end: the epoch"
     with pytest.raises(ValueError, match="max_steps must be at least 1"):
         TrainConfig.for_model(BPRMF, max_steps=0)
@@ -96,8 +107,8 @@ def test_checkpoint_round_trip_gives_identical_scores(tiny_data, tmp_path):
     rows = tiny_data.ctr_rows(TEST)
     batch = Batch.from_numpy(rows.users, rows.items, rows.history)
     assert torch.equal(model.eval()(batch).scores, loaded(batch).scores)
-    assert config["model"] == "bpr" and config["dataset"]["fingerprint"] == tiny_data.fingerprint
-    assert config["metrics"]["test"]["ndcg@10"] == 0.5
+    assert config.model == "bpr" and config.dataset.fingerprint == tiny_data.fingerprint
+    assert config.metrics["test"]["ndcg@10"] == 0.5
     assert torch.equal(loaded.item_genres, torch.as_tensor(tiny_data.tables.item_genres))
 
 
@@ -141,20 +152,20 @@ def test_data_paths_are_stored_absolute_and_read_relative_to_the_checkpoint(tiny
     data = RecData.load("tiny", "data", max_history=12)  # relative, as typed after --data-dir
     folder = save_checkpoint("ck", BPRMF.from_data(data, dim=4), data)
     config = read_config(folder)
-    assert config["dataset"]["data_dir"] == str((tmp_path / "work" / "data").resolve())
-    assert config["dataset"]["image_dir"] is None
+    assert config.dataset.data_dir == str((tmp_path / "work" / "data").resolve())
+    assert config.dataset.image_dir is None
 
     # moved by hand to another place, side by side, with the config pointing at its sibling
     moved = tmp_path / "moved"
     moved.mkdir()
     shutil.move(tmp_path / "work" / "data", moved / "data")
     shutil.move(tmp_path / "work" / "ck", moved / "ck")
-    config["dataset"]["data_dir"] = "../data"
-    (moved / "ck" / "config.json").write_text(json.dumps(config))
+    config = config.replace(dataset=dataclasses.replace(config.dataset, data_dir="../data"))
+    (moved / "ck" / "config.json").write_text(json.dumps(config.to_json()))
     monkeypatch.chdir(tmp_path)
     assert dataset_location(config, moved / "ck") == ((moved / "data").resolve(), None)
     service = RecService.from_checkpoint(moved / "ck", device="cpu")
-    assert service.data.fingerprint == config["dataset"]["fingerprint"]
+    assert service.data.fingerprint == config.dataset.fingerprint
     assert service.data.dataset.extras["data_dir"] == str((moved / "data").resolve())
 
 
@@ -164,13 +175,13 @@ def test_an_explicit_image_folder_is_stored_absolute_and_a_default_one_is_not(tm
     dataset.image_dir = Path("posters")
     data = RecData(dataset, max_history=12)
     config = read_config(save_checkpoint(tmp_path / "ck", BPRMF.from_data(data, dim=4), data))
-    assert config["dataset"]["image_dir"] == str(tmp_path.resolve() / "posters")
+    assert config.dataset.image_dir == str(tmp_path.resolve() / "posters")
     write_atomic(dataset, tmp_path / "data")
     (tmp_path / "data" / "images").mkdir()
     data = RecData.load("tiny", tmp_path / "data", max_history=12)  # the loader finds data/images by itself
     assert data.dataset.image_dir is not None
     config = read_config(save_checkpoint(tmp_path / "ck2", BPRMF.from_data(data, dim=4), data))
-    assert config["dataset"]["image_dir"] is None
+    assert config.dataset.image_dir is None
 
 
 def test_weights_of_another_model_are_refused(tiny_data, tmp_path):
@@ -193,12 +204,12 @@ def test_full_ranking_never_ranks_seen_items(tiny_data):
             seen_indptr, seen_items = tiny_data.seen_matrix_rows((0, 1))
             scores = torch.zeros(len(users), len(items))
             for row, user in enumerate(users.tolist()):
-                scores[row, torch.as_tensor(seen_items[seen_indptr[user]:seen_indptr[user + 1]]) - 1] = 10.0
+                scores[row, torch.as_tensor(seen_items[seen_indptr[user] : seen_indptr[user + 1]]) - 1] = 10.0
             cases = tiny_data.topk_cases(TEST)
             lookup = {u: k for k, u in enumerate(cases.users)}
             for row, user in enumerate(users.tolist()):
                 k = lookup[user]
-                pos = cases.positive_items[cases.positive_indptr[k]:cases.positive_indptr[k + 1]]
+                pos = cases.positive_items[cases.positive_indptr[k] : cases.positive_indptr[k + 1]]
                 scores[row, torch.as_tensor(pos) - 1] = 5.0
             return scores
 
@@ -221,20 +232,56 @@ def test_cli_train_and_evaluate(tiny_data, tmp_path):
     folder = write_atomic(tiny_data.dataset, tmp_path / "data")
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     out = tmp_path / "ck"
-    train = subprocess.run([sys.executable, "-m", "recmodels", "train", "--model", "bpr", "--dataset", "tiny",
-                            "--data-dir", str(folder), "--epochs", "2", "--out", str(out), "--quiet",
-                            "--max-history", "12", "--set", "dim=8"],
-                           capture_output=True, text=True, env=env, cwd=tmp_path, timeout=300)
+    train = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "recmodels",
+            "train",
+            "--model",
+            "bpr",
+            "--dataset",
+            "tiny",
+            "--data-dir",
+            str(folder),
+            "--epochs",
+            "2",
+            "--out",
+            str(out),
+            "--quiet",
+            "--max-history",
+            "12",
+            "--set",
+            "dim=8",
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=tmp_path,
+        timeout=300,
+    )
     assert train.returncode == 0, train.stderr
     assert "NDCG@10" in train.stdout and (out / "model.safetensors").is_file()
-    evaluate = subprocess.run([sys.executable, "-m", "recmodels", "evaluate", str(out), "--quiet"],
-                              capture_output=True, text=True, env=env, cwd=tmp_path, timeout=300)
+    evaluate = subprocess.run(
+        [sys.executable, "-m", "recmodels", "evaluate", str(out), "--quiet"],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=tmp_path,
+        timeout=300,
+    )
     assert evaluate.returncode == 0, evaluate.stderr
     measured = next(line for line in evaluate.stdout.splitlines() if line.startswith("measured"))
     recorded = next(line for line in evaluate.stdout.splitlines() if line.startswith("recorded"))
     assert measured.split()[1:] == recorded.split()[1:]  # the checkpoint reproduces its own metrics
-    bad = subprocess.run([sys.executable, "-m", "recmodels", "evaluate", str(tmp_path / "nope")],
-                         capture_output=True, text=True, env=env, cwd=tmp_path, timeout=300)
+    bad = subprocess.run(
+        [sys.executable, "-m", "recmodels", "evaluate", str(tmp_path / "nope")],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=tmp_path,
+        timeout=300,
+    )
     assert bad.returncode == 2 and "not a checkpoint folder" in bad.stderr and "Traceback" not in bad.stderr
 
 
@@ -251,7 +298,10 @@ def test_training_losses_read_the_trainers_layout():
 def test_the_registry_keeps_the_training_order_and_titles():
     assert registered_models()[:7] == ["mostpop", "bpr", "din", "nrms", "two_tower", "inttower", "acf"]
     assert [model_info(name).title for name in ("mostpop", "bpr", "two_tower")] == [
-        "MostPopular", "BPR-MF", "Two-tower (MHA)"]
+        "MostPopular",
+        "BPR-MF",
+        "Two-tower (MHA)",
+    ]
     assert (model_info("din").task, model_info("din").loss, model_info("acf").loss) == ("ctr", "bce", "warp")
     assert model_info("acf").uses_images and not model_info("bpr").needs_item_features
     table = results_markdown(REPO / "checkpoints")  # titles and order come from the registry
@@ -259,11 +309,14 @@ def test_the_registry_keeps_the_training_order_and_titles():
     assert rows[:3] == ["MostPopular", "BPR-MF", "DIN"] and "Two-tower (MHA)" in rows
 
 
-@pytest.mark.parametrize("setting,message", [
-    ("depth=3", "--set 'depth' is neither a training setting .* nor a hyperparameter of bpr; bpr takes dim"),
-    ("dim=abc", "dim of model 'bpr' must be a whole number, got str 'abc' \\(it takes dim\\)"),
-    ("lr=fast", "lr of training must be a number, got str 'fast' \\(it takes epochs, batch_size, lr"),
-])
+@pytest.mark.parametrize(
+    "setting,message",
+    [
+        ("depth=3", "--set 'depth' is neither a training setting .* nor a hyperparameter of bpr; bpr takes dim"),
+        ("dim=abc", "dim of model 'bpr' must be a whole number, got str 'abc' \\(it takes dim\\)"),
+        ("lr=fast", "lr of training must be a number, got str 'fast' \\(it takes epochs, batch_size, lr"),
+    ],
+)
 def test_cli_set_refuses_unknown_keys_and_wrong_types_before_reading_data(tmp_path, capsys, setting, message):
     assert cli_main(["train", "--model", "bpr", "--data-dir", str(tmp_path / "nowhere"), "--set", setting]) == 2
     out, err = capsys.readouterr()
@@ -276,28 +329,60 @@ def test_two_process_ddp_training_writes_one_loadable_checkpoint(tiny_data, tmp_
     folder = write_atomic(tiny_data.dataset, tmp_path / "data")
     out = tmp_path / "ddp"
     env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
-    run = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2",
-                          "--master-port", str(29500 + os.getpid() % 1000), "-m", "recmodels", "train",
-                          "--model", "bpr", "--dataset", "tiny", "--data-dir", str(folder), "--epochs", "2",
-                          "--out", str(out), "--quiet", "--device", "cpu", "--max-history", "12", "--set", "dim=8"],
-                         capture_output=True, text=True, env=env, cwd=tmp_path, timeout=600)
+    run = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--nproc-per-node",
+            "2",
+            "--master-port",
+            str(29500 + os.getpid() % 1000),
+            "-m",
+            "recmodels",
+            "train",
+            "--model",
+            "bpr",
+            "--dataset",
+            "tiny",
+            "--data-dir",
+            str(folder),
+            "--epochs",
+            "2",
+            "--out",
+            str(out),
+            "--quiet",
+            "--device",
+            "cpu",
+            "--max-history",
+            "12",
+            "--set",
+            "dim=8",
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=tmp_path,
+        timeout=600,
+    )
     assert run.returncode == 0, run.stderr[-3000:]
     assert run.stdout.count("saved ") == 1  # only rank 0 writes
     config = read_config(out)
-    assert config["training"]["world_size"] == 2
+    assert config.training["world_size"] == 2
     data = RecData.load("tiny", folder, max_history=12)
     model, _ = load_checkpoint(out, data=data)
     assert np.isfinite(evaluate_topk(model, data, TEST)["ndcg@10"])
-    assert len(config["history"]) == 3  # the epoch-0 record and two trained epochs
+    assert len(config.history) == 3  # the epoch-0 record and two trained epochs
 
 
 def test_torchrun_processes_take_one_gpu_each_or_the_cpu(monkeypatch):
     from recmodels.train.trainer import distributed_device
+
     monkeypatch.setenv("WORLD_SIZE", "2")
     monkeypatch.setenv("LOCAL_RANK", "1")
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
-    assert distributed_device("auto") == torch.device("cpu")      # fewer GPUs than processes: gloo on the CPU
+    assert distributed_device("auto") == torch.device("cpu")  # fewer GPUs than processes: gloo on the CPU
     assert distributed_device("cpu") == torch.device("cpu")
     with pytest.raises(InvalidArgumentError, match="2 processes but this machine has 1 CUDA device"):
         distributed_device("cuda")
@@ -308,9 +393,28 @@ def test_torchrun_processes_take_one_gpu_each_or_the_cpu(monkeypatch):
 def test_closed_forms_take_no_epochs_and_a_model_without_parameters_says_so(tiny_data, tmp_path, capsys):
     folder = write_atomic(tiny_data.dataset, tmp_path / "atomic")
     out = tmp_path / "ease"
-    assert cli_main(["train", "--model", "ease", "--dataset", "tiny", "--data-dir", str(folder), "--epochs", "2",
-                     "--max-steps", "5", "--out", str(out), "--quiet"]) == 0  # the closed form, as with no --epochs
-    assert read_config(out)["training"]["epochs"] == 0
+    assert (
+        cli_main(
+            [
+                "train",
+                "--model",
+                "ease",
+                "--dataset",
+                "tiny",
+                "--data-dir",
+                str(folder),
+                "--epochs",
+                "2",
+                "--max-steps",
+                "5",
+                "--out",
+                str(out),
+                "--quiet",
+            ]
+        )
+        == 0
+    )  # the closed form, as with no --epochs
+    assert read_config(out).training["epochs"] == 0
     ease = model_info("ease").cls.from_data(tiny_data)
     with pytest.raises(InvalidArgumentError, match="EASE has no parameters to learn by gradient.*--epochs 0"):
         train_model(ease, tiny_data, TrainConfig.for_model(type(ease), epochs=1), device="cpu", progress=False)

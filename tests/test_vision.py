@@ -1,4 +1,5 @@
 """Image loading, backbones (grids, weights, a sanity check on real photos), the region store and bad input."""
+
 from __future__ import annotations
 
 import io
@@ -15,15 +16,24 @@ from PIL import Image
 from recmodels.data import load_dataset
 from recmodels.data.fashion import FASHION_DIR
 from recmodels.data.schema import build_interaction_data
-from recmodels.vision import (BackboneWeightsError, ImageWarning, efficientnet_lite0, fashion_cnn, find_item_image,
-                              get_backbone, load_image, region_features, resnet50)
+from recmodels.vision import (
+    BackboneWeightsError,
+    ImageWarning,
+    efficientnet_lite0,
+    fashion_cnn,
+    find_item_image,
+    get_backbone,
+    load_image,
+    region_features,
+    resnet50,
+)
 from recmodels.vision.backbones import Backbone
 
 skimage_data = pytest.importorskip("skimage.data")
 
 # ImageNet class indices (torchvision's order)
-CAT_CLASSES = {281, 282, 283, 284, 285}        # tabby, tiger cat, Persian, Siamese, Egyptian cat
-COFFEE_CLASSES = {504, 967, 968}                # coffee mug, espresso, cup
+CAT_CLASSES = {281, 282, 283, 284, 285}  # tabby, tiger cat, Persian, Siamese, Egyptian cat
+COFFEE_CLASSES = {504, 967, 968}  # coffee mug, espresso, cup
 
 
 @pytest.fixture(scope="module")
@@ -60,8 +70,13 @@ def test_efficientnet_classifies_real_photos_sensibly(effnet):
     assert _top5(effnet, _photo("chelsea")) & CAT_CLASSES
     assert _top5(effnet, _photo("coffee")) & COFFEE_CLASSES
     # the same photo in the wrong preprocessing (ImageNet mean/std, BGR) must not be what we do
-    assert effnet.preprocessing == {"size": 224, "mode": "RGB", "mean": [0.5] * 3, "std": [0.5] * 3,
-                                    "resize": "whole image"}
+    assert effnet.preprocessing == {
+        "size": 224,
+        "mode": "RGB",
+        "mean": [0.5] * 3,
+        "std": [0.5] * 3,
+        "resize": "whole image",
+    }
 
 
 def test_efficientnet_region_grid_is_1280_by_7_by_7(effnet):
@@ -89,8 +104,12 @@ def shipped(cnn):
     images = [load_image(find_item_image(data.image_dir, i), mode=cnn.image_mode) for i in data.item_ids[1:]]
     x = torch.stack([cnn.preprocess(image) for image in images])
     classes = np.array([data.extras["class_names"].index(g) for (g,) in data.item_features["genres"]])
-    return {"pixels": np.stack([np.asarray(image) for image in images]) / 255.0, "classes": classes,
-            "grid": cnn(x), "logits": cnn.classify(x)}
+    return {
+        "pixels": np.stack([np.asarray(image) for image in images]) / 255.0,
+        "classes": classes,
+        "grid": cnn(x),
+        "logits": cnn.classify(x),
+    }
 
 
 def test_small_cnn_grid_and_accuracy_on_the_shipped_images(cnn, shipped):
@@ -106,7 +125,7 @@ def test_small_cnn_grid_is_local(shipped):
     # the features of a cell elsewhere do: the grid is a grid of regions, not 49 copies of one summary
     features, classes = shipped["grid"].features.numpy(), shipped["classes"]
     ink = shipped["pixels"].reshape(-1, 7, 4, 7, 4).mean((2, 4)).reshape(-1, 49)
-    for c in range(10):                                  # within-class deviations
+    for c in range(10):  # within-class deviations
         ink[classes == c] -= ink[classes == c].mean(0)
     train, test = np.arange(0, 1500), np.arange(1500, 2000)
     onehot = np.eye(10)[classes]
@@ -115,9 +134,9 @@ def test_small_cnn_grid_is_local(shipped):
         x = np.c_[x, onehot, np.ones(len(x))]
         w = np.linalg.solve(x[train].T @ x[train] + np.eye(x.shape[1]), x[train].T @ y[train])
         residual = y[test] - x[test] @ w
-        return 1 - (residual ** 2).sum() / ((y[test] - y[test].mean()) ** 2).sum()
+        return 1 - (residual**2).sum() / ((y[test] - y[test].mean()) ** 2).sum()
 
-    cells = np.argsort(-ink.std(0))[:8]                  # the cells whose ink varies most within classes
+    cells = np.argsort(-ink.std(0))[:8]  # the cells whose ink varies most within classes
     own = np.mean([r2(features[:, c], ink[:, c]) for c in cells])
     far = np.mean([r2(features[:, (c + 24) % 49], ink[:, c]) for c in cells])
     assert own > 0.5 and own > far + 0.3, (own, far)
@@ -155,8 +174,12 @@ def test_resnet50_layer4_grid_from_a_supplied_file(tmp_path):
     with torch.device("meta"):
         shapes = build(weights=None).state_dict()
     generator = torch.Generator().manual_seed(0)
-    state = {k: (torch.rand(v.shape, generator=generator) * 0.02 + (1.0 if "running_var" in k else 0.0))
-             if v.is_floating_point() else torch.zeros(v.shape, dtype=v.dtype) for k, v in shapes.items()}
+    state = {
+        k: (torch.rand(v.shape, generator=generator) * 0.02 + (1.0 if "running_var" in k else 0.0))
+        if v.is_floating_point()
+        else torch.zeros(v.shape, dtype=v.dtype)
+        for k, v in shapes.items()
+    }
     save_file(state, str(path))
     backbone = resnet50(path)
     grid = backbone.regions([_photo("coffee")])
@@ -205,14 +228,15 @@ def _bad_files(folder: Path) -> dict[str, Path]:
         "bomb": folder / "bomb.png",
         "bomb_warning": folder / "bomb_warning.png",
     }
-    files["corrupt"].write_bytes(b"\x89PNG\r\n\x1a\n" + bytes(np.random.default_rng(2).integers(0, 255, 300,
-                                                                                                 dtype=np.uint8)))
+    files["corrupt"].write_bytes(
+        b"\x89PNG\r\n\x1a\n" + bytes(np.random.default_rng(2).integers(0, 255, 300, dtype=np.uint8))
+    )
     files["truncated_jpeg"].write_bytes(good.getvalue()[: len(good.getvalue()) // 2])
     files["truncated_png"].write_bytes(png.getvalue()[: len(png.getvalue()) // 2])
     files["text"].write_text("user_id,item_id\n1,2\n")
     files["empty"].write_bytes(b"")
-    Image.new("L", (100, 100)).save(files["bomb"])           # > 2 x the limit set below: Pillow's error
-    Image.new("L", (40, 40)).save(files["bomb_warning"])     # > the limit: Pillow's warning, an error here
+    Image.new("L", (100, 100)).save(files["bomb"])  # > 2 x the limit set below: Pillow's error
+    Image.new("L", (40, 40)).save(files["bomb_warning"])  # > the limit: Pillow's warning, an error here
     return files
 
 
@@ -292,7 +316,7 @@ def test_store_caches_and_recomputes_what_changed(tmp_path, cnn):
     first = region_features(data, cnn, cache_dir=cache, progress=False)
     assert first.computed == 6 and first.mask[1:].all()
     files = sorted(p.name for p in first.cache_dir.iterdir())
-    assert files == ["features.safetensors", "meta.json"]          # safe formats only
+    assert files == ["features.safetensors", "meta.json"]  # safe formats only
     assert first.cache_dir == cache / "regions" / "pictures" / "fashion-cnn"
 
     again = region_features(data, cnn, cache_dir=cache, progress=False)
@@ -315,6 +339,7 @@ def test_store_caches_and_recomputes_what_changed(tmp_path, cnn):
     state = {k: v.clone() for k, v in cnn.net.state_dict().items()}
     state["classifier.bias"] += 1.0
     from safetensors.torch import save_file
+
     other = tmp_path / "other_cnn"
     other.mkdir()
     save_file(state, str(other / "model.safetensors"))
@@ -339,7 +364,7 @@ def test_store_default_cache_folder_and_env(tmp_path, monkeypatch, cnn):
 
 def test_fashion_regions_for_a_model(tmp_path):
     data = load_dataset("fashion")
-    regions = region_features(data, cache_dir=tmp_path, progress=False)     # backbone from the dataset: fashion-cnn
+    regions = region_features(data, cache_dir=tmp_path, progress=False)  # backbone from the dataset: fashion-cnn
     assert regions.backbone["name"] == "fashion-cnn"
     assert regions.features.shape == (data.n_items + 1, 49, 128) and regions.features.dtype == torch.float32
     assert regions.grid == (7, 7)

@@ -6,6 +6,7 @@
 
 The browser test in tests/test_browser.py uses the same helpers.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -21,10 +22,19 @@ import time
 import urllib.request
 from pathlib import Path
 
+from recmodels import settings
+
 REPO = Path(__file__).resolve().parents[1]
-CHROMIUM = os.environ.get("RECMODELS_CHROMIUM", "/usr/bin/chromium")
-CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                  "--disable-component-update", "--disable-sync", "--no-first-run"]
+CHROMIUM = settings.text(settings.CHROMIUM) or "/usr/bin/chromium"
+CHROMIUM_FLAGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
 ERROR_MARKERS = ("Traceback", "Exception:", "Error:", "StreamlitAPIException")
 
 
@@ -51,11 +61,29 @@ def serve_app(port: int | None = None, timeout: float = 120.0, args: tuple[str, 
     ``args`` go to app.serve after the port (e.g. ``("--checkpoint-root", folder)``)."""
     port = port or free_port()
     env = {**os.environ, "PYTHONPATH": str(REPO)}
-    log = tempfile.TemporaryFile(mode="w+")  # not a pipe: a server that logs a lot would block on a full one
-    process = subprocess.Popen([sys.executable, "-m", "app.serve",
-                                "--server.port", str(port), "--server.address", "127.0.0.1",
-                                "--server.headless", "true", "--browser.gatherUsageStats", "false", *args],
-                               cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT, text=True)
+    # not a pipe: a server that logs a lot would block on a full one; closed in the finally below
+    log = tempfile.TemporaryFile(mode="w+")  # noqa: SIM115
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "app.serve",
+            "--server.port",
+            str(port),
+            "--server.address",
+            "127.0.0.1",
+            "--server.headless",
+            "true",
+            "--browser.gatherUsageStats",
+            "false",
+            *args,
+        ],
+        cwd=REPO,
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
     url = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + timeout
@@ -158,17 +186,22 @@ def page_text(page) -> str:
 
 
 def visible_errors(page) -> list[str]:
-    errors = [e.inner_text() for e in page.locator('[data-testid="stException"], [data-testid="stAlertContentError"]').all()]
+    errors = [
+        e.inner_text() for e in page.locator('[data-testid="stException"], [data-testid="stAlertContentError"]').all()
+    ]
     text = page_text(page)
     return errors + [marker for marker in ("Traceback",) if marker in text]
 
 
 MARKERS = ("<!-- app-timings:start -->", "<!-- app-timings:end -->")
 # (figure, its target as words, whether the median or the worst round is held to it)
-TARGETS = {"first render s": ("<= 5 s", 5.0, None), "switch user s": ("median <= 0.8 s, every round <= 1.0 s", 1.0, 0.8),
-           "open explanation with IG s": ("<= 2 s", 2.0, None),
-           # the floor: the whole page run again with nothing changed (the figure download format toggled)
-           "same-content rerun s": ("no target: the floor", math.inf, None)}
+TARGETS = {
+    "first render s": ("<= 5 s", 5.0, None),
+    "switch user s": ("median <= 0.8 s, every round <= 1.0 s", 1.0, 0.8),
+    "open explanation with IG s": ("<= 2 s", 2.0, None),
+    # the floor: the whole page run again with nothing changed (the figure download format toggled)
+    "same-content rerun s": ("no target: the floor", math.inf, None),
+}
 
 
 def timings(repeats: int = 3) -> list[dict]:
@@ -188,8 +221,14 @@ def timings(repeats: int = 3) -> list[dict]:
             start = time.perf_counter()
             toggle.click()
             rerun = wait_for_charts(page) - start
-            rows.append({"first render s": first, "switch user s": switch, "open explanation with IG s": explain,
-                         "same-content rerun s": rerun})
+            rows.append(
+                {
+                    "first render s": first,
+                    "switch user s": switch,
+                    "open explanation with IG s": explain,
+                    "same-content rerun s": rerun,
+                }
+            )
     return rows
 
 
@@ -227,6 +266,7 @@ def screenshots(out: Path, checkpoints: list[str], user: str = "13") -> list[Pat
 def timings_table(runs: list[list[dict]]) -> str:
     """Markdown: each figure's rounds per run (range and median), then over every round, against its target; a
     figure over its target is bold."""
+
     def spread(values: list[float], limit: float, median_limit: float | None) -> str:
         middle = statistics.median(values)
         worst, mid = f"{max(values):.2f}", f"{middle:.2f}"
@@ -254,8 +294,11 @@ def main() -> int:
     timing.add_argument("--write-readme", metavar="README", help="write the table between the app-timings markers")
     shots = sub.add_parser("screenshots")
     shots.add_argument("--out", default=str(REPO / "artifacts" / "screenshots"))
-    shots.add_argument("--checkpoints", nargs="*", default=["DIN · ml-100k", "NRMS", "Two-tower", "IntTower", "ACF · ml-100k",
-                                                          "ACF · fashion"])
+    shots.add_argument(
+        "--checkpoints",
+        nargs="*",
+        default=["DIN · ml-100k", "NRMS", "Two-tower", "IntTower", "ACF · ml-100k", "ACF · fashion"],
+    )
     args = parser.parse_args()
     if args.command == "timings":
         if args.repeats < 1 or args.runs < 1:
@@ -268,10 +311,12 @@ def main() -> int:
         table = timings_table(runs)
         print(table)
         if args.write_readme:
-            from recmodels.report import write_between_markers
+            from recmodels.formatting import write_between_markers
 
-            note = (f"`python tools/app_browser.py timings --runs {args.runs} --repeats {args.repeats}` in Chromium "
-                    f"({CHROMIUM}), {os.cpu_count()} CPU cores; seconds, a figure over its target in bold.")
+            note = (
+                f"`python tools/app_browser.py timings --runs {args.runs} --repeats {args.repeats}` in Chromium "
+                f"({CHROMIUM}), {os.cpu_count()} CPU cores; seconds, a figure over its target in bold."
+            )
             write_between_markers(Path(args.write_readme), *MARKERS, f"{table}\n\n{note}")
     else:
         for path in screenshots(Path(args.out), args.checkpoints):

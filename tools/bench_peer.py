@@ -9,6 +9,7 @@ floor) on the most active user with their own history, and the table gives media
 
 Needs the bench extra (``pip install -e .[bench]``).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -31,12 +32,14 @@ from torch import nn
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from recmodels.checkpoint import dataset_location, load_checkpoint, read_config  # noqa: E402
-from recmodels.data.cache import load_data_cached  # noqa: E402
-from recmodels.errors import RecModelsError  # noqa: E402
-from recmodels.explain.attributions import integrated_gradients  # noqa: E402
-from recmodels.models import Batch  # noqa: E402
-from recmodels.report import markdown_table, text_table, write_between_markers  # noqa: E402
+import itertools
+
+from recmodels.checkpoint.io import dataset_location, load_checkpoint, read_config
+from recmodels.data.cache import load_data_cached
+from recmodels.errors import RecModelsError
+from recmodels.explain.attributions import integrated_gradients
+from recmodels.formatting import markdown_table, text_table, write_between_markers
+from recmodels.models import Batch
 
 START, END = "<!-- bench-peer:start -->", "<!-- bench-peer:end -->"
 CLOSED_PORT_PROXY = "http://127.0.0.1:9"  # the discard port: nothing listens, so a connection is refused at once
@@ -50,8 +53,9 @@ class PeerMissingError(RecModelsError, ImportError):
 # ---------------------------------------------------------------------------------------------- the peer package
 def closed_proxy():
     """A context in which every HTTP(S) request goes to a closed local port, and so fails at once."""
-    return mock.patch.dict(os.environ, {name: "" if name.lower() == "no_proxy" else CLOSED_PORT_PROXY
-                                        for name in PROXY_VARIABLES})
+    return mock.patch.dict(
+        os.environ, {name: "" if name.lower() == "no_proxy" else CLOSED_PORT_PROXY for name in PROXY_VARIABLES}
+    )
 
 
 def import_deepctr():
@@ -66,9 +70,10 @@ def import_deepctr():
                 if not thread.daemon:
                     thread.join(timeout=10)
     except ImportError as error:
-        raise PeerMissingError(f"deepctr-torch is not installed ({error.name or 'deepctr_torch'} is missing), so "
-                               "there is no peer to compare with; install the bench extra: pip install -e .[bench]"
-                               ) from None
+        raise PeerMissingError(
+            f"deepctr-torch is not installed ({error.name or 'deepctr_torch'} is missing), so "
+            "there is no peer to compare with; install the bench extra: pip install -e .[bench]"
+        ) from None
     return module
 
 
@@ -99,32 +104,48 @@ class TappedAttention(nn.Module):
 
 def peer_columns(deepctr, spec: dict, dim: int, history_length: int, genres_per_item: int) -> list:
     """DeepCTR feature columns for our DIN's features; history items share the candidate's id and genre tables."""
-    DenseFeat, SparseFeat, VarLenSparseFeat = (deepctr.inputs.DenseFeat, deepctr.inputs.SparseFeat,
-                                               deepctr.inputs.VarLenSparseFeat)
+    DenseFeat, SparseFeat, VarLenSparseFeat = (
+        deepctr.inputs.DenseFeat,
+        deepctr.inputs.SparseFeat,
+        deepctr.inputs.VarLenSparseFeat,
+    )
     n_genres = len(spec["genre_names"]) + 1  # 0 is padding
     user = [SparseFeat("user", spec["n_users"] + 1, dim)] + [
-        SparseFeat(name, size, dim) for name, size in zip(spec["user_field_names"], spec["user_field_sizes"])]
-    item = [SparseFeat("item_id", spec["n_items"] + 1, dim), SparseFeat("genre", n_genres, dim),
-            SparseFeat("decade", spec["n_years"], dim),
-            VarLenSparseFeat(SparseFeat("genres", n_genres, dim, embedding_name="genre"), genres_per_item, "mean")]
+        SparseFeat(name, size, dim) for name, size in zip(spec["user_field_names"], spec["user_field_sizes"])
+    ]
+    item = [
+        SparseFeat("item_id", spec["n_items"] + 1, dim),
+        SparseFeat("genre", n_genres, dim),
+        SparseFeat("decade", spec["n_years"], dim),
+        VarLenSparseFeat(SparseFeat("genres", n_genres, dim, embedding_name="genre"), genres_per_item, "mean"),
+    ]
     dense = [DenseFeat(name, 1) for name in ("user_mean_rating", "item_mean_rating", "item_popularity")]
-    history = [VarLenSparseFeat(SparseFeat(f"hist_{name}", size, dim, embedding_name=name), history_length,
-                                length_name="seq_length")
-               for name, size in (("item_id", spec["n_items"] + 1), ("genre", n_genres))]
+    history = [
+        VarLenSparseFeat(
+            SparseFeat(f"hist_{name}", size, dim, embedding_name=name), history_length, length_name="seq_length"
+        )
+        for name, size in (("item_id", spec["n_items"] + 1), ("genre", n_genres))
+    ]
     return user + item + dense + history
 
 
 def build_peer(deepctr, ours, config: dict, history_length: int, seed: int = 0) -> nn.Module:
     """DeepCTR's DIN at our DIN's sizes, random weights (normal embeddings at our init_std, default Linear init:
     DeepCTR's own 1e-4 init would make every score and attention weight nearly constant)."""
-    hparams = config["hparams"]
+    hparams = config.hparams
     if hparams.get("attention", "softmax") != "softmax":
         raise RecModelsError("bench_peer compares softmax attention only; pick a DIN checkpoint that has it.")
-    columns = peer_columns(deepctr, config["spec"], hparams["dim"], history_length,
-                           int(ours.item_genres.sum(1).max()))
-    peer = deepctr.models.DIN(columns, ["item_id", "genre"], dnn_hidden_units=tuple(hparams["hidden"]),
-                              dnn_activation="prelu", att_hidden_size=(hparams["attention_hidden"],),
-                              att_activation="relu", att_weight_normalization=True, seed=seed)
+    columns = peer_columns(deepctr, config.spec, hparams["dim"], history_length, int(ours.item_genres.sum(1).max()))
+    peer = deepctr.models.DIN(
+        columns,
+        ["item_id", "genre"],
+        dnn_hidden_units=tuple(hparams["hidden"]),
+        dnn_activation="prelu",
+        att_hidden_size=(hparams["attention_hidden"],),
+        att_activation="relu",
+        att_weight_normalization=True,
+        seed=seed,
+    )
     torch.manual_seed(seed)
     for module in peer.modules():
         if isinstance(module, nn.Embedding):
@@ -146,16 +167,20 @@ def peer_inputs(peer, ours, user: int, history: torch.Tensor, items: torch.Tenso
     rows = len(items)
     genres_per_item = peer.feature_index["genres"][1] - peer.feature_index["genres"][0]
     user_fields = ours.user_fields[user].float()
-    values = {"user": torch.full((rows, 1), float(user)), "item_id": items.float().unsqueeze(1),
-              "genre": first_genres(ours.item_genres[items], 1), "decade": ours.item_year[items].float().unsqueeze(1),
-              "genres": first_genres(ours.item_genres[items], genres_per_item),
-              "user_mean_rating": ours.user_mean_rating[user].expand(rows, 1),
-              "item_mean_rating": ours.item_mean_rating[items].unsqueeze(1),
-              "item_popularity": ours.item_popularity[items].unsqueeze(1),
-              "hist_item_id": history.float().expand(rows, -1),
-              "hist_genre": first_genres(ours.item_genres[history], 1).T.expand(rows, -1),
-              "seq_length": torch.full((rows, 1), float((history != 0).sum())),
-              **{name: user_fields[i].expand(rows, 1) for i, name in enumerate(ours.user_field_labels[1:])}}
+    values = {
+        "user": torch.full((rows, 1), float(user)),
+        "item_id": items.float().unsqueeze(1),
+        "genre": first_genres(ours.item_genres[items], 1),
+        "decade": ours.item_year[items].float().unsqueeze(1),
+        "genres": first_genres(ours.item_genres[items], genres_per_item),
+        "user_mean_rating": ours.user_mean_rating[user].expand(rows, 1),
+        "item_mean_rating": ours.item_mean_rating[items].unsqueeze(1),
+        "item_popularity": ours.item_popularity[items].unsqueeze(1),
+        "hist_item_id": history.float().expand(rows, -1),
+        "hist_genre": first_genres(ours.item_genres[history], 1).T.expand(rows, -1),
+        "seq_length": torch.full((rows, 1), float((history != 0).sum())),
+        **{name: user_fields[i].expand(rows, 1) for i, name in enumerate(ours.user_field_labels[1:])},
+    }
     return torch.cat([values[name] for name in peer.feature_index], 1)  # DeepCTR's columns follow this order
 
 
@@ -164,7 +189,7 @@ def peer_inputs(peer, ours, user: int, history: torch.Tensor, items: torch.Tenso
 def peer_rank(peer, x: torch.Tensor, batch_size: int | None = None) -> torch.Tensor:
     """The peer's score of every row: one forward, or forwards of ``batch_size`` rows."""
     step = batch_size or len(x)
-    return torch.cat([peer(x[start:start + step]) for start in range(0, len(x), step)]).squeeze(-1)
+    return torch.cat([peer(x[start : start + step]) for start in range(0, len(x), step)]).squeeze(-1)
 
 
 @torch.no_grad()
@@ -184,8 +209,8 @@ def peer_attention(peer, x: torch.Tensor) -> torch.Tensor:
     as its attention layer does (positions past ``keys_length`` get no weight)."""
     scores = output_of(peer.attention.inner.local_att, peer, x).squeeze(-1)
     start = peer.feature_index["seq_length"][0]
-    valid = torch.arange(scores.shape[1]) < x[:, start:start + 1].long()
-    return torch.softmax(scores.masked_fill(~valid, -2 ** 32 + 1), -1)
+    valid = torch.arange(scores.shape[1]) < x[:, start : start + 1].long()
+    return torch.softmax(scores.masked_fill(~valid, -(2**32) + 1), -1)
 
 
 def history_vectors(peer, x: torch.Tensor) -> torch.Tensor:
@@ -209,9 +234,14 @@ def peer_integrated_gradients(peer, x: torch.Tensor, n_steps: int) -> tuple[torc
 
     vectors = history_vectors(peer, x)
     explainer = IntegratedGradients(lambda v, rows: scores_with_history(peer, v, rows))
-    attributions, delta = explainer.attribute(vectors, baselines=torch.zeros_like(vectors), n_steps=n_steps,
-                                              additional_forward_args=(x,), method="gausslegendre",
-                                              return_convergence_delta=True)
+    attributions, delta = explainer.attribute(
+        vectors,
+        baselines=torch.zeros_like(vectors),
+        n_steps=n_steps,
+        additional_forward_args=(x,),
+        method="gausslegendre",
+        return_convergence_delta=True,
+    )
     return attributions.sum(-1).detach(), delta.detach()
 
 
@@ -222,10 +252,11 @@ class PlainDIN(nn.Module):
 
     def __init__(self, item_dim: int, attention_hidden: int, hidden: tuple[int, ...], context: int):
         super().__init__()
-        self.activation = nn.Sequential(nn.Linear(4 * item_dim, attention_hidden), nn.ReLU(),
-                                        nn.Linear(attention_hidden, 1, bias=False))
+        self.activation = nn.Sequential(
+            nn.Linear(4 * item_dim, attention_hidden), nn.ReLU(), nn.Linear(attention_hidden, 1, bias=False)
+        )
         widths = [context + 2 * item_dim, *hidden]
-        layers = [m for a, b in zip(widths, widths[1:]) for m in (nn.Linear(a, b), nn.PReLU(b))]
+        layers = [m for a, b in itertools.pairwise(widths) for m in (nn.Linear(a, b), nn.PReLU(b))]
         self.mlp = nn.Sequential(*layers, nn.Linear(widths[-1], 1))
 
     def forward(self, query, keys, mask, context) -> tuple[torch.Tensor, torch.Tensor]:
@@ -240,9 +271,12 @@ def floor_rows(ours, history: torch.Tensor, rows: int, seed: int = 0) -> tuple[t
     """(query, keys, mask, context): random embedded rows of our DIN's widths, each with the user's history mask."""
     generator = torch.Generator().manual_seed(seed)
     context = ours.mlp[0].in_features - 2 * ours.item_dim
-    return (torch.randn(rows, ours.item_dim, generator=generator),
-            torch.randn(rows, history.shape[0], ours.item_dim, generator=generator),
-            (history != 0).expand(rows, -1), torch.randn(rows, context, generator=generator))
+    return (
+        torch.randn(rows, ours.item_dim, generator=generator),
+        torch.randn(rows, history.shape[0], ours.item_dim, generator=generator),
+        (history != 0).expand(rows, -1),
+        torch.randn(rows, context, generator=generator),
+    )
 
 
 @torch.no_grad()
@@ -265,22 +299,27 @@ class Setup:
     floor: PlainDIN
     user: int
     history: torch.Tensor  # (T,)
-    items: torch.Tensor    # (C,) the catalogue ranked
+    items: torch.Tensor  # (C,) the catalogue ranked
 
 
 def load_setup(deepctr, checkpoint: Path, n_items: int | None = None) -> Setup:
     """Our DIN and the peer at its sizes, and the most active user of the checkpoint's data with their own history
     (as ``python -m recmodels bench`` picks them)."""
     config = read_config(checkpoint)
-    data = load_data_cached(config["dataset"]["name"], *dataset_location(config, checkpoint),
-                            config["dataset"]["split"], config["dataset"]["max_history"])
+    data = load_data_cached(
+        config.dataset.name, *dataset_location(config, checkpoint), config.dataset.split, config.dataset.max_history
+    )
     ours, _ = load_checkpoint(checkpoint, data=data)
     counts = np.bincount(data.dataset.interactions["user"].to_numpy(), minlength=data.dataset.n_users + 1)
     user = int(np.argmax(counts[1:])) + 1
     history = torch.as_tensor(data.full_history(np.array([user]))[0])
     peer = build_peer(deepctr, ours, config, len(history))
-    floor = PlainDIN(ours.item_dim, config["hparams"]["attention_hidden"], tuple(config["hparams"]["hidden"]),
-                     ours.mlp[0].in_features - 2 * ours.item_dim)
+    floor = PlainDIN(
+        ours.item_dim,
+        config.hparams["attention_hidden"],
+        tuple(config.hparams["hidden"]),
+        ours.mlp[0].in_features - 2 * ours.item_dim,
+    )
     items = torch.arange(1, (n_items or data.dataset.n_items) + 1)
     return Setup(ours.eval(), peer, floor.eval(), user, history, items)
 
@@ -300,17 +339,26 @@ def operations(setup: Setup, n_steps: int, peer_batches: list[int]) -> dict[str,
     catalogue_rows, ig_rows = floor_rows(ours, history, len(items)), floor_rows(ours, history, n_steps * len(top))
     rank = f"rank {len(items)} items"
     return {
-        rank: {"ours": lambda: ours.score_items(user, history.unsqueeze(0), items),
-               "peer": lambda: peer_rank(peer, x_all), "floor": lambda: floor_forward(floor, catalogue_rows)},
-        **{f"{rank} (peer in batches of {size})": {"peer": lambda size=size: peer_rank(peer, x_all, size)}
-           for size in peer_batches if size < len(items)},
+        rank: {
+            "ours": lambda: ours.score_items(user, history.unsqueeze(0), items),
+            "peer": lambda: peer_rank(peer, x_all),
+            "floor": lambda: floor_forward(floor, catalogue_rows),
+        },
+        **{
+            f"{rank} (peer in batches of {size})": {"peer": lambda size=size: peer_rank(peer, x_all, size)}
+            for size in peer_batches
+            if size < len(items)
+        },
         f"attention maps, {len(items)} items": {
             "ours": lambda: ours.catalogue_attention(user, history.unsqueeze(0), items),
-            "peer": lambda: peer_attention(peer, x_all), "floor": lambda: floor_forward(floor, catalogue_rows)},
+            "peer": lambda: peer_attention(peer, x_all),
+            "floor": lambda: floor_forward(floor, catalogue_rows),
+        },
         f"IG top-{len(top)}, history (n_steps={n_steps})": {
             "ours": lambda: integrated_gradients(ours, top_batch, n_steps=n_steps, taps=["history_tap"]),
             "peer": lambda: peer_integrated_gradients(peer, x_top, n_steps),
-            "floor": lambda: floor_forward_backward(floor, ig_rows)},
+            "floor": lambda: floor_forward_backward(floor, ig_rows),
+        },
     }
 
 
@@ -328,8 +376,9 @@ def interleaved_medians(table: dict[str, dict], rounds: int) -> dict[str, dict[s
                 start = time.perf_counter()
                 systems[name]()
                 samples[row][name].append((time.perf_counter() - start) * 1000)
-    return {row: {name: statistics.median(values) for name, values in by_name.items()}
-            for row, by_name in samples.items()}
+    return {
+        row: {name: statistics.median(values) for name, values in by_name.items()} for row, by_name in samples.items()
+    }
 
 
 def result_rows(medians: dict[str, dict[str, float]]) -> list[dict]:
@@ -338,9 +387,17 @@ def result_rows(medians: dict[str, dict[str, float]]) -> list[dict]:
     rows = []
     for operation, ms in medians.items():
         ours, peer, floor = ms.get("ours", first["ours"]), ms["peer"], ms.get("floor", first["floor"])
-        rows.append({"operation": operation, "ours": f"{ours:.2f}", "peer": f"{peer:.2f}", "floor": f"{floor:.2f}",
-                     "peer_vs_ours": f"x{peer / ours:.1f}", "ours_vs_floor": f"x{ours / floor:.2f}",
-                     "peer_vs_floor": f"x{peer / floor:.2f}"})
+        rows.append(
+            {
+                "operation": operation,
+                "ours": f"{ours:.2f}",
+                "peer": f"{peer:.2f}",
+                "floor": f"{floor:.2f}",
+                "peer_vs_ours": f"x{peer / ours:.1f}",
+                "ours_vs_floor": f"x{ours / floor:.2f}",
+                "peer_vs_floor": f"x{peer / floor:.2f}",
+            }
+        )
     return rows
 
 
@@ -349,15 +406,17 @@ HEADERS = ["operation", "ours ms", "DeepCTR-Torch ms", "floor ms", "peer / ours"
 
 
 def notes(setup: Setup, args, command: str) -> str:
-    return (f"`{command}`: torch {torch.__version__}, {torch.get_num_threads()} CPU threads, {args.rounds} interleaved "
-            f"rounds, medians; user {setup.user} (the most active) with their own history of "
-            f"{int((setup.history != 0).sum())} items. Ours: `{args.checkpoint.name}` ({parameter_count(setup.ours):,} "
-            "parameters). Peer: DeepCTR-Torch 0.3.0's DIN at the same sizes "
-            f"({parameter_count(setup.peer):,} parameters, random weights: timings only); maps by a forward hook, IG "
-            "by Captum through an identity tap on the history vectors. Floor: a plain torch DIN over the same rows, "
-            "already embedded, one batched forward (forward+backward over every IG step's rows); it runs the "
-            "activation unit on every (candidate, history item) pair, where ours splits its first layer, so ours can "
-            "go below it.")
+    return (
+        f"`{command}`: torch {torch.__version__}, {torch.get_num_threads()} CPU threads, {args.rounds} interleaved "
+        f"rounds, medians; user {setup.user} (the most active) with their own history of "
+        f"{int((setup.history != 0).sum())} items. Ours: `{args.checkpoint.name}` ({parameter_count(setup.ours):,} "
+        "parameters). Peer: DeepCTR-Torch 0.3.0's DIN at the same sizes "
+        f"({parameter_count(setup.peer):,} parameters, random weights: timings only); maps by a forward hook, IG "
+        "by Captum through an identity tap on the history vectors. Floor: a plain torch DIN over the same rows, "
+        "already embedded, one batched forward (forward+backward over every IG step's rows); it runs the "
+        "activation unit on every (candidate, history item) pair, where ours splits its first layer, so ours can "
+        "go below it."
+    )
 
 
 def command_line(argv: list[str]) -> str:
@@ -365,7 +424,7 @@ def command_line(argv: list[str]) -> str:
     shown = list(argv)
     if "--write-readme" in shown:
         at = shown.index("--write-readme")
-        del shown[at:at + 2]
+        del shown[at : at + 2]
     return " ".join(["python tools/bench_peer.py", *shown])
 
 

@@ -6,6 +6,7 @@ The models see at most ``max_history`` (50) of a user's latest interactions, whi
 seen every train interaction; splitting users at that window shows where a sequence model's ranking falls behind.
 Prints a markdown table; ``--write-readme README.md`` puts it between the README's history-breakdown markers.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -16,11 +17,11 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from recmodels.checkpoint import dataset_location, load_checkpoint, read_config  # noqa: E402
-from recmodels.data import TEST, TRAIN, VALID, RecData  # noqa: E402
-from recmodels.eval.evaluate import topk_per_user  # noqa: E402
-from recmodels.models import model_info  # noqa: E402
-from recmodels.report import write_between_markers  # noqa: E402
+from recmodels.checkpoint.io import dataset_location, load_checkpoint, read_config
+from recmodels.data import TEST, TRAIN, VALID, RecData
+from recmodels.eval.evaluate import topk_per_user
+from recmodels.formatting import write_between_markers
+from recmodels.models import model_info
 
 START, END = "<!-- history-breakdown:start -->", "<!-- history-breakdown:end -->"
 
@@ -29,31 +30,46 @@ def breakdown(paths: list[Path], part: int = TEST) -> list[dict]:
     rows, cache = [], {}
     for path in paths:
         config = read_config(path)
-        dataset = config["dataset"]
-        key = (dataset["name"], str(dataset_location(config, path)), str(dataset["split"]), dataset["max_history"])
+        dataset = config.dataset
+        key = (dataset.name, str(dataset_location(config, path)), str(dataset.split), dataset.max_history)
         if key not in cache:
             data_dir, image_dir = dataset_location(config, path)
-            cache[key] = RecData.load(dataset["name"], data_dir, image_dir=image_dir, split=dataset["split"],
-                                      max_history=dataset["max_history"])
+            cache[key] = RecData.load(
+                dataset.name, data_dir, image_dir=image_dir, split=dataset.split, max_history=dataset.max_history
+            )
         data = cache[key]
         model, _ = load_checkpoint(path, data=data)
         users, values = topk_per_user(model, data, part)
-        train_counts = np.bincount(data.dataset.interactions["user"].to_numpy()[data.part == TRAIN],
-                                   minlength=data.dataset.n_users + 1)[users]
+        train_counts = np.bincount(
+            data.dataset.interactions["user"].to_numpy()[data.part == TRAIN], minlength=data.dataset.n_users + 1
+        )[users]
         long = train_counts > data.max_history
         ndcg = values["ndcg@10"]
-        rows.append({"model": model_info(config["model"]).title, "checkpoint": path.name, "all": ndcg.mean(),
-                     "short": ndcg[~long].mean(), "long": ndcg[long].mean(), "n_short": int((~long).sum()),
-                     "n_long": int(long.sum()), "window": data.max_history})
+        rows.append(
+            {
+                "model": model_info(config.model).title,
+                "checkpoint": path.name,
+                "all": ndcg.mean(),
+                "short": ndcg[~long].mean(),
+                "long": ndcg[long].mean(),
+                "n_short": int((~long).sum()),
+                "n_long": int(long.sum()),
+                "window": data.max_history,
+            }
+        )
     return rows
 
 
 def markdown(rows: list[dict]) -> str:
     window, n_short, n_long = rows[0]["window"], rows[0]["n_short"], rows[0]["n_long"]
-    lines = [f"| model | checkpoint | NDCG@10, all users | <= {window} train interactions ({n_short} users) | "
-             f"> {window} ({n_long} users) |", "|---|---|---:|---:|---:|"]
-    lines += [f"| {r['model']} | `{r['checkpoint']}` | {r['all']:.4f} | {r['short']:.4f} | {r['long']:.4f} |"
-              for r in rows]
+    lines = [
+        f"| model | checkpoint | NDCG@10, all users | <= {window} train interactions ({n_short} users) | "
+        f"> {window} ({n_long} users) |",
+        "|---|---|---:|---:|---:|",
+    ]
+    lines += [
+        f"| {r['model']} | `{r['checkpoint']}` | {r['all']:.4f} | {r['short']:.4f} | {r['long']:.4f} |" for r in rows
+    ]
     return "\n".join(lines)
 
 

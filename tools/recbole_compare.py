@@ -17,7 +17,7 @@ What it does, for each model:
 2. trains RecBole's model with its default hyperparameters (``properties/model/<Model>.yaml``), the CE loss,
    ``MAX_ITEM_LIST_LENGTH`` 50 (SASRec) or 51 (BERT4Rec: one position is its [mask], so both read 50 history items)
    and RecBole's own early stopping on NDCG@10 of that valid file (``stopping_step`` 10);
-3. converts RecBole's best checkpoint with ``recmodels.recbole_import`` and scores it with
+3. converts RecBole's best checkpoint with ``recmodels.checkpoint.recbole`` and scores it with
    ``recmodels.eval.evaluate.evaluate_topk`` on VALID and TEST (full ranking over unseen items). Nothing is chosen
    on test: RecBole's test file is written because its benchmark loader needs three parts, and is never evaluated.
 
@@ -28,6 +28,7 @@ run in two processes) and, with ``--write-readme``, between the README's ``recbo
 RecBole runs with the shims of ``tools/recbole_shims.py``. Torch uses one thread by default: on this 2-core
 machine OpenMP's second thread waits far longer than it helps when other jobs share the cores.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -40,16 +41,15 @@ import sys
 import time
 from pathlib import Path
 
-
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from recmodels.checkpoint import load_checkpoint  # noqa: E402
-from recmodels.data import TEST, TRAIN, VALID, RecData  # noqa: E402
-from recmodels.data.loaders import recbole_ml100k_folder  # noqa: E402
-from recmodels.eval.evaluate import evaluate_topk  # noqa: E402
-from recmodels.recbole_import import convert, prepare, read_recbole_checkpoint  # noqa: E402
-from recmodels.report import write_between_markers  # noqa: E402
+from recmodels.checkpoint.io import load_checkpoint
+from recmodels.checkpoint.recbole import convert, prepare, read_recbole_checkpoint
+from recmodels.data import TEST, TRAIN, VALID, RecData
+from recmodels.data.loaders import recbole_ml100k_folder
+from recmodels.eval.evaluate import evaluate_topk
+from recmodels.formatting import write_between_markers
 
 START, END = "<!-- recbole-comparison:start -->", "<!-- recbole-comparison:end -->"
 MAX_LENGTH = {"SASRec": 50, "BERT4Rec": 51}
@@ -82,7 +82,7 @@ def write_benchmark(folder: Path, data: RecData, max_length: int, limit_rows: in
     for user, group in train.groupby("user", sort=True):  # rows are in time order within a user
         sequence = [items[i] for i in group["item"].to_numpy()]
         for i in range(1, len(sequence)):  # RecBole's data_augmentation
-            train_rows.append((users[user], sequence[i], sequence[max(0, i - max_length):i]))
+            train_rows.append((users[user], sequence[i], sequence[max(0, i - max_length) : i]))
     _write(folder / f"{RECBOLE_DATASET}.train.inter", train_rows, limit_rows)
     counts = {"train": len(train_rows[:limit_rows])}
     # the evaluator's histories, as long as the model reads (BERT4Rec's RecBole inference drops the oldest one)
@@ -92,7 +92,7 @@ def write_benchmark(folder: Path, data: RecData, max_length: int, limit_rows: in
         rows = []
         for k, user in enumerate(cases.users):
             history = [items[i] for i in cases.history[k] if i != 0]
-            for item in cases.positive_items[cases.positive_indptr[k]:cases.positive_indptr[k + 1]]:
+            for item in cases.positive_items[cases.positive_indptr[k] : cases.positive_indptr[k + 1]]:
                 rows.append((users[user], items[item], history))
         _write(folder / f"{RECBOLE_DATASET}.{name}.inter", rows, limit_rows)
         counts[name] = len(rows[:limit_rows])
@@ -102,14 +102,25 @@ def write_benchmark(folder: Path, data: RecData, max_length: int, limit_rows: in
 # ---------------------------------------------------------------------------------------------- RecBole
 def recbole_settings(model: str, max_epochs: int, batch_size: int, workdir: Path) -> dict:
     return {
-        "data_path": str(workdir), "checkpoint_dir": str(workdir / "saved"), "benchmark_filename": ["train", "valid",
-                                                                                                     "test"],
+        "data_path": str(workdir),
+        "checkpoint_dir": str(workdir / "saved"),
+        "benchmark_filename": ["train", "valid", "test"],
         "load_col": {"inter": ["user_id", "item_id", "item_id_list"], "item": ["item_id"]},
-        "alias_of_item_id": ["item_id_list"], "MAX_ITEM_LIST_LENGTH": MAX_LENGTH[model], "loss_type": "CE",
-        "train_neg_sample_args": None, "epochs": max_epochs, "train_batch_size": batch_size, "stopping_step": 10,
+        "alias_of_item_id": ["item_id_list"],
+        "MAX_ITEM_LIST_LENGTH": MAX_LENGTH[model],
+        "loss_type": "CE",
+        "train_neg_sample_args": None,
+        "epochs": max_epochs,
+        "train_batch_size": batch_size,
+        "stopping_step": 10,
         "eval_args": {"split": {"RS": [0.8, 0.1, 0.1]}, "order": "TO", "group_by": "user", "mode": "full"},
-        "metrics": ["NDCG", "Recall", "MRR", "Hit"], "topk": [10], "valid_metric": "NDCG@10", "use_gpu": False,
-        "show_progress": False, "seed": 2020, "reproducibility": True,
+        "metrics": ["NDCG", "Recall", "MRR", "Hit"],
+        "topk": [10],
+        "valid_metric": "NDCG@10",
+        "use_gpu": False,
+        "show_progress": False,
+        "seed": 2020,
+        "reproducibility": True,
     }
 
 
@@ -128,7 +139,7 @@ def train_recbole(model: str, settings: dict, workdir: Path, log, max_minutes: f
 
     argv, cwd = sys.argv, os.getcwd()
     sys.argv = sys.argv[:1]  # RecBole's Config parses --key=value from the command line
-    os.chdir(workdir)        # its trainer writes log_tensorboard/ into the working directory
+    os.chdir(workdir)  # its trainer writes log_tensorboard/ into the working directory
     try:
         config = Config(model=model, dataset=RECBOLE_DATASET, config_dict=settings)
         init_seed(config["seed"], config["reproducibility"])
@@ -139,9 +150,14 @@ def train_recbole(model: str, settings: dict, workdir: Path, log, max_minutes: f
         history, started = [], time.time()
 
         def after_epoch(epoch, score):
-            history.append({"epoch": epoch, "valid_ndcg@10": float(score),
-                            "train_loss": float(trainer.train_loss_dict.get(epoch, float("nan"))),
-                            "seconds": round(time.time() - started, 1)})
+            history.append(
+                {
+                    "epoch": epoch,
+                    "valid_ndcg@10": float(score),
+                    "train_loss": float(trainer.train_loss_dict.get(epoch, float("nan"))),
+                    "seconds": round(time.time() - started, 1),
+                }
+            )
             log(f"{model} epoch {epoch}: RecBole valid NDCG@10 {score:.4f}, {history[-1]['seconds']:.0f} s")
             if max_minutes is not None and time.time() - started > 60 * max_minutes:
                 raise _OutOfTime
@@ -155,18 +171,60 @@ def train_recbole(model: str, settings: dict, workdir: Path, log, max_minutes: f
     finally:
         sys.argv = argv
         os.chdir(cwd)
-    return {"saved": trainer.saved_model_file, "epochs_run": len(history), "train_seconds": round(seconds, 1),
-            "stopped_by": stopped, "recbole_best_valid_ndcg@10": float(trainer.best_valid_score), "history": history,
-            "settings": {k: config[k] for k in ("n_layers", "n_heads", "hidden_size", "inner_size",
-                                                "hidden_dropout_prob", "attn_dropout_prob", "hidden_act",
-                                                "layer_norm_eps", "initializer_range", "loss_type", "learning_rate",
-                                                "train_batch_size", "epochs", "stopping_step", "valid_metric",
-                                                "MAX_ITEM_LIST_LENGTH", "mask_ratio", "seed") if k in config}}
+    return {
+        "saved": trainer.saved_model_file,
+        "epochs_run": len(history),
+        "train_seconds": round(seconds, 1),
+        "stopped_by": stopped,
+        "recbole_best_valid_ndcg@10": float(trainer.best_valid_score),
+        "history": history,
+        "settings": {
+            k: config[k]
+            for k in (
+                "n_layers",
+                "n_heads",
+                "hidden_size",
+                "inner_size",
+                "hidden_dropout_prob",
+                "attn_dropout_prob",
+                "hidden_act",
+                "layer_norm_eps",
+                "initializer_range",
+                "loss_type",
+                "learning_rate",
+                "train_batch_size",
+                "epochs",
+                "stopping_step",
+                "valid_metric",
+                "MAX_ITEM_LIST_LENGTH",
+                "mask_ratio",
+                "seed",
+            )
+            if k in config
+        },
+    }
 
 
-SETTING_KEYS = ("n_layers", "n_heads", "hidden_size", "inner_size", "hidden_dropout_prob", "attn_dropout_prob",
-                "hidden_act", "layer_norm_eps", "initializer_range", "loss_type", "learning_rate", "train_batch_size",
-                "epochs", "stopping_step", "valid_metric", "MAX_ITEM_LIST_LENGTH", "mask_ratio", "seed")
+SETTING_KEYS = (
+    "n_layers",
+    "n_heads",
+    "hidden_size",
+    "inner_size",
+    "hidden_dropout_prob",
+    "attn_dropout_prob",
+    "hidden_act",
+    "layer_norm_eps",
+    "initializer_range",
+    "loss_type",
+    "learning_rate",
+    "train_batch_size",
+    "epochs",
+    "stopping_step",
+    "valid_metric",
+    "MAX_ITEM_LIST_LENGTH",
+    "mask_ratio",
+    "seed",
+)
 
 
 def score_saved(model: str, saved_file: Path, workdir: Path, data: RecData) -> tuple[dict, dict, object]:
@@ -175,7 +233,11 @@ def score_saved(model: str, saved_file: Path, workdir: Path, data: RecData) -> t
     out = workdir / "converted"
     summary = convert(prepare(saved, workdir / RECBOLE_DATASET, saved_file), data, out)
     converted, _ = load_checkpoint(out, data=data)
-    return {"valid": evaluate_topk(converted, data, VALID), "test": evaluate_topk(converted, data, TEST)}, summary, saved
+    return (
+        {"valid": evaluate_topk(converted, data, VALID), "test": evaluate_topk(converted, data, TEST)},
+        summary,
+        saved,
+    )
 
 
 def interrupted_run(model: str, data: RecData, args, log) -> dict:
@@ -187,25 +249,43 @@ def interrupted_run(model: str, data: RecData, args, log) -> dict:
     epochs = None
     if args.log:
         epochs = sum(1 for line in Path(args.log).read_text().splitlines() if f"] {model} epoch " in line)
-    log(f"{model}: saved best epoch {saved.epoch}, ours-evaluated valid NDCG@10 {metrics['valid']['ndcg@10']:.4f}, "
-        f"test NDCG@10 {metrics['test']['ndcg@10']:.4f}")
-    return {"saved": str(saved_file), "epochs_run": epochs, "train_seconds": None, "best_epoch": saved.epoch,
-            "stopped_by": "hand at the end of the time budget of the session that ran it",
-            "settings": {k: saved.config[k] for k in SETTING_KEYS if k in saved.config},
-            "converted": str(workdir / "converted"), "recbole_items": summary["recbole_items"], "metrics": metrics}
+    log(
+        f"{model}: saved best epoch {saved.epoch}, ours-evaluated valid NDCG@10 {metrics['valid']['ndcg@10']:.4f}, "
+        f"test NDCG@10 {metrics['test']['ndcg@10']:.4f}"
+    )
+    return {
+        "saved": str(saved_file),
+        "epochs_run": epochs,
+        "train_seconds": None,
+        "best_epoch": saved.epoch,
+        "stopped_by": "hand at the end of the time budget of the session that ran it",
+        "settings": {k: saved.config[k] for k in SETTING_KEYS if k in saved.config},
+        "converted": str(workdir / "converted"),
+        "recbole_items": summary["recbole_items"],
+        "metrics": metrics,
+    }
 
 
 def run_model(model: str, data: RecData, args, log) -> dict:
     workdir = Path(args.workdir).resolve() / model
     counts = write_benchmark(workdir / RECBOLE_DATASET, data, MAX_LENGTH[model], args.limit_rows)
     log(f"{model}: benchmark rows {counts}")
-    result = train_recbole(model, recbole_settings(model, args.max_epochs, args.train_batch_size, workdir),
-                           workdir, log, args.max_minutes)
+    result = train_recbole(
+        model, recbole_settings(model, args.max_epochs, args.train_batch_size, workdir), workdir, log, args.max_minutes
+    )
     metrics, summary, saved = score_saved(model, Path(result["saved"]), workdir, data)
-    log(f"{model}: best epoch {saved.epoch}, ours-evaluated valid NDCG@10 {metrics['valid']['ndcg@10']:.4f}, "
-        f"test NDCG@10 {metrics['test']['ndcg@10']:.4f}")
-    return {**result, "best_epoch": saved.epoch, "rows": counts, "converted": str(workdir / "converted"),
-            "recbole_items": summary["recbole_items"], "metrics": metrics}
+    log(
+        f"{model}: best epoch {saved.epoch}, ours-evaluated valid NDCG@10 {metrics['valid']['ndcg@10']:.4f}, "
+        f"test NDCG@10 {metrics['test']['ndcg@10']:.4f}"
+    )
+    return {
+        **result,
+        "best_epoch": saved.epoch,
+        "rows": counts,
+        "converted": str(workdir / "converted"),
+        "recbole_items": summary["recbole_items"],
+        "metrics": metrics,
+    }
 
 
 # ---------------------------------------------------------------------------------------------- reporting
@@ -217,34 +297,54 @@ def shipped_rows(root: Path) -> list[dict]:
             config = json.loads(path.read_text())
             metrics, history = config.get("metrics", {}), config.get("history") or [{}]
             best, ran = config.get("training", {}).get("best_epoch"), history[-1].get("epoch")  # epoch 0: untrained
-            rows.append({"model": model, "trained by": f"recmodels (`{folder}`)",
-                         "epochs": f"{best} of {ran}" if ran else best, "minutes": None,
-                         "valid": metrics.get("valid", {}), "test": metrics.get("test", {})})
+            rows.append(
+                {
+                    "model": model,
+                    "trained by": f"recmodels (`{folder}`)",
+                    "epochs": f"{best} of {ran}" if ran else best,
+                    "minutes": None,
+                    "valid": metrics.get("valid", {}),
+                    "test": metrics.get("test", {}),
+                }
+            )
     return rows
 
 
 def recbole_rows(results: dict) -> list[dict]:
-    return [{"model": model, "trained by": "RecBole 1.2.0",
-             "epochs": f"{r['best_epoch'] + 1} of {r['epochs_run'] if r['epochs_run'] is not None else '?'}",
-             "minutes": r["train_seconds"] / 60 if r.get("train_seconds") is not None else None,
-             "valid": r["metrics"]["valid"], "test": r["metrics"]["test"]}
-            for model, r in results.get("runs", {}).items()]
+    return [
+        {
+            "model": model,
+            "trained by": "RecBole 1.2.0",
+            "epochs": f"{r['best_epoch'] + 1} of {r['epochs_run'] if r['epochs_run'] is not None else '?'}",
+            "minutes": r["train_seconds"] / 60 if r.get("train_seconds") is not None else None,
+            "valid": r["metrics"]["valid"],
+            "test": r["metrics"]["test"],
+        }
+        for model, r in results.get("runs", {}).items()
+    ]
 
 
 def markdown(results: dict, root: Path) -> str:
-    rows = sorted(shipped_rows(root) + recbole_rows(results),
-                  key=lambda r: (r["model"] != "SASRec", r["trained by"].startswith("RecBole")))  # ours first
-    head = ("| model | trained by | best epoch | train min | valid NDCG@10 | test NDCG@10 | test NDCG@20 | "
-            "test Recall@20 | test HR@10 | test MRR@10 |\n|---|---|---|---|---|---|---|---|---|---|")
+    rows = sorted(
+        shipped_rows(root) + recbole_rows(results),
+        key=lambda r: (r["model"] != "SASRec", r["trained by"].startswith("RecBole")),
+    )  # ours first
+    head = (
+        "| model | trained by | best epoch | train min | valid NDCG@10 | test NDCG@10 | test NDCG@20 | "
+        "test Recall@20 | test HR@10 | test MRR@10 |\n|---|---|---|---|---|---|---|---|---|---|"
+    )
 
     def number(value, digits=4):
         return "" if value is None else f"{value:.{digits}f}"
 
-    lines = [head] + [f"| {r['model']} | {r['trained by']} | {r['epochs'] if r['epochs'] is not None else ''} | "
-                      f"{number(r['minutes'], 0)} | {number(r['valid'].get('ndcg@10'))} | "
-                      f"{number(r['test'].get('ndcg@10'))} | {number(r['test'].get('ndcg@20'))} | "
-                      f"{number(r['test'].get('recall@20'))} | {number(r['test'].get('hr@10'))} | "
-                      f"{number(r['test'].get('mrr@10'))} |" for r in rows]
+    lines = [head] + [
+        f"| {r['model']} | {r['trained by']} | {r['epochs'] if r['epochs'] is not None else ''} | "
+        f"{number(r['minutes'], 0)} | {number(r['valid'].get('ndcg@10'))} | "
+        f"{number(r['test'].get('ndcg@10'))} | {number(r['test'].get('ndcg@20'))} | "
+        f"{number(r['test'].get('recall@20'))} | {number(r['test'].get('hr@10'))} | "
+        f"{number(r['test'].get('mrr@10'))} |"
+        for r in rows
+    ]
     return "\n".join(lines) + "\n\n" + settings_note(results)
 
 
@@ -268,20 +368,37 @@ def merge_json(path: Path, update: dict) -> dict:
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--models", nargs="+", choices=list(MAX_LENGTH), default=list(MAX_LENGTH))
-    parser.add_argument("--max-epochs", "--epochs", dest="max_epochs", type=int, default=300,
-                        help="RecBole's epochs setting, the cap on early stopping (RecBole's default 300)")
+    parser.add_argument(
+        "--max-epochs",
+        "--epochs",
+        dest="max_epochs",
+        type=int,
+        default=300,
+        help="RecBole's epochs setting, the cap on early stopping (RecBole's default 300)",
+    )
     parser.add_argument("--train-batch-size", type=int, default=2048, help="RecBole's train_batch_size")
-    parser.add_argument("--max-minutes", type=float, default=None,
-                        help="stop training after the epoch that passes this budget, keeping RecBole's best checkpoint")
-    parser.add_argument("--limit-rows", type=int, default=None,
-                        help="write only the first N rows of each benchmark file: a smoke test, not a result")
+    parser.add_argument(
+        "--max-minutes",
+        type=float,
+        default=None,
+        help="stop training after the epoch that passes this budget, keeping RecBole's best checkpoint",
+    )
+    parser.add_argument(
+        "--limit-rows",
+        type=int,
+        default=None,
+        help="write only the first N rows of each benchmark file: a smoke test, not a result",
+    )
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads")
     parser.add_argument("--workdir", default=str(ROOT / "artifacts" / "recbole_compare"))
     parser.add_argument("--json", default=str(ROOT / "artifacts" / "recbole_comparison.json"))
     parser.add_argument("--checkpoints", default=str(ROOT / "checkpoints"), help="where the shipped models are")
     parser.add_argument("--from-json", action="store_true", help="train nothing; report the JSON's results")
-    parser.add_argument("--from-saved", action="store_true",
-                        help="train nothing; score the best checkpoint each unfinished run under --workdir has saved")
+    parser.add_argument(
+        "--from-saved",
+        action="store_true",
+        help="train nothing; score the best checkpoint each unfinished run under --workdir has saved",
+    )
     parser.add_argument("--log", help="with --from-saved: the interrupted run's log, to count its epochs")
     parser.add_argument("--write-readme", metavar="README", help="replace the text between the README's markers")
     args = parser.parse_args(argv)
@@ -300,10 +417,16 @@ def main(argv=None) -> int:
         data = RecData.load(DATASET)
         for model in args.models:
             run = interrupted_run(model, data, args, log) if args.from_saved else run_model(model, data, args, log)
-            results = merge_json(json_path, {
-                "dataset": DATASET, "split": data.split.to_dict(), "fingerprint": data.fingerprint,
-                "evaluator": "recmodels.eval.evaluate.evaluate_topk (full ranking over unseen items)",
-                "runs": {model: run}})
+            results = merge_json(
+                json_path,
+                {
+                    "dataset": DATASET,
+                    "split": data.split.to_dict(),
+                    "fingerprint": data.fingerprint,
+                    "evaluator": "recmodels.eval.evaluate.evaluate_topk (full ranking over unseen items)",
+                    "runs": {model: run},
+                },
+            )
     table = markdown(results, Path(args.checkpoints))
     print(table)
     if args.write_readme:
@@ -317,15 +440,20 @@ def settings_note(results: dict) -> str:
         epochs = f"{r['epochs_run']} epochs" if r.get("epochs_run") is not None else "epochs unknown"
         return epochs + (f" in {r['train_seconds'] / 60:.0f} min" if r.get("train_seconds") is not None else "")
 
-    runs = "; ".join(f"{model}: train_batch_size {r['settings'].get('train_batch_size')}, {ran(r)}, stopped by "
-                     f"{r.get('stopped_by', 'early stopping')}" for model, r in results.get("runs", {}).items())
-    return ("RecBole 1.2.0 trained on this project's per-user temporal split of ml-100k (train = our train part; "
-            "RecBole's early stopping on NDCG@10 of our valid part, stopping_step 10) with its default SASRec / "
-            "BERT4Rec hyperparameters, CE loss and MAX_ITEM_LIST_LENGTH 50 / 51 (50 history items each); its best "
-            "checkpoint is converted with this project's RecBole import and scored with this project's evaluator "
-            f"(full ranking over unseen items){' (' + runs + ')' if runs else ''}. Shipped rows: recorded metrics of "
-            "`checkpoints/sasrec-ml100k` and `checkpoints/bert4rec-ml100k`. Produced by "
-            "`python tools/recbole_compare.py`.")
+    runs = "; ".join(
+        f"{model}: train_batch_size {r['settings'].get('train_batch_size')}, {ran(r)}, stopped by "
+        f"{r.get('stopped_by', 'early stopping')}"
+        for model, r in results.get("runs", {}).items()
+    )
+    return (
+        "RecBole 1.2.0 trained on this project's per-user temporal split of ml-100k (train = our train part; "
+        "RecBole's early stopping on NDCG@10 of our valid part, stopping_step 10) with its default SASRec / "
+        "BERT4Rec hyperparameters, CE loss and MAX_ITEM_LIST_LENGTH 50 / 51 (50 history items each); its best "
+        "checkpoint is converted with this project's RecBole import and scored with this project's evaluator "
+        f"(full ranking over unseen items){' (' + runs + ')' if runs else ''}. Shipped rows: recorded metrics of "
+        "`checkpoints/sasrec-ml100k` and `checkpoints/bert4rec-ml100k`. Produced by "
+        "`python tools/recbole_compare.py`."
+    )
 
 
 if __name__ == "__main__":

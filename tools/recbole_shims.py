@@ -25,6 +25,7 @@ Each shim was found by running RecBole here and fixes one thing it reads that th
 
 Call :func:`install` before importing RecBole; it is idempotent.
 """
+
 from __future__ import annotations
 
 import sys
@@ -55,8 +56,16 @@ def _numpy_aliases() -> None:
             setattr(np, name, value)
     # the aliases RecBole's Config sets when it is built (its metrics read np.float); set here as well, because a
     # Config unpickled from a checkpoint never runs that code
-    for name, value in (("bool", np.bool_), ("int", np.int_), ("float", np.float64), ("complex", np.complex128),
-                        ("object", np.object_), ("str", np.str_), ("long", np.int_), ("unicode", np.str_)):
+    for name, value in (
+        ("bool", np.bool_),
+        ("int", np.int_),
+        ("float", np.float64),
+        ("complex", np.complex128),
+        ("object", np.object_),
+        ("str", np.str_),
+        ("long", np.int_),
+        ("unicode", np.str_),
+    ):
         if name not in np.__dict__:
             setattr(np, name, value)
 
@@ -66,6 +75,7 @@ def _kmeans_stub() -> None:
         return
     try:
         import kmeans_pytorch  # noqa: F401  (the real package, when someone installed it)
+
         return
     except ImportError:
         pass
@@ -124,9 +134,8 @@ class _TorchForRecBole(types.ModuleType):
 
 
 def _trainer_torch_load() -> None:
-    import torch
-
     import recbole.trainer.trainer as trainer_module
+    import torch
 
     if not isinstance(trainer_module.torch, _TorchForRecBole):
         trainer_module.torch = _TorchForRecBole(torch)

@@ -9,6 +9,7 @@ changes and the weights are not touched. Only use it when the recipe (``RecData.
 force a checkpoint onto data it was not trained on: tests/test_checkpoints.py then re-measures the metrics.
 Running it twice changes nothing the second time. ``--check`` writes nothing and exits 1 if any is stale.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -19,16 +20,16 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from recmodels.checkpoint import CONFIG_FILE, dataset_location, read_config  # noqa: E402
-from recmodels.errors import RecModelsError  # noqa: E402
-from recmodels.service import load_data_cached  # noqa: E402
+from recmodels.checkpoint.io import CONFIG_FILE, dataset_location, read_config
+from recmodels.errors import RecModelsError
+from recmodels.serving.service import load_data_cached
 
 
 def current_fingerprint(folder: Path) -> str:
     config = read_config(folder)
-    dataset = config["dataset"]
+    dataset = config.dataset
     data_dir, image_dir = dataset_location(config, folder)
-    data = load_data_cached(dataset["name"], data_dir, image_dir, dataset["split"], dataset["max_history"])
+    data = load_data_cached(dataset.name, data_dir, image_dir, dataset.split, dataset.max_history)
     return data.fingerprint
 
 
@@ -39,7 +40,9 @@ def refingerprint(folder: Path, check: bool) -> bool:
     fingerprint = current_fingerprint(folder)
     dataset = config["dataset"]
     stale = dataset.get("fingerprint") != fingerprint or dataset.get("summary", {}).get("fingerprint") not in (
-        None, fingerprint)
+        None,
+        fingerprint,
+    )
     if stale and not check:
         dataset["fingerprint"] = fingerprint
         if "summary" in dataset:

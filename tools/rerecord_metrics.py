@@ -9,6 +9,7 @@ one at 4 decimals. Without ``--check`` the measured values replace ``metrics[<pa
 moved; nothing else in config.json changes and the weights are not touched. Only use it when evaluation itself
 changed, never to paper over a checkpoint that no longer reproduces. ``--check`` exits 1 if any part moved.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -19,26 +20,28 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from recmodels.checkpoint import CONFIG_FILE, dataset_location, load_checkpoint, read_config  # noqa: E402
-from recmodels.data import PART_NAMES  # noqa: E402
-from recmodels.errors import RecModelsError  # noqa: E402
-from recmodels.eval import evaluate  # noqa: E402
-from recmodels.service import load_data_cached  # noqa: E402
+from recmodels.checkpoint.io import CONFIG_FILE, dataset_location, load_checkpoint, read_config
+from recmodels.data import PART_NAMES
+from recmodels.errors import RecModelsError
+from recmodels.eval import evaluate
+from recmodels.serving.service import load_data_cached
 
 
 def measure(folder: Path, part: str) -> dict[str, float]:
     config = read_config(folder)
-    dataset = config["dataset"]
-    data = load_data_cached(dataset["name"], *dataset_location(config, folder), dataset["split"],
-                            dataset["max_history"])
+    dataset = config.dataset
+    data = load_data_cached(dataset.name, *dataset_location(config, folder), dataset.split, dataset.max_history)
     model, _ = load_checkpoint(folder, data=data)
     return evaluate(model, data, PART_NAMES[part])
 
 
 def moved(recorded: dict, measured: dict) -> list[str]:
     """The recorded metrics whose value differs from the measured one at 4 decimals."""
-    return [name for name, value in recorded.items() if value is not None and
-            f"{value:.4f}" != f"{measured.get(name, float('nan')):.4f}"]
+    return [
+        name
+        for name, value in recorded.items()
+        if value is not None and f"{value:.4f}" != f"{measured.get(name, float('nan')):.4f}"
+    ]
 
 
 def rerecord(folder: Path, parts: list[str], check: bool) -> dict[str, list[str]]:

@@ -9,6 +9,7 @@ For each preset (recmodels/data/synth.py) the dataset is generated into ROOT/<pr
 feature tables and the fingerprint. Peak RSS is that process's (`ru_maxrss`), so it covers loading alone.
 Run it with OMP_NUM_THREADS=1 on a shared machine.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -20,8 +21,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from recmodels.data.synth import PRESETS  # noqa: E402
-from recmodels.report import markdown_table, text_table, write_between_markers  # noqa: E402
+from recmodels.data.synth import PRESETS
+from recmodels.formatting import markdown_table, text_table, write_between_markers
 
 MARKERS = ("<!-- scale-load:start -->", "<!-- scale-load:end -->")
 STAMP = "scale_load.json"  # the shape, seed and generation time of a folder this tool wrote
@@ -46,8 +47,12 @@ print(json.dumps({"seconds": seconds, "peak_gb": peak, "interactions": len(data.
 
 
 def _run(code: str, *args) -> dict:
-    done = subprocess.run([sys.executable, "-c", code, *map(str, args)], capture_output=True, text=True,
-                          cwd=Path(__file__).resolve().parents[1])
+    done = subprocess.run(
+        [sys.executable, "-c", code, *map(str, args)],
+        capture_output=True,
+        text=True,
+        cwd=Path(__file__).resolve().parents[1],
+    )
     if done.returncode:
         last = done.stderr.strip().splitlines()[-1:] or [f"exit status {done.returncode}"]
         raise SystemExit(f"{code.split()[-1]} failed: {last[0]}")
@@ -64,9 +69,14 @@ def measure(preset: str, root: Path, seed: int = 0, regenerate: bool = False) ->
         recorded = {**wanted, "generate_s": _run(_GENERATE, folder, preset, seed)["seconds"]}
         stamp.write_text(json.dumps(recorded))
     loaded = _run(_LOAD, folder)
-    return {"scale": preset, "interactions": f"{loaded['interactions']:,}",
-            "generate s": f"{recorded['generate_s']:.1f}", "load+split s": f"{loaded['seconds']:.1f}",
-            "peak RSS GB": f"{loaded['peak_gb']:.2f}", "fingerprint": loaded["fingerprint"]}
+    return {
+        "scale": preset,
+        "interactions": f"{loaded['interactions']:,}",
+        "generate s": f"{recorded['generate_s']:.1f}",
+        "load+split s": f"{loaded['seconds']:.1f}",
+        "peak RSS GB": f"{loaded['peak_gb']:.2f}",
+        "fingerprint": loaded["fingerprint"],
+    }
 
 
 def main(argv=None) -> int:
@@ -84,10 +94,12 @@ def main(argv=None) -> int:
     rows = [measure(name, Path(args.root), args.seed, args.regenerate) for name in presets]
     print(text_table(rows, COLUMNS + ["fingerprint"]))
     if args.write_readme:
-        note = (f"`python tools/scale_load.py --presets {','.join(presets)}` on {os.cpu_count()} CPU cores "
-                f"(OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS', 'unset')}); load+split is `RecData.load` "
-                "in a fresh process (atomic files, schema, temporal split, feature tables, fingerprint) and peak "
-                "RSS is that process's.")
+        note = (
+            f"`python tools/scale_load.py --presets {','.join(presets)}` on {os.cpu_count()} CPU cores "
+            f"(OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS', 'unset')}); load+split is `RecData.load` "
+            "in a fresh process (atomic files, schema, temporal split, feature tables, fingerprint) and peak "
+            "RSS is that process's."
+        )
         write_between_markers(Path(args.write_readme), *MARKERS, markdown_table(rows, COLUMNS) + "\n\n" + note)
     return 0
 

@@ -16,6 +16,7 @@ the architecture and the catalogue, not on how well it learned), and the "traine
 Targets (issue 13, ml-20m scale on a 2-core CPU) are printed beside the figures; a figure over its target is
 bold.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -26,26 +27,39 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from recmodels.checkpoint import read_config  # noqa: E402
-from recmodels.errors import InvalidArgumentError, RecModelsError  # noqa: E402
-from recmodels.report import markdown_table, text_table, write_between_markers  # noqa: E402
-from tools.scale_train import (add_dataset_arguments, check_readme, dataset_of, run_child,  # noqa: E402
-                               ScaleRunError, scale_flags, train_checkpoint, model_list)
+from recmodels.checkpoint.io import read_config
+from recmodels.errors import InvalidArgumentError, RecModelsError
+from recmodels.formatting import markdown_table, text_table, write_between_markers
+from tools.scale_train import (
+    ScaleRunError,
+    add_dataset_arguments,
+    check_readme,
+    dataset_of,
+    model_list,
+    run_child,
+    scale_flags,
+    train_checkpoint,
+)
 
 MARKERS = ("<!-- scale-service:start -->", "<!-- scale-service:end -->")
 FACTS_TAG = "SCALE_SERVICE_FACTS "
 # figure: (header, target or None, digits)
-FIGURES = {"load_s": ("from_checkpoint s", 30, 1), "load_peak_gb": ("peak RSS GB", 6, 2),
-           "recommend_ms": ("recommend ms/user", 50, 1), "maps_ms": ("all maps ms (1 pair)", 20, 2),
-           "explain_ms": ("explain ms (maps + rank)", None, 1), "ig_top10_ms": ("IG top-10 ms", 1000, 0)}
+FIGURES = {
+    "load_s": ("from_checkpoint s", 30, 1),
+    "load_peak_gb": ("peak RSS GB", 6, 2),
+    "recommend_ms": ("recommend ms/user", 50, 1),
+    "maps_ms": ("all maps ms (1 pair)", 20, 2),
+    "explain_ms": ("explain ms (maps + rank)", None, 1),
+    "ig_top10_ms": ("IG top-10 ms", 1000, 0),
+}
 COLUMNS = ["scale", "model", "items", "trained", *FIGURES]
 
 _SERVICE = r"""
 import json, resource, statistics, sys, time
 import numpy as np, torch
 torch.set_num_threads(int(sys.argv[2]))
-from recmodels.models.base import Batch
-from recmodels.service import RecService
+from recmodels.models.outputs import Batch
+from recmodels.serving.service import RecService
 repeats = int(sys.argv[3])
 
 def peak_gb():
@@ -86,12 +100,15 @@ print("SCALE_SERVICE_FACTS " + json.dumps(facts), flush=True)
 
 def measure_service(checkpoint: Path, threads: int, repeats: int) -> dict:
     """The figures of one checkpoint, from a fresh process."""
-    stdout = run_child([sys.executable, "-c", _SERVICE, str(checkpoint), str(threads), str(repeats)],
-                       f"measuring the service on {checkpoint}", {"OMP_NUM_THREADS": str(threads)})
+    stdout = run_child(
+        [sys.executable, "-c", _SERVICE, str(checkpoint), str(threads), str(repeats)],
+        f"measuring the service on {checkpoint}",
+        {"OMP_NUM_THREADS": str(threads)},
+    )
     lines = [line for line in stdout.splitlines() if line.startswith(FACTS_TAG)]
     if not lines:
         raise ScaleRunError(f"measuring the service on {checkpoint} printed no figures.")
-    return json.loads(lines[-1][len(FACTS_TAG):])
+    return json.loads(lines[-1][len(FACTS_TAG) :])
 
 
 def trained_label(checkpoint: Path) -> str:
@@ -103,8 +120,9 @@ def trained_label(checkpoint: Path) -> str:
     if "rows" not in last:
         return f"{len(config['history']) - 1} epochs"
     steps = math.ceil(last["rows"] / training["batch_size"])
-    return f"{steps} step{'s' if steps != 1 else ''}" + (f" x{training['world_size']}" if training["world_size"] > 1
-                                                         else "")
+    return f"{steps} step{'s' if steps != 1 else ''}" + (
+        f" x{training['world_size']}" if training["world_size"] > 1 else ""
+    )
 
 
 def checkpoint_for(model: str, scale: str, folder: Path, options) -> Path:
@@ -112,8 +130,9 @@ def checkpoint_for(model: str, scale: str, folder: Path, options) -> Path:
     checkpoint = Path(options.root) / f"{scale}-checkpoints" / f"{model}-cpu"
     if not (checkpoint / "config.json").is_file():
         print(f"training {model} for {options.train_steps} steps ({checkpoint})", flush=True)
-        train_checkpoint(model, folder, checkpoint, options.train_steps, options.valid_users, options.threads,
-                         seed=options.seed)
+        train_checkpoint(
+            model, folder, checkpoint, options.train_steps, options.valid_users, options.threads, seed=options.seed
+        )
     return checkpoint
 
 
@@ -136,14 +155,20 @@ def headers() -> list[str]:
 
 
 def check_options(options) -> None:
-    for flag, value in (("--train-steps", options.train_steps), ("--repeats", options.repeats),
-                        ("--threads", options.threads), ("--valid-users", options.valid_users)):
+    for flag, value in (
+        ("--train-steps", options.train_steps),
+        ("--repeats", options.repeats),
+        ("--threads", options.threads),
+        ("--valid-users", options.valid_users),
+    ):
         if value < 1:
             raise InvalidArgumentError(f"{flag} must be at least 1, got {value}.")
     missing = [path for path in options.checkpoints or [] if not (Path(path) / "config.json").is_file()]
     if missing:
-        raise InvalidArgumentError(f"{missing[0]} is not a checkpoint folder (it has no config.json); pass a folder "
-                                   "that tools/scale_train.py or `python -m recmodels train` wrote.")
+        raise InvalidArgumentError(
+            f"{missing[0]} is not a checkpoint folder (it has no config.json); pass a folder "
+            "that tools/scale_train.py or `python -m recmodels train` wrote."
+        )
     if not options.checkpoints and not options.models:
         raise InvalidArgumentError("--models names no model; pass a comma-separated list such as din,nrms.")
 
@@ -154,8 +179,7 @@ def _plan(options) -> list[tuple[str, str, Path]]:
         plan = []
         for path in map(Path, options.checkpoints):
             config = read_config(path)  # a broken config.json: CheckpointError, one sentence
-            plan.append((Path(config["dataset"].get("data_dir") or config["dataset"]["name"]).name,
-                         config["model"], path))
+            plan.append((Path(config.dataset.data_dir or config.dataset.name).name, config.model, path))
         return plan
     from recmodels.models import model_info
 
@@ -185,15 +209,20 @@ def main(argv=None) -> int:
         print(f"error: {err}", file=sys.stderr)
         return 2
     users = "; ".join(f"{model}: user {facts['user']} ({facts['history']} interactions)" for _, model, _, facts in rows)
-    note = (f"Median of {options.repeats} calls ({max(1, options.repeats // 3)} for IG) after a warm-up, "
-            f"{options.threads} torch threads, CPU, one fresh process per checkpoint; {users}. \"all maps\" is one "
-            "forward with every attention map; \"explain\" is `explain(user, item, attributions=False)`, which also "
-            "ranks the pair in the catalogue; IG top-10 is `attribute_top(user, k=10)` with 50 steps, its ranking "
-            "included. A figure over its target is in bold.")
+    note = (
+        f"Median of {options.repeats} calls ({max(1, options.repeats // 3)} for IG) after a warm-up, "
+        f'{options.threads} torch threads, CPU, one fresh process per checkpoint; {users}. "all maps" is one '
+        'forward with every attention map; "explain" is `explain(user, item, attributions=False)`, which also '
+        "ranks the pair in the catalogue; IG top-10 is `attribute_top(user, k=10)` with 50 steps, its ranking "
+        "included. A figure over its target is in bold."
+    )
     print(text_table([table_row(*row) for row in rows], COLUMNS, headers()) + "\n\n" + note)
     if options.write_readme:
-        command = (f"`python tools/scale_service.py {scale_flags(options)} --models {','.join(options.models)}`"
-                   if not options.checkpoints else "`python tools/scale_service.py --checkpoints ...`")
+        command = (
+            f"`python tools/scale_service.py {scale_flags(options)} --models {','.join(options.models)}`"
+            if not options.checkpoints
+            else "`python tools/scale_service.py --checkpoints ...`"
+        )
         table = markdown_table([table_row(*row) for row in rows], COLUMNS, headers())
         write_between_markers(Path(options.write_readme), *MARKERS, f"{table}\n\n{command}: {note}")
     return 0

@@ -21,6 +21,7 @@ metrics are for timing, not for the results table. Peak RSS is each process's ``
 reused when its stamp matches. Checkpoints go to ROOT/<scale>-checkpoints/<model>-<run>; tools/scale_service.py
 opens the CPU ones.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -37,18 +38,32 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from recmodels.data.synth import PRESETS, Shape, generate, shape_of  # noqa: E402
-from recmodels.errors import InvalidArgumentError, RecModelsError  # noqa: E402
-from recmodels.report import markdown_table, text_table, write_between_markers  # noqa: E402
+from recmodels.data.synth import PRESETS, Shape, generate, shape_of
+from recmodels.errors import InvalidArgumentError, RecModelsError
+from recmodels.formatting import markdown_table, text_table, write_between_markers
 
 MARKERS = ("<!-- scale-train:start -->", "<!-- scale-train:end -->")
 STAMP = "scale_load.json"  # the same stamp as tools/scale_load.py: a folder either tool wrote is reused
-COLUMNS = ["scale", "model", "run", "threads", "batch", "steps", "rows/s", "epoch rows", "negatives s", "1 epoch",
-           "speed-up", "peak RSS GB"]
+COLUMNS = [
+    "scale",
+    "model",
+    "run",
+    "threads",
+    "batch",
+    "steps",
+    "rows/s",
+    "epoch rows",
+    "negatives s",
+    "1 epoch",
+    "speed-up",
+    "peak RSS GB",
+]
 
-MEANING = ("rows/s: training rows (each with its sampled negatives) x processes over the optimiser steps' seconds; "
-           "negatives s: drawing the epoch's negatives for all its rows, once per epoch and on every process; "
-           "validation is timed apart; peak RSS is per process, over the whole run.")
+MEANING = (
+    "rows/s: training rows (each with its sampled negatives) x processes over the optimiser steps' seconds; "
+    "negatives s: drawing the epoch's negatives for all its rows, once per epoch and on every process; "
+    "validation is timed apart; peak RSS is per process, over the whole run."
+)
 
 # The training process: `python -m recmodels train` with the epoch's row count and its negative sampling time
 # recorded (the final evaluation is bounded by the command's own --eval-users). Each process writes its facts to its
@@ -75,7 +90,7 @@ def timed_sample(self, *args, **kwargs):
 
 trainer.training_rows = training_rows
 trainer.NegativeSampler.sample = timed_sample
-from recmodels.cli import main
+from recmodels.cli.parser import main
 code = main(sys.argv[2:])
 facts.update(rank=int(os.environ.get("RANK", "0")), peak_gb=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e6)
 with open(os.path.join(os.environ["SCALE_TRAIN_FACTS_DIR"], f"rank{facts['rank']}.json"), "w") as out:
@@ -118,14 +133,24 @@ def _free_port() -> int:
 def _launcher(nproc: int) -> list[str]:
     if nproc == 1:
         return [sys.executable]
-    return [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", str(nproc), "--master-port",
-            str(_free_port()), "--no-python", sys.executable]
+    return [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--nproc-per-node",
+        str(nproc),
+        "--master-port",
+        str(_free_port()),
+        "--no-python",
+        sys.executable,
+    ]
 
 
 def run_child(command: list[str], what: str, env: dict | None = None) -> str:
     """Run a measured process from the repository root; its stdout, or ScaleRunError with its last stderr line."""
-    done = subprocess.run(command, capture_output=True, text=True, cwd=REPO,
-                          env={**os.environ, "PYTHONPATH": str(REPO), **(env or {})})
+    done = subprocess.run(
+        command, capture_output=True, text=True, cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO), **(env or {})}
+    )
     if done.returncode:
         lines = [line for line in done.stderr.strip().splitlines() if line.strip()]
         last = next((line for line in reversed(lines) if line.startswith("error:")), lines[-1] if lines else "")
@@ -133,21 +158,59 @@ def run_child(command: list[str], what: str, env: dict | None = None) -> str:
     return done.stdout
 
 
-def train_checkpoint(model: str, data_dir: Path, out: Path, max_steps: int | None, valid_users: int,
-                     threads: int, device: str = "cpu", nproc: int = 1, seed: int = 0) -> dict:
+def train_checkpoint(
+    model: str,
+    data_dir: Path,
+    out: Path,
+    max_steps: int | None,
+    valid_users: int,
+    threads: int,
+    device: str = "cpu",
+    nproc: int = 1,
+    seed: int = 0,
+) -> dict:
     """Train one epoch (at most ``max_steps`` steps) in a fresh process; the facts its processes printed, rank 0
     first, with the largest peak RSS of them."""
-    argv = ["train", "--model", model, "--dataset", "synth", "--data-dir", str(data_dir), "--epochs", "1",
-            "--out", str(out), "--quiet", "--device", device, "--seed", str(seed),
-            "--set", f"valid_users={valid_users}", "--set", "valid_ctr=false", "--eval-users", str(valid_users)]
+    argv = [
+        "train",
+        "--model",
+        model,
+        "--dataset",
+        "synth",
+        "--data-dir",
+        str(data_dir),
+        "--epochs",
+        "1",
+        "--out",
+        str(out),
+        "--quiet",
+        "--device",
+        device,
+        "--seed",
+        str(seed),
+        "--set",
+        f"valid_users={valid_users}",
+        "--set",
+        "valid_ctr=false",
+        "--eval-users",
+        str(valid_users),
+    ]
     argv += ["--max-steps", str(max_steps)] if max_steps else []
     per_process = max(1, threads // nproc)  # as the trainer's own DDP split of the cores
     with tempfile.TemporaryDirectory(prefix="scale-train-facts-") as facts_dir:
-        run_child(_launcher(nproc) + ["-c", _CHILD, "-"] + argv, f"training {model} ({_run_label(device, nproc)})",
-                  {"OMP_NUM_THREADS": str(per_process), "SCALE_TRAIN_THREADS": str(per_process),
-                   "SCALE_TRAIN_FACTS_DIR": facts_dir})
-        facts = sorted((json.loads(path.read_text()) for path in Path(facts_dir).glob("rank*.json")),
-                       key=lambda entry: entry["rank"])
+        run_child(
+            _launcher(nproc) + ["-c", _CHILD, "-"] + argv,
+            f"training {model} ({_run_label(device, nproc)})",
+            {
+                "OMP_NUM_THREADS": str(per_process),
+                "SCALE_TRAIN_THREADS": str(per_process),
+                "SCALE_TRAIN_FACTS_DIR": facts_dir,
+            },
+        )
+        facts = sorted(
+            (json.loads(path.read_text()) for path in Path(facts_dir).glob("rank*.json")),
+            key=lambda entry: entry["rank"],
+        )
     if len(facts) != nproc:
         raise ScaleRunError(f"training {model} wrote the facts of {len(facts)} of its {nproc} processes.")
     return {**facts[0], "peak_gb": max(entry["peak_gb"] for entry in facts), "threads": per_process}
@@ -166,12 +229,22 @@ def duration(seconds: float) -> str:
     return f"{seconds / 60:.1f} min" if seconds < 7200 else f"{seconds / 3600:.1f} h"
 
 
-def measure(model: str, name: str, data_dir: Path, out_root: Path, options, device: str = "cpu",
-            nproc: int = 1) -> dict:
+def measure(
+    model: str, name: str, data_dir: Path, out_root: Path, options, device: str = "cpu", nproc: int = 1
+) -> dict:
     """One table row: the run, then its figures from the checkpoint's history and the process's facts."""
     out = out_root / f"{model}-{device}{'' if nproc == 1 else f'-ddp{nproc}'}"
-    facts = train_checkpoint(model, data_dir, out, None if options.full_epoch else options.max_steps,
-                             options.valid_users, options.threads, device, nproc, options.seed)
+    facts = train_checkpoint(
+        model,
+        data_dir,
+        out,
+        None if options.full_epoch else options.max_steps,
+        options.valid_users,
+        options.threads,
+        device,
+        nproc,
+        options.seed,
+    )
     config = json.loads((out / "config.json").read_text())
     epoch, batch = config["history"][-1], config["training"]["batch_size"]
     world = config["training"]["world_size"]
@@ -179,12 +252,23 @@ def measure(model: str, name: str, data_dir: Path, out_root: Path, options, devi
     sampling = facts.get("sampling_s", 0.0)
     rows_per_s = epoch["rows"] * world / max(epoch["train_seconds"] - sampling, 1e-9)
     whole = epoch["train_seconds"] if options.full_epoch else sampling + facts["epoch_rows"] / rows_per_s
-    return {"scale": name, "model": model, "run": _run_label(device, nproc),
-            "threads": str(facts["threads"]) if nproc == 1 else f"{nproc}x{facts['threads']}",
-            "batch": batch, "steps": math.ceil(epoch["rows"] / batch), "rows/s": f"{rows_per_s:,.0f}",
-            "epoch rows": f"{facts['epoch_rows']:,}", "negatives s": f"{sampling:.1f}", "1 epoch": duration(whole),
-            "peak RSS GB": f"{facts['peak_gb']:.2f}", "rows_per_s": rows_per_s, "peak_gb": facts["peak_gb"],
-            "train s": f"{epoch['train_seconds']:.1f}", "checkpoint": str(out)}
+    return {
+        "scale": name,
+        "model": model,
+        "run": _run_label(device, nproc),
+        "threads": str(facts["threads"]) if nproc == 1 else f"{nproc}x{facts['threads']}",
+        "batch": batch,
+        "steps": math.ceil(epoch["rows"] / batch),
+        "rows/s": f"{rows_per_s:,.0f}",
+        "epoch rows": f"{facts['epoch_rows']:,}",
+        "negatives s": f"{sampling:.1f}",
+        "1 epoch": duration(whole),
+        "peak RSS GB": f"{facts['peak_gb']:.2f}",
+        "rows_per_s": rows_per_s,
+        "peak_gb": facts["peak_gb"],
+        "train s": f"{epoch['train_seconds']:.1f}",
+        "checkpoint": str(out),
+    }
 
 
 # ------------------------------------------------------------------ the table
@@ -204,8 +288,10 @@ def measure_model(model: str, name: str, data_dir: Path, out_root: Path, options
     if options.nproc > 1:
         needed, free = options.nproc * alone["peak_gb"], available_gb()
         if free is not None and needed > 0.9 * free:
-            notes.append(f"{model}: torchrun x{options.nproc} skipped, since {options.nproc} processes of "
-                         f"{alone['peak_gb']:.1f} GB would not fit the {free:.1f} GB available.")
+            notes.append(
+                f"{model}: torchrun x{options.nproc} skipped, since {options.nproc} processes of "
+                f"{alone['peak_gb']:.1f} GB would not fit the {free:.1f} GB available."
+            )
         else:
             ddp = measure(model, name, data_dir, out_root, options, nproc=options.nproc)
             ddp["speed-up"] = f"x{ddp['rows_per_s'] / alone['rows_per_s']:.2f}"
@@ -219,8 +305,12 @@ def check_options(options) -> None:
     """Each bad value as one sentence, before any data is generated."""
     from recmodels.models import model_info
 
-    for flag, value, least in (("--max-steps", options.max_steps, 1), ("--threads", options.threads, 1),
-                               ("--valid-users", options.valid_users, 1), ("--nproc", options.nproc, 1)):
+    for flag, value, least in (
+        ("--max-steps", options.max_steps, 1),
+        ("--threads", options.threads, 1),
+        ("--valid-users", options.valid_users, 1),
+        ("--nproc", options.nproc, 1),
+    ):
         if value < least:
             raise InvalidArgumentError(f"{flag} must be at least {least}, got {value}.")
     if not options.models:
@@ -235,8 +325,12 @@ def add_dataset_arguments(parser: argparse.ArgumentParser) -> None:
         parser.add_argument(f"--{count}", type=int, default=None, help=f"replace the preset's number of {count}")
     parser.add_argument("--root", default="/tmp/recmodels-scale", help="where the datasets and checkpoints go")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--threads", type=int, default=os.cpu_count() or 1,
-                        help="torch threads of a measured process (split between torchrun's processes)")
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=os.cpu_count() or 1,
+        help="torch threads of a measured process (split between torchrun's processes)",
+    )
 
 
 def dataset_of(options) -> tuple[str, Path]:
@@ -252,14 +346,19 @@ def check_readme(path, markers: tuple[str, str]) -> None:
         return
     text = Path(path).read_text() if Path(path).is_file() else None
     if text is None or not all(marker in text for marker in markers):
-        raise InvalidArgumentError(f"{path} is not a file with the lines {markers[0]} and {markers[1]}; add them "
-                                   "where the table goes, or leave out --write-readme.")
+        raise InvalidArgumentError(
+            f"{path} is not a file with the lines {markers[0]} and {markers[1]}; add them "
+            "where the table goes, or leave out --write-readme."
+        )
 
 
 def scale_flags(options) -> str:
     """The command-line flags that chose the dataset, for a README note."""
-    counts = [f"--{count} {getattr(options, count)}" for count in ("users", "items", "interactions")
-              if getattr(options, count) is not None]
+    counts = [
+        f"--{count} {getattr(options, count)}"
+        for count in ("users", "items", "interactions")
+        if getattr(options, count) is not None
+    ]
     return " ".join([f"--preset {options.preset}", *counts])
 
 
@@ -294,18 +393,30 @@ def _run(options) -> int:
     name, folder = dataset_of(options)
     out_root, notes = Path(options.root) / f"{name}-checkpoints", []
     rows = [row for model in options.models for row in measure_model(model, name, folder, out_root, options, notes)]
-    notes.append("CUDA: " + (torch.cuda.get_device_name() if options.cuda else
-                             "not available here, so there are no --device cuda rows" if not options.no_cuda
-                             else "skipped (--no-cuda)"))
-    epoch = "measured over the whole epoch (--full-epoch)" if options.full_epoch else \
-        f"extrapolated from {options.max_steps} steps: negatives s + the epoch's rows / rows/s"
+    notes.append(
+        "CUDA: "
+        + (
+            torch.cuda.get_device_name()
+            if options.cuda
+            else "not available here, so there are no --device cuda rows"
+            if not options.no_cuda
+            else "skipped (--no-cuda)"
+        )
+    )
+    epoch = (
+        "measured over the whole epoch (--full-epoch)"
+        if options.full_epoch
+        else f"extrapolated from {options.max_steps} steps: negatives s + the epoch's rows / rows/s"
+    )
     print(text_table(rows, COLUMNS + ["train s"]))
     print(f"\n1 epoch: {epoch}. {MEANING}\n" + "\n".join(notes))
     if options.write_readme:
         steps = "--full-epoch" if options.full_epoch else f"--max-steps {options.max_steps}"
-        note = (f"`python tools/scale_train.py {scale_flags(options)} --models {','.join(options.models)} {steps}` "
-                f"on {os.cpu_count()} CPU cores ({options.threads} torch threads per run, split between torchrun's "
-                f"processes; gloo). 1 epoch is {epoch}. {MEANING} " + " ".join(notes))
+        note = (
+            f"`python tools/scale_train.py {scale_flags(options)} --models {','.join(options.models)} {steps}` "
+            f"on {os.cpu_count()} CPU cores ({options.threads} torch threads per run, split between torchrun's "
+            f"processes; gloo). 1 epoch is {epoch}. {MEANING} " + " ".join(notes)
+        )
         write_between_markers(Path(options.write_readme), *MARKERS, markdown_table(rows, COLUMNS) + "\n\n" + note)
     return 0
 

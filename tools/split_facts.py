@@ -9,6 +9,7 @@ Prints, for the 70/10/20 split (per user by default, or with one global time cut
   orders such ties by item id);
 - with --split global, how many users have no train interaction (they are not evaluated).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -19,7 +20,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from recmodels.data import TEST, TRAIN, VALID, RecData, SplitConfig  # noqa: E402
+from recmodels.data import TEST, TRAIN, VALID, RecData, SplitConfig
 
 
 def split_facts(data: RecData) -> dict:
@@ -36,10 +37,10 @@ def split_facts(data: RecData) -> dict:
     before = (part == TRAIN) | (part == VALID)
     tied = np.unique(users[before & (times == first_test[users])])
     facts = {
-        "users with a test part": int(len(tested)),
-        "train interactions": int(len(train_times)),
+        "users with a test part": len(tested),
+        "train interactions": len(train_times),
         "share of train interactions after a user's first test interaction (mean over users)": float(later.mean()),
-        "users with a train or valid interaction in the same second as their first test one": int(len(tied)),
+        "users with a train or valid interaction in the same second as their first test one": len(tied),
     }
     if data.split.mode != "per_user":
         facts["users with no train interaction (not evaluated)"] = data.users_without_train()

@@ -1,50 +1,73 @@
 """Collapse: is the attention informative across the dataset, and how did it evolve during training?"""
+
 from __future__ import annotations
 
 import streamlit as st
 
-from app import collapse_plots, plots
 from app.services import diagnostics, model_title, open_service, shipped_checkpoints
 from app.text import literal
 from app.ui import checkpoint_picker, csv_button, figure, guarded, show_error, sidebar
+from recmodels import viz
 from recmodels.explain.diagnostics import collapse_findings, layer_head_history, rank_history, unit_label
 
 MAX_LISTED = 8  # units named in one finding; the rest are counted
-SUMMARY_FORMATS = {"normalised_entropy_median": "%.3f", "max_weight_median": "%.3f", "normalised_entropy_mean": "%.3f",
-                   "max_weight_mean": "%.3f", "effective_number_mean": "%.1f", "share_near_uniform": "percent",
-                   "share_near_one_hot": "percent", "rows": "%d"}
+SUMMARY_FORMATS = {
+    "normalised_entropy_median": "%.3f",
+    "max_weight_median": "%.3f",
+    "normalised_entropy_mean": "%.3f",
+    "max_weight_mean": "%.3f",
+    "effective_number_mean": "%.1f",
+    "share_near_uniform": "percent",
+    "share_near_one_hot": "percent",
+    "rows": "%d",
+}
 # shown beside them when the figures cover a sample of the users: each mean's or share's 95% bootstrap interval
-INTERVALS = {"normalised_entropy_mean": "entropy mean, 95% interval",
-             "max_weight_mean": "max weight mean, 95% interval",
-             "share_near_uniform": "near uniform, 95% interval", "share_near_one_hot": "near one-hot, 95% interval"}
+INTERVALS = {
+    "normalised_entropy_mean": "entropy mean, 95% interval",
+    "max_weight_mean": "max weight mean, 95% interval",
+    "share_near_uniform": "near uniform, 95% interval",
+    "share_near_one_hot": "near one-hot, 95% interval",
+}
 
 sidebar("collapse")
 st.title("Attention collapse")
-st.caption("Per user, each map's weights over the valid positions, per layer and head where the map has them: "
-           "normalised entropy (1 = uniform, 0 = one-hot), max weight, effective number of positions and Gini. "
-           "Computed for each user's most recent interaction with the history before it. Flags: near uniform when "
-           "normalised entropy >= 0.98, near one-hot when the max weight >= 0.9; a map, layer and head is flagged "
-           "below when the median user crosses the line. For the sequence transformers, the effective rank of the "
-           "hidden states after each layer (exp of the entropy of the normalised singular values over the "
-           "history's positions): rank collapse when the median is below 2 "
-           "(recmodels.explain.CollapseThresholds).")
+st.caption(
+    "Per user, each map's weights over the valid positions, per layer and head where the map has them: "
+    "normalised entropy (1 = uniform, 0 = one-hot), max weight, effective number of positions and Gini. "
+    "Computed for each user's most recent interaction with the history before it. Flags: near uniform when "
+    "normalised entropy >= 0.98, near one-hot when the max weight >= 0.9; a map, layer and head is flagged "
+    "below when the median user crosses the line. For the sequence transformers, the effective rank of the "
+    "hidden states after each layer (exp of the entropy of the normalised singular values over the "
+    "history's positions): rank collapse when the median is below 2 "
+    "(recmodels.explain.CollapseThresholds)."
+)
 
 entries = shipped_checkpoints()
 collapsed = next((e for e in entries if e.collapsed), None)
+
+
 # by default the collapse example beside the healthy checkpoint of its model and data
 def same_run(entry):
     return entry.model, entry.dataset, entry.global_split
 
 
-healthy_default = next((e.path for e in entries if collapsed is not None and not e.collapsed
-                        and same_run(e) == same_run(collapsed)), st.session_state.get("checkpoint_resolved"))
+healthy_default = next(
+    (e.path for e in entries if collapsed is not None and not e.collapsed and same_run(e) == same_run(collapsed)),
+    st.session_state.get("checkpoint_resolved"),
+)
 collapsed_default = collapsed.path if collapsed is not None else None
 columns = st.columns(2, gap="large")
 choices = [
-    checkpoint_picker("Healthy checkpoint", key="collapse_left", default=healthy_default, container=columns[0],
-                      allow_path=False),
-    checkpoint_picker("Compare with (the shipped collapse example by default)", key="collapse_right",
-                      default=collapsed_default, container=columns[1], allow_path=False),
+    checkpoint_picker(
+        "Healthy checkpoint", key="collapse_left", default=healthy_default, container=columns[0], allow_path=False
+    ),
+    checkpoint_picker(
+        "Compare with (the shipped collapse example by default)",
+        key="collapse_right",
+        default=collapsed_default,
+        container=columns[1],
+        allow_path=False,
+    ),
 ]
 
 
@@ -58,51 +81,92 @@ def show_findings(report, declared) -> None:
     found = collapse_findings(report)
     thresholds = report.thresholds
     if declared:
-        st.info("Declared a collapse example when it was trained" + (f": {literal(declared, 400)}"
-                                                                      if isinstance(declared, str) else "."))
+        st.info(
+            "Declared a collapse example when it was trained"
+            + (f": {literal(declared, 400)}" if isinstance(declared, str) else ".")
+        )
     if found["near_one_hot"]:
-        st.warning(literal(f"Collapsed to one-hot (entropy collapse) in {listed(found['near_one_hot'])}: the median "
-                           f"user puts at least {thresholds.near_one_hot:g} of the weight on a single position.", 900),
-                   icon=":material/warning:")
+        st.warning(
+            literal(
+                f"Collapsed to one-hot (entropy collapse) in {listed(found['near_one_hot'])}: the median "
+                f"user puts at least {thresholds.near_one_hot:g} of the weight on a single position.",
+                900,
+            ),
+            icon=":material/warning:",
+        )
     if found["rank_collapse"]:
-        st.warning(literal(f"Rank collapse after {listed(found['rank_collapse'])}: the median user's hidden states "
-                           f"have an effective rank below {thresholds.rank_collapse:g}, so every position carries "
-                           "nearly the same direction.", 900), icon=":material/warning:")
+        st.warning(
+            literal(
+                f"Rank collapse after {listed(found['rank_collapse'])}: the median user's hidden states "
+                f"have an effective rank below {thresholds.rank_collapse:g}, so every position carries "
+                "nearly the same direction.",
+                900,
+            ),
+            icon=":material/warning:",
+        )
     if found["near_uniform"]:
-        st.info(literal(f"Near uniform in {listed(found['near_uniform'])}: the median user's weights are within "
-                        f"{1 - thresholds.near_uniform:.0%} of the uniform entropy, so the attention there is close "
-                        "to a plain average.", 900), icon=":material/info:")
+        st.info(
+            literal(
+                f"Near uniform in {listed(found['near_uniform'])}: the median user's weights are within "
+                f"{1 - thresholds.near_uniform:.0%} of the uniform entropy, so the attention there is close "
+                "to a plain average.",
+                900,
+            ),
+            icon=":material/info:",
+        )
     if not any(found.values()):
-        st.success("No collapse flag: no map, layer or head is near uniform or near one-hot for the median user"
-                   + (", and no layer has lost its rank." if not report.effective_rank.empty else "."))
+        st.success(
+            "No collapse flag: no map, layer or head is near uniform or near one-hot for the median user"
+            + (", and no layer has lost its rank." if not report.effective_rank.empty else ".")
+        )
 
 
 def show_history(service, side: str, report) -> None:
     """The statistics over the training epochs, from the checkpoint's history; older histories have only the
     per-map means."""
-    history, per_map, thresholds = service.config.get("history"), service.training_history(), report.thresholds
-    figure(plots.epochs_figure(per_map, "normalised_entropy", "Mean normalised entropy per epoch"),
-           key=f"fig_epochs_{side}")
-    figure(plots.epochs_figure(per_map, "max_weight", "Mean max weight per epoch"), key=f"fig_epochs_max_{side}")
+    history, per_map, thresholds = service.config.history, service.training_history(), report.thresholds
+    figure(
+        viz.epochs_figure(per_map, "normalised_entropy", "Mean normalised entropy per epoch"), key=f"fig_epochs_{side}"
+    )
+    figure(viz.epochs_figure(per_map, "max_weight", "Mean max weight per epoch"), key=f"fig_epochs_max_{side}")
     per_unit = layer_head_history(history)
     for name in per_unit["map"].unique():
-        figure(collapse_plots.layer_head_epochs(per_unit, name, "normalised_entropy", thresholds.near_uniform,
-                                                f"{name}: normalised entropy per layer and head over the epochs"),
-               key=f"fig_units_{side}_{name}")
+        figure(
+            viz.layer_head_epochs(
+                per_unit,
+                name,
+                "normalised_entropy",
+                thresholds.near_uniform,
+                f"{name}: normalised entropy per layer and head over the epochs",
+            ),
+            key=f"fig_units_{side}_{name}",
+        )
     ranks = rank_history(history)
     if not ranks.empty:
-        figure(collapse_plots.rank_epochs(ranks, thresholds.rank_collapse,
-                                          "Effective rank of the hidden states per layer over the epochs"),
-               key=f"fig_rank_epochs_{side}")
+        figure(
+            viz.rank_epochs(
+                ranks, thresholds.rank_collapse, "Effective rank of the hidden states per layer over the epochs"
+            ),
+            key=f"fig_rank_epochs_{side}",
+        )
     has_units = bool(((report.rows["layer"] >= 0) | (report.rows["head"] >= 0)).any())
-    missing = [what for what, absent in (("statistics per layer and head", has_units and per_unit.empty),
-                                         ("the effective rank", not report.effective_rank.empty and ranks.empty))
-               if absent]
+    missing = [
+        what
+        for what, absent in (
+            ("statistics per layer and head", has_units and per_unit.empty),
+            ("the effective rank", not report.effective_rank.empty and ranks.empty),
+        )
+        if absent
+    ]
     if missing:
-        st.caption(f"This checkpoint's history has only the per-map means: it was written before {' and '.join(missing)}"
-                   " were recorded.")
-    st.caption("Epoch 0 is the untrained model; the statistics come from the checkpoint's training history (a "
-               "fixed sample of valid rows; the band is its middle 80%).")
+        st.caption(
+            f"This checkpoint's history has only the per-map means: it was written before {' and '.join(missing)}"
+            " were recorded."
+        )
+    st.caption(
+        "Epoch 0 is the untrained model; the statistics come from the checkpoint's training history (a "
+        "fixed sample of valid rows; the band is its middle 80%)."
+    )
 
 
 for column, path, side in zip(columns, choices, ("left", "right")):
@@ -117,41 +181,69 @@ for column, path, side in zip(columns, choices, ("left", "right")):
         with guarded("computing the collapse diagnostics"):
             report = diagnostics(path)
             if report.rows.empty:
-                st.info(f"{literal(model_title(service.model_name), 40)} has no attention distributions, so there is "
-                        "nothing to diagnose.")
+                st.info(
+                    f"{literal(model_title(service.model_name), 40)} has no attention distributions, so there is "
+                    "nothing to diagnose."
+                )
                 continue
-            st.subheader(f"{literal(model_title(service.model_name), 40)} on {literal(service.dataset_name, 60)}",
-                         anchor=False)
+            st.subheader(
+                f"{literal(model_title(service.model_name), 40)} on {literal(service.dataset_name, 60)}", anchor=False
+            )
             if report.sampled:
-                st.caption(f"These figures cover a seeded sample of {report.users_sampled:,} of "
-                           f"{report.users_total:,} users (seed {report.seed}), with {report.confidence:.0%} bootstrap "
-                           "intervals over users for the means and shares in the table.")
-            show_findings(report, service.config.get("collapse_example"))
+                st.caption(
+                    f"These figures cover a seeded sample of {report.users_sampled:,} of "
+                    f"{report.users_total:,} users (seed {report.seed}), with {report.confidence:.0%} bootstrap "
+                    "intervals over users for the means and shares in the table."
+                )
+            show_findings(report, service.config.collapse_example)
             summary = report.summary.copy()
-            summary.insert(0, "map / layer / head", [unit_label(*unit) for unit in
-                                                     zip(summary["map"], summary["layer"], summary["head"])])
+            summary.insert(
+                0,
+                "map / layer / head",
+                [unit_label(*unit) for unit in zip(summary["map"], summary["layer"], summary["head"])],
+            )
             intervals = INTERVALS if report.sampled else {}
             for column, label in intervals.items():
                 shown = "{:.1%}" if column.startswith("share") else "{:.3f}"  # as the column beside it
-                summary[label] = [f"{shown.format(low)}–{shown.format(high)}" for low, high in
-                                  zip(summary[f"{column}_low"], summary[f"{column}_high"])]
-            st.dataframe(summary[["map / layer / head", *SUMMARY_FORMATS, *intervals.values()]], hide_index=True,
-                         column_config={"map / layer / head": st.column_config.TextColumn(width="medium"),
-                                        **{column: st.column_config.NumberColumn(format=fmt)
-                                           for column, fmt in SUMMARY_FORMATS.items()}})
-            csv_button(report.rows, f"collapse-{service.model_name}-per-user", key=f"csv_rows_{side}",
-                       label="CSV (per user)")
+                summary[label] = [
+                    f"{shown.format(low)}–{shown.format(high)}"
+                    for low, high in zip(summary[f"{column}_low"], summary[f"{column}_high"])
+                ]
+            st.dataframe(
+                summary[["map / layer / head", *SUMMARY_FORMATS, *intervals.values()]],
+                hide_index=True,
+                column_config={
+                    "map / layer / head": st.column_config.TextColumn(width="medium"),
+                    **{column: st.column_config.NumberColumn(format=fmt) for column, fmt in SUMMARY_FORMATS.items()},
+                },
+            )
+            csv_button(
+                report.rows, f"collapse-{service.model_name}-per-user", key=f"csv_rows_{side}", label="CSV (per user)"
+            )
             thresholds = report.thresholds
-            figure(collapse_plots.statistic_box(report.rows, "normalised_entropy", "Normalised entropy over users",
-                                                thresholds.near_uniform), key=f"fig_entropy_{side}")
-            figure(collapse_plots.statistic_box(report.rows, "max_weight", "Max weight over users",
-                                                thresholds.near_one_hot), key=f"fig_max_{side}")
+            figure(
+                viz.statistic_box(
+                    report.rows, "normalised_entropy", "Normalised entropy over users", thresholds.near_uniform
+                ),
+                key=f"fig_entropy_{side}",
+            )
+            figure(
+                viz.statistic_box(report.rows, "max_weight", "Max weight over users", thresholds.near_one_hot),
+                key=f"fig_max_{side}",
+            )
             if not report.effective_rank.empty:
-                figure(collapse_plots.rank_box(report.effective_rank, thresholds.rank_collapse,
-                                               "Effective rank of the hidden states over users"),
-                       key=f"fig_rank_{side}")
+                figure(
+                    viz.rank_box(
+                        report.effective_rank,
+                        thresholds.rank_collapse,
+                        "Effective rank of the hidden states over users",
+                    ),
+                    key=f"fig_rank_{side}",
+                )
             for name, matrix in report.head_similarity.items():
                 labels = [f"head {i + 1}" for i in range(matrix.shape[0])]
-                figure(plots.js_figure(matrix, labels, f"{name}: mean JS divergence between heads"),
-                       key=f"fig_js_{side}_{name}")
+                figure(
+                    viz.js_figure(matrix, labels, f"{name}: mean JS divergence between heads"),
+                    key=f"fig_js_{side}_{name}",
+                )
             show_history(service, side, report)

@@ -1,18 +1,29 @@
 """Explorer: a user's history, their recommendations, and the explanation of any (user, item) pair."""
+
 from __future__ import annotations
 
 import numpy as np
 import pandas as pd
 import streamlit as st
 
-from app import plots
-from app.figures import choices_for, figures_for, maps_by_tab
-from app.report import explanation_html
+from app.html_report import explanation_html
 from app.services import explanation, figure_context, model_title, thumbnail_uri, users_of
 from app.text import code, cut_cells, filename, literal, plain
-from app.ui import (collapse_badges, csv_button, dataset_caption, figure, guarded, item_picker, show_error,
-                    show_figures, sidebar, user_picker)
+from app.ui import (
+    collapse_badges,
+    csv_button,
+    dataset_caption,
+    figure,
+    guarded,
+    item_picker,
+    show_error,
+    show_figures,
+    sidebar,
+    user_picker,
+)
+from recmodels import viz
 from recmodels.errors import EmptyHistoryError, RecModelsError
+from recmodels.viz import choices_for, figures_for, maps_by_tab
 
 service = sidebar("explore")
 if service is None:
@@ -49,16 +60,21 @@ with left:
     profile = users_of(service).row(user)
     st.subheader(f"User {literal(user, 60)}", anchor=False)
     hidden = set(service.identifying_user_fields)  # e.g. a zip code: it names a person, it does not describe them
-    st.caption(" · ".join(f"{literal(k, 30)}: {literal(v, 60)}" for k, v in profile.items()
-                          if k not in hidden and k != "user"))
+    st.caption(
+        " · ".join(f"{literal(k, 30)}: {literal(v, 60)}" for k, v in profile.items() if k not in hidden and k != "user")
+    )
     history = pd.DataFrame()
     with guarded("loading the history"):
         history = service.history(user)
         shown, config = with_thumbnails(history)
         shown["time"] = shown["time"].dt.strftime("%Y-%m-%d %H:%M")
-        st.dataframe(cut_cells(shown.iloc[::-1]), hide_index=True, height=360, column_config=config,
-                     column_order=[c for c in ["image", "title", "genres", "rating", "time", "part", "item"]
-                                   if c in shown])
+        st.dataframe(
+            cut_cells(shown.iloc[::-1]),
+            hide_index=True,
+            height=360,
+            column_config=config,
+            column_order=[c for c in ["image", "title", "genres", "rating", "time", "part", "item"] if c in shown],
+        )
         st.caption(f"{len(history)} interactions, newest first. Part = where the temporal split put each one.")
         csv_button(history.drop(columns=["image"], errors="ignore"), f"history-user-{user}", key="history_csv")
 
@@ -71,19 +87,33 @@ with right:
     selection = None  # defined whatever happens below: the pair picker reads it
     with guarded("ranking the catalogue"):
         recommendations = service.recommend(user, k=int(k), exclude_seen=exclude_seen)
-        shown, config = with_thumbnails(recommendations.assign(image=[service.item_info(i)["image"]
-                                                                      for i in recommendations["item"]]))
-        selection = st.dataframe(cut_cells(shown), hide_index=True, height=360, on_select="rerun",
-                                 selection_mode="single-row", key="recommendations", column_config=config,
-                                 column_order=[c for c in ["rank", "image", "title", "genres", "score", "probability",
-                                                           "item"] if c in shown])
+        shown, config = with_thumbnails(
+            recommendations.assign(image=[service.item_info(i)["image"] for i in recommendations["item"]])
+        )
+        selection = st.dataframe(
+            cut_cells(shown),
+            hide_index=True,
+            height=360,
+            on_select="rerun",
+            selection_mode="single-row",
+            key="recommendations",
+            column_config=config,
+            column_order=[
+                c for c in ["rank", "image", "title", "genres", "score", "probability", "item"] if c in shown
+            ],
+        )
         st.caption("Select a row to explain it, or pick any item below.")
         csv_button(recommendations, f"recommendations-user-{user}", key="recs_csv")
 
 # ---------------------------------------------------------------- which pair to explain
 selected_rows = list(selection.selection.rows) if selection is not None and not recommendations.empty else []
-default_item = (recommendations["item"].iloc[selected_rows[0]] if selected_rows
-                else recommendations["item"].iloc[0] if not recommendations.empty else None)
+default_item = (
+    recommendations["item"].iloc[selected_rows[0]]
+    if selected_rows
+    else recommendations["item"].iloc[0]
+    if not recommendations.empty
+    else None
+)
 if st.session_state.get("explain_for") != (path, user, default_item):  # another user, row or checkpoint
     st.session_state["explain_for"] = (path, user, default_item)
     st.session_state["explain_item"] = default_item
@@ -93,16 +123,23 @@ st.divider()
 header = st.columns([2, 3, 1, 1])
 # the picker lists the user's recommendations, then their history (newest first), then the rest of the catalogue
 yours = [*recommendations.get("item", []), *reversed(list(history.get("item", [])))]
-item = item_picker(service, yours, key="explain_item", label="Explain the score of", container=header[1],
-                   find_container=header[0],
-                   help="The user's recommendations, then their history, then the rest of the catalogue; search "
-                        "on the left for any item. Items from the history are explained with the history before "
-                        "that interaction.")
+item = item_picker(
+    service,
+    yours,
+    key="explain_item",
+    label="Explain the score of",
+    container=header[1],
+    find_container=header[0],
+    help="The user's recommendations, then their history, then the rest of the catalogue; search "
+    "on the left for any item. Items from the history are explained with the history before "
+    "that interaction.",
+)
 if item is None:
     st.stop()
 with_attributions = header[2].toggle("Attributions (Captum IG)", value=True, key="with_ig")
-n_steps = header[3].number_input("IG steps", min_value=8, max_value=300, value=50, step=8, key="n_steps",
-                                 disabled=not with_attributions)
+n_steps = header[3].number_input(
+    "IG steps", min_value=8, max_value=300, value=50, step=8, key="n_steps", disabled=not with_attributions
+)
 
 try:
     result = explanation(path, user, item, with_attributions, int(n_steps))
@@ -119,21 +156,29 @@ if seen_before:
     st.caption("The user has this item in their history, so the model sees only the interactions before it.")
 facts = st.columns(5)
 facts[0].metric("Score (logit)", f"{result.score:.3f}")
-facts[1].metric("Probability", f"{result.probability:.3f}" if result.probability is not None else "–",
-                help="Only models trained on click labels output a probability.")
+facts[1].metric(
+    "Probability",
+    f"{result.probability:.3f}" if result.probability is not None else "–",
+    help="Only models trained on click labels output a probability.",
+)
 facts[2].metric("Rank among unseen items", f"{result.rank}")
 facts[3].metric("History items seen", f"{len(result.history)}")
 if result.delta is not None:
-    facts[4].metric("IG convergence delta", f"{result.delta:+.2e}",
-                    help="Sum of attributions minus (score - baseline score). Small means the attributions "
-                         "account for the whole change.")
+    facts[4].metric(
+        "IG convergence delta",
+        f"{result.delta:+.2e}",
+        help="Sum of attributions minus (score - baseline score). Small means the attributions "
+        "account for the whole change.",
+    )
 
 
 by_tab = maps_by_tab(result.maps)
 tab_names = [*by_tab, *(["Attributions"] if result.attributions else [])]
 if not tab_names:
-    st.info(f"{literal(model_title(service.model_name), 40)} has no attention maps and no attribution "
-            "inputs: there is nothing to explain beyond the score.")
+    st.info(
+        f"{literal(model_title(service.model_name), 40)} has no attention maps and no attribution "
+        "inputs: there is nothing to explain beyond the score."
+    )
     st.stop()
 
 
@@ -153,9 +198,11 @@ def show_choice(choices: list[str], key: str) -> str | None:
 def head_importance(importance, name: str) -> None:
     """The score change when each head of the map is masked out, as a layer x head grid, with its CSV."""
     st.markdown("**Head importance** · score change when each head is masked out")
-    st.caption("Red: masking the head lowers this score (the head supports it); blue: masking it raises the score; "
-               f"near 0: the head does little for this pair. Full score {importance.score:.3f}.")
-    figure(plots.head_grid_figure(importance.table()), key=f"fig_importance_{name}")
+    st.caption(
+        "Red: masking the head lowers this score (the head supports it); blue: masking it raises the score; "
+        f"near 0: the head does little for this pair. Full score {importance.score:.3f}."
+    )
+    figure(viz.head_grid_figure(importance.table()), key=f"fig_importance_{name}")
     csv_button(importance.to_frame(), csv_name(f"head-importance-{name}"), key=f"csv_importance_{name}")
 
 
@@ -188,23 +235,29 @@ def draw_maps(maps, result, context) -> None:
 def draw_attributions(result) -> None:
     cols = st.columns(4)
     cols[0].metric("Score", f"{result.score:.4f}")
-    cols[1].metric("Baseline score", f"{result.baseline_score:.4f}",
-                   help="Every attributed embedding at its padding baseline; the history mask is held fixed.")
+    cols[1].metric(
+        "Baseline score",
+        f"{result.baseline_score:.4f}",
+        help="Every attributed embedding at its padding baseline; the history mask is held fixed.",
+    )
     cols[2].metric("Sum of attributions", f"{result.score - result.baseline_score + result.delta:.4f}")
     cols[3].metric("Convergence delta", f"{result.delta:+.2e}", help=f"Gauss-Legendre, {result.n_steps} steps")
     if result.agreement_map:
         st.markdown(f"**Attention ({literal(result.agreement_map, 60)}) against attributions over history items**")
         metric_cols = st.columns(4)
         for index, (label, value) in enumerate(result.agreement.items()):
-            metric_cols[index % 4].metric(label, "–" if value is None or np.isnan(value) else f"{value:.2f}",
-                                          help="Kendall τ: rank agreement over history items (1 = same order, "
-                                               "0 = unrelated). Top-k overlap: share of the most-attended items "
-                                               "that are also the most attributed.")
-        figure(plots.agreement_figure(result.per_item), key="fig_agreement")
+            metric_cols[index % 4].metric(
+                label,
+                "–" if value is None or np.isnan(value) else f"{value:.2f}",
+                help="Kendall τ: rank agreement over history items (1 = same order, "
+                "0 = unrelated). Top-k overlap: share of the most-attended items "
+                "that are also the most attributed.",
+            )
+        figure(viz.agreement_figure(result.per_item), key="fig_agreement")
         csv_button(result.per_item, csv_name("attention-vs-attributions"), key="csv_per_item")
     for name, view in result.attributions.items():
         st.markdown(f"**{literal(name, 60)}** · {literal(view.description, 400)}")
-        figure(plots.attribution_figure(view), key=f"fig_attr_{name}")
+        figure(viz.attribution_figure(view), key=f"fig_attr_{name}")
         csv_button(view.to_frame(), csv_name(f"ig-{name}"), key=f"csv_attr_{name}")
     perturbations = with_perturbations(result).perturbations
     if perturbations is not None:
@@ -229,7 +282,11 @@ def explanation_tabs(tab_names: list[str], by_tab: dict, result, context) -> Non
 
 explanation_tabs(tab_names, by_tab, result, figure_context(path, user, result))
 
-st.download_button("Download this explanation as a self-contained HTML report",
-                   data=lambda: explanation_html(service, with_perturbations(result)).encode(),
-                   file_name=f"{filename(csv_name(f'explanation-{service.model_name}'), 120)}.html", mime="text/html",
-                   key="html_report", icon=":material/summarize:")
+st.download_button(
+    "Download this explanation as a self-contained HTML report",
+    data=lambda: explanation_html(service, with_perturbations(result)).encode(),
+    file_name=f"{filename(csv_name(f'explanation-{service.model_name}'), 120)}.html",
+    mime="text/html",
+    key="html_report",
+    icon=":material/summarize:",
+)

@@ -1,4 +1,5 @@
 """Model card: what the checkpoint is, how it was trained, how well it does, on which data."""
+
 from __future__ import annotations
 
 import json
@@ -6,33 +7,37 @@ import json
 import pandas as pd
 import streamlit as st
 
-from app import plots
 from app.services import model_title
 from app.text import code, literal
 from app.ui import csv_button, dataset_caption, figure, sidebar
-from recmodels.report import METRIC_LABELS
-from recmodels.vision.region_report import faithfulness_row, recovery_rows
+from recmodels import viz
+from recmodels.explain.region_report import faithfulness_row, recovery_rows
+from recmodels.formatting import METRIC_LABELS
 
 service = sidebar("card")
 if service is None:
     st.stop()
 config = service.config
 st.title(f"Model card: {literal(model_title(service.model_name), 40)}", anchor=False)
-if config.get("collapse_example"):
-    st.warning(f"This is the deliberately collapsed example: {literal(config['collapse_example'], 400)}")
-st.caption(f"Checkpoint {code(service.path, 200)} · library {literal(config.get('library_version'), 20)} · "
-           f"written {literal(config.get('created'), 30)} · device now: {literal(service.device_label, 60)}")
+if config.collapse_example:
+    st.warning(f"This is the deliberately collapsed example: {literal(config.collapse_example, 400)}")
+st.caption(
+    f"Checkpoint {code(service.path, 200)} · library {literal(config.library_version, 20)} · "
+    f"written {literal(config.created, 30)} · device now: {literal(service.device_label, 60)}"
+)
 
-metrics = config.get("metrics", {})
+metrics = config.metrics
 rows = [{"part": part, **{METRIC_LABELS.get(k, k): v for k, v in values.items()}} for part, values in metrics.items()]
 if rows:
     st.subheader("Metrics")
     table = pd.DataFrame(rows)
     st.dataframe(table, hide_index=True)
     csv_button(table, f"metrics-{service.model_name}", key="csv_metrics")
-    st.caption("Top-K: full ranking over every item the user has not interacted with; positives are ratings >= 4 in "
-               "the part. CTR: label rating > 3, rating 3 dropped. Temporal split, train/valid/test "
-               f"{literal(service.split_description, 40)}.")
+    st.caption(
+        "Top-K: full ranking over every item the user has not interacted with; positives are ratings >= 4 in "
+        "the part. CTR: label rating > 3, rating 3 dropped. Temporal split, train/valid/test "
+        f"{literal(service.split_description, 40)}."
+    )
 
 recovery = service.recorded_recovery
 if recovery:
@@ -41,39 +46,58 @@ if recovery:
     st.dataframe(table, hide_index=True)
     csv_button(table, f"recovery-{service.model_name}", key="csv_recovery")
     where = "the candidate's own image" if recovery.get("over") == "candidate" else "each profile item's image"
-    st.caption(f"Measured when the model was trained, on the {literal(recovery.get('part'), 10)} interactions of the "
-               f"simulated shoppers: the share of the region attention on {where} that falls on the shopper's planted "
-               "cells, against uniform attention (lift, with a 95% bootstrap interval over shoppers) and against other "
-               "shoppers' planted cells. A lift the other-shoppers control matches is attention to generally "
-               "informative cells, not to this shopper's taste.")
+    st.caption(
+        f"Measured when the model was trained, on the {literal(recovery.get('part'), 10)} interactions of the "
+        f"simulated shoppers: the share of the region attention on {where} that falls on the shopper's planted "
+        "cells, against uniform attention (lift, with a 95% bootstrap interval over shoppers) and against other "
+        "shoppers' planted cells. A lift the other-shoppers control matches is attention to generally "
+        "informative cells, not to this shopper's taste."
+    )
     faithfulness = faithfulness_row(service.model_name, recovery)
     if faithfulness:
-        st.caption(f"Attention against integrated gradients over the same regions ({faithfulness['rows']} rows): "
-                   f"Kendall tau {faithfulness['kendall_tau']:.3f}. Zeroing the 3 most attended regions changes the "
-                   f"score by {faithfulness['top_attended_change']:+.4f} on average, 3 random ones by "
-                   f"{faithfulness['random_change']:+.4f}.")
+        st.caption(
+            f"Attention against integrated gradients over the same regions ({faithfulness['rows']} rows): "
+            f"Kendall tau {faithfulness['kendall_tau']:.3f}. Zeroing the 3 most attended regions changes the "
+            f"score by {faithfulness['top_attended_change']:+.4f} on average, 3 random ones by "
+            f"{faithfulness['random_change']:+.4f}."
+        )
 
 history = service.training_history()
 if not history.empty:
     st.subheader("Training")
-    monitor = config.get("training", {}).get("monitor", "ndcg@10")
-    figure(plots.training_curves(history, [monitor, "ndcg@10", "auc"]), key="fig_training")
+    monitor = config.monitor
+    figure(viz.training_curves(history, [monitor, "ndcg@10", "auc"]), key="fig_training")
     if "normalised_entropy" in history:
-        figure(plots.epochs_figure(history, "normalised_entropy", "Mean normalised attention entropy per epoch"),
-               key="fig_card_entropy")
+        figure(
+            viz.epochs_figure(history, "normalised_entropy", "Mean normalised attention entropy per epoch"),
+            key="fig_card_entropy",
+        )
     csv_button(history, f"training-history-{service.model_name}", key="csv_history")
 
 left, right = st.columns(2)
 with left:
     st.subheader("Hyperparameters")
-    st.json(config.get("hparams", {}))
+    st.json(config.hparams)
     st.subheader("Training settings")
-    st.json(config.get("training", {}), expanded=False)
+    st.json(config.training, expanded=False)
 with right:
     st.subheader("Data")
-    dataset = config["dataset"]
-    st.json({"name": dataset["name"], "fingerprint": dataset["fingerprint"], "split": dataset["split"],
-             "max_history": dataset["max_history"], **dataset.get("summary", {})})
+    dataset = config.dataset
+    st.json(
+        {
+            "name": dataset.name,
+            "fingerprint": dataset.fingerprint,
+            "split": dataset.split,
+            "max_history": dataset.max_history,
+            **dataset.summary,
+        }
+    )
     dataset_caption(service, container=st)
-st.download_button("config.json", data=json.dumps(config, indent=2), file_name="config.json", mime="application/json",
-                   key="config_json", icon=":material/download:")
+st.download_button(
+    "config.json",
+    data=json.dumps(config.to_json(), indent=2),
+    file_name="config.json",
+    mime="application/json",
+    key="config_json",
+    icon=":material/download:",
+)

@@ -12,10 +12,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from ..errors import DataFormatError
-from .schema import InteractionData, age_bucket, build_interaction_data
-from .tables import (header_names, rating_column, read_delimited, read_plain_bytes, read_plain_tsv, read_text,
-                     require_rows, required_text_column, shown, timestamp_column)
+from recmodels.errors import DataFormatError
+from recmodels.data.schema import InteractionData, age_bucket, build_interaction_data
+from recmodels.data.tables import header_names, rating_column, read_delimited, read_plain_bytes, read_plain_tsv, read_text, require_rows, required_text_column, shown, timestamp_column
 
 USER_FIELDS = ("user_id",)
 ITEM_FIELDS = ("item_id", "business_id", "movie_id", "book_id")

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import threading
 
-from .prepared import RecData
+from recmodels.data.prepared import RecData
 
 _DATA_CACHE: dict[tuple, RecData] = {}
 _DATA_LOCK = threading.Lock()

@@ -4,7 +4,7 @@ The images are real (Fashion-MNIST, Zalando Research, MIT licence); the shoppers
 are **simulated** by ``tools/build_fashion.py`` (seeded, deterministic). Each shopper has class affinities
 and a small planted set of cells of the 7 x 7 image grid whose visual content drives their choices; the
 planted cells are the ground truth that region-level attention can be checked against
-(:func:`recmodels.vision.recovery.planted_region_recovery`).
+(:func:`recmodels.explain.region_recovery.planted_region_recovery`).
 
 Files (all under ``data/fashion/``):
     images/<item_id>.png      28 x 28 greyscale
@@ -23,9 +23,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from ..errors import DataFormatError
-from .schema import InteractionData, build_interaction_data
-from .tables import numeric_column, read_delimited, read_text, required_text_column
+from recmodels.errors import DataFormatError
+from recmodels.data.schema import InteractionData, build_interaction_data
+from recmodels.data.tables import numeric_column, read_delimited, read_text, required_text_column
 
 FASHION_DIR = Path(__file__).resolve().parents[2] / "data" / "fashion"
 DEBIAN_FASHION_MNIST = Path("/usr/share/datasets/fashion-mnist")

@@ -9,8 +9,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .schema import InteractionData
-from .split import TRAIN
+from recmodels.data.schema import InteractionData
+from recmodels.data.split import TRAIN
 
 # user columns that identify rather than describe a person: embedding them would only memorise, so they stay
 # in the profile table (shown in the app) but never become model fields

@@ -7,10 +7,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from ..errors import DataFormatError
-from .schema import AGE_BUCKETS, GROUPLENS_CITATION, InteractionData, age_bucket, build_interaction_data
-from .tables import (line_of, numeric_column, rating_column, read_delimited, read_text, require_rows,
-                     required_text_column, shown, timestamp_column)
+from recmodels.errors import DataFormatError
+from recmodels.data.schema import AGE_BUCKETS, GROUPLENS_CITATION, InteractionData, age_bucket, build_interaction_data
+from recmodels.data.tables import line_of, numeric_column, rating_column, read_delimited, read_text, require_rows, required_text_column, shown, timestamp_column
 
 ML100K_GENRES = ["unknown", "Action", "Adventure", "Animation", "Children's", "Comedy", "Crime", "Documentary",
                  "Drama", "Fantasy", "Film-Noir", "Horror", "Musical", "Mystery", "Romance", "Sci-Fi", "Thriller",

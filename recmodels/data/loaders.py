@@ -4,11 +4,11 @@ from __future__ import annotations
 import importlib.resources
 from pathlib import Path
 
-from ..errors import DataFormatError, UnknownDatasetError
-from .atomic import inter_files, load_atomic, load_atomic_files
-from .grouplens import LICENCE_NOTE, load_ml1m_folder, load_ml100k_folder
-from .schema import GROUPLENS_CITATION, InteractionData
-from .tables import shown
+from recmodels.errors import DataFormatError, UnknownDatasetError
+from recmodels.data.atomic import inter_files, load_atomic, load_atomic_files
+from recmodels.data.grouplens import LICENCE_NOTE, load_ml1m_folder, load_ml100k_folder
+from recmodels.data.schema import GROUPLENS_CITATION, InteractionData
+from recmodels.data.tables import shown
 
 BUILTIN = ("ml-100k", "fashion")
 
@@ -80,7 +80,7 @@ def _load(name, folder: Path | None, image_dir) -> InteractionData:
                                      path / "ml-100k.item", citation=GROUPLENS_CITATION,
                                      licence_note=LICENCE_NOTE, **meta)
     if name == "fashion":
-        from .fashion import load_fashion
+        from recmodels.data.fashion import load_fashion
         return load_fashion(**meta)
     raise UnknownDatasetError(f"Unknown dataset {shown(name)}; use one of {', '.join(BUILTIN)} or pass --data-dir "
                               "with a GroupLens or RecBole atomic folder.")

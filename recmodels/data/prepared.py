@@ -12,10 +12,10 @@ from pathlib import Path
 
 import numpy as np
 
-from .features import FeatureTables, build_feature_tables
-from .loaders import load_dataset
-from .schema import PAD, InteractionData
-from .split import TEST, TRAIN, VALID, SplitConfig, split_parts
+from recmodels.data.features import FeatureTables, build_feature_tables
+from recmodels.data.loaders import load_dataset
+from recmodels.data.schema import PAD, InteractionData
+from recmodels.data.split import TEST, TRAIN, VALID, SplitConfig, split_parts
 
 CTR_DROPPED_RATING = 3.0  # as in the IntTower paper: rating > 3 is a click, rating 3 is ambiguous and dropped
 POSITIVE_RATING = 4.0     # top-K positives: test ratings >= 4
@@ -201,10 +201,6 @@ class RecData:
         seen_indptr, seen_items = _select_csr(seen_indptr_all, seen_items_all, users)
         pos_indptr, pos_items = _select_csr(pos_indptr_all, pos_items, users)
         return TopKCases(users, history, seen_indptr, seen_items, pos_indptr, pos_items)
-
-    def item_counts(self, part: int = TRAIN) -> np.ndarray:
-        rows = self.rows_of(part)
-        return np.bincount(self._items[rows], minlength=self.dataset.n_items + 1)
 
     def summary(self) -> dict:
         counts = {name: int((self.part == p).sum()) for name, p in (("train", TRAIN), ("valid", VALID),

@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from ..errors import DataFormatError
+from recmodels.errors import DataFormatError
 
 PAD = 0
 PAD_ID = "<pad>"

@@ -16,7 +16,6 @@ files. ``<name>.inter`` lists each user's rows by item id, as GroupLens' do, so 
 """
 from __future__ import annotations
 
-import argparse
 import json
 import re
 import sys
@@ -26,8 +25,8 @@ from pathlib import Path
 import numpy as np
 from tqdm.auto import tqdm
 
-from ..errors import InvalidArgumentError, RecModelsError, quote
-from .atomic import CARD_FILE
+from recmodels.errors import InvalidArgumentError, RecModelsError, quote
+from recmodels.data.atomic import CARD_FILE
 
 GENRES = ("Drama", "Comedy", "Thriller", "Action", "Romance", "Adventure", "Crime", "Horror", "Sci-Fi",
           "Children's", "Fantasy", "War", "Mystery", "Musical", "Animation", "Documentary", "Western", "Film-Noir")
@@ -361,40 +360,3 @@ def _tab_lines(*columns: np.ndarray) -> bytes:
     table = pa.table({str(i): column for i, column in enumerate(columns)})
     pacsv.write_csv(table, sink, pacsv.WriteOptions(include_header=False, delimiter="\t", quoting_style="none"))
     return sink.getvalue().to_pybytes()
-
-
-# ------------------------------------------------------------------ command line
-def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
-    parser.add_argument("--preset", choices=sorted(PRESETS), default=None,
-                        help=f"a shape to start from (default {DEFAULT_PRESET}); counts given replace its own")
-    parser.add_argument("--users", type=int, default=None)
-    parser.add_argument("--items", type=int, default=None)
-    parser.add_argument("--interactions", type=int, default=None)
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--out", required=True, help="a new or empty folder for the atomic files")
-    parser.add_argument("--name", default="synth", help="the dataset name: <name>.inter, .item, .user")
-    parser.add_argument("--force", action="store_true", help="write into a folder that is not empty")
-    parser.add_argument("--quiet", action="store_true", help="no progress bars")
-    return parser
-
-
-def run(args: argparse.Namespace) -> int:
-    shape = shape_of(args.preset, args.users, args.items, args.interactions)
-    folder = generate(args.out, shape, seed=args.seed, name=args.name, force=args.force, progress=not args.quiet)
-    print(f"wrote {shape.users:,} users, {shape.items:,} items and {shape.interactions:,} interactions to {folder}; "
-          f"train on it with --dataset {args.name} --data-dir {folder}")
-    return 0
-
-
-def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m recmodels synth", description="Write a synthetic RecBole "
-                                     "atomic dataset with the shape of MovieLens (ml-20m by default).")
-    try:
-        return run(add_arguments(parser).parse_args(argv))
-    except RecModelsError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -1,4 +1,5 @@
 """Evaluation on a split part: CTR metrics on rated rows, and full ranking over unseen items."""
+
 from __future__ import annotations
 
 import contextlib
@@ -7,9 +8,10 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from ..data import TEST, RecData, Rows
-from ..models.base import Batch, RecModel
-from .metrics import auc, gauc, logloss, ranking_metrics, topk_hits
+from recmodels.data import TEST, RecData, Rows
+from recmodels.eval.metrics import auc, gauc, logloss, ranking_metrics, topk_hits
+from recmodels.models.base import RecModel
+from recmodels.models.outputs import Batch
 
 TOPK_METRICS = ("recall@10", "recall@20", "ndcg@10", "ndcg@20", "hr@10", "mrr@10")
 CTR_METRICS = ("auc", "gauc", "logloss")
@@ -34,12 +36,18 @@ def score_rows(model: RecModel, rows: Rows, batch_size: int = 4096, progress: bo
     for start in tqdm(starts, desc="scoring", disable=not progress, leave=False):
         part = rows.take(slice(start, start + batch_size))
         batch = Batch.from_numpy(part.users, part.items, part.history).to(device)
-        out[start:start + batch_size] = model(batch).scores.float().cpu().numpy()
+        out[start : start + batch_size] = model(batch).scores.float().cpu().numpy()
     return out
 
 
-def evaluate_ctr(model: RecModel, data: RecData, part: int = TEST, batch_size: int = 4096,
-                 progress: bool = False, users: np.ndarray | None = None) -> dict[str, float]:
+def evaluate_ctr(
+    model: RecModel,
+    data: RecData,
+    part: int = TEST,
+    batch_size: int = 4096,
+    progress: bool = False,
+    users: np.ndarray | None = None,
+) -> dict[str, float]:
     """AUC, GAUC and LogLoss on the part's rated rows (of ``users`` only, when given)."""
     rows = data.ctr_rows(part, users=users)
     with evaluating(model):
@@ -53,20 +61,35 @@ def evaluate_ctr(model: RecModel, data: RecData, part: int = TEST, batch_size: i
 
 
 @torch.no_grad()
-def evaluate_topk(model: RecModel, data: RecData, part: int = TEST, ks=(10, 20), users_per_batch: int = 64,
-                  progress: bool = False, max_users: int | None = None) -> dict[str, float]:
+def evaluate_topk(
+    model: RecModel,
+    data: RecData,
+    part: int = TEST,
+    ks=(10, 20),
+    users_per_batch: int = 64,
+    progress: bool = False,
+    max_users: int | None = None,
+) -> dict[str, float]:
     """Full ranking: every item the user has not interacted with (train, and valid when testing)."""
     return _means(*topk_per_user(model, data, part, ks, users_per_batch, progress, max_users))
 
 
 def _means(users: np.ndarray, values: dict[str, np.ndarray]) -> dict[str, float]:
-    return {name: float(values[name].sum()) / max(len(users), 1) if len(users) else float("nan")
-            for name in TOPK_METRICS}
+    return {
+        name: float(values[name].sum()) / max(len(users), 1) if len(users) else float("nan") for name in TOPK_METRICS
+    }
 
 
 @torch.no_grad()
-def topk_per_user(model: RecModel, data: RecData, part: int = TEST, ks=(10, 20), users_per_batch: int = 64,
-                  progress: bool = False, max_users: int | None = None) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+def topk_per_user(
+    model: RecModel,
+    data: RecData,
+    part: int = TEST,
+    ks=(10, 20),
+    users_per_batch: int = 64,
+    progress: bool = False,
+    max_users: int | None = None,
+) -> tuple[np.ndarray, dict[str, np.ndarray]]:
     """(evaluated users, {metric: value per user}) of full ranking on ``part``; :func:`evaluate_topk` averages it."""
     with evaluating(model):
         return _topk_per_user(model, data, part, ks, users_per_batch, progress, max_users)
@@ -85,8 +108,9 @@ def _topk_per_user(model, data, part, ks, users_per_batch, progress, max_users):
         history = torch.as_tensor(cases.history[start:stop], device=device)
         scores = model.score_items(users, history, all_items).float()
         seen = _csr_to_dense(cases.seen_indptr, cases.seen_items, start, stop, data.dataset.n_items + 1, device)
-        positives = _csr_to_dense(cases.positive_indptr, cases.positive_items, start, stop,
-                                  data.dataset.n_items + 1, device)
+        positives = _csr_to_dense(
+            cases.positive_indptr, cases.positive_items, start, stop, data.dataset.n_items + 1, device
+        )
         scores = scores.masked_fill(seen[:, 1:], float("-inf"))  # column j is item j + 1
         hits = topk_hits(scores, positives[:, 1:], max(ks))
         values = ranking_metrics(hits, positives.sum(1), ks)
@@ -95,8 +119,9 @@ def _topk_per_user(model, data, part, ks, users_per_batch, progress, max_users):
     return cases.users[:n_users], {name: np.concatenate(v) if v else np.zeros(0) for name, v in per_user.items()}
 
 
-def evaluate(model: RecModel, data: RecData, part: int = TEST, progress: bool = False,
-             max_users: int | None = None) -> dict[str, float]:
+def evaluate(
+    model: RecModel, data: RecData, part: int = TEST, progress: bool = False, max_users: int | None = None
+) -> dict[str, float]:
     """Both tasks on one part: top-K for every model, CTR metrics on the rated rows; with ``max_users``, both over
     the part's first ``max_users`` ranked users only (at ml-20m scale every user takes hours)."""
     users, values = topk_per_user(model, data, part, progress=progress, max_users=max_users)
@@ -106,9 +131,9 @@ def evaluate(model: RecModel, data: RecData, part: int = TEST, progress: bool = 
 
 
 def _csr_to_dense(indptr, values, start, stop, width, device) -> torch.Tensor:
-    lengths = np.diff(indptr[start:stop + 1])
+    lengths = np.diff(indptr[start : stop + 1])
     rows = np.repeat(np.arange(stop - start), lengths)
-    cols = values[indptr[start]:indptr[stop]]
+    cols = values[indptr[start] : indptr[stop]]
     dense = torch.zeros(stop - start, width, dtype=torch.bool, device=device)
     dense[torch.as_tensor(rows, device=device), torch.as_tensor(cols, device=device)] = True
     return dense

@@ -4,7 +4,10 @@ Ranking metrics follow the usual definitions (as in RecBole): Recall@k = hits / 
 NDCG@k = DCG / IDCG with binary gains and IDCG over min(|positives|, k) ideal hits; HR@k = 1 if any hit;
 MRR@k = 1 / rank of the first hit within k, else 0. Each is averaged over users.
 """
+
 from __future__ import annotations
+
+import itertools
 
 import numpy as np
 import torch
@@ -28,7 +31,7 @@ def gauc(users: np.ndarray, labels: np.ndarray, scores: np.ndarray) -> float:
     order = np.argsort(users, kind="stable")
     users, labels, scores = users[order], np.asarray(labels)[order], np.asarray(scores)[order]
     bounds = np.flatnonzero(np.r_[True, users[1:] != users[:-1], True])
-    values = [auc(labels[a:b], scores[a:b]) for a, b in zip(bounds[:-1], bounds[1:])]
+    values = [auc(labels[a:b], scores[a:b]) for a, b in itertools.pairwise(bounds)]
     values = [v for v in values if np.isfinite(v)]
     return float(np.mean(values)) if values else float("nan")
 

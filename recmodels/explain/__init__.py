@@ -8,8 +8,25 @@
 
 Only the collapse statistics are imported here: training reads them, and need not load Captum.
 """
-from .collapse import (STATISTICS, CollapseThresholds, epoch_summary, flags, js_divergence, map_statistics,
-                       pairwise_head_js, row_statistics)
 
-__all__ = ["STATISTICS", "CollapseThresholds", "epoch_summary", "flags", "js_divergence", "map_statistics",
-           "pairwise_head_js", "row_statistics"]
+from recmodels.explain.collapse import (
+    STATISTICS,
+    CollapseThresholds,
+    epoch_summary,
+    flags,
+    js_divergence,
+    map_statistics,
+    pairwise_head_js,
+    row_statistics,
+)
+
+__all__ = [
+    "STATISTICS",
+    "CollapseThresholds",
+    "epoch_summary",
+    "flags",
+    "js_divergence",
+    "map_statistics",
+    "pairwise_head_js",
+    "row_statistics",
+]

@@ -14,6 +14,7 @@ reads ``sum of their attributions ~= score(x) - score(x with the named taps at t
 score that those inputs, given the rest as it is, account for. Captum registers hooks while it works; it does so on a
 private copy of the module tree that shares the (read-only) weights, so the shared model never sees a hook.
 """
+
 from __future__ import annotations
 
 import copy
@@ -25,8 +26,9 @@ import pandas as pd
 import torch
 from captum.attr import LayerIntegratedGradients
 
-from ..errors import InvalidArgumentError, quote
-from ..models.base import Batch, InputTap, RecModel
+from recmodels.errors import InvalidArgumentError, quote
+from recmodels.models.base import RecModel
+from recmodels.models.outputs import Batch, InputTap
 
 # Captum warns whenever several layers are attributed at once; taps are independent leaves by contract
 # (no tap's output feeds another tap), which is exactly what that warning asks to make sure of.
@@ -39,7 +41,7 @@ class Attribution:
 
     name: str
     units: tuple[str, ...]
-    values: torch.Tensor            # (B, *units)
+    values: torch.Tensor  # (B, *units)
     labels: list[str] | None
     item_axis: str | None
     description: str
@@ -48,9 +50,9 @@ class Attribution:
 @dataclass
 class AttributionResult:
     attributions: dict[str, Attribution]
-    scores: torch.Tensor            # (B,) the model's scores
-    baseline_scores: torch.Tensor   # (B,) scores with every attributed tap at its padding baseline
-    delta: torch.Tensor             # (B,) sum of attributions - (scores - baseline_scores)
+    scores: torch.Tensor  # (B,) the model's scores
+    baseline_scores: torch.Tensor  # (B,) scores with every attributed tap at its padding baseline
+    delta: torch.Tensor  # (B,) sum of attributions - (scores - baseline_scores)
     n_steps: int
 
     def total(self) -> torch.Tensor:
@@ -62,8 +64,17 @@ class AttributionResult:
         for name, attribution in self.attributions.items():
             values = attribution.values.reshape(len(items), -1).cpu().numpy()
             for row, item in enumerate(items):
-                frames.append(pd.DataFrame({"item": item, "tap": name, "unit": range(values.shape[1]),
-                                            "attribution": values[row], "delta": float(self.delta[row])}))
+                frames.append(
+                    pd.DataFrame(
+                        {
+                            "item": item,
+                            "tap": name,
+                            "unit": range(values.shape[1]),
+                            "attribution": values[row],
+                            "delta": float(self.delta[row]),
+                        }
+                    )
+                )
         return pd.concat(frames, ignore_index=True)
 
 
@@ -73,12 +84,15 @@ def chosen_taps(model: RecModel, names=None) -> dict[str, InputTap]:
     if names is None:
         return taps
     if not isinstance(names, (list, tuple)) or not names or not all(isinstance(n, str) for n in names):
-        raise InvalidArgumentError(f"attribute_to must be a non-empty list of tap names, got {quote(names)}; "
-                                   f"{model.name} has: {', '.join(taps)}.")
+        raise InvalidArgumentError(
+            f"attribute_to must be a non-empty list of tap names, got {quote(names)}; "
+            f"{model.name} has: {', '.join(taps)}."
+        )
     unknown = [n for n in names if n not in taps]
     if unknown:
-        raise InvalidArgumentError(f"{model.name} has no input tap {quote(unknown[0])}; its taps are: "
-                                   f"{', '.join(taps)}.")
+        raise InvalidArgumentError(
+            f"{model.name} has no input tap {quote(unknown[0])}; its taps are: {', '.join(taps)}."
+        )
     return {name: tap for name, tap in taps.items() if name in set(names)}
 
 
@@ -98,8 +112,10 @@ def _padding_baseline(batch: Batch) -> tuple[torch.Tensor, ...]:
 
 def _tap_outputs(model: RecModel, taps: dict[str, InputTap], batch: Batch) -> dict[str, torch.Tensor]:
     captured: dict[str, torch.Tensor] = {}
-    handles = [tap.register_forward_hook(lambda m, i, o, name=name: captured.__setitem__(name, o.detach()))
-               for name, tap in taps.items()]
+    handles = [
+        tap.register_forward_hook(lambda m, i, o, name=name: captured.__setitem__(name, o.detach()))
+        for name, tap in taps.items()
+    ]
     try:
         with torch.no_grad():
             model(batch)
@@ -109,8 +125,9 @@ def _tap_outputs(model: RecModel, taps: dict[str, InputTap], batch: Batch) -> di
     return captured
 
 
-def _scores_with_tap_outputs(model: RecModel, taps: dict[str, InputTap], batch: Batch,
-                             outputs: dict[str, torch.Tensor]) -> torch.Tensor:
+def _scores_with_tap_outputs(
+    model: RecModel, taps: dict[str, InputTap], batch: Batch, outputs: dict[str, torch.Tensor]
+) -> torch.Tensor:
     handles = [tap.register_forward_hook(lambda m, i, o, name=name: outputs[name]) for name, tap in taps.items()]
     try:
         with torch.no_grad():
@@ -120,8 +137,14 @@ def _scores_with_tap_outputs(model: RecModel, taps: dict[str, InputTap], batch: 
             handle.remove()
 
 
-def integrated_gradients(model: RecModel, batch: Batch, n_steps: int = 50, internal_batch_size: int | None = None,
-                         method: str = "gausslegendre", taps=None) -> AttributionResult:
+def integrated_gradients(
+    model: RecModel,
+    batch: Batch,
+    n_steps: int = 50,
+    internal_batch_size: int | None = None,
+    method: str = "gausslegendre",
+    taps=None,
+) -> AttributionResult:
     """Layer integrated gradients of each row's score to every input tap of ``model``, or to the ``taps`` named
     while the others keep their real values.
 
@@ -141,8 +164,13 @@ def integrated_gradients(model: RecModel, batch: Batch, n_steps: int = 50, inter
         return worker(Batch(users, items, history)).scores
 
     explainer = LayerIntegratedGradients(forward, [taps[name] for name in names])
-    raw = explainer.attribute(_batch_inputs(batch), baselines=_padding_baseline(batch), n_steps=n_steps,
-                              method=method, internal_batch_size=internal_batch_size)
+    raw = explainer.attribute(
+        _batch_inputs(batch),
+        baselines=_padding_baseline(batch),
+        n_steps=n_steps,
+        method=method,
+        internal_batch_size=internal_batch_size,
+    )
     raw = [r[0] if isinstance(r, (tuple, list)) else r for r in raw]
 
     with torch.no_grad():
@@ -153,10 +181,17 @@ def integrated_gradients(model: RecModel, batch: Batch, n_steps: int = 50, inter
     attributions = {}
     for name, values in zip(names, raw):
         tap = taps[name]
-        attributions[name] = Attribution(name=name, units=tap.units, values=values.detach().sum(-1),
-                                         labels=tap.labels, item_axis=tap.item_axis, description=tap.description)
-    result = AttributionResult(attributions, scores.detach(), baseline_scores.detach(), torch.zeros_like(scores),
-                               n_steps)
+        attributions[name] = Attribution(
+            name=name,
+            units=tap.units,
+            values=values.detach().sum(-1),
+            labels=tap.labels,
+            item_axis=tap.item_axis,
+            description=tap.description,
+        )
+    result = AttributionResult(
+        attributions, scores.detach(), baseline_scores.detach(), torch.zeros_like(scores), n_steps
+    )
     result.delta = result.total() - (result.scores - result.baseline_scores)
     return result
 

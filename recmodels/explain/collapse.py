@@ -12,6 +12,7 @@ information about collapse and come back as NaN.
 Rank collapse (Dong et al., 2021) is measured on the hidden states of the sequence transformers: the effective rank
 (Roy & Vetterli, 2007) of each row's states after every layer, over its real positions.
 """
+
 from __future__ import annotations
 
 import re
@@ -20,8 +21,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from ..models.base import AttentionMap
-from ..models.transformer import effective_rank
+from recmodels.models.outputs import AttentionMap
 
 STATISTICS = ("normalised_entropy", "max_weight", "effective_number", "gini")
 HISTORY_STATISTICS = ("normalised_entropy", "max_weight")  # recorded per epoch, per map and per (layer, head)
@@ -74,8 +74,12 @@ def row_statistics(values: torch.Tensor, mask: torch.Tensor, dim: int = -1) -> d
     valid_rank = ranks.view(shape) - (size - n_valid).unsqueeze(dim)
     weighted = ((2 * valid_rank - n_valid.unsqueeze(dim) - 1) * sorted_p).sum(dim)
     gini = torch.where(informative, weighted / n_valid.clamp(min=1), nan)
-    return {"normalised_entropy": normalised.float(), "max_weight": max_weight.float(),
-            "effective_number": effective.float(), "gini": gini.float()}
+    return {
+        "normalised_entropy": normalised.float(),
+        "max_weight": max_weight.float(),
+        "effective_number": effective.float(),
+        "gini": gini.float(),
+    }
 
 
 def map_statistics(attention: AttentionMap) -> dict[str, torch.Tensor] | None:
@@ -86,7 +90,9 @@ def map_statistics(attention: AttentionMap) -> dict[str, torch.Tensor] | None:
     return row_statistics(attention.values.detach(), attention.full_mask(), dim=dim)
 
 
-def flags(stats: dict[str, torch.Tensor], thresholds: CollapseThresholds = CollapseThresholds()) -> dict[str, torch.Tensor]:
+def flags(
+    stats: dict[str, torch.Tensor], thresholds: CollapseThresholds = CollapseThresholds()
+) -> dict[str, torch.Tensor]:
     return {
         "near_uniform": stats["normalised_entropy"] >= thresholds.near_uniform,
         "near_one_hot": stats["max_weight"] >= thresholds.near_one_hot,
@@ -99,8 +105,9 @@ def js_divergence(p: torch.Tensor, q: torch.Tensor, dim: int = -1) -> torch.Tens
     m = 0.5 * (p + q)
 
     def kl(a, b):
-        return torch.where(a > 0, a * (a.clamp(min=1e-300).log() - b.clamp(min=1e-300).log()),
-                           torch.zeros_like(a)).sum(dim)
+        return torch.where(a > 0, a * (a.clamp(min=1e-300).log() - b.clamp(min=1e-300).log()), torch.zeros_like(a)).sum(
+            dim
+        )
 
     return (0.5 * kl(p, m) + 0.5 * kl(q, m)).float()
 
@@ -132,24 +139,30 @@ def epoch_summary(attentions: dict[str, AttentionMap]) -> dict[str, dict[str, fl
         keep = torch.isfinite(entropy)
         if not keep.any():
             continue
-        summary[name] = {"normalised_entropy": float(entropy[keep].mean()),
-                         "max_weight": float(max_weight[keep].mean())}
+        summary[name] = {
+            "normalised_entropy": float(entropy[keep].mean()),
+            "max_weight": float(max_weight[keep].mean()),
+        }
         remaining = [a for a in attention.axes if a != attention.normalised_over]
         if "layer" in remaining or "head" in remaining:
             for stat in HISTORY_STATISTICS:
-                laid_out = by_layer_and_head(stats[stat].double(), remaining)                # (B, L, H, N)
-                means = finite_mean(laid_out.movedim(0, 2).flatten(2), -1).cpu().numpy()   # (L, H)
+                laid_out = by_layer_and_head(stats[stat].double(), remaining)  # (B, L, H, N)
+                means = finite_mean(laid_out.movedim(0, 2).flatten(2), -1).cpu().numpy()  # (L, H)
                 for (layer, head), value in np.ndenumerate(means):
-                    key = layer_head_key(stat, layer if "layer" in remaining else None,
-                                         head if "head" in remaining else None)
+                    key = layer_head_key(
+                        stat, layer if "layer" in remaining else None, head if "head" in remaining else None
+                    )
                     summary[name][key] = float(value) if np.isfinite(value) else None
     return summary
 
 
 def layer_head_key(statistic: str, layer: int | None, head: int | None) -> str:
     """The history key of one (layer, head) statistic, 0-based indices written 1-based; None leaves an axis out."""
-    parts = [statistic] + ([f"layer {layer + 1}"] if layer is not None else []) + \
-        ([f"head {head + 1}"] if head is not None else [])
+    parts = (
+        [statistic]
+        + ([f"layer {layer + 1}"] if layer is not None else [])
+        + ([f"head {head + 1}"] if head is not None else [])
+    )
     return "/".join(parts)
 
 
@@ -171,7 +184,7 @@ def by_layer_and_head(values: torch.Tensor, remaining: list[str]) -> torch.Tenso
     axis, and N gathers every other remaining axis (e.g. the query positions)."""
     dims = {axis: 1 + i for i, axis in enumerate(remaining)}
     present = [dims[axis] for axis in ("layer", "head") if axis in dims]
-    values = values.movedim(present, list(range(1, 1 + len(present))))                # (B, [L], [H], rest)
+    values = values.movedim(present, list(range(1, 1 + len(present))))  # (B, [L], [H], rest)
     if "layer" not in dims:
         values = values.unsqueeze(1)
     if "head" not in dims:
@@ -188,6 +201,19 @@ def finite_mean(values: torch.Tensor, dim: int) -> torch.Tensor:
 
 
 # ---------------------------------------------------------------- rank collapse
+def effective_rank(states: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Effective rank (Roy & Vetterli, 2007) of each row's hidden states over its valid positions:
+    ``exp`` of the entropy of the normalised singular values. ``states`` (B, T, d), ``mask`` (B, T) -> (B,);
+    NaN for rows with no valid position. 1 means every position carries the same direction (rank collapse)."""
+    masked = states.double() * mask.unsqueeze(-1)
+    singular = torch.linalg.svdvals(masked)  # (B, min(T, d))
+    total = singular.sum(-1, keepdim=True)
+    p = singular / total.clamp(min=1e-300)
+    entropy = -(torch.where(p > 0, p * p.clamp(min=1e-300).log(), torch.zeros_like(p))).sum(-1)
+    rank = entropy.exp()
+    return torch.where(mask.any(1) & (total.squeeze(-1) > 0), rank, torch.full_like(rank, float("nan"))).float()
+
+
 def rank_summary(output) -> dict[str, dict[str, float]]:
     """Effective rank of the hidden states after each layer over the probe rows, for the training history:
     ``{"embeddings": {"mean", "q10", "median", "q90"}, "layer 1": ..., ...}``. Empty for an output without
@@ -198,16 +224,20 @@ def rank_summary(output) -> dict[str, dict[str, float]]:
         if not len(ranks):
             continue
         levels = torch.tensor(list(RANK_QUANTILES.values()), dtype=ranks.dtype, device=ranks.device)
-        summary[label] = {"mean": float(ranks.mean()),
-                          **{k: float(q) for k, q in zip(RANK_QUANTILES, torch.quantile(ranks, levels))}}
+        summary[label] = {
+            "mean": float(ranks.mean()),
+            **{k: float(q) for k, q in zip(RANK_QUANTILES, torch.quantile(ranks, levels))},
+        }
     return summary
 
 
 def layer_ranks(output) -> dict[str, torch.Tensor]:
-    """Each row's effective rank (:func:`~recmodels.models.transformer.effective_rank`) of ``output.hidden_states``
+    """Each row's effective rank (:func:`effective_rank`) of ``output.hidden_states``
     over ``output.hidden_mask``, named "embeddings", "layer 1", ...; empty for outputs without hidden states."""
     hidden, mask = getattr(output, "hidden_states", None), getattr(output, "hidden_mask", None)
     if not hidden or mask is None:
         return {}
-    return {"embeddings" if index == 0 else f"layer {index}": effective_rank(states.detach(), mask)
-            for index, states in enumerate(hidden)}
+    return {
+        "embeddings" if index == 0 else f"layer {index}": effective_rank(states.detach(), mask)
+        for index, states in enumerate(hidden)
+    }

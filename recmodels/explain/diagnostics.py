@@ -1,5 +1,6 @@
 """Dataset-wide collapse diagnostics: the distribution of each statistic per map, layer and head over many rows,
 the effective rank of a sequence transformer's hidden states per layer, and the checkpoint-level findings."""
+
 from __future__ import annotations
 
 import warnings
@@ -11,12 +12,21 @@ import pandas as pd
 import torch
 from tqdm.auto import tqdm
 
-from ..models.base import AttentionMap, Batch
-from .collapse import (STATISTICS, CollapseThresholds, by_layer_and_head, finite_mean, flags, layer_ranks,
-                       map_statistics, pairwise_head_js, parse_layer_head_key)
-from .heads import HeadImportanceReport
+from recmodels.explain.collapse import (
+    STATISTICS,
+    CollapseThresholds,
+    by_layer_and_head,
+    finite_mean,
+    flags,
+    layer_ranks,
+    map_statistics,
+    pairwise_head_js,
+    parse_layer_head_key,
+)
+from recmodels.explain.heads import HeadImportanceReport
+from recmodels.models.outputs import AttentionMap, Batch
 
-RESAMPLES = 1000            # bootstrap resamples of the cases behind each interval
+RESAMPLES = 1000  # bootstrap resamples of the cases behind each interval
 CONFIDENCE = 0.95
 RESAMPLE_CELLS = 4_000_000  # resamples x cases drawn at once: 32 MB of float64 weights, whatever the user count
 UNIT = ["map", "layer", "head"]
@@ -39,9 +49,10 @@ class DiagnosticsReport:
     summary: pd.DataFrame
     head_similarity: dict[str, np.ndarray] = field(default_factory=dict)
     thresholds: CollapseThresholds = CollapseThresholds()
-    head_importance: "HeadImportanceReport | None" = None  # filled by RecService.diagnostics for a model with heads
-    effective_rank: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(columns=["case", "layer",
-                                                                                       "effective_rank"]))
+    head_importance: HeadImportanceReport | None = None  # filled by RecService.diagnostics for a model with heads
+    effective_rank: pd.DataFrame = field(
+        default_factory=lambda: pd.DataFrame(columns=["case", "layer", "effective_rank"])
+    )
     rank_summary: pd.DataFrame = field(default_factory=pd.DataFrame)
     users_sampled: int | None = None
     users_total: int | None = None
@@ -78,8 +89,10 @@ def _head_js_sums(attention: AttentionMap) -> dict[str | None, tuple[torch.Tenso
     parts = {None: (values, mask)}
     if "layer" in remaining:
         dim = 1 + remaining.index("layer")
-        parts = {f"layer {layer + 1}": (values.select(dim, layer), mask.select(dim, layer))
-                 for layer in range(values.shape[dim])}
+        parts = {
+            f"layer {layer + 1}": (values.select(dim, layer), mask.select(dim, layer))
+            for layer in range(values.shape[dim])
+        }
         remaining.remove("layer")
     head_dim = 1 + remaining.index("head")
     sums = {}
@@ -94,16 +107,29 @@ def _rank_rows(output, labels) -> pd.DataFrame | None:
     ranks = layer_ranks(output)
     if not ranks:
         return None
-    values = torch.stack(list(ranks.values()), 1).cpu().numpy()                                # (B, L + 1)
-    return pd.DataFrame({"case": np.repeat(labels, values.shape[1]), "layer": np.tile(list(ranks), len(labels)),
-                         "effective_rank": values.reshape(-1)})
+    values = torch.stack(list(ranks.values()), 1).cpu().numpy()  # (B, L + 1)
+    return pd.DataFrame(
+        {
+            "case": np.repeat(labels, values.shape[1]),
+            "layer": np.tile(list(ranks), len(labels)),
+            "effective_rank": values.reshape(-1),
+        }
+    )
 
 
 @torch.no_grad()
-def dataset_diagnostics(model, users: np.ndarray, items: np.ndarray, histories: np.ndarray,
-                        case_labels: list | None = None, batch_size: int = 256,
-                        thresholds: CollapseThresholds = CollapseThresholds(), progress: bool = False,
-                        seed: int = 0, resamples: int = RESAMPLES) -> DiagnosticsReport:
+def dataset_diagnostics(
+    model,
+    users: np.ndarray,
+    items: np.ndarray,
+    histories: np.ndarray,
+    case_labels: list | None = None,
+    batch_size: int = 256,
+    thresholds: CollapseThresholds = CollapseThresholds(),
+    progress: bool = False,
+    seed: int = 0,
+    resamples: int = RESAMPLES,
+) -> DiagnosticsReport:
     """Run ``model`` with attention on every (user, item, history) case in batches and collect statistics; the
     summaries' intervals come from ``resamples`` bootstrap resamples of the cases, seeded with ``seed``."""
     device = model.device
@@ -120,9 +146,13 @@ def dataset_diagnostics(model, users: np.ndarray, items: np.ndarray, histories: 
             n_rows, n_layers, n_heads = stats["max_weight"].shape
             layers = np.arange(n_layers) if "layer" in attention.axes else np.array([-1])
             heads = np.arange(n_heads) if "head" in attention.axes else np.array([-1])
-            frame = {"case": np.repeat(labels[start:stop], n_layers * n_heads), "map": name,
-                     "level": attention.level, "layer": np.tile(np.repeat(layers, n_heads), n_rows),
-                     "head": np.tile(heads, n_rows * n_layers)}
+            frame = {
+                "case": np.repeat(labels[start:stop], n_layers * n_heads),
+                "map": name,
+                "level": attention.level,
+                "layer": np.tile(np.repeat(layers, n_heads), n_rows),
+                "head": np.tile(heads, n_rows * n_layers),
+            }
             for stat in STATISTICS:
                 frame[stat] = stats[stat].reshape(-1).cpu().numpy()
             for flag, values in flags(stats, thresholds).items():
@@ -135,8 +165,13 @@ def dataset_diagnostics(model, users: np.ndarray, items: np.ndarray, histories: 
         ranks = _rank_rows(out, labels[start:stop])
         if ranks is not None:
             rank_frames.append(ranks)
-    rows = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(
-        columns=["case", "map", "level", "layer", "head", *STATISTICS, "near_uniform", "near_one_hot"])
+    rows = (
+        pd.concat(frames, ignore_index=True)
+        if frames
+        else pd.DataFrame(
+            columns=["case", "map", "level", "layer", "head", *STATISTICS, "near_uniform", "near_one_hot"]
+        )
+    )
     rows = rows.dropna(subset=["normalised_entropy"])
     summary = summarise(rows, seed, resamples)
     similarity = {name: (js_sums[name] / max(js_rows[name], 1)).cpu().numpy() for name in js_sums}
@@ -173,11 +208,13 @@ def summarise_ranks(ranks: pd.DataFrame, seed: int = 0, resamples: int = RESAMPL
     """Per layer (the embeddings first): the effective rank's mean with its bootstrap interval, its median and the
     row count."""
     grouped = ranks.groupby("layer", sort=False)["effective_rank"]
-    summary = pd.DataFrame({"effective_rank_mean": grouped.mean(), "effective_rank_median": grouped.median(),
-                            "rows": grouped.size()})
+    summary = pd.DataFrame(
+        {"effective_rank_mean": grouped.mean(), "effective_rank_median": grouped.median(), "rows": grouped.size()}
+    )
     low, high = bootstrap_mean_intervals(ranks, ["layer"], ["effective_rank"], seed, resamples)
     summary["effective_rank_mean_low"], summary["effective_rank_mean_high"] = around(
-        summary["effective_rank_mean"], low["effective_rank"], high["effective_rank"])
+        summary["effective_rank_mean"], low["effective_rank"], high["effective_rank"]
+    )
     return summary.rename_axis("layer").reset_index()
 
 
@@ -196,9 +233,14 @@ def around(estimate: pd.Series, low: pd.Series, high: pd.Series) -> tuple[pd.Ser
     return np.fmin(low, estimate), np.fmax(high, estimate)
 
 
-def bootstrap_mean_intervals(rows: pd.DataFrame, unit: list[str], columns: list[str], seed: int = 0,
-                             resamples: int = RESAMPLES, confidence: float = CONFIDENCE
-                             ) -> tuple[pd.DataFrame, pd.DataFrame]:
+def bootstrap_mean_intervals(
+    rows: pd.DataFrame,
+    unit: list[str],
+    columns: list[str],
+    seed: int = 0,
+    resamples: int = RESAMPLES,
+    confidence: float = CONFIDENCE,
+) -> tuple[pd.DataFrame, pd.DataFrame]:
     """The percentile bootstrap interval of each unit's mean of each column, resampling cases (``rows["case"]``)
     with replacement: (low, high), indexed by unit like ``rows.groupby(unit)``. Every resample draws the same cases
     for every unit and column and is a weighted sum of per-case sums, so the whole bootstrap is a few matrix
@@ -223,7 +265,7 @@ def bootstrap_mean_intervals(rows: pd.DataFrame, unit: list[str], columns: list[
         picks = rng.integers(0, n_cases, size=(chunk, n_cases)) + n_cases * np.arange(chunk)[:, None]
         weights = np.bincount(picks.reshape(-1), minlength=chunk * n_cases).reshape(chunk, n_cases).astype(float)
         with np.errstate(invalid="ignore", divide="ignore"):
-            means[start:start + chunk] = (weights @ sums) / (weights @ counts)
+            means[start : start + chunk] = (weights @ sums) / (weights @ counts)
     low, high = estimates, estimates
     if resamples:
         tail = (1 - confidence) / 2
@@ -231,8 +273,10 @@ def bootstrap_mean_intervals(rows: pd.DataFrame, unit: list[str], columns: list[
             warnings.simplefilter("ignore", RuntimeWarning)
             low, high = np.nanquantile(means, [tail, 1 - tail], axis=0)
     shape = (len(index), len(columns))
-    return (pd.DataFrame(low.reshape(shape), index=index, columns=columns),
-            pd.DataFrame(high.reshape(shape), index=index, columns=columns))
+    return (
+        pd.DataFrame(low.reshape(shape), index=index, columns=columns),
+        pd.DataFrame(high.reshape(shape), index=index, columns=columns),
+    )
 
 
 # ---------------------------------------------------------------- what the page flags
@@ -254,15 +298,19 @@ def collapse_findings(report: DiagnosticsReport) -> dict[str, list[str]]:
     if not ranks.empty:
         medians = ranks.groupby("layer", sort=False)["effective_rank"].median()
         if medians.get("embeddings", np.inf) >= thresholds.rank_collapse:
-            found["rank_collapse"] = [layer for layer, value in medians.items()
-                                      if layer != "embeddings" and value < thresholds.rank_collapse]
+            found["rank_collapse"] = [
+                layer for layer, value in medians.items() if layer != "embeddings" and value < thresholds.rank_collapse
+            ]
     return found
 
 
 def unit_label(map_name: str | None, layer: int, head: int) -> str:
     """ "map · layer l · head h" from 0-based indices; -1 (None for the map) leaves that part out."""
-    parts = ([str(map_name)] if map_name is not None else []) + ([f"layer {layer + 1}"] if layer >= 0 else []) + \
-        ([f"head {head + 1}"] if head >= 0 else [])
+    parts = (
+        ([str(map_name)] if map_name is not None else [])
+        + ([f"layer {layer + 1}"] if layer >= 0 else [])
+        + ([f"head {head + 1}"] if head >= 0 else [])
+    )
     return " · ".join(parts)
 
 
@@ -276,14 +324,18 @@ def pair_layer_heads(view) -> pd.DataFrame | None:
     if view.statistics is None or not {"layer", "head"} & set(remaining):
         return None
 
-    def laid_out(values) -> torch.Tensor:                                                  # (L, H, N)
+    def laid_out(values) -> torch.Tensor:  # (L, H, N)
         return by_layer_and_head(torch.as_tensor(np.asarray(values, dtype=np.float64)).unsqueeze(0), remaining)[0]
 
     entropy = laid_out(view.statistics["normalised_entropy"])
     informative = torch.isfinite(entropy)
     layers, heads = entropy.shape[:2]
-    frame = pd.DataFrame({"layer": np.repeat(np.arange(layers) if "layer" in remaining else [-1], heads),
-                          "head": np.tile(np.arange(heads) if "head" in remaining else [-1], layers)})
+    frame = pd.DataFrame(
+        {
+            "layer": np.repeat(np.arange(layers) if "layer" in remaining else [-1], heads),
+            "head": np.tile(np.arange(heads) if "head" in remaining else [-1], layers),
+        }
+    )
     frame["unit"] = [unit_label(None, layer, head) for layer, head in zip(frame["layer"], frame["head"])]
     frame["normalised_entropy"] = finite_mean(entropy, -1).reshape(-1).numpy()
     frame["max_weight"] = finite_mean(laid_out(view.statistics["max_weight"]), -1).reshape(-1).numpy()
@@ -302,8 +354,8 @@ def layer_head_history(history) -> pd.DataFrame:
     records: dict[tuple, dict] = {}
     for entry in _entries(history):
         attention = entry.get("attention")
-        for name, stats in (attention.items() if isinstance(attention, dict) else ()):
-            for key, value in (stats.items() if isinstance(stats, dict) else ()):
+        for name, stats in attention.items() if isinstance(attention, dict) else ():
+            for key, value in stats.items() if isinstance(stats, dict) else ():
                 parsed = parse_layer_head_key(key)
                 if parsed is None:
                     continue
@@ -311,8 +363,7 @@ def layer_head_history(history) -> pd.DataFrame:
                 unit = (entry["epoch"], str(name), -1 if layer is None else layer - 1, -1 if head is None else head - 1)
                 records.setdefault(unit, {})[stat] = _number(value)
     columns = ["epoch", "map", "layer", "head", "normalised_entropy", "max_weight"]
-    frame = pd.DataFrame([{**dict(zip(columns, unit)), **stats} for unit, stats in records.items()],
-                         columns=columns)
+    frame = pd.DataFrame([{**dict(zip(columns, unit)), **stats} for unit, stats in records.items()], columns=columns)
     return frame.sort_values(["map", "layer", "head", "epoch"], ignore_index=True)
 
 
@@ -323,7 +374,7 @@ def rank_history(history) -> pd.DataFrame:
     rows = []
     for entry in _entries(history):
         ranks = entry.get("effective_rank")
-        for layer, stats in (ranks.items() if isinstance(ranks, dict) else ()):
+        for layer, stats in ranks.items() if isinstance(ranks, dict) else ():
             depth = 0 if layer == "embeddings" else _layer_number(layer)
             if depth is None or not isinstance(stats, dict):
                 continue

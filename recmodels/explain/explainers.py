@@ -4,15 +4,17 @@ Settings go to the constructor; ``attribute(model, batch, **context)`` reads a m
 the explainer's result. The math lives in :mod:`.attributions` and :mod:`.faithfulness`; these classes give
 it one shape, so the pipeline (and anyone scripting it) runs each explainer the same way.
 """
+
 from __future__ import annotations
 
 from typing import Any, Protocol, runtime_checkable
 
 import torch
 
-from ..models.base import Batch, RecModel
-from .attributions import AttributionResult, integrated_gradients, leave_one_out
-from .faithfulness import perturbation_tests
+from recmodels.explain.attributions import AttributionResult, integrated_gradients, leave_one_out
+from recmodels.explain.faithfulness import perturbation_tests
+from recmodels.models.base import RecModel
+from recmodels.models.outputs import Batch
 
 
 @runtime_checkable
@@ -30,8 +32,9 @@ class IntegratedGradients:
 
     name = "integrated gradients"
 
-    def __init__(self, n_steps: int = 50, internal_batch_size: int | None = None, method: str = "gausslegendre",
-                 taps=None):
+    def __init__(
+        self, n_steps: int = 50, internal_batch_size: int | None = None, method: str = "gausslegendre", taps=None
+    ):
         self.n_steps, self.internal_batch_size, self.method = n_steps, internal_batch_size, method
         self.taps = taps
 
@@ -40,8 +43,14 @@ class IntegratedGradients:
         return bool(model.input_taps())
 
     def attribute(self, model: RecModel, batch: Batch) -> AttributionResult:
-        return integrated_gradients(model, batch, n_steps=self.n_steps, internal_batch_size=self.internal_batch_size,
-                                    method=self.method, taps=self.taps)
+        return integrated_gradients(
+            model,
+            batch,
+            n_steps=self.n_steps,
+            internal_batch_size=self.internal_batch_size,
+            method=self.method,
+            taps=self.taps,
+        )
 
 
 class LeaveOneOut:
@@ -53,8 +62,12 @@ class LeaveOneOut:
     name = "leave-one-out"
 
     def attribute(self, model: RecModel, batch: Batch) -> torch.Tensor:
-        return torch.stack([leave_one_out(model, int(user), int(item), history)
-                            for user, item, history in zip(batch.users, batch.items, batch.history)])
+        return torch.stack(
+            [
+                leave_one_out(model, int(user), int(item), history)
+                for user, item, history in zip(batch.users, batch.items, batch.history)
+            ]
+        )
 
 
 class PerturbationTests:
@@ -70,10 +83,25 @@ class PerturbationTests:
     def __init__(self, n_random: int = 5, seed: int = 0):
         self.n_random, self.seed = n_random, seed
 
-    def attribute(self, model: RecModel, batch: Batch, *, item_attention: torch.Tensor, distribution_maps: list[str],
-                  excluded: torch.Tensor) -> list[dict]:
+    def attribute(
+        self,
+        model: RecModel,
+        batch: Batch,
+        *,
+        item_attention: torch.Tensor,
+        distribution_maps: list[str],
+        excluded: torch.Tensor,
+    ) -> list[dict]:
         if len(batch) != 1:
             raise ValueError(f"perturbation tests read one (user, item) row at a time, got {len(batch)}")
-        return perturbation_tests(model, int(batch.users[0]), int(batch.items[0]), batch.history[0].cpu(),
-                                  item_attention, distribution_maps, excluded, n_random=self.n_random,
-                                  seed=self.seed)
+        return perturbation_tests(
+            model,
+            int(batch.users[0]),
+            int(batch.items[0]),
+            batch.history[0].cpu(),
+            item_attention,
+            distribution_maps,
+            excluded,
+            n_random=self.n_random,
+            seed=self.seed,
+        )

@@ -5,6 +5,7 @@
   remove the top-attended history item (against removing random other items), force uniform attention over
   the valid positions, and randomly permute the attention weights among the valid positions.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -61,8 +62,9 @@ def permute_override(seed: int = 0):
         # a random order of the valid positions: padding sorts last in both orders
         order_keys = torch.where(mask, noise, torch.full_like(noise, 2.0))
         shuffled_slots = torch.argsort(order_keys, dim=-1)
-        sorted_slots = torch.argsort(torch.where(mask, torch.zeros_like(noise), torch.ones_like(noise)), dim=-1,
-                                     stable=True)
+        sorted_slots = torch.argsort(
+            torch.where(mask, torch.zeros_like(noise), torch.ones_like(noise)), dim=-1, stable=True
+        )
         out = torch.zeros_like(weights)
         # the i-th valid slot receives the weight of the i-th valid slot in a random order
         out.scatter_(-1, sorted_slots, weights.gather(-1, shuffled_slots))
@@ -72,13 +74,15 @@ def permute_override(seed: int = 0):
 
 
 @torch.no_grad()
-def catalogue_scores(model, user: int, history: torch.Tensor, items: torch.Tensor,
-                     attention_override=None) -> torch.Tensor:
+def catalogue_scores(
+    model, user: int, history: torch.Tensor, items: torch.Tensor, attention_override=None
+) -> torch.Tensor:
     """Scores of ``items`` for one user, with the attention replaced where ``attention_override`` says."""
     device = model.device
     users = torch.tensor([user], device=device)
-    return model.score_items(users, history.to(device).unsqueeze(0), items.to(device),
-                             attention_override=attention_override)[0]
+    return model.score_items(
+        users, history.to(device).unsqueeze(0), items.to(device), attention_override=attention_override
+    )[0]
 
 
 def rank_among(scores: torch.Tensor, target_index: int, excluded: torch.Tensor) -> int:
@@ -93,15 +97,23 @@ def rank_among(scores: torch.Tensor, target_index: int, excluded: torch.Tensor) 
     return int(((scores > target) & keep).sum() + ((scores == target) & before & keep).sum()) + 1
 
 
-def perturbation_tests(model, user: int, item: int, history: torch.Tensor, item_attention: torch.Tensor,
-                       distribution_maps: list[str], excluded: torch.Tensor, n_random: int = 5,
-                       seed: int = 0) -> list[dict]:
+def perturbation_tests(
+    model,
+    user: int,
+    item: int,
+    history: torch.Tensor,
+    item_attention: torch.Tensor,
+    distribution_maps: list[str],
+    excluded: torch.Tensor,
+    n_random: int = 5,
+    seed: int = 0,
+) -> list[dict]:
     """Score and rank of (user, item) under each perturbation; ``item_attention`` is (T,) over history slots.
 
     Ranks are over the whole catalogue (index i of ``excluded`` is item i + 1), so a change in rank says how
     far the recommendation list would move.
     """
-    from .attributions import remove_positions
+    from recmodels.explain.attributions import remove_positions
 
     items = torch.arange(1, len(excluded) + 1)
     target = item - 1
@@ -111,15 +123,26 @@ def perturbation_tests(model, user: int, item: int, history: torch.Tensor, item_
 
     def record(name, scores, detail=""):
         rank = rank_among(scores, target, excluded)
-        rows.append({"perturbation": name, "detail": detail, "score": float(scores[target]),
-                     "score_change": float(scores[target]) - base_score, "rank": rank, "rank_change": rank - base_rank})
+        rows.append(
+            {
+                "perturbation": name,
+                "detail": detail,
+                "score": float(scores[target]),
+                "score_change": float(scores[target]) - base_score,
+                "rank": rank,
+                "rank_change": rank - base_rank,
+            }
+        )
 
     valid = torch.nonzero(history != 0).squeeze(1)
     if valid.numel() >= 1 and torch.isfinite(item_attention[valid]).any():
         weights = torch.nan_to_num(item_attention[valid], nan=-1.0)
         top = valid[int(torch.argmax(weights))]
-        record("remove top-attended item", catalogue_scores(model, user, remove_positions(history, top.view(1))[0],
-                                                            items), detail=str(int(history[top])))
+        record(
+            "remove top-attended item",
+            catalogue_scores(model, user, remove_positions(history, top.view(1))[0], items),
+            detail=str(int(history[top])),
+        )
         others = valid[valid != top]
         if others.numel():
             generator = torch.Generator().manual_seed(seed)
@@ -127,12 +150,23 @@ def perturbation_tests(model, user: int, item: int, history: torch.Tensor, item_
             changes = [catalogue_scores(model, user, remove_positions(history, p.view(1))[0], items) for p in picks]
             mean_scores = torch.stack(changes).mean(0)
             ranks = [rank_among(s, target, excluded) for s in changes]
-            rows.append({"perturbation": f"remove a random other item (mean of {len(picks)})", "detail": "",
-                         "score": float(mean_scores[target]), "score_change": float(mean_scores[target]) - base_score,
-                         "rank": float(np.mean(ranks)), "rank_change": float(np.mean(ranks)) - base_rank})
+            rows.append(
+                {
+                    "perturbation": f"remove a random other item (mean of {len(picks)})",
+                    "detail": "",
+                    "score": float(mean_scores[target]),
+                    "score_change": float(mean_scores[target]) - base_score,
+                    "rank": float(np.mean(ranks)),
+                    "rank_change": float(np.mean(ranks)) - base_rank,
+                }
+            )
     if distribution_maps:
-        record("uniform attention", catalogue_scores(model, user, history, items,
-                                                     {name: uniform_override for name in distribution_maps}))
-        record("permuted attention", catalogue_scores(model, user, history, items,
-                                                      {name: permute_override(seed) for name in distribution_maps}))
+        record(
+            "uniform attention",
+            catalogue_scores(model, user, history, items, {name: uniform_override for name in distribution_maps}),
+        )
+        record(
+            "permuted attention",
+            catalogue_scores(model, user, history, items, {name: permute_override(seed) for name in distribution_maps}),
+        )
     return rows

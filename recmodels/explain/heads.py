@@ -19,6 +19,7 @@ Which heads a model has is read from its maps alone (one forward with attentions
 
 A model without such a map has no heads, and every function here returns nothing for it.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -27,15 +28,17 @@ import numpy as np
 import pandas as pd
 import torch
 
-from ..data.split import TEST
-from ..eval.metrics import top_k
-from ..models.base import AttentionMap, Batch
-from .views import HeadImportanceView, axis_label
+from recmodels.data.split import TEST
+from recmodels.eval.metrics import top_k
+from recmodels.explain.views import HeadImportanceView, axis_label
+from recmodels.models.outputs import AttentionMap, Batch
 
 QUANTILES = (0.1, 0.5, 0.9)
 PAIRS_FROM = ("top1", "test")
-DESCRIPTION = ("Change in the score when each head is masked out (its weights set to 0, so it adds nothing), "
-               "masked minus full score: negative where the head was raising the score (Michel et al., 2019).")
+DESCRIPTION = (
+    "Change in the score when each head is masked out (its weights set to 0, so it adds nothing), "
+    "masked minus full score: negative where the head was raising the score (Michel et al., 2019)."
+)
 
 
 def is_head_axis(axis: str) -> bool:
@@ -47,8 +50,8 @@ class HeadGroup:
     """The heads on one head axis of a map: ``layers`` x ``heads`` of them."""
 
     axis: str
-    layered: bool        # the map's "layer" axis indexes these heads (else one row)
-    max_over: bool       # masked by leaving the head out of a max (the map's argmax axis), not by zeroing it
+    layered: bool  # the map's "layer" axis indexes these heads (else one row)
+    max_over: bool  # masked by leaving the head out of a max (the map's argmax axis), not by zeroing it
     layers: int
     heads: int
 
@@ -67,8 +70,11 @@ class MapHeads:
         """(group, layer, head, grid row, grid column) of every head, groups in order, then layer, then head."""
         cells, offset = [], 0
         for index, group in enumerate(self.groups):
-            cells += [(index, layer, head, offset + layer, head)
-                      for layer in range(group.layers) for head in range(group.heads)]
+            cells += [
+                (index, layer, head, offset + layer, head)
+                for layer in range(group.layers)
+                for head in range(group.heads)
+            ]
             offset += group.layers
         return cells
 
@@ -88,17 +94,28 @@ def map_heads(name: str, attention: AttentionMap) -> MapHeads | None:
         argmax = attention.meta.get("argmax_axis")
         if argmax not in axes or not is_head_axis(argmax):
             return None
-        groups = tuple(HeadGroup(axis, "layer" in axes and axis != argmax, axis == argmax,
-                                 layers if "layer" in axes and axis != argmax else 1, size[axis])
-                       for axis in axes if is_head_axis(axis))
+        groups = tuple(
+            HeadGroup(
+                axis,
+                "layer" in axes and axis != argmax,
+                axis == argmax,
+                layers if "layer" in axes and axis != argmax else 1,
+                size[axis],
+            )
+            for axis in axes
+            if is_head_axis(axis)
+        )
     layer_labels = _labels(attention, "layer", layers)
     if len(groups) == 1:
         group = groups[0]
         rows = layer_labels if group.layered else [axis_label("layer", 0)]
         columns = _labels(attention, group.axis, group.heads)
     else:  # e.g. user heads per layer and item heads: rows say which, columns count heads
-        rows = [f"{_words(g.axis)}s · {label}" if g.layered else f"{_words(g.axis)}s"
-                for g in groups for label in (layer_labels if g.layered else [""])]
+        rows = [
+            f"{_words(g.axis)}s · {label}" if g.layered else f"{_words(g.axis)}s"
+            for g in groups
+            for label in (layer_labels if g.layered else [""])
+        ]
         columns = [axis_label("head", h) for h in range(max(g.heads for g in groups))]
     return MapHeads(name, tuple(axes), groups, tuple(rows), tuple(columns))
 
@@ -128,14 +145,16 @@ class HeadMask:
     def __init__(self, heads: MapHeads, gates: list[torch.Tensor], layer: int | None = None):
         self.heads, self.gates, self.layer = heads, gates, layer
 
-    def at_layer(self, layer: int) -> "HeadMask":
+    def at_layer(self, layer: int) -> HeadMask:
         return HeadMask(self.heads, self.gates, layer)
 
     def __call__(self, weights: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         axes = self.heads.axes if self.layer is None else tuple(a for a in self.heads.axes if a != "layer")
         if weights.dim() != 1 + len(axes) or weights.shape[0] != self.gates[0].shape[0]:
-            raise ValueError(f"the head mask of {self.heads.name!r} expects {self.gates[0].shape[0]} rows over "
-                             f"{axes}, got weights of shape {tuple(weights.shape)}")
+            raise ValueError(
+                f"the head mask of {self.heads.name!r} expects {self.gates[0].shape[0]} rows over "
+                f"{axes}, got weights of shape {tuple(weights.shape)}"
+            )
         for group, gate in zip(self.heads.groups, self.gates):
             gate = gate.to(weights.dtype)
             if group.layered and "layer" in axes:
@@ -180,8 +199,9 @@ def model_heads(model, users: np.ndarray, items: np.ndarray, histories: np.ndarr
 
 
 @torch.no_grad()
-def head_changes(model, batch: Batch, heads: list[MapHeads] | None = None
-                 ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+def head_changes(
+    model, batch: Batch, heads: list[MapHeads] | None = None
+) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     """(scores (B,), {map name: change (B, rows, columns)}) for every row of ``batch``: the score with each head
     masked minus the full score, NaN where the grid has no head; one forward of B x (1 + N) rows.
 
@@ -193,18 +213,22 @@ def head_changes(model, batch: Batch, heads: list[MapHeads] | None = None
     units = [(m, *cell) for m, layout in enumerate(heads) for cell in layout.cells()]
     n, device = len(units), batch.users.device
     unit_map, unit_group, unit_layer, unit_head, unit_row, unit_column = (
-        torch.tensor(column, device=device) for column in zip(*units))
+        torch.tensor(column, device=device) for column in zip(*units)
+    )
     overrides = {}
     for m, layout in enumerate(heads):
         gates = []
         for g, group in enumerate(layout.groups):
             gate = torch.ones(1 + n, group.layers, group.heads, device=device)
             mine = torch.nonzero((unit_map == m) & (unit_group == g)).squeeze(1)
-            gate[1 + mine, unit_layer[mine], unit_head[mine]] = 0.0   # row 1 + j masks head j
+            gate[1 + mine, unit_layer[mine], unit_head[mine]] = 0.0  # row 1 + j masks head j
             gates.append(gate.repeat(len(batch), 1, 1))
         overrides[layout.name] = HeadMask(layout, gates)
-    repeated = Batch(batch.users.repeat_interleave(1 + n), batch.items.repeat_interleave(1 + n),
-                     batch.history.repeat_interleave(1 + n, dim=0))
+    repeated = Batch(
+        batch.users.repeat_interleave(1 + n),
+        batch.items.repeat_interleave(1 + n),
+        batch.history.repeat_interleave(1 + n, dim=0),
+    )
     scores = model(repeated, attention_override=overrides).scores.detach().float().view(len(batch), 1 + n)
     full, change = scores[:, 0], scores[:, 1:] - scores[:, :1]
     grids = {}
@@ -221,8 +245,12 @@ def pair_head_importance(model, batch: Batch) -> dict[str, HeadImportanceView]:
     """Head importance of the single row of ``batch``, one labelled layer x head view per map with heads."""
     heads = find_heads(model(_first_row(batch), output_attentions=True).attentions)
     scores, grids = head_changes(model, _first_row(batch), heads)
-    return {h.name: HeadImportanceView(h.name, float(scores[0]), list(h.rows), list(h.columns),
-                                       grids[h.name][0].cpu().numpy(), DESCRIPTION) for h in heads}
+    return {
+        h.name: HeadImportanceView(
+            h.name, float(scores[0]), list(h.rows), list(h.columns), grids[h.name][0].cpu().numpy(), DESCRIPTION
+        )
+        for h in heads
+    }
 
 
 @dataclass
@@ -247,13 +275,33 @@ class HeadImportanceReport:
         return table
 
 
-SUMMARY_COLUMNS = ["map", "row", "column", "layer", "head", "mean_change", "mean_abs_change", "q10", "median", "q90",
-                   "share_tiny", "pairs"]
+SUMMARY_COLUMNS = [
+    "map",
+    "row",
+    "column",
+    "layer",
+    "head",
+    "mean_change",
+    "mean_abs_change",
+    "q10",
+    "median",
+    "q90",
+    "share_tiny",
+    "pairs",
+]
 
 
-def dataset_head_importance(model, users: np.ndarray, items: np.ndarray, histories: np.ndarray, case_labels: list,
-                            batch_size: int = 256, tiny: float = 1e-3, pairs_from: str = "",
-                            heads: list[MapHeads] | None = None) -> HeadImportanceReport | None:
+def dataset_head_importance(
+    model,
+    users: np.ndarray,
+    items: np.ndarray,
+    histories: np.ndarray,
+    case_labels: list,
+    batch_size: int = 256,
+    tiny: float = 1e-3,
+    pairs_from: str = "",
+    heads: list[MapHeads] | None = None,
+) -> HeadImportanceReport | None:
     """Head importance of every (user, item, history) case, ``batch_size`` forward rows at a time; None for a model
     without heads (or no case). ``heads`` defaults to :func:`model_heads` on the first case."""
     device = model.device
@@ -270,20 +318,30 @@ def dataset_head_importance(model, users: np.ndarray, items: np.ndarray, histori
         scores, grids = head_changes(model, batch, heads)
         scores = scores.cpu().numpy()
         for h in heads:
-            cells = np.array([cell[3:] for cell in h.cells()])                      # (n, 2): grid row, column
+            cells = np.array([cell[3:] for cell in h.cells()])  # (n, 2): grid row, column
             row, column = np.tile(cells[:, 0], stop - start), np.tile(cells[:, 1], stop - start)
-            frames.append(pd.DataFrame({
-                "case": np.repeat(np.asarray(case_labels[start:stop], dtype=object), len(cells)), "map": h.name,
-                "row": row, "column": column, "layer": np.asarray(h.rows, dtype=object)[row],
-                "head": np.asarray(h.columns, dtype=object)[column], "score": np.repeat(scores, len(cells)),
-                "change": grids[h.name][:, cells[:, 0], cells[:, 1]].cpu().numpy().ravel()}))
+            frames.append(
+                pd.DataFrame(
+                    {
+                        "case": np.repeat(np.asarray(case_labels[start:stop], dtype=object), len(cells)),
+                        "map": h.name,
+                        "row": row,
+                        "column": column,
+                        "layer": np.asarray(h.rows, dtype=object)[row],
+                        "head": np.asarray(h.columns, dtype=object)[column],
+                        "score": np.repeat(scores, len(cells)),
+                        "change": grids[h.name][:, cells[:, 0], cells[:, 1]].cpu().numpy().ravel(),
+                    }
+                )
+            )
     rows = pd.concat(frames, ignore_index=True)
     return HeadImportanceReport(rows, summarise_heads(rows, tiny), pairs_from, tiny)
 
 
 @torch.no_grad()
-def sample_pairs(model, data, users: np.ndarray, pairs_from: str, sample: int, seed: int, batch_size: int = 256
-                 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def sample_pairs(
+    model, data, users: np.ndarray, pairs_from: str, sample: int, seed: int, batch_size: int = 256
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(users, items, histories) of a seeded sample of at most ``sample`` of ``users`` (indices), each read with
     its top-1 unseen item and its full history (``pairs_from="top1"``, what :meth:`RecService.recommend` shows) or
     with its first test interaction and the history strictly before it (``"test"``); users without such a pair,
@@ -293,7 +351,7 @@ def sample_pairs(model, data, users: np.ndarray, pairs_from: str, sample: int, s
         users = np.sort(np.random.default_rng(seed).choice(users, sample, replace=False))
     frame_users, frame_items = (data.dataset.interactions[c].to_numpy() for c in ("user", "item"))
     if pairs_from == "test":
-        test_rows = np.flatnonzero(data.part == TEST)          # interactions are sorted by user, then time
+        test_rows = np.flatnonzero(data.part == TEST)  # interactions are sorted by user, then time
         with_test, first = np.unique(frame_users[test_rows], return_index=True)
         rows = test_rows[first[np.isin(with_test, users)]]
         users, items, histories = frame_users[rows], frame_items[rows], data.histories(rows)
@@ -307,8 +365,11 @@ def sample_pairs(model, data, users: np.ndarray, pairs_from: str, sample: int, s
         items = np.zeros(len(users), dtype=np.int64)
         for start in range(0, len(users), batch_size):
             stop = min(len(users), start + batch_size)
-            scores = model.score_items(torch.as_tensor(users[start:stop], device=model.device),
-                                       torch.as_tensor(histories[start:stop], device=model.device), catalogue).float()
+            scores = model.score_items(
+                torch.as_tensor(users[start:stop], device=model.device),
+                torch.as_tensor(histories[start:stop], device=model.device),
+                catalogue,
+            ).float()
             chunk = (seen_rows >= start) & (seen_rows < stop)
             scores[seen_rows[chunk] - start, seen_items[chunk] - 1] = float("-inf")
             values, best = top_k(scores, 1)  # ties: the lower item index, as recommend
@@ -319,9 +380,14 @@ def sample_pairs(model, data, users: np.ndarray, pairs_from: str, sample: int, s
 
 def summarise_heads(rows: pd.DataFrame, tiny: float) -> pd.DataFrame:
     grouped = rows.assign(abs_change=rows["change"].abs(), is_tiny=rows["change"].abs() <= tiny).groupby(
-        ["map", "row", "column", "layer", "head"], sort=True)
-    summary = grouped.agg(mean_change=("change", "mean"), mean_abs_change=("abs_change", "mean"),
-                          share_tiny=("is_tiny", "mean"), pairs=("change", "size"))
+        ["map", "row", "column", "layer", "head"], sort=True
+    )
+    summary = grouped.agg(
+        mean_change=("change", "mean"),
+        mean_abs_change=("abs_change", "mean"),
+        share_tiny=("is_tiny", "mean"),
+        pairs=("change", "size"),
+    )
     quantiles = grouped["change"].quantile(list(QUANTILES)).unstack()
     summary[["q10", "median", "q90"]] = quantiles.to_numpy()
     return summary.reset_index()[SUMMARY_COLUMNS]

@@ -3,6 +3,7 @@
 Attention, integrated gradients and leave-one-out are lined up per history slot (``per_item``), so they can be
 compared item by item; the agreement between them is measured on the map that speaks about history items.
 """
+
 from __future__ import annotations
 
 import time
@@ -12,12 +13,13 @@ import numpy as np
 import pandas as pd
 import torch
 
-from ..models.base import AttentionMap, Batch, RecModel
-from .attributions import AttributionResult
-from .collapse import CollapseThresholds
-from .explainers import IntegratedGradients, LeaveOneOut, PerturbationTests
-from .faithfulness import kendall_tau, topk_overlap
-from .views import Explanation, ItemNames, attribution_view, map_view
+from recmodels.explain.attributions import AttributionResult
+from recmodels.explain.collapse import CollapseThresholds
+from recmodels.explain.explainers import IntegratedGradients, LeaveOneOut, PerturbationTests
+from recmodels.explain.faithfulness import kendall_tau, topk_overlap
+from recmodels.explain.views import Explanation, ItemNames, attribution_view, map_view
+from recmodels.models.base import RecModel
+from recmodels.models.outputs import AttentionMap, Batch
 
 
 @dataclass
@@ -33,8 +35,9 @@ class PairExplainer:
     leave_one_out: LeaveOneOut | None = None
     perturbations: PerturbationTests | None = None
 
-    def explain(self, model: RecModel, batch: Batch, *, user: str, item: str, rank: int,
-                excluded: torch.Tensor) -> Explanation:
+    def explain(
+        self, model: RecModel, batch: Batch, *, user: str, item: str, rank: int, excluded: torch.Tensor
+    ) -> Explanation:
         """Explain the single row of ``batch``; ``rank`` is the item's place in the user's recommendations and
         ``excluded`` the catalogue items the perturbation ranks leave out (index i is item i + 1)."""
         timings = {}
@@ -46,9 +49,16 @@ class PairExplainer:
         history = batch.history[0].cpu().numpy()
         item_index = int(batch.items[0])
         explanation = Explanation(
-            user=user, item=item, title=self.names.titles[item_index], score=float(out.scores[0]),
+            user=user,
+            item=item,
+            title=self.names.titles[item_index],
+            score=float(out.scores[0]),
             probability=float(torch.sigmoid(out.scores[0])) if model.predicts_probability else None,
-            rank=rank, history=history_frame(history, self.names), maps=views, timings=timings)
+            rank=rank,
+            history=history_frame(history, self.names),
+            maps=views,
+            timings=timings,
+        )
         timings["maps"] = time.perf_counter() - started
 
         result = None
@@ -56,9 +66,19 @@ class PairExplainer:
             started = time.perf_counter()
             result = self.integrated_gradients.attribute(model, batch)
             explanation.attributions = {
-                name: attribution_view(name, a.units, a.values[0].cpu().numpy(), a.labels, a.item_axis, a.description,
-                                       history, views, self.names)
-                for name, a in result.attributions.items()}
+                name: attribution_view(
+                    name,
+                    a.units,
+                    a.values[0].cpu().numpy(),
+                    a.labels,
+                    a.item_axis,
+                    a.description,
+                    history,
+                    views,
+                    self.names,
+                )
+                for name, a in result.attributions.items()
+            }
             explanation.baseline_score = float(result.baseline_scores[0])
             explanation.delta = float(result.delta[0])
             explanation.n_steps = self.integrated_gradients.n_steps
@@ -77,9 +97,14 @@ class PairExplainer:
         if self.perturbations is not None:
             started = time.perf_counter()
             rows = self.perturbations.attribute(
-                model, batch, excluded=excluded,
+                model,
+                batch,
+                excluded=excluded,
                 item_attention=torch.as_tensor(attention if attention is not None else np.full(len(history), np.nan)),
-                distribution_maps=[name for name, m in attentions.items() if m.normalised_over is not None and not m.derived])
+                distribution_maps=[
+                    name for name, m in attentions.items() if m.normalised_over is not None and not m.derived
+                ],
+            )
             for row in rows:
                 if row.get("detail"):
                     row["detail"] = self.names.titles[int(row["detail"])]
@@ -91,8 +116,14 @@ class PairExplainer:
 def history_frame(history: np.ndarray, names: ItemNames) -> pd.DataFrame:
     """The history a pair was scored with: slot, item id, title and genres of every real position."""
     valid = history != 0
-    return pd.DataFrame({"position": np.flatnonzero(valid), "item": names.raw(history[valid]),
-                         "title": names.titles[history[valid]], "genres": names.genres[history[valid]]})
+    return pd.DataFrame(
+        {
+            "position": np.flatnonzero(valid),
+            "item": names.raw(history[valid]),
+            "title": names.titles[history[valid]],
+            "genres": names.genres[history[valid]],
+        }
+    )
 
 
 def attention_per_slot(attention: AttentionMap, history: np.ndarray) -> np.ndarray | None:
@@ -126,8 +157,9 @@ def primary_item_map(attentions: dict[str, AttentionMap], history: np.ndarray):
     return None, None
 
 
-def ig_per_position(result: AttributionResult, attentions: dict[str, AttentionMap],
-                    history: np.ndarray) -> np.ndarray | None:
+def ig_per_position(
+    result: AttributionResult, attentions: dict[str, AttentionMap], history: np.ndarray
+) -> np.ndarray | None:
     """IG per history slot, from the tap over history items (summed over any further unit axes).
 
     A tap over the history itself lines up slot by slot; a tap over another axis of items (ACF's profile)
@@ -141,11 +173,10 @@ def ig_per_position(result: AttributionResult, attentions: dict[str, AttentionMa
         values = attribution.values[0].reshape(attribution.values.shape[1], -1).sum(1).cpu().numpy()
         if axis == "history":
             out = np.full(len(history), np.nan)
-            out[:len(values)] = values
+            out[: len(values)] = values
             out[history == 0] = np.nan
             return out
-        source = next((m.axis_items[axis][0].cpu().numpy() for m in attentions.values() if axis in m.axis_items),
-                      None)
+        source = next((m.axis_items[axis][0].cpu().numpy() for m in attentions.values() if axis in m.axis_items), None)
         if source is not None and attribution.item_axis is None:
             out = np.full(len(history), np.nan)
             for slot, item in enumerate(source):

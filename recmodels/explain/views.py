@@ -3,6 +3,7 @@
 Labels come from the map alone (its axes, ``axis_items``, ``labels`` and ``meta``) and from the dataset's
 item names, so any model's maps are labelled the same way; nothing here knows which model made them.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -11,8 +12,8 @@ import numpy as np
 import pandas as pd
 import torch
 
-from ..models.base import AttentionMap
-from .collapse import CollapseThresholds, flags, map_statistics, pairwise_head_js
+from recmodels.explain.collapse import CollapseThresholds, flags, map_statistics, pairwise_head_js
+from recmodels.models.outputs import AttentionMap
 
 PADDING_LABEL = "(padding)"
 MASK_LABEL = "[mask]"  # item index -1 on an item axis: a model's mask token (BERT4Rec's scoring position)
@@ -30,8 +31,9 @@ class ItemNames:
         return [self.raw_ids[i] if i > 0 else "" for i in np.asarray(indices).ravel()]
 
     def labels(self, indices) -> list[str]:
-        return [self.titles[i] if i > 0 else MASK_LABEL if i == -1 else PADDING_LABEL
-                for i in np.asarray(indices).ravel()]
+        return [
+            self.titles[i] if i > 0 else MASK_LABEL if i == -1 else PADDING_LABEL for i in np.asarray(indices).ravel()
+        ]
 
 
 def axis_label(axis: str, position: int) -> str:
@@ -43,7 +45,7 @@ def cell_labels(meta: dict) -> dict:
     """``meta`` with ``<key>_labels`` added for every ``<key>_ids`` / ``<key>_names`` pair (see AttentionMap)."""
     out = dict(meta)
     for key, ids in meta.items():
-        stem = key[:-len("_ids")]
+        stem = key[: -len("_ids")]
         if not key.endswith("_ids") or f"{stem}_names" not in meta:
             continue
         names = np.asarray([str(n) for n in meta[f"{stem}_names"]] + [""], dtype=object)  # index -1 is ""
@@ -66,16 +68,16 @@ class MapView:
     item_ids: dict[str, list[str]]
     description: str
     meta: dict
-    statistics: dict[str, np.ndarray] | None = None   # over the remaining axes (e.g. per head)
+    statistics: dict[str, np.ndarray] | None = None  # over the remaining axes (e.g. per head)
     flags: dict[str, np.ndarray] | None = None
-    head_similarity: np.ndarray | None = None          # (H, H) Jensen-Shannon divergence between heads
+    head_similarity: np.ndarray | None = None  # (H, H) Jensen-Shannon divergence between heads
 
     def valid_positions(self, axis: str) -> np.ndarray:
         """Indices along ``axis`` that hold a real position somewhere (padding is dropped for display)."""
         other = tuple(i for i, a in enumerate(self.axes) if a != axis)
         return np.flatnonzero(self.mask.any(axis=other) if other else self.mask)
 
-    def mean_over(self, axis: str) -> "MapView":
+    def mean_over(self, axis: str) -> MapView:
         """The map averaged over one axis (e.g. the mean over heads), masked positions ignored."""
         position = self.axes.index(axis)
         weight = self.mask.astype(float)
@@ -83,20 +85,35 @@ class MapView:
         count = weight.sum(axis=position)
         values = np.where(count > 0, total / np.maximum(count, 1), 0.0)
         axes = tuple(a for a in self.axes if a != axis)
-        return MapView(f"{self.name} (mean over {axis}s)", self.level, axes, values, count > 0,
-                       self.normalised_over if self.normalised_over != axis else None,
-                       {a: self.labels[a] for a in axes}, {a: v for a, v in self.item_ids.items() if a in axes},
-                       self.description, dict(self.meta))
+        return MapView(
+            f"{self.name} (mean over {axis}s)",
+            self.level,
+            axes,
+            values,
+            count > 0,
+            self.normalised_over if self.normalised_over != axis else None,
+            {a: self.labels[a] for a in axes},
+            {a: v for a, v in self.item_ids.items() if a in axes},
+            self.description,
+            dict(self.meta),
+        )
 
-    def select(self, axis: str, index: int) -> "MapView":
+    def select(self, axis: str, index: int) -> MapView:
         """One slice along ``axis`` (e.g. one head)."""
         position = self.axes.index(axis)
         axes = tuple(a for a in self.axes if a != axis)
-        return MapView(f"{self.name} ({self.labels[axis][index]})", self.level, axes,
-                       np.take(self.values, index, axis=position), np.take(self.mask, index, axis=position),
-                       self.normalised_over if self.normalised_over != axis else None,
-                       {a: self.labels[a] for a in axes}, {a: v for a, v in self.item_ids.items() if a in axes},
-                       self.description, dict(self.meta))
+        return MapView(
+            f"{self.name} ({self.labels[axis][index]})",
+            self.level,
+            axes,
+            np.take(self.values, index, axis=position),
+            np.take(self.mask, index, axis=position),
+            self.normalised_over if self.normalised_over != axis else None,
+            {a: self.labels[a] for a in axes},
+            {a: v for a, v in self.item_ids.items() if a in axes},
+            self.description,
+            dict(self.meta),
+        )
 
     def to_frame(self) -> pd.DataFrame:
         """Long format, one row per cell, with the labels of every axis (for CSV export)."""
@@ -130,15 +147,16 @@ class HeadImportanceView:
 
     map: str
     score: float
-    rows: list[str]          # layers (or groups of heads)
-    columns: list[str]       # heads
-    change: np.ndarray       # (len(rows), len(columns))
+    rows: list[str]  # layers (or groups of heads)
+    columns: list[str]  # heads
+    change: np.ndarray  # (len(rows), len(columns))
     description: str = ""
 
     def table(self) -> pd.DataFrame:
         """The layer x head grid, labelled."""
-        return pd.DataFrame(self.change, index=pd.Index(self.rows, name="layer"),
-                            columns=pd.Index(self.columns, name="head"))
+        return pd.DataFrame(
+            self.change, index=pd.Index(self.rows, name="layer"), columns=pd.Index(self.columns, name="head")
+        )
 
     def to_frame(self) -> pd.DataFrame:
         """Long format, one row per head (for CSV export): its change and the score with it masked."""
@@ -156,15 +174,15 @@ class Explanation:
     score: float
     probability: float | None
     rank: int
-    history: pd.DataFrame                       # the history the model saw for this pair
+    history: pd.DataFrame  # the history the model saw for this pair
     maps: dict[str, MapView]
     attributions: dict[str, AttributionView] = field(default_factory=dict)
     baseline_score: float | None = None
     delta: float | None = None
     n_steps: int | None = None
-    per_item: pd.DataFrame | None = None        # attention, IG and leave-one-out per history item
+    per_item: pd.DataFrame | None = None  # attention, IG and leave-one-out per history item
     agreement: dict[str, float] = field(default_factory=dict)
-    agreement_map: str | None = None            # the attention map the agreement is measured on
+    agreement_map: str | None = None  # the attention map the agreement is measured on
     perturbations: pd.DataFrame | None = None
     timings: dict[str, float] = field(default_factory=dict)
     head_importance: dict[str, HeadImportanceView] = field(default_factory=dict)  # by map name; {} without heads
@@ -179,8 +197,9 @@ def _long_frame(axes, values: np.ndarray, labels: dict) -> dict:
     return frame
 
 
-def map_view(name: str, attention: AttentionMap, names: ItemNames,
-             thresholds: CollapseThresholds = CollapseThresholds()) -> MapView:
+def map_view(
+    name: str, attention: AttentionMap, names: ItemNames, thresholds: CollapseThresholds = CollapseThresholds()
+) -> MapView:
     """The first row of ``attention``, labelled, with its collapse statistics and head similarity."""
     values = attention.values[0].float().cpu().numpy()
     mask = attention.full_mask()[0].cpu().numpy()
@@ -202,16 +221,45 @@ def map_view(name: str, attention: AttentionMap, names: ItemNames,
     if attention.normalised_over is not None and "head" in attention.axes:
         last = 1 + attention.axes.index(attention.normalised_over)
         head_dim = 1 + [a for a in attention.axes if a != attention.normalised_over].index("head")
-        similarity = pairwise_head_js(attention.values[:1].movedim(last, -1),
-                                      attention.full_mask()[:1].movedim(last, -1), head_dim=head_dim).cpu().numpy()
-    meta = {key: value[0].cpu().numpy() if isinstance(value, torch.Tensor) and value.dim() else value
-            for key, value in attention.row(0).meta.items()}
-    return MapView(name, attention.level, attention.axes, values, mask, attention.normalised_over, labels,
-                   item_ids, attention.description, cell_labels(meta), stat_values, flag_values, similarity)
+        similarity = (
+            pairwise_head_js(
+                attention.values[:1].movedim(last, -1), attention.full_mask()[:1].movedim(last, -1), head_dim=head_dim
+            )
+            .cpu()
+            .numpy()
+        )
+    meta = {
+        key: value[0].cpu().numpy() if isinstance(value, torch.Tensor) and value.dim() else value
+        for key, value in attention.row(0).meta.items()
+    }
+    return MapView(
+        name,
+        attention.level,
+        attention.axes,
+        values,
+        mask,
+        attention.normalised_over,
+        labels,
+        item_ids,
+        attention.description,
+        cell_labels(meta),
+        stat_values,
+        flag_values,
+        similarity,
+    )
 
 
-def attribution_view(name: str, units, values: np.ndarray, labels, item_axis: str | None, description: str,
-                     history: np.ndarray, maps: dict[str, MapView], names: ItemNames) -> AttributionView:
+def attribution_view(
+    name: str,
+    units,
+    values: np.ndarray,
+    labels,
+    item_axis: str | None,
+    description: str,
+    history: np.ndarray,
+    maps: dict[str, MapView],
+    names: ItemNames,
+) -> AttributionView:
     """One tap's attributions for one pair; item axes take their titles from the history or a labelled map."""
     axis_labels = {}
     for axis, size in zip(units, values.shape):

@@ -22,6 +22,7 @@ channels), read from the region feature store of :mod:`recmodels.vision`; an ite
 every region masked. Region features are too large for a checkpoint, so they are recomputed (or read from the
 cache) from the dataset's images at load, and refused if the images or the backbone changed.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -30,9 +31,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .base import AttentionMap, AttentionOverride, Batch, InputTap, RecModel, RecOutput, apply_override
-from .layers import masked_softmax
-from .region_units import RegionUnits
+from recmodels.models.base import RecModel
+from recmodels.models.layers import masked_softmax
+from recmodels.models.outputs import AttentionMap, AttentionOverride, Batch, InputTap, RecOutput, apply_override
+from recmodels.models.region_units import RegionUnits
 
 COMPONENT_SOURCES = ("genres", "regions")
 
@@ -72,8 +74,10 @@ class ACFConfig:
         if self.profile_size < 1:
             raise ValueError(f"profile_size must be at least 1, got {self.profile_size}")
         if self.components == "regions" and (self.component_dim is None or self.grid is None or self.backbone is None):
-            raise ValueError("components='regions' needs backbone, component_dim and grid; build the model with "
-                             "ACF.from_data(data), which reads them from the region feature store")
+            raise ValueError(
+                "components='regions' needs backbone, component_dim and grid; build the model with "
+                "ACF.from_data(data), which reads them from the region feature store"
+            )
         self.attention_dim = self.attention_dim or self.dim
         self.grid = None if self.grid is None else tuple(int(g) for g in self.grid)
 
@@ -93,8 +97,16 @@ class ACF(RegionUnits, RecModel):
     config_class = ACFConfig
     needs_item_features = True
     uses_images = True
-    default_training = {"loss": "warp", "negatives": 5, "epochs": 80, "lr": 2e-3, "weight_decay": 1e-5,
-                        "batch_size": 1024, "patience": 5, "monitor": "ndcg@10"}
+    default_training = {
+        "loss": "warp",
+        "negatives": 5,
+        "epochs": 80,
+        "lr": 2e-3,
+        "weight_decay": 1e-5,
+        "batch_size": 1024,
+        "patience": 5,
+        "monitor": "ndcg@10",
+    }
 
     def __init__(self, spec: dict, config: ACFConfig | None = None, **hparams):
         super().__init__(spec, config, **hparams)
@@ -102,35 +114,42 @@ class ACF(RegionUnits, RecModel):
         dim, attention_dim, components = config.dim, config.attention_dim, config.components
         self.dim, self.profile_size, self.component_source = dim, config.profile_size, components
         self.grid = None if config.grid is None else list(config.grid)
-        component_dim, self.n_components = self._component_shape(spec, components, config.max_components,
-                                                                  config.component_dim, self.grid)
+        component_dim, self.n_components = self._component_shape(
+            spec, components, config.max_components, config.component_dim, self.grid
+        )
         self.needs_data = components == "regions"
         if self.needs_data:
             # float16 halves the memory of the largest table (e.g. 1,682 posters x 49 x 1,280); not in checkpoints
-            self.register_buffer("region_table", torch.zeros(self.n_items + 1, self.n_components, component_dim,
-                                                             dtype=torch.float16), persistent=False)
+            self.register_buffer(
+                "region_table",
+                torch.zeros(self.n_items + 1, self.n_components, component_dim, dtype=torch.float16),
+                persistent=False,
+            )
             self.register_buffer("has_image", torch.zeros(self.n_items + 1, dtype=torch.bool), persistent=False)
 
-        self.user_embedding = nn.Embedding(self.n_users + 1, dim, padding_idx=0)       # u
-        self.item_embedding = nn.Embedding(self.n_items + 1, dim, padding_idx=0)       # v
-        self.aux_embedding = nn.Embedding(self.n_items + 1, dim, padding_idx=0)        # p
-        self.component_reduction = nn.Linear(component_dim, dim)                       # D_c -> d
+        self.user_embedding = nn.Embedding(self.n_users + 1, dim, padding_idx=0)  # u
+        self.item_embedding = nn.Embedding(self.n_items + 1, dim, padding_idx=0)  # v
+        self.aux_embedding = nn.Embedding(self.n_items + 1, dim, padding_idx=0)  # p
+        self.component_reduction = nn.Linear(component_dim, dim)  # D_c -> d
         # component level: b = w2^T relu(W2u u + W2x x + b2)
-        self.component_user = nn.Linear(dim, attention_dim)                           # W2u, b2
-        self.component_feature = nn.Linear(dim, attention_dim, bias=False)             # W2x
-        self.component_out = nn.Linear(attention_dim, 1, bias=False)                   # w2
+        self.component_user = nn.Linear(dim, attention_dim)  # W2u, b2
+        self.component_feature = nn.Linear(dim, attention_dim, bias=False)  # W2x
+        self.component_out = nn.Linear(attention_dim, 1, bias=False)  # w2
         # item level: a = w1^T relu(W1u u + W1v v + W1p p + W1x xbar + b1)
-        self.profile_user = nn.Linear(dim, attention_dim)                              # W1u, b1
-        self.profile_item = nn.Linear(2 * dim, attention_dim, bias=False)              # [W1v W1p] on [v_l, p_l]
-        self.profile_component = nn.Linear(dim, attention_dim, bias=False)             # W1x
-        self.profile_out = nn.Linear(attention_dim, 1, bias=False)                     # w1
+        self.profile_user = nn.Linear(dim, attention_dim)  # W1u, b1
+        self.profile_item = nn.Linear(2 * dim, attention_dim, bias=False)  # [W1v W1p] on [v_l, p_l]
+        self.profile_component = nn.Linear(dim, attention_dim, bias=False)  # W1x
+        self.profile_out = nn.Linear(attention_dim, 1, bias=False)  # w1
 
         self.user_tap = InputTap(("user",), labels=["user id"], description="the user's id embedding u_i")
         self.profile_tap = InputTap(
-            ("profile",), description="each profile item's embeddings [v_l, p_l]; profile positions are items "
-                                      "through the 'profile' map's axis_items")
-        self.component_tap = InputTap(("profile", "component"),
-                                      description=f"the raw component features of each profile item ({components})")
+            ("profile",),
+            description="each profile item's embeddings [v_l, p_l]; profile positions are items "
+            "through the 'profile' map's axis_items",
+        )
+        self.component_tap = InputTap(
+            ("profile", "component"), description=f"the raw component features of each profile item ({components})"
+        )
         self.candidate_tap = InputTap(("candidate",), labels=["item id"], description="the candidate's embedding v_j")
 
         self.init_embeddings(self.user_embedding, self.item_embedding, self.aux_embedding, std=config.init_std)
@@ -144,8 +163,9 @@ class ACF(RegionUnits, RecModel):
     # The only place that knows what a component is. A new source (image regions) adds a branch to each of
     # the four methods below; everything after `components` works on (x, mask) alone.
     @staticmethod
-    def _component_shape(spec: dict, source: str, max_components: int | None, component_dim: int | None = None,
-                         grid=None) -> tuple[int, int]:
+    def _component_shape(
+        spec: dict, source: str, max_components: int | None, component_dim: int | None = None, grid=None
+    ) -> tuple[int, int]:
         """(D_c, M) of a source."""
         if source == "regions":
             return int(component_dim), int(grid[0]) * int(grid[1])
@@ -153,7 +173,7 @@ class ACF(RegionUnits, RecModel):
         return n_genres, max(1, min(max_components or n_genres, n_genres))
 
     @classmethod
-    def from_data(cls, data, config: ACFConfig | None = None, **hparams) -> "ACF":
+    def from_data(cls, data, config: ACFConfig | None = None, **hparams) -> ACF:
         """Build for ``data``: image regions when the dataset has an image folder, else genres (unless the config
         or ``components`` says which)."""
         hparams, regions = cls._units_for(data, config, hparams)
@@ -172,10 +192,10 @@ class ACF(RegionUnits, RecModel):
             x = self.region_table[items].to(self.component_reduction.weight.dtype)
             mask = self.has_image[items].unsqueeze(-1).expand(*items.shape, self.n_components)
             return x, mask & (items != 0).unsqueeze(-1)
-        present = self.item_genres[items] > 0                                          # (B, P, G)
+        present = self.item_genres[items] > 0  # (B, P, G)
         # the genres an item has first, in genre order (a stable sort of the 0/1 flags)
         order = torch.sort(present.to(torch.float32), dim=-1, descending=True, stable=True).indices
-        order = order[..., :self.n_components]
+        order = order[..., : self.n_components]
         mask = present.gather(-1, order)
         x = F.one_hot(order, present.shape[-1]).to(self.item_genres.dtype) * mask.unsqueeze(-1)
         return x, mask
@@ -199,39 +219,44 @@ class ACF(RegionUnits, RecModel):
         """
         width = history.shape[1]
         size = min(self.profile_size, width)
-        lengths = (history != 0).sum(1, keepdim=True)                                  # (B, 1)
-        positions = torch.arange(size, device=history.device).unsqueeze(0)             # (1, P)
+        lengths = (history != 0).sum(1, keepdim=True)  # (B, 1)
+        positions = torch.arange(size, device=history.device).unsqueeze(0)  # (1, P)
         index = (lengths - size).clamp(min=0) + positions
         valid = positions < lengths
         picked = history.gather(1, index.clamp(max=max(width - 1, 0)))
         return torch.where(valid, picked, torch.zeros_like(picked))
 
-    def user_representation(self, users: torch.Tensor, history: torch.Tensor, output_attentions: bool = False,
-                            attention_override: dict[str, AttentionOverride] | None = None
-                            ) -> tuple[torch.Tensor, dict[str, AttentionMap] | None]:
+    def user_representation(
+        self,
+        users: torch.Tensor,
+        history: torch.Tensor,
+        output_attentions: bool = False,
+        attention_override: dict[str, AttentionOverride] | None = None,
+    ) -> tuple[torch.Tensor, dict[str, AttentionMap] | None]:
         """u_i + sum_l alpha(i,l) p_l, (B, d); with the two maps when asked."""
-        profile = self.profile(history)                                                # (B, P)
+        profile = self.profile(history)  # (B, P)
         profile_mask = profile != 0
-        user = self.user_tap(self.user_embedding(users).unsqueeze(1)).squeeze(1)       # (B, d)
+        user = self.user_tap(self.user_embedding(users).unsqueeze(1)).squeeze(1)  # (B, d)
         profile_vectors = self.profile_tap(torch.cat([self.item_embedding(profile), self.aux_embedding(profile)], -1))
-        aux = profile_vectors[..., self.dim:]                                          # p_l, (B, P, d)
+        aux = profile_vectors[..., self.dim :]  # p_l, (B, P, d)
 
         raw, component_mask = self.components(profile)
-        raw = self.component_tap(raw)                                                  # (B, P, M, D_c)
+        raw = self.component_tap(raw)  # (B, P, M, D_c)
         # x_lm = R raw_lm + r is never built: W2x x_lm is one product of raw_lm with W2x R (plus W2x r), and
         # xbar_l = R (sum_m beta raw_lm) + r sum_m beta. Same numbers, without two (B, P, M, d) matmuls.
         reduction = self.component_reduction
-        feature_weight = self.component_feature.weight @ reduction.weight             # (A, D_c)
+        feature_weight = self.component_feature.weight @ reduction.weight  # (A, D_c)
         shift = self.component_user(user) + self.component_feature.weight @ reduction.bias  # (B, A)
         hidden = torch.relu(raw @ feature_weight.T + shift[:, None, None])
         beta = masked_softmax(self.component_out(hidden).squeeze(-1), component_mask)  # (B, P, M)
         beta = apply_override("components", beta, component_mask, attention_override)
-        pooled = (beta.unsqueeze(-1) * raw).sum(2)                                     # (B, P, D_c)
+        pooled = (beta.unsqueeze(-1) * raw).sum(2)  # (B, P, D_c)
         xbar = F.linear(pooled, reduction.weight) + beta.sum(-1, keepdim=True) * reduction.bias  # (B, P, d)
 
-        hidden = torch.relu(self.profile_user(user)[:, None] + self.profile_item(profile_vectors)
-                            + self.profile_component(xbar))
-        alpha = masked_softmax(self.profile_out(hidden).squeeze(-1), profile_mask)     # (B, P)
+        hidden = torch.relu(
+            self.profile_user(user)[:, None] + self.profile_item(profile_vectors) + self.profile_component(xbar)
+        )
+        alpha = masked_softmax(self.profile_out(hidden).squeeze(-1), profile_mask)  # (B, P)
         alpha = apply_override("profile", alpha, profile_mask, attention_override)
         representation = user + (alpha.unsqueeze(-1) * aux).sum(1)
 
@@ -240,27 +265,50 @@ class ACF(RegionUnits, RecModel):
         labels, meta = self._component_meta(raw.detach(), component_mask)
         maps = {
             "profile": AttentionMap(
-                values=alpha, axes=("profile",), level="item", mask=profile_mask, normalised_over="profile",
-                axis_items={"profile": profile}, meta={"components": meta["components"]},
+                values=alpha,
+                axes=("profile",),
+                level="item",
+                mask=profile_mask,
+                normalised_over="profile",
+                axis_items={"profile": profile},
+                meta={"components": meta["components"]},
                 description=f"How much each of the user's {self.profile_size} most recent items adds its "
-                            "auxiliary vector to the user's representation (item-level attention)."),
+                "auxiliary vector to the user's representation (item-level attention).",
+            ),
             "components": AttentionMap(
-                values=beta, axes=("profile", "component"), level="component", mask=component_mask,
-                normalised_over="component", labels=labels, axis_items={"profile": profile}, meta=meta,
+                values=beta,
+                axes=("profile", "component"),
+                level="component",
+                mask=component_mask,
+                normalised_over="component",
+                labels=labels,
+                axis_items={"profile": profile},
+                meta=meta,
                 description=f"Within each profile item, how the user weighs its {meta['components']} when "
-                            "judging that item (component-level attention)."),
+                "judging that item (component-level attention).",
+            ),
         }
         return representation, maps
 
-    def forward(self, batch: Batch, output_attentions: bool = False,
-                attention_override: dict[str, AttentionOverride] | None = None) -> RecOutput:
-        user, maps = self.encode_users(self.user_representation, batch.users, batch.history, output_attentions,
-                                       attention_override)
+    def forward(
+        self,
+        batch: Batch,
+        output_attentions: bool = False,
+        attention_override: dict[str, AttentionOverride] | None = None,
+    ) -> RecOutput:
+        user, maps = self.encode_users(
+            self.user_representation, batch.users, batch.history, output_attentions, attention_override
+        )
         candidate = self.candidate_tap(self.item_embedding(batch.items).unsqueeze(1)).squeeze(1)
         return RecOutput(scores=(user * candidate).sum(-1), attentions=maps)
 
-    def score_items(self, users: torch.Tensor, history: torch.Tensor, items: torch.Tensor,
-                    chunk_rows: int = 65536,
-                    attention_override: dict[str, AttentionOverride] | None = None) -> torch.Tensor:
+    def score_items(
+        self,
+        users: torch.Tensor,
+        history: torch.Tensor,
+        items: torch.Tensor,
+        chunk_rows: int = 65536,
+        attention_override: dict[str, AttentionOverride] | None = None,
+    ) -> torch.Tensor:
         user, _ = self.user_representation(users, history, attention_override=attention_override)
         return user @ self.item_embedding(items).T

@@ -1,188 +1,33 @@
 """The interface every model shares: a batch in, one score per (user, item) row out, attention on request.
 
-This follows HF transformers' habit: ``model(batch, output_attentions=True)`` returns a dataclass whose
-``attentions`` holds named maps. The app draws any :class:`AttentionMap` from its fields alone.
-
 A model is one :class:`RecModel` subclass that sets ``name``; the registry (:mod:`recmodels.models.registry`)
 finds it in this package, in an installed plugin's ``recmodels.models`` entry point, or in a module passed
-with ``--model-module``. What a model declares is listed on :class:`RecModel`.
+with ``--model-module``. What a model declares is listed on :class:`RecModel`; what it takes and returns is in
+:mod:`recmodels.models.outputs`.
 """
+
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
-from typing import TYPE_CHECKING, Callable, ClassVar
+from collections.abc import Callable
+from typing import ClassVar, Protocol
 
-import numpy as np
 import torch
 from torch import nn
 
-from .config import NoConfig, build_config, config_dict
-from .layers import masked_softmax
+from recmodels.models.config import NoConfig, build_config, config_dict
+from recmodels.models.losses import training_loss
+from recmodels.models.outputs import AttentionOverride, Batch, InputTap, RecOutput
 
-if TYPE_CHECKING:
-    from ..train.trainer import TrainConfig
-
-__all__ = ["LEVELS", "Batch", "AttentionMap", "RecOutput", "AttentionOverride", "apply_override", "InputTap",
-           "RecModel", "masked_softmax"]
-
-LEVELS = ("head", "item", "field", "component")
+__all__ = ["LossSettings", "RecModel"]
 
 
-@dataclass
-class Batch:
-    """Rows of (user, candidate item) with the user's history before the target.
+class LossSettings(Protocol):
+    """The training settings :meth:`RecModel.loss` reads (the trainer's ``TrainConfig`` has them)."""
 
-    ``history`` is chronological and right-padded with 0; ``labels`` is only needed for training. A training
-    batch (the trainer's layout) holds ``n_observed`` rows of observed (user, item) pairs first, then
-    ``negatives`` sampled unobserved items for each of them in the same order (row i's negatives are rows
-    ``n_observed + i * negatives`` onwards), all labelled 0.
-    """
-
-    users: torch.Tensor            # (B,) int64
-    items: torch.Tensor            # (B,) int64
-    history: torch.Tensor          # (B, T) int64
-    labels: torch.Tensor | None = None   # (B,) float32, 1 = liked
-    negatives: int = 0             # sampled negatives per observed row, at the end of the batch
-
-    @property
-    def history_mask(self) -> torch.Tensor:
-        return self.history != 0
-
-    @property
-    def n_observed(self) -> int:
-        """Rows before the sampled negatives."""
-        return len(self) // (1 + self.negatives)
-
-    def to(self, device) -> "Batch":
-        return Batch(self.users.to(device), self.items.to(device), self.history.to(device),
-                     None if self.labels is None else self.labels.to(device), self.negatives)
-
-    def __len__(self) -> int:
-        return int(self.users.shape[0])
-
-    @classmethod
-    def from_numpy(cls, users, items, history, labels=None, negatives: int = 0) -> "Batch":
-        return cls(torch.as_tensor(np.asarray(users), dtype=torch.long),
-                   torch.as_tensor(np.asarray(items), dtype=torch.long),
-                   torch.as_tensor(np.asarray(history), dtype=torch.long),
-                   None if labels is None else torch.as_tensor(np.asarray(labels), dtype=torch.float32),
-                   negatives)
-
-
-@dataclass
-class AttentionMap:
-    """One named attention map for a batch of rows.
-
-    Attributes:
-        values: ``(B, *sizes)``; one slice per row of the batch.
-        axes: names of the non-batch axes, e.g. ``("head", "query_item", "key_item")``.
-        level: one of ``LEVELS``.
-        mask: bool, broadcastable to ``values``; True where the position is real (not padding).
-        normalised_over: the axis the weights sum to 1 over, or None when the map is not a distribution
-            (e.g. IntTower's head-similarity scores). Collapse statistics only apply to distributions.
-        labels: per-axis labels (item titles, field names, grid shape), filled in by the service.
-        description: one sentence on what the map means, shown beside it.
-        axis_items: for axes that enumerate items, the item index at each position, ``(B, n)``; the
-            service turns them into titles (e.g. ``{"history": batch.history}``).
-        meta: extra facts, e.g. ``{"grid": (7, 7)}`` for image regions (planted-region recovery scores the
-            map whose meta gives a grid) or ``{"components": "genres"}``. Per-cell labels take two entries:
-            ``"<key>_ids"``, an integer per cell shaped like ``values`` (-1 where a cell has none), and
-            ``"<key>_names"``, the names those integers index; the service adds ``"<key>_labels"``, each
-            cell's name ("" for -1). ACF's ``component_ids`` / ``component_names`` become ``component_labels``.
-        derived: True for a map computed from other maps after the forward pass (attention rollout): it is drawn
-            and scored like any other, but no weight in the forward pass carries it, so it cannot be overridden.
-    """
-
-    values: torch.Tensor
-    axes: tuple[str, ...]
-    level: str
-    mask: torch.Tensor | None = None
-    normalised_over: str | None = None
-    labels: dict[str, list[str]] = field(default_factory=dict)
-    description: str = ""
-    axis_items: dict[str, torch.Tensor] = field(default_factory=dict)
-    meta: dict = field(default_factory=dict)
-    derived: bool = False
-
-    def __post_init__(self):
-        if self.level not in LEVELS:
-            raise ValueError(f"level must be one of {LEVELS}, got {self.level!r}")
-        if self.values.dim() != len(self.axes) + 1:
-            raise ValueError(f"values has {self.values.dim() - 1} non-batch axes but axes names {self.axes}")
-        if self.normalised_over is not None and self.normalised_over not in self.axes:
-            raise ValueError(f"normalised_over {self.normalised_over!r} is not one of {self.axes}")
-
-    def row(self, index: int) -> "AttentionMap":
-        """The map of one row, keeping a leading batch axis of size 1."""
-        mask = None if self.mask is None else self.mask.expand_as(self.values)[index:index + 1]
-        items = {axis: ids[index:index + 1] for axis, ids in self.axis_items.items()}
-        batch = self.values.shape[0]
-        # per-row tensors in meta (e.g. argmax matches) follow the row; everything else is shared
-        meta = {key: value[index:index + 1] if isinstance(value, torch.Tensor) and value.dim() and
-                value.shape[0] == batch else value for key, value in self.meta.items()}
-        return replace(self, values=self.values[index:index + 1], mask=mask, axis_items=items, meta=meta)
-
-    def full_mask(self) -> torch.Tensor:
-        if self.mask is None:
-            return torch.ones_like(self.values, dtype=torch.bool)
-        return self.mask.expand_as(self.values)
-
-    def detach(self) -> "AttentionMap":
-        return replace(self, values=self.values.detach(), mask=None if self.mask is None else self.mask.detach())
-
-
-@dataclass
-class RecOutput:
-    """What ``model(batch)`` returns: logits per row, and the named maps when asked for.
-
-    A model whose loss needs more (IntTower's tower vectors) returns a subclass with typed fields.
-    """
-
-    scores: torch.Tensor                                   # (B,) logits
-    attentions: dict[str, AttentionMap] | None = None
-
-
-# An override replaces a distribution map's weights inside the forward pass (faithfulness perturbations):
-# it is called as fn(weights, mask) with the distribution on the LAST axis of ``weights`` and ``mask``
-# broadcastable to it, and returns weights of the same shape. Passed per call, never stored on the model,
-# so one model can serve concurrent requests.
-AttentionOverride = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
-
-
-def apply_override(name: str, weights: torch.Tensor, mask: torch.Tensor | None,
-                   overrides: dict[str, AttentionOverride] | None, layer: int | None = None) -> torch.Tensor:
-    """``overrides[name](weights, mask)`` when there is one. A map computed layer by layer (a transformer's
-    ``self_attention``) passes ``layer``: an override with an ``at_layer`` method is narrowed to it first."""
-    if not overrides or name not in overrides:
-        return weights
-    override = overrides[name]
-    if layer is not None and hasattr(override, "at_layer"):
-        override = override.at_layer(layer)
-    if mask is None:
-        mask = torch.ones_like(weights, dtype=torch.bool)
-    return override(weights, mask.expand_as(weights))
-
-
-class InputTap(nn.Identity):
-    """Marks an embedding output for Captum's ``LayerIntegratedGradients``.
-
-    A model passes each input embedding through its own tap, exactly once per forward, with shape
-    ``(B, *units, dim)``. Attribution to the tap, summed over ``dim``, gives one value per unit.
-
-    Args:
-        units: names of the unit axes, e.g. ``("history",)`` or ``("user_feature",)``.
-        labels: fixed labels of the last unit axis (e.g. field names); axes that enumerate items are
-            labelled by the service from ``item_axis``.
-        item_axis: the batch field whose item ids enumerate the units ("history" or "items"), if any.
-    """
-
-    def __init__(self, units: tuple[str, ...], labels: list[str] | None = None, item_axis: str | None = None,
-                 description: str = ""):
-        super().__init__()
-        self.units = tuple(units)
-        self.labels = list(labels) if labels is not None else None
-        self.item_axis = item_axis
-        self.description = description
+    loss: str
+    aux_loss: str | None
+    aux_weight: float
+    temperature: float
 
 
 class RecModel(nn.Module):
@@ -230,8 +75,7 @@ class RecModel(nn.Module):
         fields), checked by name and type."""
         super().__init__()
         if config is not None and not isinstance(config, self.config_class):
-            raise TypeError(f"{type(self).__name__} takes a {self.config_class.__name__}, got "
-                            f"{type(config).__name__}")
+            raise TypeError(f"{type(self).__name__} takes a {self.config_class.__name__}, got {type(config).__name__}")
         if config is None or hparams:
             values = {**(config_dict(config) if config is not None else {}), **hparams}
             config = build_config(self.config_class, values, f"model {self.name!r}")
@@ -252,7 +96,7 @@ class RecModel(nn.Module):
         return config_dict(self.config)
 
     @classmethod
-    def from_data(cls, data, config=None, **hparams) -> "RecModel":
+    def from_data(cls, data, config=None, **hparams) -> RecModel:
         """Build for a :class:`~recmodels.data.RecData` and copy its feature tables into the buffers."""
         model = cls(data.tables.spec(), config, **hparams).load_feature_tables(data.tables)
         model.attach_data(data)
@@ -276,15 +120,19 @@ class RecModel(nn.Module):
     def device(self) -> torch.device:
         return next(self.buffers()).device
 
-    def load_feature_tables(self, tables) -> "RecModel":
+    def load_feature_tables(self, tables) -> RecModel:
         """Copy a :class:`~recmodels.data.FeatureTables` into the buffers (before training)."""
         for name, array in tables.tensors().items():
             buffer = getattr(self, name)
             buffer.copy_(torch.as_tensor(array, dtype=buffer.dtype))
         return self
 
-    def forward(self, batch: Batch, output_attentions: bool = False,
-                attention_override: dict[str, AttentionOverride] | None = None) -> RecOutput:  # pragma: no cover
+    def forward(
+        self,
+        batch: Batch,
+        output_attentions: bool = False,
+        attention_override: dict[str, AttentionOverride] | None = None,
+    ) -> RecOutput:  # pragma: no cover
         """Scores (logits) for each row; with ``output_attentions`` also the named maps.
 
         ``attention_override`` maps an attention map's name to a function that replaces its weights in
@@ -292,21 +140,24 @@ class RecModel(nn.Module):
         """
         raise NotImplementedError
 
-    def loss(self, output: RecOutput, batch: Batch, training: "TrainConfig") -> torch.Tensor:
+    def loss(self, output: RecOutput, batch: Batch, training: LossSettings) -> torch.Tensor:
         """The training loss of one batch in the trainer's layout (see :class:`Batch`), as RecBole's
         ``calculate_loss``: ``training.loss`` is "bce" over every row's label, or "bpr"/"warp" comparing each
         observed row with its sampled negatives. A model adds its own terms by overriding this."""
-        from ..train.losses import training_loss  # the train package imports this module
-
         return training_loss(training.loss, output.scores, batch.labels, batch.negatives, self.n_items)
 
     def input_taps(self) -> dict[str, InputTap]:
         """The model's :class:`InputTap` modules by attribute path (Captum's layers to attribute to)."""
         return {name: module for name, module in self.named_modules() if isinstance(module, InputTap)}
 
-    def score_items(self, users: torch.Tensor, history: torch.Tensor, items: torch.Tensor,
-                    chunk_rows: int = 65536,
-                    attention_override: dict[str, AttentionOverride] | None = None) -> torch.Tensor:
+    def score_items(
+        self,
+        users: torch.Tensor,
+        history: torch.Tensor,
+        items: torch.Tensor,
+        chunk_rows: int = 65536,
+        attention_override: dict[str, AttentionOverride] | None = None,
+    ) -> torch.Tensor:
         """Scores of every candidate in ``items`` (C,) for each user row: ``(B, C)``.
 
         The default expands rows and calls ``forward``; towers override it with one matrix product.
@@ -321,15 +172,17 @@ class RecModel(nn.Module):
             h = history[start:stop].repeat_interleave(n_candidates, dim=0)
             i = items.repeat(stop - start)
             out[start:stop] = self(Batch(u, i, h), attention_override=attention_override).scores.view(
-                stop - start, n_candidates)
+                stop - start, n_candidates
+            )
         return out
 
     # a tower whose every map comes from the user side says so: its maps are the same for every candidate
     maps_ignore_candidate: ClassVar[bool] = False
 
     @torch.no_grad()
-    def catalogue_attention(self, users: torch.Tensor, history: torch.Tensor, items: torch.Tensor,
-                            chunk_rows: int = 65536) -> dict[str, torch.Tensor]:
+    def catalogue_attention(
+        self, users: torch.Tensor, history: torch.Tensor, items: torch.Tensor, chunk_rows: int = 65536
+    ) -> dict[str, torch.Tensor]:
         """Every attention map's values for each user row and each candidate in ``items``: ``(B, C, *map)``.
 
         The default runs ``forward`` over the (user, candidate) rows in chunks, or, for a model whose maps come from
@@ -339,8 +192,10 @@ class RecModel(nn.Module):
         n_users, n_candidates = users.shape[0], items.shape[0]
         if self.maps_ignore_candidate:
             maps = self(Batch(users, items[:1].expand(n_users), history), output_attentions=True).attentions or {}
-            return {name: m.values.unsqueeze(1).expand(n_users, n_candidates, *m.values.shape[1:])
-                    for name, m in maps.items()}
+            return {
+                name: m.values.unsqueeze(1).expand(n_users, n_candidates, *m.values.shape[1:])
+                for name, m in maps.items()
+            }
         parts: dict[str, list[torch.Tensor]] = {}
         rows_per_chunk = max(1, chunk_rows)
         u = users.repeat_interleave(n_candidates)
@@ -351,8 +206,9 @@ class RecModel(nn.Module):
             maps = self(Batch(u[start:stop], i[start:stop], h[start:stop]), output_attentions=True).attentions or {}
             for name, attention in maps.items():
                 parts.setdefault(name, []).append(attention.values)
-        return {name: torch.cat(values).view(n_users, n_candidates, *values[0].shape[1:])
-                for name, values in parts.items()}
+        return {
+            name: torch.cat(values).view(n_users, n_candidates, *values[0].shape[1:]) for name, values in parts.items()
+        }
 
     @staticmethod
     def init_embeddings(*embeddings: nn.Embedding, std: float) -> None:
@@ -363,8 +219,14 @@ class RecModel(nn.Module):
                 with torch.no_grad():
                     embedding.weight[embedding.padding_idx].zero_()
 
-    def encode_users(self, encode: Callable, users: torch.Tensor, history: torch.Tensor,
-                     output_attentions: bool = False, attention_override: dict | None = None):
+    def encode_users(
+        self,
+        encode: Callable,
+        users: torch.Tensor,
+        history: torch.Tensor,
+        output_attentions: bool = False,
+        attention_override: dict | None = None,
+    ):
         """``encode(users, history, output_attentions, attention_override)`` -> (vectors, maps or None).
 
         In plain training (no maps, no override) the rows repeated for the sampled negatives are encoded once
@@ -387,7 +249,3 @@ class RecModel(nn.Module):
         if unique.shape[0] == key.shape[0]:
             return encode(users, history)[0]
         return encode(unique[:, 0], unique[:, 1:])[0][inverse]
-
-    def regularised_parameters(self) -> list[nn.Parameter]:
-        """Parameters that the trainer's L2 penalty applies to (all by default)."""
-        return [p for p in self.parameters() if p.requires_grad]

@@ -1,13 +1,15 @@
 """Non-attention baselines on the same split and metrics: MostPopular and BPR-MF (Rendle et al., 2009).
 
 EASE, the closed-form baseline, has its own file (ease.py)."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass
 
 from torch import nn
 
-from .base import Batch, InputTap, RecModel, RecOutput
+from recmodels.models.base import RecModel
+from recmodels.models.outputs import Batch, InputTap, RecOutput
 
 
 class MostPopular(RecModel):
@@ -27,7 +29,7 @@ class MostPopular(RecModel):
 
 @dataclass
 class BPRConfig:
-    dim: int = 64   # size of the user and item factors
+    dim: int = 64  # size of the user and item factors
 
 
 class BPRMF(RecModel):
@@ -40,8 +42,15 @@ class BPRMF(RecModel):
     # the shipped checkpoints were chosen on valid with --grid lr=0.001,0.003 --grid weight_decay=0,1e-5
     # --grid dim=64,128 and patience 10 (ml-100k: lr 1e-3, no decay, dim 64 at epoch 67; fashion: lr 1e-3,
     # weight_decay 1e-5, dim 128); these defaults are ml-100k's choice, with room to converge
-    default_training = {"loss": "bpr", "epochs": 300, "lr": 1e-3, "weight_decay": 0.0, "batch_size": 1024,
-                        "patience": 10, "monitor": "ndcg@10"}
+    default_training = {
+        "loss": "bpr",
+        "epochs": 300,
+        "lr": 1e-3,
+        "weight_decay": 0.0,
+        "batch_size": 1024,
+        "patience": 10,
+        "monitor": "ndcg@10",
+    }
 
     def __init__(self, spec: dict, config: BPRConfig | None = None, **hparams):
         super().__init__(spec, config, **hparams)
@@ -53,8 +62,9 @@ class BPRMF(RecModel):
         nn.init.normal_(self.item_embedding.weight, std=0.05)
         nn.init.zeros_(self.item_bias.weight)
         self.user_tap = InputTap(("user_feature",), labels=["user id"], description="user embedding")
-        self.candidate_tap = InputTap(("item_feature",), labels=["item id"],
-                                      description="candidate item embedding (its bias is held fixed)")
+        self.candidate_tap = InputTap(
+            ("item_feature",), labels=["item id"], description="candidate item embedding (its bias is held fixed)"
+        )
 
     def forward(self, batch: Batch, output_attentions: bool = False, attention_override=None) -> RecOutput:
         user = self.user_tap(self.user_embedding(batch.users).unsqueeze(1)).squeeze(1)

@@ -5,6 +5,7 @@ is built, so ``--set dim=abc``, a misspelt key or a hand-edited ``config.json`` 
 key and the accepted ones. Range checks (``dim`` at least 1, ``heads`` dividing ``dim``) stay in each config's
 ``__post_init__``, next to the model they belong to.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -12,7 +13,7 @@ import types
 import typing
 from dataclasses import dataclass
 
-from ..errors import InvalidArgumentError, quote
+from recmodels.errors import InvalidArgumentError, quote
 
 
 @dataclass
@@ -82,8 +83,10 @@ def check_values(config_class, values: dict, owner: str) -> dict[str, set[str]]:
         if name not in kinds:
             raise InvalidArgumentError(f"{quote(name)} is not a setting of {owner} ({accepted}).")
         if not fits(value, kinds[name]):
-            raise InvalidArgumentError(f"{name} of {owner} must be {describe(kinds[name])}, got "
-                                       f"{type(value).__name__} {quote(value)} ({accepted}).")
+            raise InvalidArgumentError(
+                f"{name} of {owner} must be {describe(kinds[name])}, got "
+                f"{type(value).__name__} {quote(value)} ({accepted})."
+            )
     return kinds
 
 
@@ -110,5 +113,7 @@ def _shaped(value, kinds: set[str]):
 
 def config_dict(config) -> dict:
     """A config as the JSON object config.json stores ("hparams"): tuples become lists."""
-    return {name: list(value) if isinstance(value, tuple) else value
-            for name, value in ((f.name, getattr(config, f.name)) for f in dataclasses.fields(config))}
+    return {
+        name: list(value) if isinstance(value, tuple) else value
+        for name, value in ((f.name, getattr(config, f.name)) for f in dataclasses.fields(config))
+    }

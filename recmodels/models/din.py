@@ -16,7 +16,8 @@ batch). The context is the three train-only dense features of :class:`RecModel`:
 The constant ``c`` only exists in the un-normalised mode: a softmax cancels it, so there it could never
 receive a gradient.
 
-Ranking many candidates (:meth:`DIN.score_items`) splits W into its four D-column blocks,
+``forward`` computes exactly this, one (candidate, history item) pair at a time. Ranking many candidates
+(:meth:`DIN.score_items`) gives the same scores another way: it splits W into its four D-column blocks,
 
     W [q; k; q - k; q * k] = (W_q + W_d) q + (W_k - W_d) k + W_p (q * k),
 
@@ -32,6 +33,7 @@ holds the raw sigmoid weights (not a distribution: their sum is the strength of 
 ``attention_override`` may replace ``history`` in either mode; in the un-normalised mode it may instead
 replace ``history_share``, and the new shares are scaled back by the row's total raw weight.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -41,8 +43,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .base import AttentionMap, AttentionOverride, Batch, InputTap, RecModel, RecOutput, apply_override
-from .layers import FieldEmbedding, GenreEmbedding, masked_softmax
+from recmodels.models.base import RecModel
+from recmodels.models.layers import FieldEmbedding, GenreEmbedding, masked_softmax
+from recmodels.models.outputs import AttentionMap, AttentionOverride, Batch, InputTap, RecOutput, apply_override
 
 ATTENTION_MODES = ("softmax", "unnormalised")
 
@@ -92,8 +95,16 @@ class DIN(RecModel):
     # CTR rows (label rating > 3, rating 3 dropped) plus 4 sampled unobserved items per row as label 0. CTR rows
     # alone never show which items a user picks at all: on ml-100k they reach valid AUC 0.832 but NDCG@10 0.010
     # (MostPopular 0.064); with these settings valid AUC 0.765 and NDCG@10 0.134. Chosen on both, on valid.
-    default_training = {"loss": "bce", "negatives": 4, "epochs": 15, "lr": 3e-3, "weight_decay": 0.0,
-                        "batch_size": 1024, "patience": 3, "monitor": "ndcg@10"}
+    default_training = {
+        "loss": "bce",
+        "negatives": 4,
+        "epochs": 15,
+        "lr": 3e-3,
+        "weight_decay": 0.0,
+        "batch_size": 1024,
+        "patience": 3,
+        "monitor": "ndcg@10",
+    }
 
     def __init__(self, spec: dict, config: DINConfig | None = None, **hparams):
         super().__init__(spec, config, **hparams)
@@ -127,15 +138,27 @@ class DIN(RecModel):
         layers.append(nn.Linear(width, 1))
         self.mlp = nn.Sequential(*layers)
 
-        self.history_tap = InputTap(("history",), item_axis="history",
-                                    description="each history item's vector (item id and genre embeddings)")
-        self.user_tap = InputTap(("user_feature",), labels=list(self.user_field_labels),
-                                 description="the user's id and categorical field embeddings")
-        self.candidate_tap = InputTap(("item_feature",), labels=list(self.candidate_field_labels),
-                                      description="the candidate's id, genre and decade embeddings")
+        self.history_tap = InputTap(
+            ("history",), item_axis="history", description="each history item's vector (item id and genre embeddings)"
+        )
+        self.user_tap = InputTap(
+            ("user_feature",),
+            labels=list(self.user_field_labels),
+            description="the user's id and categorical field embeddings",
+        )
+        self.candidate_tap = InputTap(
+            ("item_feature",),
+            labels=list(self.candidate_field_labels),
+            description="the candidate's id, genre and decade embeddings",
+        )
 
-        self.init_embeddings(self.user_embedding, self.user_field_embedding, self.item_embedding,
-                             *([self.decade_embedding] if self.use_decade else []), std=config.init_std)
+        self.init_embeddings(
+            self.user_embedding,
+            self.user_field_embedding,
+            self.item_embedding,
+            *([self.decade_embedding] if self.use_decade else []),
+            std=config.init_std,
+        )
         nn.init.normal_(self.genre_embedding.weight, std=config.init_std)
 
     # ------------------------------------------------------------------ features
@@ -180,9 +203,9 @@ class DIN(RecModel):
         # in [0, 1], fit for collapse statistics, when no weight is negative (a raw score could even sum to 0).
         return torch.sigmoid(scores) * mask
 
-    def _override(self, weights: torch.Tensor, mask: torch.Tensor,
-                  attention_override: dict[str, AttentionOverride] | None
-                  ) -> tuple[torch.Tensor, torch.Tensor | None]:
+    def _override(
+        self, weights: torch.Tensor, mask: torch.Tensor, attention_override: dict[str, AttentionOverride] | None
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
         """(weights, shares): the weights after any override and, in the un-normalised mode, their shares."""
         weights = apply_override("history", weights, mask, attention_override)
         if self.attention == "softmax":
@@ -195,30 +218,51 @@ class DIN(RecModel):
         return weights, share
 
     @staticmethod
-    def _maps(weights: torch.Tensor, share: torch.Tensor | None, mask: torch.Tensor,
-              history: torch.Tensor) -> dict[str, AttentionMap]:
-        description = ("How much each history item counts for this candidate: the activation unit's score of "
-                       "[candidate, item, difference, product]")
+    def _maps(
+        weights: torch.Tensor, share: torch.Tensor | None, mask: torch.Tensor, history: torch.Tensor
+    ) -> dict[str, AttentionMap]:
+        description = (
+            "How much each history item counts for this candidate: the activation unit's score of "
+            "[candidate, item, difference, product]"
+        )
         if share is None:
-            return {"history": AttentionMap(
-                values=weights, axes=("history",), level="item", mask=mask, normalised_over="history",
-                axis_items={"history": history},
-                description=description + ", softmax-normalised over the valid history.")}
+            return {
+                "history": AttentionMap(
+                    values=weights,
+                    axes=("history",),
+                    level="item",
+                    mask=mask,
+                    normalised_over="history",
+                    axis_items={"history": history},
+                    description=description + ", softmax-normalised over the valid history.",
+                )
+            }
         return {
             "history": AttentionMap(
-                values=weights, axes=("history",), level="item", mask=mask, axis_items={"history": history},
+                values=weights,
+                axes=("history",),
+                level="item",
+                mask=mask,
+                axis_items={"history": history},
                 description=description + " through a sigmoid, un-normalised as in DIN: each weight is in (0, 1) "
-                                          "and their sum is the strength of the interest."),
+                "and their sum is the strength of the interest.",
+            ),
             "history_share": AttentionMap(
-                values=share, axes=("history",), level="item", mask=mask, normalised_over="history",
+                values=share,
+                axes=("history",),
+                level="item",
+                mask=mask,
+                normalised_over="history",
                 axis_items={"history": history},
                 description="Each history item's share of the total (un-normalised) attention weight for this "
-                            "candidate."),
+                "candidate.",
+            ),
         }
 
     # ------------------------------------------------------------------ scores
     def _predict(self, user: torch.Tensor, interest: torch.Tensor, item: torch.Tensor) -> torch.Tensor:
-        """Logits of the prediction MLP on [user features; interest; item features].
+        """Logits of the prediction MLP on [user features; interest; item features], as ``forward``'s ``self.mlp`` on
+        their concatenation.
 
         Its first layer is applied block by block, so ranking computes the user block once per user and the
         item block once per candidate: ``user`` (B, U) with ``interest`` (B, D) and ``item`` (B, I), or with
@@ -226,29 +270,37 @@ class DIN(RecModel):
         """
         first = self.mlp[0]
         w_user, w_interest, w_item, w_product = first.weight.split(
-            [user.shape[-1], self.item_dim, item.shape[-1], self.item_dim if self.interest_product else 0], 1)
+            [user.shape[-1], self.item_dim, item.shape[-1], self.item_dim if self.interest_product else 0], 1
+        )
         user = F.linear(user, w_user)
         hidden = F.linear(interest, w_interest) + F.linear(item, w_item, first.bias)
         if self.interest_product:  # the candidate's vector q opens its item features
-            hidden = hidden + F.linear(interest * item[..., :self.item_dim], w_product)
+            hidden = hidden + F.linear(interest * item[..., : self.item_dim], w_product)
         hidden = hidden + (user.unsqueeze(1) if interest.dim() == 3 else user)
         # the rest on 2-D rows: PReLU's per-unit slopes expect the units on axis 1
         return self.mlp[1:](hidden.flatten(0, -2)).view(hidden.shape[:-1])
 
-    def forward(self, batch: Batch, output_attentions: bool = False,
-                attention_override: dict[str, AttentionOverride] | None = None) -> RecOutput:
+    def forward(
+        self,
+        batch: Batch,
+        output_attentions: bool = False,
+        attention_override: dict[str, AttentionOverride] | None = None,
+    ) -> RecOutput:
         mask = batch.history_mask
-        user = self.user_features(batch.users)
-        candidate = self.candidate_tap(self.candidate_fields(batch.items))                # (B, F_i, dim)
-        query = candidate[:, :2].flatten(1)                                                # (B, D)
-        keys = self.history_tap(self.item_vectors(batch.history))                          # (B, T, D)
-        w_query, w_key, w_product = self._attention_blocks()
-        hidden = (F.linear(query, w_query, self.attention_in.bias).unsqueeze(1) + F.linear(keys, w_key)
-                  + F.linear(query.unsqueeze(1) * keys, w_product))
-        scores = self.attention_out(torch.relu(hidden)).squeeze(-1)                        # (B, T)
+        candidate = self.candidate_tap(self.candidate_fields(batch.items))  # (B, F_i, dim)
+        q = candidate[:, :2].flatten(1)  # (B, D)
+        k = self.history_tap(self.item_vectors(batch.history))  # (B, T, D)
+        # the activation unit: a_t = w^T relu(W [q; k_t; q - k_t; q * k_t] + b) (+ c)
+        q_t = q.unsqueeze(1).expand_as(k)
+        hidden = torch.relu(self.attention_in(torch.cat([q_t, k, q_t - k, q_t * k], -1)))
+        scores = self.attention_out(hidden).squeeze(-1)  # (B, T)
         weights, share = self._override(self._scores_to_weights(scores, mask), mask, attention_override)
-        interest = torch.bmm(weights.unsqueeze(1), keys).squeeze(1)                        # (B, D)
-        logits = self._predict(user, interest, self.item_features(candidate, batch.items))
+        interest = (weights.unsqueeze(-1) * k).sum(1)  # v = sum_t w_t k_t
+        # score = MLP([user fields, r_u; v; q, decade, r_i, pop_i (; v * q)])
+        features = [self.user_features(batch.users), interest, self.item_features(candidate, batch.items)]
+        if self.interest_product:
+            features.append(interest * q)
+        logits = self.mlp(torch.cat(features, -1)).squeeze(-1)
         maps = self._maps(weights, share, mask, batch.history) if output_attentions else None
         return RecOutput(scores=logits, attentions=maps)
 
@@ -258,9 +310,14 @@ class DIN(RecModel):
     block_pairs: ClassVar[int] = 1 << 16
 
     @torch.no_grad()
-    def score_items(self, users: torch.Tensor, history: torch.Tensor, items: torch.Tensor,
-                    chunk_rows: int = 65536,
-                    attention_override: dict[str, AttentionOverride] | None = None) -> torch.Tensor:
+    def score_items(
+        self,
+        users: torch.Tensor,
+        history: torch.Tensor,
+        items: torch.Tensor,
+        chunk_rows: int = 65536,
+        attention_override: dict[str, AttentionOverride] | None = None,
+    ) -> torch.Tensor:
         """(B, C) logits, vectorised over candidates x history (see the module docstring).
 
         Users go in chunks of about ``chunk_rows`` (user, candidate) rows; the activation unit runs, user by
@@ -272,40 +329,46 @@ class DIN(RecModel):
         return self._rank(users, history, items, chunk_rows, keep_weights=False)[0]
 
     @torch.no_grad()
-    def catalogue_attention(self, users: torch.Tensor, history: torch.Tensor, items: torch.Tensor,
-                            chunk_rows: int = 65536) -> dict[str, torch.Tensor]:
+    def catalogue_attention(
+        self, users: torch.Tensor, history: torch.Tensor, items: torch.Tensor, chunk_rows: int = 65536
+    ) -> dict[str, torch.Tensor]:
         """The ``history`` (and ``history_share``) weights of every candidate, (B, C, T), from the ranking path."""
         _, weights = self._rank(users, history, items, chunk_rows, keep_weights=True)
         if self.attention == "softmax":
             return {"history": weights}
         total = weights.sum(-1, keepdim=True)
-        return {"history": weights,
-                "history_share": torch.where(total > 0, weights / total.clamp(min=1e-12), torch.zeros_like(weights))}
+        return {
+            "history": weights,
+            "history_share": torch.where(total > 0, weights / total.clamp(min=1e-12), torch.zeros_like(weights)),
+        }
 
     def _rank(self, users, history, items, chunk_rows: int, keep_weights: bool):
         """(scores (B, C), weights (B, C, T) or None): the decomposed ranking path."""
-        candidate = self.candidate_fields(items)                                           # (C, F_i, dim)
-        query = candidate[:, :2].flatten(1)                                                # (C, D)
-        item = self.item_features(candidate, items)                                        # (C, I)
+        candidate = self.candidate_fields(items)  # (C, F_i, dim)
+        query = candidate[:, :2].flatten(1)  # (C, D)
+        item = self.item_features(candidate, items)  # (C, I)
         w_query, w_key, w_product = self._attention_blocks()
         # a column of ones meets the k part (with the bias), which rides along as an extra column of each
         # W_q + W_d + W_p diag(k_t)
-        query = torch.cat([query, torch.ones_like(query[:, :1])], 1)                      # (C, D + 1)
-        w_out = self.attention_out.weight.squeeze(0)                                       # (H,)
+        query = torch.cat([query, torch.ones_like(query[:, :1])], 1)  # (C, D + 1)
+        w_out = self.attention_out.weight.squeeze(0)  # (H,)
         n_users, n_candidates, length = users.shape[0], items.shape[0], history.shape[1]
         size = w_product.shape[0]
         out = torch.empty(n_users, n_candidates, device=query.device, dtype=query.dtype)
-        kept = (torch.empty(n_users, n_candidates, length, device=query.device, dtype=query.dtype)
-                if keep_weights else None)
+        kept = (
+            torch.empty(n_users, n_candidates, length, device=query.device, dtype=query.dtype) if keep_weights else None
+        )
         users_per_chunk = max(1, chunk_rows // max(n_candidates, 1))
         for start in range(0, n_users, users_per_chunk):
             stop = min(n_users, start + users_per_chunk)
             hist = history[start:stop]
-            mask = (hist != 0).unsqueeze(1)                                                # (b, 1, T)
-            keys = self.item_vectors(hist)                                                 # (b, T, D)
-            per_key = torch.cat([keys.unsqueeze(2) * w_product + w_query,
-                                 F.linear(keys, w_key, self.attention_in.bias).unsqueeze(-1)], -1)
-            per_key = per_key.flatten(1, 2).transpose(1, 2).contiguous()                   # (b, D + 1, T*H)
+            mask = (hist != 0).unsqueeze(1)  # (b, 1, T)
+            keys = self.item_vectors(hist)  # (b, T, D)
+            per_key = torch.cat(
+                [keys.unsqueeze(2) * w_product + w_query, F.linear(keys, w_key, self.attention_in.bias).unsqueeze(-1)],
+                -1,
+            )
+            per_key = per_key.flatten(1, 2).transpose(1, 2).contiguous()  # (b, D + 1, T*H)
             scores = torch.empty(stop - start, n_candidates, length, device=query.device, dtype=query.dtype)
             step = max(1, self.block_pairs // max(length, 1))
             for row in range(stop - start):
@@ -315,7 +378,7 @@ class DIN(RecModel):
                     scores[row, first:last] = torch.relu_(pairs) @ w_out
             if self.attention_out.bias is not None:
                 scores += self.attention_out.bias
-            weights = self._scores_to_weights(scores, mask)                                # (b, C, T)
+            weights = self._scores_to_weights(scores, mask)  # (b, C, T)
             if kept is not None:
                 kept[start:stop] = weights
             out[start:stop] = self._predict(self.user_features(users[start:stop]), weights @ keys, item)

@@ -12,6 +12,7 @@ Whether a checkpoint stores B depends on the catalogue. Solving costs n^3: 0.3 s
 then loads in seconds; otherwise B is solved again whenever a checkpoint loads with its data, and the data
 fingerprint guarantees the same train part.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -19,9 +20,9 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from ..data import TRAIN
-from .base import Batch, InputTap, RecModel, RecOutput
-
+from recmodels.data import TRAIN
+from recmodels.models.base import RecModel
+from recmodels.models.outputs import Batch, InputTap, RecOutput
 
 STORE_ABOVE_ITEMS = 8192  # B is 268 MB there, and solving it takes tens of seconds on 2 cores
 
@@ -53,15 +54,15 @@ class EASE(RecModel):
         super().__init__(spec, config, **hparams)
         if self.config.store_weights is None:
             self.config.store_weights = self.n_items > STORE_ABOVE_ITEMS
-        self.needs_data = not self.config.store_weights   # an unstored B is solved from the train part
+        self.needs_data = not self.config.store_weights  # an unstored B is solved from the train part
         # row and column 0 (padding) stay zero, so padded history positions add nothing
-        self.register_buffer("item_weights", _untouched_zeros(self.n_items + 1),
-                             persistent=self.config.store_weights)
-        self.history_tap = InputTap(("history",), item_axis="history",
-                                    description="each history item's weight B[j, i] towards the candidate")
+        self.register_buffer("item_weights", _untouched_zeros(self.n_items + 1), persistent=self.config.store_weights)
+        self.history_tap = InputTap(
+            ("history",), item_axis="history", description="each history item's weight B[j, i] towards the candidate"
+        )
 
     @classmethod
-    def from_data(cls, data, config: EASEConfig | None = None, **hparams) -> "EASE":
+    def from_data(cls, data, config: EASEConfig | None = None, **hparams) -> EASE:
         model = super().from_data(data, config, **hparams)
         if model.config.store_weights:  # attach_data left it to the checkpoint, which is yet to be written
             model.solve(data)
@@ -85,12 +86,12 @@ class EASE(RecModel):
     def score_items(self, users, history, items, chunk_rows: int = 65536, attention_override=None):
         """x_u B for the candidates: the rows of B of each user's distinct history items, summed. Only those rows
         are read: indexing B's columns by the candidates copied all of B (2.9 GB at 26,744 items) per call."""
-        distinct = first_occurrence(history)                                       # (B, T); padding's row is 0
+        distinct = first_occurrence(history)  # (B, T); padding's row is 0
         out = torch.empty(history.shape[0], len(items), device=history.device)
         users_per_chunk = max(1, chunk_rows // max(len(items), 1))
         for start in range(0, history.shape[0], users_per_chunk):
             part = slice(start, start + users_per_chunk)
-            rows = self.item_weights[history[part]] * distinct[part].unsqueeze(-1)   # (b, T, N + 1)
+            rows = self.item_weights[history[part]] * distinct[part].unsqueeze(-1)  # (b, T, N + 1)
             out[part] = rows.sum(1)[:, items]
         return out
 
@@ -105,7 +106,7 @@ def _untouched_zeros(size: int) -> torch.Tensor:
 
 def first_occurrence(history: torch.Tensor) -> torch.Tensor:
     """(B, T) float: 1 where a history position holds an item not seen earlier in the row (x_u is binary)."""
-    same = history.unsqueeze(2) == history.unsqueeze(1)   # (B, T, T): position t equals position s
+    same = history.unsqueeze(2) == history.unsqueeze(1)  # (B, T, T): position t equals position s
     earlier = torch.ones(history.shape[1], history.shape[1], dtype=torch.bool, device=history.device).tril(-1)
     return (~(same & earlier).any(-1)).to(torch.float32)
 
@@ -133,7 +134,7 @@ def closed_form(indptr: np.ndarray, items: np.ndarray, n_items: int, l2: float) 
     diagonal = precision.diagonal().clone()
     for lo in range(0, n_items, GRAM_BLOCK):  # B = I - P diag(1/diag(P)); its diagonal is 1 - 1 = 0
         hi = min(lo + GRAM_BLOCK, n_items)
-        out[1 + lo:1 + hi, 1:] = (-precision[lo:hi] / diagonal).numpy()
+        out[1 + lo : 1 + hi, 1:] = (-precision[lo:hi] / diagonal).numpy()
     np.fill_diagonal(out, 0.0)
     return out
 

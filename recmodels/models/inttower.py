@@ -11,7 +11,7 @@ flattened result through an MLP. The towers meet only in the score:
     score        s = sum_l sum_h max_k <u^{l,h}, v^{k}> + b           (a logit; sigmoid gives the CTR)
 
 ``b`` is one learned scalar that calibrates the logit (the paper's prediction layer). CIR, the contrastive
-interaction regularisation, is :func:`recmodels.train.losses.cir` on the towers' last-layer outputs h_L and
+interaction regularisation, is :func:`recmodels.models.losses.cir` on the towers' last-layer outputs h_L and
 g_L, which :meth:`IntTower.forward` returns as ``user_vector`` and ``item_vector`` of an
 :class:`IntTowerOutput`; :meth:`IntTower.loss` adds it, over the liked rows, to the ranking loss.
 
@@ -31,6 +31,7 @@ layer and user head, the item head that the max picked and so the one that enter
 The item side never sees the user, so :meth:`IntTower.score_items` runs the user tower once per user and the
 item tower once per candidate and does the max-sim as one matrix product.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -38,9 +39,10 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from ..train.losses import cir
-from .base import AttentionMap, AttentionOverride, Batch, InputTap, RecModel, RecOutput, apply_override
-from .layers import FieldEmbedding, GenreEmbedding
+from recmodels.models.base import RecModel
+from recmodels.models.layers import FieldEmbedding, GenreEmbedding
+from recmodels.models.losses import cir
+from recmodels.models.outputs import AttentionMap, AttentionOverride, Batch, InputTap, RecOutput, apply_override
 
 
 class LightSE(nn.Module):
@@ -111,9 +113,19 @@ class IntTower(RecModel):
     # CTR rows (BCE) plus 4 sampled unobserved items per row as label-0 rows, and CIR; chosen on valid
     # ml-100k: without the sampled rows valid AUC is higher (0.85 against 0.77) but the model never learns
     # which items a user picks at all, and valid NDCG@10 falls to 0.01 (MostPopular: 0.06)
-    default_training = {"loss": "bce", "negatives": 4, "aux_loss": "cir", "aux_weight": 0.1, "temperature": 0.07,
-                        "epochs": 60, "lr": 3e-3, "weight_decay": 0.0, "batch_size": 1024, "patience": 8,
-                        "monitor": "ndcg@10"}
+    default_training = {
+        "loss": "bce",
+        "negatives": 4,
+        "aux_loss": "cir",
+        "aux_weight": 0.1,
+        "temperature": 0.07,
+        "epochs": 60,
+        "lr": 3e-3,
+        "weight_decay": 0.0,
+        "batch_size": 1024,
+        "patience": 8,
+        "monitor": "ndcg@10",
+    }
 
     def __init__(self, spec: dict, config: IntTowerConfig | None = None, **hparams):
         super().__init__(spec, config, **hparams)
@@ -140,21 +152,32 @@ class IntTower(RecModel):
         # ---- towers and the FE-Block
         self.user_mlp = self._mlp(len(self.user_field_labels) * dim, hidden)
         self.item_mlp = self._mlp(len(self.item_field_labels) * dim, hidden)
-        self.user_head_projections = nn.ModuleList(nn.Linear(size, self.user_heads * self.head_dim)
-                                                   for size in hidden)
+        self.user_head_projections = nn.ModuleList(nn.Linear(size, self.user_heads * self.head_dim) for size in hidden)
         self.item_head_projection = nn.Linear(hidden[-1], self.item_heads * self.head_dim)
         self.bias = nn.Parameter(torch.zeros(()))
 
-        self.history_tap = InputTap(("history",), item_axis="history",
-                                    description="each history item's embedding, before the masked mean")
-        self.user_tap = InputTap(("user_feature",), labels=["user id", *field_names, "mean rating"],
-                                 description="the user's id, categorical field and mean-rating embeddings")
-        self.candidate_tap = InputTap(("item_feature",), labels=list(self.item_field_labels),
-                                      description="the candidate's id, genre, decade and mean-rating embeddings")
+        self.history_tap = InputTap(
+            ("history",), item_axis="history", description="each history item's embedding, before the masked mean"
+        )
+        self.user_tap = InputTap(
+            ("user_feature",),
+            labels=["user id", *field_names, "mean rating"],
+            description="the user's id, categorical field and mean-rating embeddings",
+        )
+        self.candidate_tap = InputTap(
+            ("item_feature",),
+            labels=list(self.item_field_labels),
+            description="the candidate's id, genre, decade and mean-rating embeddings",
+        )
 
-        self.init_embeddings(self.user_embedding, self.user_field_embedding, self.history_embedding,
-                             self.item_embedding, *([self.decade_embedding] if self.use_decade else []),
-                             std=config.init_std)
+        self.init_embeddings(
+            self.user_embedding,
+            self.user_field_embedding,
+            self.history_embedding,
+            self.item_embedding,
+            *([self.decade_embedding] if self.use_decade else []),
+            std=config.init_std,
+        )
         nn.init.normal_(self.genre_embedding.weight, std=config.init_std)
 
     @staticmethod
@@ -165,12 +188,12 @@ class IntTower(RecModel):
     # ------------------------------------------------------------------ fields
     def user_field_embeddings(self, users: torch.Tensor, history: torch.Tensor) -> torch.Tensor:
         """(B, F_u, d) in the order of ``user_field_labels``; each input embedding passes its tap once."""
-        categorical = self.user_field_embedding(self.user_fields[users])                              # (B, n, d)
-        rating = self.user_rating(self.user_mean_rating[users].unsqueeze(-1)).unsqueeze(1)           # (B, 1, d)
+        categorical = self.user_field_embedding(self.user_fields[users])  # (B, n, d)
+        rating = self.user_rating(self.user_mean_rating[users].unsqueeze(-1)).unsqueeze(1)  # (B, 1, d)
         tapped = self.user_tap(torch.cat([self.user_embedding(users).unsqueeze(1), categorical, rating], 1))
         mask = (history != 0).unsqueeze(-1)
-        items = self.history_tap(self.history_embedding(history)) * mask                              # (B, T, d)
-        pooled = items.sum(1) / mask.sum(1).clamp(min=1)                                               # (B, d)
+        items = self.history_tap(self.history_embedding(history)) * mask  # (B, T, d)
+        pooled = items.sum(1) / mask.sum(1).clamp(min=1)  # (B, d)
         return torch.cat([tapped[:, :-1], pooled.unsqueeze(1), tapped[:, -1:]], 1)
 
     def item_field_embeddings(self, items: torch.Tensor) -> torch.Tensor:
@@ -182,9 +205,9 @@ class IntTower(RecModel):
         return self.candidate_tap(torch.stack(fields, 1))
 
     # ------------------------------------------------------------------ towers
-    def user_tower(self, users: torch.Tensor, history: torch.Tensor,
-                   attention_override: dict[str, AttentionOverride] | None = None
-                   ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    def user_tower(
+        self, users: torch.Tensor, history: torch.Tensor, attention_override: dict[str, AttentionOverride] | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """(heads (B, L, H_u, p), last layer h_L (B, hidden[-1]), Light-SE weights (B, F_u))."""
         fields = self.user_field_embeddings(users, history)
         weights = apply_override("user_fields", self.user_se.weights(fields), None, attention_override)
@@ -194,8 +217,9 @@ class IntTower(RecModel):
             heads.append(projection(hidden).view(-1, self.user_heads, self.head_dim))
         return torch.stack(heads, 1), hidden, weights
 
-    def item_tower(self, items: torch.Tensor, attention_override: dict[str, AttentionOverride] | None = None
-                   ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    def item_tower(
+        self, items: torch.Tensor, attention_override: dict[str, AttentionOverride] | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """(heads (B, H_i, p), last layer g_L (B, hidden[-1]), Light-SE weights (B, F_i))."""
         fields = self.item_field_embeddings(items)
         weights = apply_override("item_fields", self.item_se.weights(fields), None, attention_override)
@@ -205,11 +229,15 @@ class IntTower(RecModel):
         return self.item_head_projection(hidden).view(-1, self.item_heads, self.head_dim), hidden, weights
 
     # ------------------------------------------------------------------ scores
-    def forward(self, batch: Batch, output_attentions: bool = False,
-                attention_override: dict[str, AttentionOverride] | None = None) -> RecOutput:
+    def forward(
+        self,
+        batch: Batch,
+        output_attentions: bool = False,
+        attention_override: dict[str, AttentionOverride] | None = None,
+    ) -> RecOutput:
         user_heads, user_vector, user_weights = self.user_tower(batch.users, batch.history, attention_override)
         item_heads, item_vector, item_weights = self.item_tower(batch.items, attention_override)
-        similarity = torch.einsum("blhp,bkp->blhk", user_heads, item_heads)       # (B, L, H_u, H_i)
+        similarity = torch.einsum("blhp,bkp->blhk", user_heads, item_heads)  # (B, L, H_u, H_i)
         # head masking (recmodels.explain.heads) replaces similarities before the max; not a distribution
         similarity = apply_override("head_similarity", similarity, None, attention_override)
         best = similarity.max(-1)
@@ -219,24 +247,37 @@ class IntTower(RecModel):
         layers = similarity.shape[1]
         maps = {
             "user_fields": AttentionMap(
-                values=user_weights, axes=("field",), level="field", normalised_over="field",
+                values=user_weights,
+                axes=("field",),
+                level="field",
+                normalised_over="field",
                 labels={"field": list(self.user_field_labels)},
                 description="Light-SE weight of each user field: how much the user tower amplifies it "
-                            "(x + x * weight) before its MLP."),
+                "(x + x * weight) before its MLP.",
+            ),
             "item_fields": AttentionMap(
-                values=item_weights, axes=("field",), level="field", normalised_over="field",
+                values=item_weights,
+                axes=("field",),
+                level="field",
+                normalised_over="field",
                 labels={"field": list(self.item_field_labels)},
                 description="Light-SE weight of each item field: how much the item tower amplifies it "
-                            "(x + x * weight) before its MLP."),
+                "(x + x * weight) before its MLP.",
+            ),
             "head_similarity": AttentionMap(
-                values=similarity, axes=("layer", "user_head", "item_head"), level="head",
-                labels={"layer": [f"layer {i + 1}" for i in range(layers)],
-                        "user_head": [f"user head {i + 1}" for i in range(self.user_heads)],
-                        "item_head": [f"item head {i + 1}" for i in range(self.item_heads)]},
+                values=similarity,
+                axes=("layer", "user_head", "item_head"),
+                level="head",
+                labels={
+                    "layer": [f"layer {i + 1}" for i in range(layers)],
+                    "user_head": [f"user head {i + 1}" for i in range(self.user_heads)],
+                    "item_head": [f"item head {i + 1}" for i in range(self.item_heads)],
+                },
                 meta={"argmax_axis": "item_head", "argmax": best.indices, "bias": float(self.bias.detach())},
                 description="Dot product of each user head (at every user layer) with each head of the item's "
-                            "last layer. Not a distribution: the score is the sum over layers and user heads "
-                            "of each row's maximum (meta['argmax'] names the item head chosen), plus a bias."),
+                "last layer. Not a distribution: the score is the sum over layers and user heads "
+                "of each row's maximum (meta['argmax'] names the item head chosen), plus a bias.",
+            ),
         }
         return IntTowerOutput(scores=scores, attentions=maps, user_vector=user_vector, item_vector=item_vector)
 
@@ -248,24 +289,30 @@ class IntTower(RecModel):
             size = batch.n_observed
             liked = batch.labels[:size] > 0
             if int(liked.sum()) > 1:
-                loss = loss + training.aux_weight * cir(output.user_vector[:size][liked],
-                                                        output.item_vector[:size][liked], training.temperature)
+                loss = loss + training.aux_weight * cir(
+                    output.user_vector[:size][liked], output.item_vector[:size][liked], training.temperature
+                )
         return loss
 
-    def score_items(self, users: torch.Tensor, history: torch.Tensor, items: torch.Tensor,
-                    chunk_rows: int = 65536,
-                    attention_override: dict[str, AttentionOverride] | None = None) -> torch.Tensor:
+    def score_items(
+        self,
+        users: torch.Tensor,
+        history: torch.Tensor,
+        items: torch.Tensor,
+        chunk_rows: int = 65536,
+        attention_override: dict[str, AttentionOverride] | None = None,
+    ) -> torch.Tensor:
         """(B, C): the user tower once per row, the item tower once per candidate, one matrix product."""
         if attention_override and "head_similarity" in attention_override:  # it needs each row's own similarities
             return super().score_items(users, history, items, chunk_rows, attention_override)
-        user_heads = self.user_tower(users, history, attention_override)[0].flatten(1, 2)   # (B, L*H_u, p)
-        item_heads = self.item_tower(items, attention_override)[0].flatten(0, 1)            # (C*H_i, p)
+        user_heads = self.user_tower(users, history, attention_override)[0].flatten(1, 2)  # (B, L*H_u, p)
+        item_heads = self.item_tower(items, attention_override)[0].flatten(0, 1)  # (C*H_i, p)
         n_users, n_candidates = users.shape[0], items.shape[0]
         out = torch.empty(n_users, n_candidates, device=user_heads.device, dtype=user_heads.dtype)
         # bound the (users, L*H_u, C, H_i) similarity tensor to about chunk_rows * L*H_u*H_i values
         users_per_chunk = max(1, chunk_rows // max(n_candidates, 1))
         for start in range(0, n_users, users_per_chunk):
-            part = user_heads[start:start + users_per_chunk]
+            part = user_heads[start : start + users_per_chunk]
             similarity = (part @ item_heads.T).view(part.shape[0], part.shape[1], n_candidates, self.item_heads)
-            out[start:start + users_per_chunk] = similarity.amax(-1).sum(1) + self.bias
+            out[start : start + users_per_chunk] = similarity.amax(-1).sum(1) + self.bias
         return out

@@ -4,6 +4,7 @@ Each block keeps the attribute and parameter names its models always had, so che
 model registers ``FieldEmbedding`` as ``user_field_embedding`` (key ``user_field_embedding.weight``) and
 ``GenreEmbedding`` as ``genre_embedding`` (key ``genre_embedding.weight``).
 """
+
 from __future__ import annotations
 
 import torch
@@ -29,8 +30,11 @@ class FieldEmbedding(nn.Embedding):
     def __init__(self, sizes: list[int], dim: int):
         super().__init__(max(sum(sizes), 1), dim)
         # not stored: the offsets follow from spec["user_field_sizes"], which config.json holds
-        self.register_buffer("offsets", torch.tensor([0, *sizes[:-1]], dtype=torch.long).cumsum(0)
-                             if sizes else torch.zeros(0, dtype=torch.long), persistent=False)
+        self.register_buffer(
+            "offsets",
+            torch.tensor([0, *sizes[:-1]], dtype=torch.long).cumsum(0) if sizes else torch.zeros(0, dtype=torch.long),
+            persistent=False,
+        )
 
     def forward(self, codes: torch.Tensor) -> torch.Tensor:
         return super().forward(codes + self.offsets)

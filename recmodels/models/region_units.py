@@ -1,14 +1,15 @@
 """Image regions as a model's units, for every model that reads them from the region feature store (ACF, VECF):
 which units a dataset gives, reading the regions, and refusing regions other than those a checkpoint was trained on.
 """
+
 from __future__ import annotations
 
 from pathlib import Path
 
 import torch
 
-from ..errors import CheckpointError
-from .config import config_dict
+from recmodels.errors import CheckpointError
+from recmodels.models.config import config_dict
 
 REGION_SETTINGS = ("backbone", "component_dim", "grid", "region_fingerprint")  # stored only for region units
 
@@ -47,8 +48,9 @@ class RegionUnits:
             self._use_regions(read_regions(self.title, data, self.config.backbone), data.dataset.name)
 
     def _use_regions(self, regions, dataset_name: str) -> None:
-        check_regions(self.title, regions, self.grid, self.config.component_dim, self.config.region_fingerprint,
-                      dataset_name)
+        check_regions(
+            self.title, regions, self.grid, self.config.component_dim, self.config.region_fingerprint, dataset_name
+        )
         with torch.no_grad():
             self.region_table.copy_(regions.features.to(self.region_table.dtype))
             self.has_image.copy_(regions.mask)
@@ -67,17 +69,23 @@ def choose_units(title: str, data, hparams: dict):
     if hparams["components"] != "regions":
         return None
     regions = read_regions(title, data, hparams.get("backbone"))
-    hparams.update(backbone=regions.backbone["name"], component_dim=regions.dim, grid=list(regions.grid),
-                   region_fingerprint=regions.fingerprint)
+    hparams.update(
+        backbone=regions.backbone["name"],
+        component_dim=regions.dim,
+        grid=list(regions.grid),
+        region_fingerprint=regions.fingerprint,
+    )
     return regions
 
 
 def read_regions(title: str, data, backbone: str | None):
-    from ..vision import region_features
+    from recmodels.vision import region_features
 
     if data.dataset.image_dir is None:
-        raise CheckpointError(f"{data.dataset.name} has no image folder, so {title} cannot use image regions; "
-                              "pass --image-dir or train with --set components=genres.")
+        raise CheckpointError(
+            f"{data.dataset.name} has no image folder, so {title} cannot use image regions; "
+            "pass --image-dir or train with --set components=genres."
+        )
     return region_features(data, backbone, progress=True)
 
 
@@ -87,8 +95,10 @@ def check_regions(title: str, regions, grid, dim: int, trained_on: str | None, d
         raise CheckpointError(
             f"the {regions.backbone['name']} region grid of {dataset_name} is {regions.grid[0]}x"
             f"{regions.grid[1]}x{regions.dim}, but this {title} was trained on {grid[0]}x{grid[1]}x{dim}; use the "
-            "backbone it was trained with or retrain.")
+            "backbone it was trained with or retrain."
+        )
     if trained_on and regions.fingerprint != trained_on:
         raise CheckpointError(
             f"the images or the backbone of {dataset_name} changed since this {title} was trained (region "
-            f"fingerprint {regions.fingerprint[:12]}, trained on {trained_on[:12]}); retrain it on these images.")
+            f"fingerprint {regions.fingerprint[:12]}, trained on {trained_on[:12]}); retrain it on these images."
+        )

@@ -13,6 +13,7 @@ A checkpoint records where a plugin model came from (:attr:`ModelInfo.source`), 
 imported from the checkpoint: that would run code named by a config file. :func:`source_hint` turns the record
 into advice on what to install or pass.
 """
+
 from __future__ import annotations
 
 import importlib
@@ -27,18 +28,19 @@ import warnings
 from dataclasses import dataclass, is_dataclass
 from pathlib import Path
 
-from ..errors import InvalidArgumentError, UnknownModelError, quote
-from .base import RecModel
+from recmodels.errors import InvalidArgumentError, UnknownModelError, quote
+from recmodels.models.base import RecModel
+from recmodels.models.losses import DEFAULT_LOSS
 
 ENTRY_POINT_GROUP = "recmodels.models"
 TASKS = ("implicit", "ctr")
 _NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_-]{0,59}")
 
-_lock = threading.RLock()         # Streamlit sessions may look models up from several threads at once
-_builtin: dict | None = None      # name -> ModelInfo, from this package (discovered on first use)
-_added: dict = {}                 # name -> ModelInfo, from entry points, modules and register_model
+_lock = threading.RLock()  # Streamlit sessions may look models up from several threads at once
+_builtin: dict | None = None  # name -> ModelInfo, from this package (discovered on first use)
+_added: dict = {}  # name -> ModelInfo, from entry points, modules and register_model
 _entry_points: dict | None = None  # name -> EntryPoint of the group (read on first use)
-_failed: dict = {}                # entry-point name -> the sentence saying why it did not load
+_failed: dict = {}  # entry-point name -> the sentence saying why it did not load
 
 
 @dataclass(frozen=True)
@@ -71,9 +73,8 @@ class ModelInfo:
 
     @property
     def loss(self) -> str:
-        from ..train.trainer import TrainConfig
-
-        return TrainConfig.for_model(self.cls).loss
+        """The training loss the model trains with unless told otherwise."""
+        return self.cls.default_training.get("loss", DEFAULT_LOSS)
 
     @property
     def predicts_probability(self) -> bool:
@@ -118,8 +119,10 @@ def model_info(name: str) -> ModelInfo:
         if entry is not None:
             return _load_entry_point(entry)
         known = sorted({*_builtins(), *_added, *_plugin_entry_points()})
-    raise UnknownModelError(f"Unknown model {quote(name)}; choose one of {', '.join(known)}, or install a "
-                            f"plugin that provides it or pass --model-module.")
+    raise UnknownModelError(
+        f"Unknown model {quote(name)}; choose one of {', '.join(known)}, or install a "
+        f"plugin that provides it or pass --model-module."
+    )
 
 
 def model_class(name: str) -> type:
@@ -138,17 +141,24 @@ def register_model(cls, source: dict | None = None):
     with _lock:
         taken = _builtins().get(info.name) or _added.get(info.name)
         if taken is not None and taken.cls is not cls:
-            raise UnknownModelError(f"model name {quote(info.name)} of {_where(cls)} is already taken by "
-                                    f"{_where(taken.cls)}; give one of them another `name`.")
+            raise UnknownModelError(
+                f"model name {quote(info.name)} of {_where(cls)} is already taken by "
+                f"{_where(taken.cls)}; give one of them another `name`."
+            )
         _added.setdefault(info.name, info)
         return cls
 
 
 def models_defined_in(module) -> list[type]:
     """The models a module defines: RecModel subclasses declared there with their own ``name``."""
-    return [value for value in vars(module).values()
-            if isinstance(value, type) and issubclass(value, RecModel) and value.__module__ == module.__name__
-            and value.__dict__.get("name")]
+    return [
+        value
+        for value in vars(module).values()
+        if isinstance(value, type)
+        and issubclass(value, RecModel)
+        and value.__module__ == module.__name__
+        and value.__dict__.get("name")
+    ]
 
 
 def import_model_module(spec: str) -> list[str]:
@@ -158,8 +168,10 @@ def import_model_module(spec: str) -> list[str]:
     checkpoint. Returns the names of the models it defines.
     """
     if not isinstance(spec, (str, os.PathLike)) or not str(spec).strip():
-        raise InvalidArgumentError(f"model_module must be a module name (my_pkg.my_model) or a .py file, got "
-                                   f"{type(spec).__name__} {quote(spec)}.")
+        raise InvalidArgumentError(
+            f"model_module must be a module name (my_pkg.my_model) or a .py file, got "
+            f"{type(spec).__name__} {quote(spec)}."
+        )
     spec = str(spec)
     if spec.endswith(".py") or "/" in spec or "\\" in spec:
         path = Path(spec).expanduser().resolve()
@@ -182,8 +194,10 @@ def source_hint(source) -> str:
         package = f"the package {quote(package, 200)}" if isinstance(package, str) else "the plugin package"
         return f"it was trained with the plugin entry point {quote(entry, 200)}: install {package} that provides it"
     if isinstance(module, str):
-        return (f"it was trained with --model-module {quote(module, 200)}: pass the same --model-module (or "
-                f"model_module= to RecService.from_checkpoint)")
+        return (
+            f"it was trained with --model-module {quote(module, 200)}: pass the same --model-module (or "
+            f"model_module= to RecService.from_checkpoint)"
+        )
     return ""
 
 
@@ -220,8 +234,10 @@ def _load_entry_point(entry) -> ModelInfo:
             raise TypeError(f"it names model {cls.name!r}; the entry point's name must be the model's `name`")
         register_model(cls, {"entry_point": f"{entry.name} = {entry.value}", "distribution": dist})
     except Exception as err:  # noqa: BLE001 - any error in a plugin's import becomes one sentence
-        _failed[entry.name] = (f"Model {entry.name!r} could not be loaded from {where} "
-                               f"({type(err).__name__}: {_one_line(err)}); reinstall or fix that plugin.")
+        _failed[entry.name] = (
+            f"Model {entry.name!r} could not be loaded from {where} "
+            f"({type(err).__name__}: {_one_line(err)}); reinstall or fix that plugin."
+        )
         raise UnknownModelError(_failed[entry.name]) from None
     return _added[entry.name]
 
@@ -231,13 +247,15 @@ def _import_module(name: str):
         return importlib.import_module(name)
     except ModuleNotFoundError as err:
         if err.name and name.startswith(err.name):
-            raise UnknownModelError(f"No module named {quote(err.name)} (from --model-module {quote(name)}); "
-                                    "check the name and that its folder is on PYTHONPATH.") from None
-        raise UnknownModelError(f"Importing {quote(name)} failed ({_one_line(err)}); install what it needs.") \
-            from None
+            raise UnknownModelError(
+                f"No module named {quote(err.name)} (from --model-module {quote(name)}); "
+                "check the name and that its folder is on PYTHONPATH."
+            ) from None
+        raise UnknownModelError(f"Importing {quote(name)} failed ({_one_line(err)}); install what it needs.") from None
     except Exception as err:  # noqa: BLE001 - the user's module: its error in one sentence
-        raise UnknownModelError(f"Importing {quote(name)} failed ({type(err).__name__}: {_one_line(err)}); "
-                                "fix that module.") from None
+        raise UnknownModelError(
+            f"Importing {quote(name)} failed ({type(err).__name__}: {_one_line(err)}); fix that module."
+        ) from None
 
 
 def _import_file(path: Path):
@@ -248,16 +266,18 @@ def _import_file(path: Path):
     if present is not None:
         if Path(getattr(present, "__file__", "") or "").resolve() == path:
             return present
-        raise UnknownModelError(f"A module named {quote(name)} is already imported from elsewhere; rename "
-                                f"{quote(str(path))}.")
+        raise UnknownModelError(
+            f"A module named {quote(name)} is already imported from elsewhere; rename {quote(str(path))}."
+        )
     module = importlib.util.module_from_spec(importlib.util.spec_from_file_location(name, path))
     sys.modules[name] = module  # dataclasses and typing look the module up by name
     try:
         module.__spec__.loader.exec_module(module)
     except Exception as err:  # noqa: BLE001 - the user's file: its error in one sentence
         del sys.modules[name]
-        raise UnknownModelError(f"Importing {quote(str(path))} failed ({type(err).__name__}: {_one_line(err)}); "
-                                "fix that file.") from None
+        raise UnknownModelError(
+            f"Importing {quote(str(path))} failed ({type(err).__name__}: {_one_line(err)}); fix that file."
+        ) from None
     return module
 
 

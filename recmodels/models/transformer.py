@@ -2,13 +2,14 @@
 
 Each layer is post-norm, as in BERT and RecBole (``x = LN(x + Dropout(W_o MHA(x)))``, then
 ``x = LN(x + Dropout(W_2 GELU(W_1 x)))``), so a RecBole checkpoint maps onto it weight for weight
-(:mod:`recmodels.recbole_import`). ``layer_norm=False`` removes every layer norm: the switch behind the shipped
+(:mod:`recmodels.checkpoint.recbole`). ``layer_norm=False`` removes every layer norm: the switch behind the shipped
 collapsed example.
 
 Attention is returned per layer as ``(B, H, T, T)``; a query row with no allowed key (the empty history) is all
 0, never NaN. An ``attention_override`` named ``self_attention`` is called once per layer; an override that has an
 ``at_layer(layer)`` method (head masking, :mod:`recmodels.explain.heads`) is first narrowed to that layer.
 """
+
 from __future__ import annotations
 
 import math
@@ -18,8 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .base import AttentionMap, RecOutput, apply_override
-
+from recmodels.models.outputs import AttentionMap, RecOutput, apply_override
 
 OBJECTIVES = ("ce", "bce")
 
@@ -82,8 +82,9 @@ def _norm(dim: int, eps: float, enabled: bool) -> nn.Module:
 class SelfAttentionBlock(nn.Module):
     """Multi-head self-attention with its output projection, residual and layer norm."""
 
-    def __init__(self, dim: int, heads: int, hidden_dropout: float, attention_dropout: float, eps: float,
-                 layer_norm: bool = True):
+    def __init__(
+        self, dim: int, heads: int, hidden_dropout: float, attention_dropout: float, eps: float, layer_norm: bool = True
+    ):
         super().__init__()
         self.heads, self.head_dim = heads, dim // heads
         self.query = nn.Linear(dim, dim)
@@ -95,10 +96,11 @@ class SelfAttentionBlock(nn.Module):
         self.hidden_dropout = nn.Dropout(hidden_dropout)
 
     def split_heads(self, x: torch.Tensor) -> torch.Tensor:
-        return x.view(*x.shape[:2], self.heads, self.head_dim).transpose(1, 2)             # (B, H, T, d_h)
+        return x.view(*x.shape[:2], self.heads, self.head_dim).transpose(1, 2)  # (B, H, T, d_h)
 
-    def forward(self, x: torch.Tensor, allowed: torch.Tensor, layer: int, attention_override=None
-                ) -> tuple[torch.Tensor, torch.Tensor]:
+    def forward(
+        self, x: torch.Tensor, allowed: torch.Tensor, layer: int, attention_override=None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """``allowed`` (B, 1, T, T) bool: which keys each query may attend to. Returns (x', weights (B, H, T, T))."""
         q, k, v = self.split_heads(self.query(x)), self.split_heads(self.key(x)), self.split_heads(self.value(x))
         scores = q @ k.transpose(-1, -2) / math.sqrt(self.head_dim)
@@ -106,7 +108,7 @@ class SelfAttentionBlock(nn.Module):
         scores = scores.masked_fill(~allowed, torch.finfo(scores.dtype).min)
         weights = torch.softmax(scores, dim=-1) * allowed.any(-1, keepdim=True)
         weights = apply_override("self_attention", weights, allowed, attention_override, layer=layer)
-        context = self.attention_dropout(weights) @ v                                      # (B, H, T, d_h)
+        context = self.attention_dropout(weights) @ v  # (B, H, T, d_h)
         context = context.transpose(1, 2).reshape(x.shape)
         return self.norm(x + self.hidden_dropout(self.output(context))), weights
 
@@ -140,18 +142,38 @@ class TransformerEncoder(nn.Module):
     """L layers; returns the hidden states after each (the input first) and the attention of each layer."""
 
     @classmethod
-    def from_config(cls, config: TransformerConfig) -> "TransformerEncoder":
-        return cls(config.layers, config.dim, config.heads, config.inner, config.hidden_dropout,
-                   config.attention_dropout, config.eps, config.layer_norm)
+    def from_config(cls, config: TransformerConfig) -> TransformerEncoder:
+        return cls(
+            config.layers,
+            config.dim,
+            config.heads,
+            config.inner,
+            config.hidden_dropout,
+            config.attention_dropout,
+            config.eps,
+            config.layer_norm,
+        )
 
-    def __init__(self, layers: int, dim: int, heads: int, inner: int, hidden_dropout: float,
-                 attention_dropout: float, eps: float, layer_norm: bool = True):
+    def __init__(
+        self,
+        layers: int,
+        dim: int,
+        heads: int,
+        inner: int,
+        hidden_dropout: float,
+        attention_dropout: float,
+        eps: float,
+        layer_norm: bool = True,
+    ):
         super().__init__()
-        self.layers = nn.ModuleList(TransformerLayer(dim, heads, inner, hidden_dropout, attention_dropout, eps,
-                                                     layer_norm) for _ in range(layers))
+        self.layers = nn.ModuleList(
+            TransformerLayer(dim, heads, inner, hidden_dropout, attention_dropout, eps, layer_norm)
+            for _ in range(layers)
+        )
 
-    def forward(self, x: torch.Tensor, allowed: torch.Tensor, attention_override=None
-                ) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+    def forward(
+        self, x: torch.Tensor, allowed: torch.Tensor, attention_override=None
+    ) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
         states, weights = [x], []
         for number, layer in enumerate(self.layers):
             x, w = layer(x, allowed, number, attention_override)
@@ -202,26 +224,13 @@ def last_window(history: torch.Tensor, length: int) -> torch.Tensor:
     return take_window(history, history, window_index(history, length))
 
 
-def effective_rank(states: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    """Effective rank (Roy & Vetterli, 2007) of each row's hidden states over its valid positions:
-    ``exp`` of the entropy of the normalised singular values. ``states`` (B, T, d), ``mask`` (B, T) -> (B,);
-    NaN for rows with no valid position. 1 means every position carries the same direction (rank collapse)."""
-    masked = states.double() * mask.unsqueeze(-1)
-    singular = torch.linalg.svdvals(masked)                                                 # (B, min(T, d))
-    total = singular.sum(-1, keepdim=True)
-    p = singular / total.clamp(min=1e-300)
-    entropy = -(torch.where(p > 0, p * p.clamp(min=1e-300).log(), torch.zeros_like(p))).sum(-1)
-    rank = entropy.exp()
-    return torch.where(mask.any(1) & (total.squeeze(-1) > 0), rank, torch.full_like(rank, float("nan"))).float()
-
-
 def rollout(weights: list[torch.Tensor], allowed: torch.Tensor) -> torch.Tensor:
     """Attention rollout (Abnar & Zuidema, 2020): ``R = prod_l (0.5 mean_h A_l + 0.5 I)`` with rows renormalised,
     ``(B, T, T)``. Row q says how much position q draws on each position through every layer, counting the
     residual stream as half of each layer."""
     n = weights[0].shape[-1]
     eye = torch.eye(n, device=weights[0].device, dtype=weights[0].dtype)
-    valid_query = allowed.any(-1).squeeze(1)                                                # (B, T)
+    valid_query = allowed.any(-1).squeeze(1)  # (B, T)
     result = None
     for layer_weights in weights:
         mixed = 0.5 * layer_weights.mean(1) + 0.5 * eye * valid_query.unsqueeze(-1)
@@ -230,32 +239,55 @@ def rollout(weights: list[torch.Tensor], allowed: torch.Tensor) -> torch.Tensor:
     return result
 
 
-def self_attention_map(weights: list[torch.Tensor], mask: torch.Tensor, positions: torch.Tensor,
-                       description: str) -> AttentionMap:
+def self_attention_map(
+    weights: list[torch.Tensor], mask: torch.Tensor, positions: torch.Tensor, description: str
+) -> AttentionMap:
     """The ``self_attention`` map ``(layer, head, query_position, key_position)`` from per-layer weights.
 
     ``mask`` (B, 1, T, T) is True where a real query may attend to a key; ``positions`` (B, T) gives the item at
     each position (the service titles both axes from it; -1 marks a mask token)."""
-    values = torch.stack(weights, 1)                                                        # (B, L, H, T, T)
-    labels = {"layer": [f"layer {i + 1}" for i in range(values.shape[1])],
-              "head": [f"head {h + 1}" for h in range(values.shape[2])]}
-    return AttentionMap(values=values, axes=("layer", "head", "query_position", "key_position"), level="head",
-                        mask=mask.unsqueeze(1), normalised_over="key_position",
-                        axis_items={"query_position": positions, "key_position": positions}, labels=labels,
-                        description=description)
+    values = torch.stack(weights, 1)  # (B, L, H, T, T)
+    labels = {
+        "layer": [f"layer {i + 1}" for i in range(values.shape[1])],
+        "head": [f"head {h + 1}" for h in range(values.shape[2])],
+    }
+    return AttentionMap(
+        values=values,
+        axes=("layer", "head", "query_position", "key_position"),
+        level="head",
+        mask=mask.unsqueeze(1),
+        normalised_over="key_position",
+        axis_items={"query_position": positions, "key_position": positions},
+        labels=labels,
+        description=description,
+    )
 
 
-def rollout_map(weights: list[torch.Tensor], allowed: torch.Tensor, positions: torch.Tensor, scoring: torch.Tensor,
-                history: torch.Tensor, description: str) -> AttentionMap:
+def rollout_map(
+    weights: list[torch.Tensor],
+    allowed: torch.Tensor,
+    positions: torch.Tensor,
+    scoring: torch.Tensor,
+    history: torch.Tensor,
+    description: str,
+) -> AttentionMap:
     """The ``rollout`` map ``(history,)``: the rollout row of each row's scoring position (``scoring`` (B,)) over
     the history positions (the first ``history.shape[1]`` positions), renormalised over the history items."""
-    rolled = rollout(weights, allowed)                                                      # (B, T, T)
-    row = rolled[torch.arange(rolled.shape[0], device=rolled.device), scoring]              # (B, T)
+    rolled = rollout(weights, allowed)  # (B, T, T)
+    row = rolled[torch.arange(rolled.shape[0], device=rolled.device), scoring]  # (B, T)
     valid = history != 0
-    share = row[:, :history.shape[1]] * valid
+    share = row[:, : history.shape[1]] * valid
     share = share / share.sum(-1, keepdim=True).clamp(min=1e-12)
-    return AttentionMap(values=share, axes=("history",), level="item", mask=valid, normalised_over="history",
-                        axis_items={"history": history}, description=description, derived=True)
+    return AttentionMap(
+        values=share,
+        axes=("history",),
+        level="item",
+        mask=valid,
+        normalised_over="history",
+        axis_items={"history": history},
+        description=description,
+        derived=True,
+    )
 
 
 @dataclass
@@ -263,22 +295,28 @@ class SequenceOutput(RecOutput):
     """A sequence model's output: besides the scores, the last layer's state at every position (training reads
     it) and, with ``output_attentions``, the hidden states after each layer for rank-collapse statistics."""
 
-    states: torch.Tensor | None = None           # (B, T, d)
-    positions: torch.Tensor | None = None        # (B, T) the item at each position (-1: mask token)
+    states: torch.Tensor | None = None  # (B, T, d)
+    positions: torch.Tensor | None = None  # (B, T) the item at each position (-1: mask token)
     hidden_states: tuple[torch.Tensor, ...] | None = None
-    hidden_mask: torch.Tensor | None = None      # (B, T) real positions
+    hidden_mask: torch.Tensor | None = None  # (B, T) real positions
 
 
-def next_item_loss(states: torch.Tensor, targets: torch.Tensor, item_weight: torch.Tensor, objective: str,
-                   n_items: int, bias: torch.Tensor | None = None) -> torch.Tensor:
+def next_item_loss(
+    states: torch.Tensor,
+    targets: torch.Tensor,
+    item_weight: torch.Tensor,
+    objective: str,
+    n_items: int,
+    bias: torch.Tensor | None = None,
+) -> torch.Tensor:
     """Loss of predicting ``targets`` (N,) from ``states`` (N, d) against item vectors ``item_weight`` (rows 1 ..
     n_items are items): full-softmax cross-entropy, or BCE of the target against one uniformly drawn other item."""
     if states.shape[0] == 0:
         return item_weight.sum() * 0.0  # a batch with no target still yields a differentiable zero
     if objective == "ce":
-        logits = states @ item_weight[1:n_items + 1].T
+        logits = states @ item_weight[1 : n_items + 1].T
         if bias is not None:
-            logits = logits + bias[1:n_items + 1]
+            logits = logits + bias[1 : n_items + 1]
         return F.cross_entropy(logits, targets - 1)
     negatives = torch.randint(1, n_items + 1, targets.shape, device=targets.device)
     clash = negatives == targets
@@ -287,5 +325,6 @@ def next_item_loss(states: torch.Tensor, targets: torch.Tensor, item_weight: tor
     negative = (states * item_weight[negatives]).sum(-1)
     if bias is not None:
         positive, negative = positive + bias[targets], negative + bias[negatives]
-    return F.binary_cross_entropy_with_logits(torch.cat([positive, negative]),
-                                              torch.cat([torch.ones_like(positive), torch.zeros_like(negative)]))
+    return F.binary_cross_entropy_with_logits(
+        torch.cat([positive, negative]), torch.cat([torch.ones_like(positive), torch.zeros_like(negative)])
+    )

@@ -23,6 +23,7 @@ Map (``output_attentions=True``): ``user_attention`` (head, history), the weight
 The towers meet only in the score, so :meth:`TwoTower.score_items` runs the user tower once per user and the
 item tower once for all candidates, then ranks with one matrix product.
 """
+
 from __future__ import annotations
 
 import math
@@ -31,8 +32,9 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from .base import AttentionMap, AttentionOverride, Batch, InputTap, RecModel, RecOutput, apply_override
-from .layers import FieldEmbedding, GenreEmbedding, masked_softmax
+from recmodels.models.base import RecModel
+from recmodels.models.layers import FieldEmbedding, GenreEmbedding, masked_softmax
+from recmodels.models.outputs import AttentionMap, AttentionOverride, Batch, InputTap, RecOutput, apply_override
 
 
 def _mlp(in_features: int, hidden: tuple[int, ...], dropout: float) -> nn.Sequential:
@@ -81,12 +83,20 @@ class TwoTower(RecModel):
     title = "Two-tower (MHA)"
     order = 50
     config_class = TwoTowerConfig
-    maps_ignore_candidate = True     # every map is the user tower's
+    maps_ignore_candidate = True  # every map is the user tower's
     needs_item_features = True
     # chosen on ml-100k's valid NDCG@10 (one seed each): bce with 8 sampled negatives at lr 3e-3 gave 0.170,
     # ahead of 16 negatives (0.165), 4 (0.151; 0.145 at lr 1e-3), 1 (0.133) and bpr with 1 negative (0.126)
-    default_training = {"loss": "bce", "negatives": 8, "epochs": 30, "lr": 3e-3, "weight_decay": 0.0,
-                        "batch_size": 512, "patience": 4, "monitor": "ndcg@10"}
+    default_training = {
+        "loss": "bce",
+        "negatives": 8,
+        "epochs": 30,
+        "lr": 3e-3,
+        "weight_decay": 0.0,
+        "batch_size": 512,
+        "patience": 4,
+        "monitor": "ndcg@10",
+    }
 
     def __init__(self, spec: dict, config: TwoTowerConfig | None = None, **hparams):
         super().__init__(spec, config, **hparams)
@@ -98,30 +108,43 @@ class TwoTower(RecModel):
         # ---- user features: id and every categorical field
         self.user_embedding = nn.Embedding(self.n_users + 1, dim, padding_idx=0)
         self.user_field_embedding = FieldEmbedding(sizes, dim)
-        self.user_projection = nn.Linear((1 + len(sizes)) * dim, dim)                 # W_p, b_p
+        self.user_projection = nn.Linear((1 + len(sizes)) * dim, dim)  # W_p, b_p
         # ---- item features, shared by the history and the item tower
         self.item_embedding = nn.Embedding(self.n_items + 1, dim, padding_idx=0)
         self.genre_embedding = GenreEmbedding(len(spec["genre_names"]), dim)
         self.decade_embedding = nn.Embedding(spec["n_years"], dim) if self.use_decade else None
         # ---- attention and towers
-        self.attention_query = nn.Linear(dim, dim)                                       # W_q
-        self.attention_key = nn.Linear(dim, dim)                                         # W_k
-        self.attention_value = nn.Linear(dim, dim)                                       # W_v
-        self.attention_output = nn.Linear(dim, dim)                                      # W_o, b_o
+        self.attention_query = nn.Linear(dim, dim)  # W_q
+        self.attention_key = nn.Linear(dim, dim)  # W_k
+        self.attention_value = nn.Linear(dim, dim)  # W_v
+        self.attention_output = nn.Linear(dim, dim)  # W_o, b_o
         self.user_mlp = _mlp(2 * dim, config.hidden, config.dropout)
         self.item_field_labels = ["item id", "genres", *(["decade"] if self.use_decade else [])]
         self.item_mlp = _mlp(len(self.item_field_labels) * dim, config.hidden, config.dropout)
 
-        self.history_tap = InputTap(("history",), item_axis="history",
-                                    description="each history item's embedding (item id plus genres), the "
-                                                "attention's keys and values")
-        self.user_tap = InputTap(("user_feature",), labels=["user id", *field_names],
-                                 description="the user's id and categorical field embeddings")
-        self.candidate_tap = InputTap(("item_feature",), labels=list(self.item_field_labels),
-                                      description="the candidate's id, genre and decade embeddings")
+        self.history_tap = InputTap(
+            ("history",),
+            item_axis="history",
+            description="each history item's embedding (item id plus genres), the attention's keys and values",
+        )
+        self.user_tap = InputTap(
+            ("user_feature",),
+            labels=["user id", *field_names],
+            description="the user's id and categorical field embeddings",
+        )
+        self.candidate_tap = InputTap(
+            ("item_feature",),
+            labels=list(self.item_field_labels),
+            description="the candidate's id, genre and decade embeddings",
+        )
 
-        self.init_embeddings(self.user_embedding, self.user_field_embedding, self.item_embedding,
-                             *([self.decade_embedding] if self.use_decade else []), std=config.init_std)
+        self.init_embeddings(
+            self.user_embedding,
+            self.user_field_embedding,
+            self.item_embedding,
+            *([self.decade_embedding] if self.use_decade else []),
+            std=config.init_std,
+        )
         nn.init.normal_(self.genre_embedding.weight, std=config.init_std)
 
     # ------------------------------------------------------------------ features
@@ -141,38 +164,54 @@ class TwoTower(RecModel):
         return torch.cat([self.user_embedding(users).unsqueeze(1), fields], 1)
 
     # ------------------------------------------------------------------ towers
-    def user_tower(self, users: torch.Tensor, history: torch.Tensor, output_attentions: bool = False,
-                   attention_override: dict[str, AttentionOverride] | None = None
-                   ) -> tuple[torch.Tensor, dict[str, AttentionMap] | None]:
+    def user_tower(
+        self,
+        users: torch.Tensor,
+        history: torch.Tensor,
+        output_attentions: bool = False,
+        attention_override: dict[str, AttentionOverride] | None = None,
+    ) -> tuple[torch.Tensor, dict[str, AttentionMap] | None]:
         """u (B, hidden[-1]); with the ``user_attention`` map when asked.
 
         In training, rows repeated for the sampled negatives are encoded once (:meth:`encode_users`).
         """
         return self.encode_users(self._encode_users, users, history, output_attentions, attention_override)
 
-    def _encode_users(self, users: torch.Tensor, history: torch.Tensor, output_attentions: bool = False,
-                      attention_override: dict[str, AttentionOverride] | None = None
-                      ) -> tuple[torch.Tensor, dict[str, AttentionMap] | None]:
+    def _encode_users(
+        self,
+        users: torch.Tensor,
+        history: torch.Tensor,
+        output_attentions: bool = False,
+        attention_override: dict[str, AttentionOverride] | None = None,
+    ) -> tuple[torch.Tensor, dict[str, AttentionMap] | None]:
         n_rows, length = history.shape
-        profile = self.user_projection(self.user_tap(self.user_features(users)).flatten(1))         # p (B, d)
-        x = self.history_tap(self.item_embedding(history) + self.genre_vectors(history))          # (B, T, d)
+        profile = self.user_projection(self.user_tap(self.user_features(users)).flatten(1))  # p (B, d)
+        x = self.history_tap(self.item_embedding(history) + self.genre_vectors(history))  # (B, T, d)
         valid = history != 0
-        mask = valid.unsqueeze(1)                                                                 # (B, 1, T)
-        query = self.attention_query(profile).view(n_rows, self.heads, self.head_dim)             # (B, H, d_h)
-        keys = self.attention_key(x).view(n_rows, length, self.heads, self.head_dim)              # (B, T, H, d_h)
+        mask = valid.unsqueeze(1)  # (B, 1, T)
+        query = self.attention_query(profile).view(n_rows, self.heads, self.head_dim)  # (B, H, d_h)
+        keys = self.attention_key(x).view(n_rows, length, self.heads, self.head_dim)  # (B, T, H, d_h)
         values = self.attention_value(x).view(n_rows, length, self.heads, self.head_dim)
         scores = torch.einsum("bhd,bthd->bht", query, keys) / math.sqrt(self.head_dim)
-        weights = masked_softmax(scores, mask)                                                    # (B, H, T)
+        weights = masked_softmax(scores, mask)  # (B, H, T)
         weights = apply_override("user_attention", weights, mask, attention_override)
         attended = torch.einsum("bht,bthd->bhd", weights, values).reshape(n_rows, self.dim)
         user = self.user_mlp(torch.cat([profile, self.attention_output(attended)], -1))
         if not output_attentions:
             return user, None
-        maps = {"user_attention": AttentionMap(
-            values=weights, axes=("head", "history"), level="head", mask=mask, normalised_over="history",
-            axis_items={"history": history}, labels={"head": [f"head {h + 1}" for h in range(self.heads)]},
-            description="For each head, how much the user's own embedding (the query) draws on each history "
-                        "item (keys and values) before the user tower's MLP.")}
+        maps = {
+            "user_attention": AttentionMap(
+                values=weights,
+                axes=("head", "history"),
+                level="head",
+                mask=mask,
+                normalised_over="history",
+                axis_items={"history": history},
+                labels={"head": [f"head {h + 1}" for h in range(self.heads)]},
+                description="For each head, how much the user's own embedding (the query) draws on each history "
+                "item (keys and values) before the user tower's MLP.",
+            )
+        }
         return user, maps
 
     def item_tower(self, fields: torch.Tensor) -> torch.Tensor:
@@ -180,15 +219,24 @@ class TwoTower(RecModel):
         return self.item_mlp(fields.flatten(1))
 
     # ------------------------------------------------------------------ scores
-    def forward(self, batch: Batch, output_attentions: bool = False,
-                attention_override: dict[str, AttentionOverride] | None = None) -> RecOutput:
+    def forward(
+        self,
+        batch: Batch,
+        output_attentions: bool = False,
+        attention_override: dict[str, AttentionOverride] | None = None,
+    ) -> RecOutput:
         user, maps = self.user_tower(batch.users, batch.history, output_attentions, attention_override)
         item = self.item_tower(self.candidate_tap(self.item_fields(batch.items)))
         return RecOutput(scores=(user * item).sum(-1), attentions=maps)
 
-    def score_items(self, users: torch.Tensor, history: torch.Tensor, items: torch.Tensor,
-                    chunk_rows: int = 65536,
-                    attention_override: dict[str, AttentionOverride] | None = None) -> torch.Tensor:
+    def score_items(
+        self,
+        users: torch.Tensor,
+        history: torch.Tensor,
+        items: torch.Tensor,
+        chunk_rows: int = 65536,
+        attention_override: dict[str, AttentionOverride] | None = None,
+    ) -> torch.Tensor:
         """(B, C): the user tower once per row, the item tower once for all candidates, one matrix product."""
         user, _ = self.user_tower(users, history, attention_override=attention_override)
         return user @ self.item_tower(self.item_fields(items)).T

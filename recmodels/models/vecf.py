@@ -49,6 +49,7 @@ from them, and they are refused if the images or the backbone changed. :meth:`VE
 once and the catalogue's regions once, then runs the attention over the (user, item, region) cells in chunks over
 items.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -56,9 +57,10 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from .base import AttentionMap, AttentionOverride, Batch, InputTap, RecModel, RecOutput, apply_override
-from .layers import masked_softmax
-from .region_units import RegionUnits
+from recmodels.models.base import RecModel
+from recmodels.models.layers import masked_softmax
+from recmodels.models.outputs import AttentionMap, AttentionOverride, Batch, InputTap, RecOutput, apply_override
+from recmodels.models.region_units import RegionUnits
 
 COMPONENT_SOURCES = ("genres", "regions")
 QUERIES = ("user", "history")
@@ -108,8 +110,10 @@ class VECFConfig:
         if self.dim < 1 or (self.attention_dim or 1) < 1 or (self.pool_dim or 1) < 1 or self.profile_dim < 0:
             raise ValueError("dim, attention_dim and pool_dim must be at least 1, profile_dim at least 0")
         if self.components == "regions" and (self.component_dim is None or self.grid is None or self.backbone is None):
-            raise ValueError("components='regions' needs backbone, component_dim and grid; build the model with "
-                             "VECF.from_data(data), which reads them from the region feature store")
+            raise ValueError(
+                "components='regions' needs backbone, component_dim and grid; build the model with "
+                "VECF.from_data(data), which reads them from the region feature store"
+            )
         self.attention_dim = self.attention_dim or self.dim
         self.pool_dim = self.pool_dim or self.dim
         self.grid = None if self.grid is None else tuple(int(g) for g in self.grid)
@@ -124,8 +128,16 @@ class VECF(RegionUnits, RecModel):
     config_class = VECFConfig
     needs_item_features = True
     uses_images = True
-    default_training = {"loss": "bpr", "negatives": 1, "epochs": 80, "lr": 2e-3, "weight_decay": 1e-5,
-                        "batch_size": 1024, "patience": 8, "monitor": "ndcg@10"}
+    default_training = {
+        "loss": "bpr",
+        "negatives": 1,
+        "epochs": 80,
+        "lr": 2e-3,
+        "weight_decay": 1e-5,
+        "batch_size": 1024,
+        "patience": 8,
+        "monitor": "ndcg@10",
+    }
 
     def __init__(self, spec: dict, config: VECFConfig | None = None, **hparams):
         super().__init__(spec, config, **hparams)
@@ -140,46 +152,58 @@ class VECF(RegionUnits, RecModel):
         self.needs_data = self.component_source == "regions"
         if self.needs_data:
             # float16 halves the memory of the largest table; never in a checkpoint, nor m (recomputed from it)
-            self.register_buffer("region_table", torch.zeros(self.n_items + 1, self.n_units, feature_dim,
-                                                             dtype=torch.float16), persistent=False)
+            self.register_buffer(
+                "region_table",
+                torch.zeros(self.n_items + 1, self.n_units, feature_dim, dtype=torch.float16),
+                persistent=False,
+            )
             self.register_buffer("has_image", torch.zeros(self.n_items + 1, dtype=torch.bool), persistent=False)
-            self.register_buffer("genre_mean", torch.zeros(len(spec["genre_names"]), self.n_units, feature_dim),
-                                 persistent=False)
+            self.register_buffer(
+                "genre_mean", torch.zeros(len(spec["genre_names"]), self.n_units, feature_dim), persistent=False
+            )
 
-        self.user_embedding = nn.Embedding(self.n_users + 1, dim, padding_idx=0)       # u
-        self.item_embedding = nn.Embedding(self.n_items + 1, dim, padding_idx=0)       # e
-        self.item_bias = nn.Embedding(self.n_items + 1, 1, padding_idx=0)              # b
+        self.user_embedding = nn.Embedding(self.n_users + 1, dim, padding_idx=0)  # u
+        self.item_embedding = nn.Embedding(self.n_items + 1, dim, padding_idx=0)  # e
+        self.item_bias = nn.Embedding(self.n_items + 1, 1, padding_idx=0)  # b
         if self.query == "history":
-            self.pool_projection = nn.Linear(dim, config.pool_dim)                      # W_p, b_p
-            self.pool_query = nn.Parameter(torch.empty(config.pool_dim))                # k
-        self.attention_user = nn.Linear(dim, attention_dim)                            # W_u, b
+            self.pool_projection = nn.Linear(dim, config.pool_dim)  # W_p, b_p
+            self.pool_query = nn.Parameter(torch.empty(config.pool_dim))  # k
+        self.attention_user = nn.Linear(dim, attention_dim)  # W_u, b
         # [W_f; W_v] stacked: one product projects a region for the attention (W_f) and the image vector (W_v)
         self.key_dim = attention_dim if config.content else 0
         self.region_projection = nn.Linear(feature_dim, self.key_dim + dim, bias=False)
         if profile_dim:
-            self.profile_projection = nn.Linear(feature_dim, profile_dim, bias=False)   # W_s
+            self.profile_projection = nn.Linear(feature_dim, profile_dim, bias=False)  # W_s
             self.profile_attention = nn.Linear(profile_dim, attention_dim, bias=False)  # W_P
         if config.position:
-            self.position = nn.Parameter(torch.empty(self.n_units, attention_dim))     # p_r
-        self.attention_out = nn.Linear(attention_dim, 1, bias=False)                    # w
+            self.position = nn.Parameter(torch.empty(self.n_units, attention_dim))  # p_r
+        self.attention_out = nn.Linear(attention_dim, 1, bias=False)  # w
 
         unit = "region" if self.needs_data else "genre"
         self.unit_labels = self._unit_labels()
         self.user_tap = InputTap(("user",), labels=["user id"], description="the user's id embedding u")
         if self.query == "history":
-            self.history_tap = InputTap(("history",), item_axis="history",
-                                        description="each history item's embedding e, pooled into the query")
+            self.history_tap = InputTap(
+                ("history",), item_axis="history", description="each history item's embedding e, pooled into the query"
+            )
         if profile_dim:
             # units of their own: the region map's tap is the one whose units are its axes ("region",)
-            self.profile_tap = InputTap(("history", f"history_{unit}"), labels=self.unit_labels, item_axis="history",
-                                        description=f"each history item's summary W_s (f - m) at each {unit}, "
-                                                    "averaged into the shopper's region profile")
-        self.candidate_tap = InputTap(("candidate",), labels=["item id"],
-                                      description="the candidate's embedding e_j (its bias b_j is held fixed)")
+            self.profile_tap = InputTap(
+                ("history", f"history_{unit}"),
+                labels=self.unit_labels,
+                item_axis="history",
+                description=f"each history item's summary W_s (f - m) at each {unit}, "
+                "averaged into the shopper's region profile",
+            )
+        self.candidate_tap = InputTap(
+            ("candidate",), labels=["item id"], description="the candidate's embedding e_j (its bias b_j is held fixed)"
+        )
         self.region_tap = InputTap(
-            (unit,), labels=self.unit_labels,
+            (unit,),
+            labels=self.unit_labels,
             description=f"each {unit} of the candidate, as [W_f f, W_v f] (linear in its features f, so the "
-                        f"attribution per {unit} is that of its raw features)")
+            f"attribution per {unit} is that of its raw features)",
+        )
 
         self.init_embeddings(self.user_embedding, self.item_embedding, std=config.init_std)
         nn.init.zeros_(self.item_bias.weight)
@@ -189,13 +213,13 @@ class VECF(RegionUnits, RecModel):
                 if layer.bias is not None:
                     nn.init.zeros_(layer.bias)
         if self.query == "history":
-            nn.init.normal_(self.pool_query, std=config.pool_dim ** -0.5)
+            nn.init.normal_(self.pool_query, std=config.pool_dim**-0.5)
         if config.position:
             nn.init.normal_(self.position, std=config.init_std)
 
     # ------------------------------------------------------------------ units: image regions or genres (as ACF's)
     @classmethod
-    def from_data(cls, data, config: VECFConfig | None = None, **hparams) -> "VECF":
+    def from_data(cls, data, config: VECFConfig | None = None, **hparams) -> VECF:
         """Build for ``data``: image regions when the dataset has an image folder, else genres (unless the config
         or ``components`` says which)."""
         hparams, regions = cls._units_for(data, config, hparams)
@@ -204,8 +228,8 @@ class VECF(RegionUnits, RecModel):
     def _regions_loaded(self) -> None:
         """The profile's genre means: m per genre is the mean region features of the genre's items that have an
         image, summed in float32 over slices of items (the whole table in float32 can be hundreds of MB)."""
-        members = (self.item_genres > 0).float() * self.has_image.unsqueeze(1).float()     # (N + 1, G)
-        totals = torch.zeros_like(self.genre_mean).flatten(1)                               # (G, R * D)
+        members = (self.item_genres > 0).float() * self.has_image.unsqueeze(1).float()  # (N + 1, G)
+        totals = torch.zeros_like(self.genre_mean).flatten(1)  # (G, R * D)
         for start in range(0, len(members), 256):
             part = slice(start, start + 256)
             totals += members[part].T @ self.region_table[part].float().flatten(1)
@@ -228,7 +252,7 @@ class VECF(RegionUnits, RecModel):
         mask = (self.has_image[items] & (items != 0)).unsqueeze(-1).expand(-1, self.n_units)
         if against_genres:
             genres = (self.item_genres[items] > 0).to(features.dtype)
-            weights = genres / genres.sum(1, keepdim=True).clamp(min=1)                   # m: mean of its genres'
+            weights = genres / genres.sum(1, keepdim=True).clamp(min=1)  # m: mean of its genres'
             features = (features - (weights @ self.genre_mean.flatten(1)).view_as(features)) * mask.unsqueeze(-1)
         return features, mask
 
@@ -239,41 +263,54 @@ class VECF(RegionUnits, RecModel):
         return self.region_projection(features)[inverse], mask[inverse]
 
     # ------------------------------------------------------------------ user side
-    def user_queries(self, users: torch.Tensor, history: torch.Tensor, output_attentions: bool = False,
-                     attention_override: dict[str, AttentionOverride] | None = None
-                     ) -> tuple[torch.Tensor, torch.Tensor, dict[str, AttentionMap] | None]:
+    def user_queries(
+        self,
+        users: torch.Tensor,
+        history: torch.Tensor,
+        output_attentions: bool = False,
+        attention_override: dict[str, AttentionOverride] | None = None,
+    ) -> tuple[torch.Tensor, torch.Tensor, dict[str, AttentionMap] | None]:
         """q (B, d), the user's part of the attention's hidden layer, W_u q + b + W_P P + p_r (B, R or 1, A), and
         the history pooling map when asked (query="history")."""
         state, maps = self.encode_users(self._encode_users, users, history, output_attentions, attention_override)
-        query, hidden = state[:, :self.dim], state[:, self.dim:].view(len(state), -1, self.config.attention_dim)
+        query, hidden = state[:, : self.dim], state[:, self.dim :].view(len(state), -1, self.config.attention_dim)
         return query, hidden, maps
 
-    def _encode_users(self, users: torch.Tensor, history: torch.Tensor, output_attentions: bool = False,
-                      attention_override: dict[str, AttentionOverride] | None = None
-                      ) -> tuple[torch.Tensor, dict[str, AttentionMap] | None]:
+    def _encode_users(
+        self,
+        users: torch.Tensor,
+        history: torch.Tensor,
+        output_attentions: bool = False,
+        attention_override: dict[str, AttentionOverride] | None = None,
+    ) -> tuple[torch.Tensor, dict[str, AttentionMap] | None]:
         """[q, flattened user part of the hidden layer] as one tensor, so :meth:`encode_users` can encode each
         distinct (user, history) row once in training."""
-        query = self.user_tap(self.user_embedding(users).unsqueeze(1)).squeeze(1)     # (B, d)
+        query = self.user_tap(self.user_embedding(users).unsqueeze(1)).squeeze(1)  # (B, d)
         valid = history != 0
         maps = {} if output_attentions else None
         if self.query == "history":
-            items = self.history_tap(self.item_embedding(history))                    # (B, T, d)
+            items = self.history_tap(self.item_embedding(history))  # (B, T, d)
             alpha = masked_softmax(torch.tanh(self.pool_projection(items)) @ self.pool_query, valid)
             alpha = apply_override("history", alpha, valid, attention_override)
             query = query + (alpha.unsqueeze(-1) * items).sum(1)
             if output_attentions:
                 maps["history"] = AttentionMap(
-                    values=alpha, axes=("history",), level="item", mask=valid, normalised_over="history",
+                    values=alpha,
+                    axes=("history",),
+                    level="item",
+                    mask=valid,
+                    normalised_over="history",
                     axis_items={"history": history},
                     description="How much each history item adds its embedding to the query that looks at the "
-                                "candidate's image (additive attention pooling); the user's own embedding is added.")
-        hidden = self.attention_user(query).unsqueeze(1)                               # (B, 1, A)
+                    "candidate's image (additive attention pooling); the user's own embedding is added.",
+                )
+        hidden = self.attention_user(query).unsqueeze(1)  # (B, 1, A)
         if self.config.profile_dim:
             distinct, inverse = torch.unique(history, return_inverse=True)
             summaries = self.profile_projection(self.units(distinct, against_genres=True)[0])
-            summaries = self.profile_tap(summaries[inverse])                           # (B, T, R, k)
+            summaries = self.profile_tap(summaries[inverse])  # (B, T, R, k)
             count = valid.sum(1).clamp(min=1).view(-1, 1, 1)
-            profile = (summaries * valid[..., None, None]).sum(1) / count              # (B, R, k)
+            profile = (summaries * valid[..., None, None]).sum(1) / count  # (B, R, k)
             hidden = hidden + self.profile_attention(profile)
         if self.config.position:
             hidden = hidden + self.position
@@ -285,9 +322,14 @@ class VECF(RegionUnits, RecModel):
         keys, values = projected.split([self.key_dim, self.dim], -1)
         return (keys if self.config.content else None), values
 
-    def attend(self, user_hidden: torch.Tensor, keys: torch.Tensor | None, mask: torch.Tensor,
-               readout: torch.Tensor, attention_override: dict[str, AttentionOverride] | None = None
-               ) -> tuple[torch.Tensor, torch.Tensor]:
+    def attend(
+        self,
+        user_hidden: torch.Tensor,
+        keys: torch.Tensor | None,
+        mask: torch.Tensor,
+        readout: torch.Tensor,
+        attention_override: dict[str, AttentionOverride] | None = None,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """beta (..., R) and q^T x = sum_r beta_r readout_r (...), from the user's part of the hidden layer
         (..., R or 1, A), the keys W_f f_r (..., R, A) and the readouts (W_v f_r)^T q (..., R)."""
         hidden = user_hidden if keys is None else user_hidden + keys
@@ -299,14 +341,17 @@ class VECF(RegionUnits, RecModel):
     def map_name(self) -> str:
         return "candidate_regions" if self.needs_data else "candidate_genres"
 
-    def forward(self, batch: Batch, output_attentions: bool = False,
-                attention_override: dict[str, AttentionOverride] | None = None) -> RecOutput:
-        query, user_hidden, maps = self.user_queries(batch.users, batch.history, output_attentions,
-                                                     attention_override)
+    def forward(
+        self,
+        batch: Batch,
+        output_attentions: bool = False,
+        attention_override: dict[str, AttentionOverride] | None = None,
+    ) -> RecOutput:
+        query, user_hidden, maps = self.user_queries(batch.users, batch.history, output_attentions, attention_override)
         candidate = self.candidate_tap(self.item_embedding(batch.items).unsqueeze(1)).squeeze(1)
         projected, mask = self.project_units(batch.items)
         keys, values = self.keys_and_values(self.region_tap(projected))
-        readout = (values @ query.unsqueeze(-1)).squeeze(-1)                            # (B, R)
+        readout = (values @ query.unsqueeze(-1)).squeeze(-1)  # (B, R)
         beta, image_term = self.attend(user_hidden, keys, mask, readout, attention_override)
         scores = (query * candidate).sum(-1) + image_term + self.item_bias(batch.items).squeeze(-1)
         if output_attentions:
@@ -315,31 +360,54 @@ class VECF(RegionUnits, RecModel):
 
     def _candidate_map(self, beta: torch.Tensor, mask: torch.Tensor) -> AttentionMap:
         if self.needs_data:
-            axis, meta = "region", {"components": "image regions", "grid": tuple(self.grid),
-                                    "backbone": self.config.backbone, "image_of": "candidate"}
+            axis, meta = (
+                "region",
+                {
+                    "components": "image regions",
+                    "grid": tuple(self.grid),
+                    "backbone": self.config.backbone,
+                    "image_of": "candidate",
+                },
+            )
             what = "regions of the candidate's image"
         else:
             axis, meta, what = "genre", {"components": "genres"}, "genres of the candidate"
         return AttentionMap(
-            values=beta, axes=(axis,), level="component", mask=mask, normalised_over=axis,
-            labels={axis: list(self.unit_labels)}, meta=meta,
+            values=beta,
+            axes=(axis,),
+            level="component",
+            mask=mask,
+            normalised_over=axis,
+            labels={axis: list(self.unit_labels)},
+            meta=meta,
             description=f"Where this user looks among the {what}: the weights of the attended image vector "
-                        "that enters the score (component-level attention, conditioned on the user).")
+            "that enters the score (component-level attention, conditioned on the user).",
+        )
 
-    def score_items(self, users: torch.Tensor, history: torch.Tensor, items: torch.Tensor,
-                    chunk_rows: int = 65536,
-                    attention_override: dict[str, AttentionOverride] | None = None) -> torch.Tensor:
+    def score_items(
+        self,
+        users: torch.Tensor,
+        history: torch.Tensor,
+        items: torch.Tensor,
+        chunk_rows: int = 65536,
+        attention_override: dict[str, AttentionOverride] | None = None,
+    ) -> torch.Tensor:
         """(B, C): the users once and the catalogue's regions once, then the attention over the (user, item,
         region) cells in chunks over items, about ``chunk_rows`` cells each."""
         query, user_hidden, _ = self.user_queries(users, history, attention_override=attention_override)
         projected, mask = self.project_units(items)
-        keys, values = self.keys_and_values(projected)                                  # (C, R, A), (C, R, d)
-        readout = torch.einsum("crd,bd->bcr", values, query)                            # (B, C, R)
-        scores = query @ self.item_embedding(items).T + self.item_bias(items).T         # (B, C)
+        keys, values = self.keys_and_values(projected)  # (C, R, A), (C, R, d)
+        readout = torch.einsum("crd,bd->bcr", values, query)  # (B, C, R)
+        scores = query @ self.item_embedding(items).T + self.item_bias(items).T  # (B, C)
         step = max(1, chunk_rows // max(len(users) * self.n_units, 1))
         for start in range(0, len(items), step):
             part = slice(start, start + step)
-            _, image_term = self.attend(user_hidden[:, None], None if keys is None else keys[part], mask[part],
-                                        readout[:, part], attention_override)
+            _, image_term = self.attend(
+                user_hidden[:, None],
+                None if keys is None else keys[part],
+                mask[part],
+                readout[:, part],
+                attention_override,
+            )
             scores[:, part] += image_term
         return scores

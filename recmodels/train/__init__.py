@@ -1,6 +1,5 @@
-"""Losses and the trainer (single process or torchrun DDP)."""
-from .losses import LOSSES, bce, bpr, cir, warp
-from .trainer import FitResult, NegativeSampler, TrainConfig, seed_everything, train_model
+"""The trainer (one process or torchrun DDP) and model selection on the valid part."""
 
-__all__ = ["LOSSES", "bce", "bpr", "cir", "warp", "FitResult", "NegativeSampler", "TrainConfig", "seed_everything",
-           "train_model"]
+from recmodels.train.trainer import FitResult, NegativeSampler, TrainConfig, seed_everything, train_model
+
+__all__ = ["FitResult", "NegativeSampler", "TrainConfig", "seed_everything", "train_model"]

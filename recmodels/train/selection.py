@@ -5,16 +5,17 @@ point trains from the same seed with early stopping on the model's monitor metri
 by that metric on the valid part at their best epoch, never on test. Only the winner is saved; its config.json
 records every point under "selection" (:func:`selection_record`). Equal values keep the earlier point.
 """
+
 from __future__ import annotations
 
 import itertools
 import json
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
-from ..errors import InvalidArgumentError, quote
-from .trainer import LOWER_IS_BETTER, FitResult, TrainConfig, seed_everything, train_model
+from recmodels.errors import InvalidArgumentError, quote
+from recmodels.train.trainer import LOWER_IS_BETTER, FitResult, TrainConfig, seed_everything, train_model
 
 
 def parse_grid(pairs: list[str] | None, parse_value: Callable[[str], object]) -> dict[str, list]:
@@ -39,8 +40,8 @@ def grid_points(grid: dict[str, list]) -> list[dict]:
 
 @dataclass
 class GridPoint:
-    settings: dict            # the grid's values at this point
-    valid: dict               # valid metrics at the point's best epoch
+    settings: dict  # the grid's values at this point
+    valid: dict  # valid metrics at the point's best epoch
     best_epoch: int
     epochs_run: int
 
@@ -54,15 +55,25 @@ def better(value: float, best: float, lower_is_better: bool) -> bool:
 
 def selection_record(monitor: str, points: list[GridPoint], chosen: int) -> dict:
     """What config.json keeps under "selection"."""
-    return {"monitor": monitor, "part": "valid",
-            "grid": [{"settings": p.settings, "best_epoch": p.best_epoch, "epochs_run": p.epochs_run,
-                      "valid": p.valid} for p in points],
-            "chosen": points[chosen].settings}
+    return {
+        "monitor": monitor,
+        "part": "valid",
+        "grid": [
+            {"settings": p.settings, "best_epoch": p.best_epoch, "epochs_run": p.epochs_run, "valid": p.valid}
+            for p in points
+        ],
+        "chosen": points[chosen].settings,
+    }
 
 
-def train_on_grid(model_cls, candidates: list[tuple[dict, dict, TrainConfig]], data, device="auto",
-                  progress: bool = True, log: Callable[[str], None] | None = print
-                  ) -> tuple[FitResult, TrainConfig, dict]:
+def train_on_grid(
+    model_cls,
+    candidates: list[tuple[dict, dict, TrainConfig]],
+    data,
+    device="auto",
+    progress: bool = True,
+    log: Callable[[str], None] | None = print,
+) -> tuple[FitResult, TrainConfig, dict]:
     """Train each candidate ``(grid settings, model hyperparameters, training config)`` and keep the best on valid.
 
     Returns the winner's fit and training config, and the "selection" record of every point. Only the winner's
@@ -76,8 +87,10 @@ def train_on_grid(model_cls, candidates: list[tuple[dict, dict, TrainConfig]], d
     for number, (settings, hparams, config) in enumerate(candidates):
         seed_everything(config.seed)  # the initial weights come from the seeded generator as well
         model = model_cls.from_data(data, **hparams)
-        log(f"training {model_cls.name} ({sum(p.numel() for p in model.parameters()):,} parameters) with "
-            f"{json.dumps(config.to_dict())}")
+        log(
+            f"training {model_cls.name} ({sum(p.numel() for p in model.parameters()):,} parameters) with "
+            f"{json.dumps(config.to_dict())}"
+        )
         result = train_model(model, data, config, device=device, progress=progress)
         value = float(result.best_valid.get(monitor, math.nan))  # empty off rank 0 under DDP
         points.append(GridPoint(settings, result.best_valid, result.best_epoch, max(len(result.history) - 1, 0)))
@@ -86,12 +99,14 @@ def train_on_grid(model_cls, candidates: list[tuple[dict, dict, TrainConfig]], d
             best_value, best = value, (number, result, config)
         if len(candidates) > 1:
             at = f" at epoch {result.best_epoch}" if result.history else ""  # closed-form models run no epochs
-            log(f"grid point {number + 1}/{len(candidates)} {json.dumps(settings)}: valid {monitor} {value:.4f}{at}"
-                f"{' (best so far)' if improved else ''}")
+            log(
+                f"grid point {number + 1}/{len(candidates)} {json.dumps(settings)}: valid {monitor} {value:.4f}{at}"
+                f"{' (best so far)' if improved else ''}"
+            )
     chosen, result, config = best
     if len(candidates) > 1:
         log(f"chosen on valid {monitor}: {json.dumps(candidates[chosen][0])}")
     return result, config, selection_record(monitor, points, chosen)
 
 
-__all__ = ["parse_grid", "grid_points", "GridPoint", "better", "selection_record", "train_on_grid"]
+__all__ = ["GridPoint", "better", "grid_points", "parse_grid", "selection_record", "train_on_grid"]

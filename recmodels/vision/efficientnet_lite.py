@@ -7,6 +7,7 @@ the bottom/right on stride 2), batch norm uses TensorFlow's epsilon 1e-3. Parame
 (``_conv_stem``, ``_blocks.N._expand_conv``, ...). Inputs are RGB in [-1, 1] (mean = std = 0.5), 224 px;
 :meth:`EfficientNetLite0.features` returns the 1280 x 7 x 7 map before pooling.
 """
+
 from __future__ import annotations
 
 import math
@@ -16,8 +17,15 @@ import torch.nn.functional as F
 from torch import nn
 
 # (repeats, kernel, stride, expand ratio, in channels, out channels) per stage, as in EfficientNet-B0
-LITE0_STAGES = ((1, 3, 1, 1, 32, 16), (2, 3, 2, 6, 16, 24), (2, 5, 2, 6, 24, 40), (3, 3, 2, 6, 40, 80),
-                (3, 5, 1, 6, 80, 112), (4, 5, 2, 6, 112, 192), (1, 3, 1, 6, 192, 320))
+LITE0_STAGES = (
+    (1, 3, 1, 1, 32, 16),
+    (2, 3, 2, 6, 16, 24),
+    (2, 5, 2, 6, 24, 40),
+    (3, 3, 2, 6, 40, 80),
+    (3, 5, 1, 6, 80, 112),
+    (4, 5, 2, 6, 112, 192),
+    (1, 3, 1, 6, 192, 320),
+)
 BN_EPS = 1e-3
 BN_MOMENTUM = 0.01  # TensorFlow's 0.99
 

@@ -5,8 +5,10 @@ A file that cannot be used as an image (missing, unreadable, corrupt, truncated,
 ``Image.MAX_IMAGE_PIXELS``) never raises: :func:`load_image` returns None and emits exactly one
 :class:`ImageWarning` that names the file. Callers treat such an item as having no image.
 """
+
 from __future__ import annotations
 
+import contextlib
 import threading
 import warnings
 from pathlib import Path
@@ -58,10 +60,9 @@ def load_image(path, mode: str = "RGB") -> Image.Image | None:
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             with Image.open(path, formats=ALLOWED_FORMATS) as image:
                 image.load()
-                try:
+                # a broken orientation tag is not worth losing the picture
+                with contextlib.suppress(Exception):
                     image = ImageOps.exif_transpose(image)
-                except Exception:  # a broken orientation tag is not worth losing the picture
-                    pass
                 return _to_mode(image, mode)
     except Image.DecompressionBombError as err:
         reason = f"decompression bomb ({err})"
@@ -77,8 +78,11 @@ def load_image(path, mode: str = "RGB") -> Image.Image | None:
         reason = f"not a {', '.join(ALLOWED_FORMATS[:-1])} or {ALLOWED_FORMATS[-1]} image"
     except (OSError, SyntaxError, ValueError, EOFError, MemoryError, TypeError) as err:
         reason = f"corrupt or truncated ({type(err).__name__}: {err})"
-    warnings.warn(f"{path}: cannot be read as an image ({reason}); the item is treated as having no image.",
-                  ImageWarning, stacklevel=2)
+    warnings.warn(
+        f"{path}: cannot be read as an image ({reason}); the item is treated as having no image.",
+        ImageWarning,
+        stacklevel=2,
+    )
     return None
 
 
@@ -88,8 +92,4 @@ def _to_mode(image: Image.Image, mode: str) -> Image.Image:
         rgba = image.convert("RGBA")
         background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
         image = Image.alpha_composite(background, rgba)
-    if image.mode != mode:
-        image = image.convert(mode)
-    else:
-        image = image.copy()  # detached from the file
-    return image
+    return image.convert(mode) if image.mode != mode else image.copy()  # a copy is detached from the file

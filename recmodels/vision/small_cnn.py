@@ -10,6 +10,7 @@ the map right after the second pooling (64 channels, receptive field 10 px: what
 average pooling forces every cell to carry). A ridge probe from a cell's first half recovers that cell's
 within-class ink and edges with R^2 about 0.76 (0.11 from a cell elsewhere); the last map alone gives 0.28.
 """
+
 from __future__ import annotations
 
 import torch
@@ -30,9 +31,12 @@ class SmallCNN(nn.Module):
         c1, c2, c3 = channels
         self.channels = tuple(channels)
         self.body = nn.Sequential(
-            _conv(1, c1), nn.MaxPool2d(2),                   # 28 -> 14
-            _conv(c1, c2), nn.MaxPool2d(2),                  # 14 -> 7
-            _conv(c2, c3), _conv(c3, c3),                    # the 7 x 7 region map
+            _conv(1, c1),
+            nn.MaxPool2d(2),  # 28 -> 14
+            _conv(c1, c2),
+            nn.MaxPool2d(2),  # 14 -> 7
+            _conv(c2, c3),
+            _conv(c3, c3),  # the 7 x 7 region map
         )
         self.dropout = nn.Dropout(dropout)
         self.classifier = nn.Linear(c3, num_classes)
@@ -47,8 +51,8 @@ class SmallCNN(nn.Module):
 
     def regions(self, x: torch.Tensor) -> torch.Tensor:
         """(N, 1, 28, 28) normalised -> the region grid (N, c2 + c3, 7, 7): [local map, last map]."""
-        local = self.body[:self.LOCAL_LAYERS](x)
-        return torch.cat([local, self.body[self.LOCAL_LAYERS:](local)], dim=1)
+        local = self.body[: self.LOCAL_LAYERS](x)
+        return torch.cat([local, self.body[self.LOCAL_LAYERS :](local)], dim=1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.classifier(self.dropout(self.features(x).mean((2, 3))))

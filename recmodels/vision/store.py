@@ -24,6 +24,7 @@ and JSON are written; nothing is pickled.
 An image file that cannot be read gives one :class:`~recmodels.vision.images.ImageWarning` naming it (on every
 call, cached or not) and the item counts as having no image; nothing else fails.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -39,18 +40,18 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from tqdm import tqdm
 
-from .backbones import Backbone, GridShape, get_backbone
-from .images import ImageWarning, find_item_image, load_image
+from recmodels import settings
+from recmodels.vision.backbones import Backbone, GridShape, get_backbone
+from recmodels.vision.images import ImageWarning, find_item_image, load_image
 
-CACHE_ENV = "RECMODELS_CACHE"
+CACHE_ENV = settings.CACHE
 STORE_FORMAT = 1
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
 def cache_root() -> Path:
     """``$RECMODELS_CACHE`` when set, else ``.cache/recmodels`` in the repository root (git-ignored)."""
-    env = os.environ.get(CACHE_ENV)
-    return Path(env).expanduser() if env else REPO_ROOT / ".cache" / "recmodels"
+    return settings.path(CACHE_ENV) or REPO_ROOT / ".cache" / "recmodels"
 
 
 @dataclass
@@ -84,7 +85,7 @@ class RegionFeatures(GridShape):
         """(n_items + 1, R) bool: every region of an item with an image is valid."""
         return self.mask[:, None].expand(-1, self.n_regions)
 
-    def to(self, device) -> "RegionFeatures":
+    def to(self, device) -> RegionFeatures:
         self.features, self.mask = self.features.to(device), self.mask.to(device)
         return self
 
@@ -133,15 +134,22 @@ def _read_cache(folder: Path):
 def _write_cache(folder: Path, meta: dict, tensors: dict[str, torch.Tensor]) -> None:
     folder.mkdir(parents=True, exist_ok=True)
     tmp_weights, tmp_meta = folder / "features.safetensors.tmp", folder / "meta.json.tmp"
-    save_file({k: v.contiguous() for k, v in tensors.items()}, str(tmp_weights),
-              metadata={"fingerprint": meta["fingerprint"]})
+    save_file(
+        {k: v.contiguous() for k, v in tensors.items()}, str(tmp_weights), metadata={"fingerprint": meta["fingerprint"]}
+    )
     tmp_meta.write_text(json.dumps(meta, indent=1) + "\n")
     os.replace(tmp_weights, folder / "features.safetensors")
     os.replace(tmp_meta, folder / "meta.json")
 
 
-def compute_regions(paths: list[Path], backbone: Backbone, batch_size: int = 64, progress: bool = True,
-                    desc: str = "region features", dtype: torch.dtype = torch.float32) -> tuple[torch.Tensor, list[bool]]:
+def compute_regions(
+    paths: list[Path],
+    backbone: Backbone,
+    batch_size: int = 64,
+    progress: bool = True,
+    desc: str = "region features",
+    dtype: torch.dtype = torch.float32,
+) -> tuple[torch.Tensor, list[bool]]:
     """Run image files through ``backbone`` in batches: (len(paths), R, D) in ``dtype`` on CPU, a readable flag each.
 
     Unreadable files give one warning each (from :func:`load_image`) and a zero row.
@@ -166,14 +174,26 @@ def compute_regions(paths: list[Path], backbone: Backbone, batch_size: int = 64,
     bar.close()
     n_regions, dim = backbone.grid[0] * backbone.grid[1], backbone.dim
     empty = torch.zeros(n_regions, dim, dtype=dtype)
-    out = (torch.stack([r if r is not None else empty for r in rows]) if rows
-           else torch.zeros(0, n_regions, dim, dtype=dtype))
+    out = (
+        torch.stack([r if r is not None else empty for r in rows])
+        if rows
+        else torch.zeros(0, n_regions, dim, dtype=dtype)
+    )
     return out, ok
 
 
-def region_features(data, backbone: str | Backbone | None = None, *, weights=None, image_dir=None,
-                    device="auto", batch_size: int = 64, cache_dir=None, progress: bool = True,
-                    dtype: torch.dtype = torch.float32) -> RegionFeatures:
+def region_features(
+    data,
+    backbone: str | Backbone | None = None,
+    *,
+    weights=None,
+    image_dir=None,
+    device="auto",
+    batch_size: int = 64,
+    cache_dir=None,
+    progress: bool = True,
+    dtype: torch.dtype = torch.float32,
+) -> RegionFeatures:
     """Region features for every item of ``data`` (an InteractionData, or a RecData via ``.dataset``).
 
     Args:
@@ -219,8 +239,14 @@ def region_features(data, backbone: str | Backbone | None = None, *, weights=Non
                 by_sha[sha] = -1
                 unique_paths.append(Path(path))
                 unique_shas.append(sha)
-        new_rows, ok = compute_regions(unique_paths, backbone, batch_size, progress,
-                                       desc=f"{dataset.name} regions ({backbone.name})", dtype=torch.float16)
+        new_rows, ok = compute_regions(
+            unique_paths,
+            backbone,
+            batch_size,
+            progress,
+            desc=f"{dataset.name} regions ({backbone.name})",
+            dtype=torch.float16,
+        )
         computed = len(unique_paths)
         # one stored row per distinct readable image content
         rows, row_of = [], {}
@@ -266,8 +292,11 @@ def region_features(data, backbone: str | Backbone | None = None, *, weights=Non
 
 def _warn_unreadable(unreadable: dict[str, str]) -> None:
     for item, path in unreadable.items():
-        warnings.warn(f"{path}: cannot be read as an image; item {item} is treated as having no image.",
-                      ImageWarning, stacklevel=3)
+        warnings.warn(
+            f"{path}: cannot be read as an image; item {item} is treated as having no image.",
+            ImageWarning,
+            stacklevel=3,
+        )
 
 
 def _assemble(store, image_rows, meta, item_ids, unreadable, folder, computed, dtype) -> RegionFeatures:
@@ -277,6 +306,14 @@ def _assemble(store, image_rows, meta, item_ids, unreadable, folder, computed, d
     features = torch.zeros(len(image_rows), n_regions, dim, dtype=dtype)
     if mask.any():
         features[mask] = store[image_rows[mask]].to(dtype)
-    return RegionFeatures(features=features, mask=mask, grid=grid, backbone=meta["backbone"],
-                          fingerprint=meta["fingerprint"], item_ids=["<pad>"] + list(item_ids),
-                          unreadable=dict(unreadable), cache_dir=folder, computed=computed)
+    return RegionFeatures(
+        features=features,
+        mask=mask,
+        grid=grid,
+        backbone=meta["backbone"],
+        fingerprint=meta["fingerprint"],
+        item_ids=["<pad>"] + list(item_ids),
+        unreadable=dict(unreadable),
+        cache_dir=folder,
+        computed=computed,
+    )

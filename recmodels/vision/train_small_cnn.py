@@ -8,6 +8,7 @@ Reads the four Fashion-MNIST IDX files (Debian's ``dataset-fashion-mnist`` puts 
 is made on the test set), and reports the accuracy on the 10,000 test images once, at the end. Writes
 ``model.safetensors`` and ``config.json``.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -23,9 +24,9 @@ import torch.nn.functional as F
 from safetensors.torch import save_file
 from tqdm import tqdm
 
-from ..data.fashion import CLASS_NAMES, DEBIAN_FASHION_MNIST, FASHION_DIR, read_fashion_mnist
-from ..device import describe_device, resolve_device
-from .small_cnn import FASHION_MEAN, FASHION_STD, SmallCNN
+from recmodels.data.fashion import CLASS_NAMES, DEBIAN_FASHION_MNIST, FASHION_DIR, read_fashion_mnist
+from recmodels.device import describe_device, resolve_device
+from recmodels.vision.small_cnn import FASHION_MEAN, FASHION_STD, SmallCNN
 
 DEFAULT_OUT = FASHION_DIR / "small_cnn"
 
@@ -53,8 +54,8 @@ def evaluate(model: SmallCNN, images: torch.Tensor, labels: torch.Tensor, batch_
     model.eval()
     correct = 0
     for start in range(0, len(images), batch_size):
-        x = _normalise(images[start:start + batch_size]).unsqueeze(1).contiguous(memory_format=torch.channels_last)
-        correct += int((model(x).argmax(-1) == labels[start:start + batch_size]).sum())
+        x = _normalise(images[start : start + batch_size]).unsqueeze(1).contiguous(memory_format=torch.channels_last)
+        correct += int((model(x).argmax(-1) == labels[start : start + batch_size]).sum())
     return correct / len(images)
 
 
@@ -62,9 +63,17 @@ def _sha256(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
-def train(source=DEBIAN_FASHION_MNIST, out=DEFAULT_OUT, epochs: int = 12, batch_size: int = 256,
-          lr: float = 3e-3, weight_decay: float = 5e-4, seed: int = 0, device: str = "auto",
-          limit: int | None = None) -> dict:
+def train(
+    source=DEBIAN_FASHION_MNIST,
+    out=DEFAULT_OUT,
+    epochs: int = 12,
+    batch_size: int = 256,
+    lr: float = 3e-3,
+    weight_decay: float = 5e-4,
+    seed: int = 0,
+    device: str = "auto",
+    limit: int | None = None,
+) -> dict:
     torch.manual_seed(seed)
     generator = torch.Generator().manual_seed(seed)
     device = resolve_device(device)
@@ -72,7 +81,10 @@ def train(source=DEBIAN_FASHION_MNIST, out=DEFAULT_OUT, epochs: int = 12, batch_
     test_x, test_y = read_fashion_mnist(source, "t10k")
     if limit:
         train_x, train_y = train_x[:limit], train_y[:limit]
-    train_x, train_y = torch.from_numpy(train_x.copy()).to(device), torch.from_numpy(train_y.astype(np.int64)).to(device)
+    train_x, train_y = (
+        torch.from_numpy(train_x.copy()).to(device),
+        torch.from_numpy(train_y.astype(np.int64)).to(device),
+    )
     test_x, test_y = torch.from_numpy(test_x.copy()).to(device), torch.from_numpy(test_y.astype(np.int64)).to(device)
 
     model = SmallCNN().to(device).to(memory_format=torch.channels_last)
@@ -88,7 +100,7 @@ def train(source=DEBIAN_FASHION_MNIST, out=DEFAULT_OUT, epochs: int = 12, batch_
         total, seen = 0.0, 0
         bar = tqdm(range(steps_per_epoch), desc=f"epoch {epoch}/{epochs}", leave=False)
         for step in bar:
-            index = order[step * batch_size:(step + 1) * batch_size]
+            index = order[step * batch_size : (step + 1) * batch_size]
             x = _normalise(_augment(train_x[index], generator)).unsqueeze(1)
             x = x.contiguous(memory_format=torch.channels_last)  # about twice as fast for convolutions on CPU
             loss = F.cross_entropy(model(x), train_y[index], label_smoothing=0.05)
@@ -120,17 +132,29 @@ def train(source=DEBIAN_FASHION_MNIST, out=DEFAULT_OUT, epochs: int = 12, batch_
         "feature_dim": model.feature_dim,
         "region_dim": model.region_dim,
         "regions": "hypercolumn per 7 x 7 cell: the map after the second max-pool (local content) concatenated "
-                   "with the last conv block's map (class evidence), both after batch norm and ReLU",
-        "metrics": {"test_accuracy": round(accuracy, 4), "test_images": int(len(test_x))},
-        "training": {"epochs": epochs, "batch_size": batch_size, "lr": lr, "weight_decay": weight_decay,
-                     "seed": seed, "train_images": int(len(train_x)), "optimiser": "AdamW + one-cycle",
-                     "augmentation": "random shift <= 2 px, horizontal flip", "label_smoothing": 0.05,
-                     "device": describe_device(device), "seconds": round(time.time() - started, 1),
-                     "command": "python -m recmodels.vision.train_small_cnn"},
+        "with the last conv block's map (class evidence), both after batch norm and ReLU",
+        "metrics": {"test_accuracy": round(accuracy, 4), "test_images": len(test_x)},
+        "training": {
+            "epochs": epochs,
+            "batch_size": batch_size,
+            "lr": lr,
+            "weight_decay": weight_decay,
+            "seed": seed,
+            "train_images": len(train_x),
+            "optimiser": "AdamW + one-cycle",
+            "augmentation": "random shift <= 2 px, horizontal flip",
+            "label_smoothing": 0.05,
+            "device": describe_device(device),
+            "seconds": round(time.time() - started, 1),
+            "command": "python -m recmodels.vision.train_small_cnn",
+        },
         "history": history,
-        "data": {"name": "Fashion-MNIST", "citation": "Xiao, Rasul & Vollgraf 2017, arXiv:1708.07747",
-                 "licence": "MIT (Zalando SE)",
-                 "files": {p.name: _sha256(p) for p in sorted(source.glob("*-ubyte*"))}},
+        "data": {
+            "name": "Fashion-MNIST",
+            "citation": "Xiao, Rasul & Vollgraf 2017, arXiv:1708.07747",
+            "licence": "MIT (Zalando SE)",
+            "files": {p.name: _sha256(p) for p in sorted(source.glob("*-ubyte*"))},
+        },
         "weights_sha256": _sha256(out / "model.safetensors"),
     }
     (out / "config.json").write_text(json.dumps(config, indent=2) + "\n")
@@ -139,7 +163,9 @@ def train(source=DEBIAN_FASHION_MNIST, out=DEFAULT_OUT, epochs: int = 12, batch_
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m recmodels.vision.train_small_cnn", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m recmodels.vision.train_small_cnn", description=__doc__.split("\n")[0]
+    )
     parser.add_argument("--source", default=str(DEBIAN_FASHION_MNIST), help="folder with the Fashion-MNIST IDX files")
     parser.add_argument("--out", default=str(DEFAULT_OUT), help="output folder (default data/fashion/small_cnn)")
     parser.add_argument("--epochs", type=int, default=12)
@@ -151,8 +177,16 @@ def main(argv=None) -> int:
     parser.add_argument("--limit", type=int, default=None, help="train on the first N images only (smoke tests)")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads or os.cpu_count() or 1)
-    train(args.source, args.out, args.epochs, args.batch_size, args.lr, seed=args.seed, device=args.device,
-          limit=args.limit)
+    train(
+        args.source,
+        args.out,
+        args.epochs,
+        args.batch_size,
+        args.lr,
+        seed=args.seed,
+        device=args.device,
+        limit=args.limit,
+    )
     return 0
 
 

@@ -1,0 +1,62 @@
+"""What several commands share: reading ``--set`` values, whole-number argument types, and ``--model-module``."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+
+def parse_value(text: str):
+    """A ``--set`` or ``--grid`` value: JSON where it parses (numbers, true/false, null, lists), else the text."""
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError:
+        return text
+
+
+def parse_settings(pairs: list[str]) -> dict:
+    """``["lr=0.001", "dim=64"]`` -> ``{"lr": 0.001, "dim": 64}``."""
+    out = {}
+    for pair in pairs or []:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise SystemExit(f"--set takes KEY=VALUE, got {pair!r}")
+        out[key.strip()] = parse_value(value.strip())
+    return out
+
+
+def int_argument(low: int, high: int | None = None, what: str = "a whole number", bounds: str | None = None):
+    """An argparse type: a whole number from ``low`` (to ``high``), refused with ``bounds`` or the range in words."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected {what}, got {text!r}") from None
+        if value < low or (high is not None and value > high):
+            words = bounds or (f"must be from {low} to {high}" if high is not None else f"must be at least {low}")
+            raise argparse.ArgumentTypeError(f"{words}, got {value}")
+        return value
+
+    return parse
+
+
+def history_length(text: str) -> int:
+    """--max-history: refused here, as loading the checkpoint would refuse it later."""
+    from recmodels.checkpoint.schema import MAX_HISTORY
+
+    return int_argument(1, MAX_HISTORY)(text)
+
+
+def add_model_module(
+    parser: argparse.ArgumentParser, help: str = "the module (or .py file) of a plugin model the checkpoint names"
+) -> None:
+    parser.add_argument("--model-module", action="append", metavar="MODULE", help=help)
+
+
+def import_model_modules(args) -> None:
+    """``--model-module``: import the modules the user named, registering the models they define."""
+    from recmodels.models import import_model_module
+
+    for spec in args.model_module or []:
+        import_model_module(spec)
