@@ -1,17 +1,21 @@
 # Two commands from a fresh clone: `make app` runs the explorer on the shipped checkpoints, `make test` runs the
-# tests. Both create .venv and install the pinned requirements on first use.
+# tests. Both create .venv and install the pinned requirements on first use. While working, `make test-fast` runs the
+# fast tier (unit tests, reference formulas, the contract on the small models, error paths) in under a minute.
 VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 PORT ?= 8501
 PYTEST_ARGS ?=
+WORKERS ?= 2
 
-.PHONY: app test install bench results
+.PHONY: app test test-fast lint docs docs-build install bench results
 
-$(STAMP): requirements.txt requirements-test.txt requirements-bench.txt pyproject.toml
+$(STAMP): requirements.txt requirements-test.txt requirements-bench.txt requirements-dev.txt requirements-docs.txt pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e . -r requirements-test.txt -r requirements-bench.txt  # bench: the peer tool's tests
+	# bench: the peer tool's tests; dev: the style and layer checks; docs: the site
+	$(PY) -m pip install --quiet -e . -r requirements-test.txt -r requirements-bench.txt -r requirements-dev.txt \
+		-r requirements-docs.txt
 	touch $(STAMP)
 
 install: $(STAMP)
@@ -19,14 +23,32 @@ install: $(STAMP)
 app: $(STAMP)
 	$(PY) -m app.serve --server.port $(PORT)
 
-# pytest exits 5 when it collects nothing; that means the suite is broken, so say so and fail
+# every test, on both cores, with the full Hypothesis budget. pytest exits 5 when it collects nothing; that means the
+# suite is broken, so say so and fail
 test: $(STAMP)
-	@$(PY) -m pytest $(PYTEST_ARGS); rc=$$?; \
+	@$(PY) -m pytest -n $(WORKERS) --hypothesis-profile=ci $(PYTEST_ARGS); rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "pytest collected no tests: the suite is missing or every test was deselected" >&2; exit 1; fi; \
 	exit $$rc
+
+test-fast: $(STAMP)
+	@$(PY) -m pytest -n $(WORKERS) --hypothesis-profile=dev -m "not slow and not browser" $(PYTEST_ARGS); rc=$$?; \
+	if [ $$rc -eq 5 ]; then echo "pytest collected no tests: the fast tier is empty" >&2; exit 1; fi; \
+	exit $$rc
+
+# lint, import order and formatting (ruff), and the layers of DESIGN.md (import-linter's contracts in pyproject.toml)
+lint: $(STAMP)
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/lint-imports
+
+docs: $(STAMP)
+	$(VENV)/bin/mkdocs serve
+
+docs-build: $(STAMP)
+	$(VENV)/bin/mkdocs build --strict
 
 bench: $(STAMP)
 	$(PY) -m recmodels bench
 
 results: $(STAMP)
-	$(PY) -m recmodels results --write-readme README.md
+	$(PY) -m recmodels results --write-docs docs/results.md

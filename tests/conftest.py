@@ -1,14 +1,39 @@
-"""Shared fixtures: a tiny synthetic dataset for fast unit tests, and the real ml-100k (loaded once)."""
+"""Shared fixtures (a tiny synthetic dataset for fast unit tests, and the real ml-100k, loaded once), the Hypothesis
+profiles, and the tiers.
+
+Tiers: ``make test-fast`` runs ``-m "not slow and not browser"`` under the ``dev`` Hypothesis profile; ``make test``
+runs everything under ``ci``. A test is ``slow`` when it trains, renders a page, drives a browser or re-measures a
+shipped checkpoint: its module says so, or its own decorator, or (for the shared contract and explanation tests) its
+parameter is one of the sequence transformers, whose every call costs a second on two cores.
+"""
 
 from __future__ import annotations
+
+import os
 
 import numpy as np
 import pandas as pd
 import pytest
 import torch
+from hypothesis import settings
 
 from recmodels.data import RecData
 from recmodels.data.schema import build_interaction_data
+
+# the profile decides how many examples each property test draws; no test sets its own count
+settings.register_profile("ci", max_examples=200, deadline=None)
+settings.register_profile("dev", max_examples=10, deadline=None)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
+
+LARGE_MODELS = {"sasrec", "bert4rec"}
+
+
+def pytest_collection_modifyitems(config, items):
+    """Parametrised tests over the sequence transformers are slow; the other models keep the contract fast."""
+    for item in items:
+        callspec = getattr(item, "callspec", None)
+        if callspec is not None and set(callspec.id.split("-")) & LARGE_MODELS:
+            item.add_marker(pytest.mark.slow)
 
 
 def make_tiny_dataset(n_users: int = 30, n_items: int = 40, per_user: int = 25, seed: int = 0):

@@ -23,6 +23,8 @@ from app.text import literal
 from recmodels.checkpoint.io import read_config
 from tools.app_browser import stop
 
+pytestmark = pytest.mark.slow  # AppTest pages over the shipped checkpoints
+
 REPO = Path(__file__).resolve().parents[1]
 ENTRY = str(REPO / "app" / "explorer.py")
 SHIPPED = sorted(p for p in (REPO / "checkpoints").iterdir() if (p / "config.json").is_file())

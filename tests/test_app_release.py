@@ -6,9 +6,12 @@ import gc
 import weakref
 from pathlib import Path
 
+import pytest
 from streamlit.testing.v1 import AppTest
 
 from app.open_checkpoints import OpenCheckpoints
+
+pytestmark = pytest.mark.slow  # AppTest pages
 
 REPO = Path(__file__).resolve().parents[1]
 DIN, NRMS = str(REPO / "checkpoints" / "din-ml100k"), str(REPO / "checkpoints" / "nrms-ml100k")

@@ -17,6 +17,8 @@ from recmodels.data import RecData
 from recmodels.data.synth import PRESETS, generate
 from recmodels.models.din import DIN
 
+pytestmark = pytest.mark.slow  # AppTest pages at scale
+
 REPO = Path(__file__).resolve().parents[1]
 ENTRY = str(REPO / "app" / "explorer.py")
 ML_20M_USERS = PRESETS["ml-20m"].users

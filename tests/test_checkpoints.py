@@ -11,6 +11,8 @@ from recmodels.data import TEST
 from recmodels.eval import evaluate
 from recmodels.serving.service import load_data_cached
 
+pytestmark = pytest.mark.slow  # every shipped checkpoint re-measured
+
 REPO = Path(__file__).resolve().parents[1]
 SHIPPED = sorted(p for p in (REPO / "checkpoints").iterdir() if (p / "config.json").is_file())
 EXPECTED_MODELS = {"mostpop", "bpr", "din", "nrms", "two_tower", "inttower", "acf", "ease", "sasrec", "bert4rec"}

@@ -227,6 +227,7 @@ def sasrec_checkpoint(tmp_path_factory, ml100k) -> Path:
     )
 
 
+@pytest.mark.slow
 def test_training_records_layer_head_entropy_and_effective_rank(sasrec_checkpoint):
     history = read_config(sasrec_checkpoint).history  # the checkpoint schema accepts the new keys
     assert [entry["epoch"] for entry in history] == [0, 1]
@@ -272,6 +273,7 @@ def _text(elements) -> str:
     return " ".join(e.value for e in elements).replace("\\", "")
 
 
+@pytest.mark.slow
 def test_collapse_page_renders_old_checkpoints_and_flags_the_collapsed_one(monkeypatch):
     at = _collapse_page(monkeypatch)
     at.selectbox(key="collapse_left_collapse").set_value(str(REPO / "checkpoints" / "nrms-ml100k")).run()
@@ -289,6 +291,7 @@ def test_collapse_page_renders_old_checkpoints_and_flags_the_collapsed_one(monke
     assert at.get("plotly_chart")
 
 
+@pytest.mark.slow
 def test_collapse_page_shows_layer_head_epochs_and_rank_and_flags_a_collapsed_sasrec(monkeypatch, sasrec_checkpoint):
     # the same SASRec with its last layer saturated (one-hot attention) and its states squeezed onto one direction
     model = RecService.from_checkpoint(sasrec_checkpoint).model

@@ -182,7 +182,7 @@ def _timestamps(data: RecData) -> dict:
     return {(u, i): t for u, i, t in zip(frame["user"], frame["item"], frame["timestamp"])}
 
 
-@settings(max_examples=25, deadline=None)
+@settings(deadline=None)
 @given(seed=st.integers(0, 10_000), max_history=st.integers(1, 30))
 def test_no_history_holds_its_target_or_anything_later(seed, max_history):
     data = RecData(make_tiny_dataset(seed=seed), max_history=max_history)
@@ -230,6 +230,7 @@ def test_a_ctr_sample_is_the_same_rows_as_sampling_all_of_them(ml100k):
     assert len(ml100k.ctr_rows(VALID, sample=10**9)) == len(every)
 
 
+@pytest.mark.slow
 def test_topk_cases_respect_the_protocol(ml100k):
     cases = ml100k.topk_cases(TEST)
     frame = ml100k.dataset.interactions

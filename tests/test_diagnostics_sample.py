@@ -20,6 +20,8 @@ from recmodels.serving.dataset_views import DatasetViews
 from recmodels.serving.service import RecService
 from recmodels.train import TrainConfig, seed_everything, train_model
 
+pytestmark = pytest.mark.slow  # diagnostics over thousands of users
+
 REPO = Path(__file__).resolve().parents[1]
 UNIT = ["map", "layer", "head"]
 MEANS = [

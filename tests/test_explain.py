@@ -130,6 +130,7 @@ def test_integrated_gradients_are_complete(name, tiny_data):
         assert torch.isfinite(attribution.values).all()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", ATTRIBUTED_MODELS)
 def test_integrated_gradients_to_one_tap_hold_the_others_and_stay_complete(name, tiny_data):
     model = _model(name, tiny_data)
@@ -236,6 +237,7 @@ def test_service_names_users_and_items_by_their_own_ids(services, tiny_data):
     assert len(everything) == tiny_data.dataset.n_items
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", ATTRIBUTED_MODELS)
 def test_explanations_carry_labelled_maps_and_attributions(name, services):
     service = services[name]
@@ -288,6 +290,7 @@ def test_errors_are_typed_with_one_sentence(services):
         assert str(error) == "x y."
 
 
+@pytest.mark.slow
 def test_diagnostics_and_training_history(services):
     for service in services.values():
         report = service.diagnostics(batch_size=7)
@@ -302,6 +305,7 @@ def test_diagnostics_and_training_history(services):
         assert list(service.training_history()["epoch"]) == [0, 1]
 
 
+@pytest.mark.slow
 def test_sixteen_threads_get_the_serial_answers(services):
     service = services[ATTRIBUTED_MODELS[-1]]
     users = [str(u) for u in range(1, 17)]
@@ -343,6 +347,7 @@ def test_every_explainer_has_the_one_interface(tiny_data):
         )
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", ["din", "nrms", "acf"])
 def test_explanation_gives_the_numbers_of_the_functions_it_runs(name, services, tiny_data):
     service, model = services[name], services[name].model

@@ -166,6 +166,7 @@ def test_other_shoppers_control_separates_taste_from_generally_informative_cells
 @pytest.mark.skipif(
     not (DEBIAN_FASHION_MNIST / "t10k-images-idx3-ubyte.gz").is_file(), reason="needs Debian's dataset-fashion-mnist"
 )
+@pytest.mark.slow
 def test_the_generator_reproduces_the_shipped_files(tmp_path):
     import importlib.util
 

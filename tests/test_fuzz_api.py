@@ -24,7 +24,6 @@ from recmodels.train import seed_everything
 from recmodels.vision.images import ImageWarning, load_image
 
 FUZZ = settings(
-    max_examples=60,
     deadline=None,
     derandomize=True,
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
@@ -131,6 +130,7 @@ def test_any_explain_arguments_give_an_explanation_or_one_sentence(service, n_st
     "n_steps, accepted",
     [(0, False), (-1, False), (1, True), (2_000, True), (2_001, False), (2.0, False), ("50", False), (True, False)],
 )
+@pytest.mark.slow
 def test_n_steps_bounds(service, n_steps, accepted):
     if accepted:
         assert service.explain("3", "7", n_steps=n_steps, perturbations=False).n_steps == n_steps
@@ -158,7 +158,6 @@ def headed_service(tiny_data) -> RecService:
 
 
 @settings(
-    max_examples=30,
     deadline=None,
     derandomize=True,
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],

@@ -179,7 +179,6 @@ def same_dataset(config: dict, original: dict) -> bool:
 
 @pytest.mark.parametrize("model", ["bpr", "din"])
 @settings(
-    max_examples=80,
     deadline=None,
     derandomize=True,
     database=None,
@@ -447,6 +446,7 @@ def test_pickles_are_never_unpickled(workspace, data, tmp_path):
         assert not marker.exists(), f"{label}: a pickle was run"
 
 
+@pytest.mark.slow
 def test_a_safetensors_header_that_starts_like_a_pickle_is_read(tmp_path):
     """A header of 1408 bytes (0x580) makes the file start 80 05, a pickle's protocol-5 opening."""
     path = tmp_path / "model.safetensors"

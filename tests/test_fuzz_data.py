@@ -278,7 +278,7 @@ def test_the_unmutated_folders_load(layout, tmp_path):
     assert load_or_refuse(tmp_path, FOLDERS[layout], INTERACTION_FILE[layout]) == "loaded"
 
 
-@settings(max_examples=400, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.too_slow])
+@settings(deadline=None, derandomize=True, suppress_health_check=[HealthCheck.too_slow])
 @given(
     layout=st.sampled_from(sorted(FOLDERS)),
     which=st.integers(0, 2),
@@ -316,7 +316,7 @@ def test_the_fuzz_budget_sees_both_outcomes(tmp_path):
 FIELD_CHARS = "ab1 :|,\t\r\x85\u2028\u2029\x0c\x0b\x1c\x1d\x1e\x1f\x01\x02\x03\x04'\"#\\\ufeffé"
 
 
-@settings(max_examples=150, deadline=None, derandomize=True)
+@settings(deadline=None, derandomize=True)
 @given(
     sep=st.sampled_from(["\t", "|", "::", ","]),
     rows=st.lists(st.lists(st.text(FIELD_CHARS, max_size=6), min_size=3, max_size=3), min_size=1, max_size=8),

@@ -34,6 +34,7 @@ def ml100k_global() -> RecData:
     return RecData.load("ml-100k", split={"valid_fraction": 0.1, "test_fraction": 0.2, "mode": "global"})
 
 
+@pytest.mark.slow
 def test_the_cut_is_global_and_keeps_ties_together(ml100k_global):
     tiny = RecData(make_tiny_dataset(), GLOBAL, max_history=12)  # many ties: 30 users over 75 seconds
     for data in (ml100k_global, tiny):
@@ -105,6 +106,7 @@ def test_split_facts_cross_user_share_is_zero_on_the_global_split(ml100k_global)
     assert tool.returncode == 0 and "interaction (mean over users): 0.000" in tool.stdout
 
 
+@pytest.mark.slow
 def test_cli_trains_on_the_global_split_and_evaluate_reproduces_it(tmp_path):
     folder = write_atomic(make_tiny_dataset(), tmp_path / "data")
     env = {**os.environ, "PYTHONPATH": str(REPO)}

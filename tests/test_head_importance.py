@@ -209,6 +209,7 @@ def test_the_explanation_carries_a_labelled_layer_by_head_table(sasrec_service):
         sasrec_service.explain("13", item, head_importance="yes")
 
 
+@pytest.mark.slow
 def test_diagnostics_give_the_distribution_of_each_head_over_a_seeded_sample(sasrec_service, ml100k):
     users = [str(u) for u in range(1, 31)]
     report = sasrec_service.diagnostics(users=users, head_users=10, seed=3)
@@ -255,6 +256,7 @@ def test_diagnostics_arguments_are_checked_with_one_sentence(sasrec_service):
     assert sasrec_service.diagnostics(users=["1"], head_users=0).head_importance is None
 
 
+@pytest.mark.slow
 def test_a_model_without_heads_has_no_head_importance_in_the_service(ml100k):
     model = model_class("din").from_data(ml100k).eval()
     service = RecService(model, ml100k, device="cpu")
@@ -294,6 +296,7 @@ def _layer_head_view(labels=None):
     )
 
 
+@pytest.mark.slow
 def test_the_registry_draws_layer_by_head_maps_with_their_choices():
     from recmodels.viz.registry import ALL_LAYERS, MEAN_OVER_LAYERS, choices_for, entry_for, figures_for, tab_of
 
@@ -346,6 +349,7 @@ def test_the_importance_grid_is_diverging_centred_on_zero_and_blank_where_no_hea
     assert empty.data[0].zmax == 1.0, "all zeros still get a scale"
 
 
+@pytest.mark.slow
 def test_the_explorer_shows_head_importance_beside_the_heads():
     from streamlit.testing.v1 import AppTest
 

@@ -270,6 +270,7 @@ def test_built_by_name_and_refuses_unknown_component_sources(tiny_data):
         ACF(tiny_data.tables.spec(), components="pixels")
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("loss,negatives", [("bpr", 1), ("warp", 4)])
 def test_trains_with_bpr_and_warp_and_logs_attention(tiny_data, loss, negatives):
     model = ACF.from_data(tiny_data, dim=DIM)

@@ -148,6 +148,7 @@ SETTINGS = [
 SETTING_IDS = ["default", "paper", "history-content-profile-contrast", "history-paper"]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("hparams", SETTINGS, ids=SETTING_IDS)
 @torch.no_grad()
 def test_forward_matches_loop_reference(tiny_data, hparams):
@@ -224,6 +225,7 @@ def test_score_items_equals_forward_on_the_same_pairs(tiny_data, hparams):
     )
 
 
+@pytest.mark.slow
 @torch.no_grad()
 def test_uniform_override_gives_the_mean_region(tiny_data):
     model, batch = region_model(tiny_data), some_rows(tiny_data)
@@ -294,6 +296,7 @@ def image_data(tmp_path, monkeypatch):
     return RecData(dataset, max_history=12), folder
 
 
+@pytest.mark.slow
 def test_from_data_reads_the_region_store_and_checkpoints_refuse_other_images(image_data, tmp_path):
     data, folder = image_data
     model = VECF.from_data(data, dim=DIM, backbone="fashion-cnn").eval()

@@ -97,7 +97,7 @@ def test_odd_headers_go_to_the_careful_reader(tmp_path):
         assert read_both(_write(tmp_path, header + b"a\tx\t1\n")) in ("careful", "refused")
 
 
-@settings(max_examples=300, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.too_slow])
+@settings(deadline=None, derandomize=True, suppress_health_check=[HealthCheck.too_slow])
 @given(mutations=st.lists(st.sampled_from(MUTATIONS), min_size=1, max_size=2), seed=st.integers(0, 2**32 - 1))
 def test_mutated_files_are_read_as_the_careful_reader_reads_them(mutations, seed):
     content = ATOMIC["d.inter"]
@@ -108,6 +108,7 @@ def test_mutated_files_are_read_as_the_careful_reader_reads_them(mutations, seed
         read_both(_write(Path(folder), content))
 
 
+@pytest.mark.slow
 def test_scale_data_and_ml100k_take_the_fast_path(tmp_path):
     folder = generate(tmp_path / "tiny", PRESETS["tiny"], progress=False)
     assert read_both(folder / "synth.inter") == "fast"

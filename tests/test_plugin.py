@@ -73,6 +73,7 @@ def test_a_broken_plugin_costs_one_sentence_not_a_traceback(tmp_path, monkeypatc
     assert "\n" not in str(error.value)
 
 
+@pytest.mark.slow
 def test_the_cli_trains_and_evaluates_an_entry_point_model_that_the_service_opens(
     tiny_data, tmp_path, monkeypatch, fresh_registry
 ):
@@ -128,6 +129,7 @@ def test_the_cli_trains_and_evaluates_an_entry_point_model_that_the_service_open
     assert set(explanation.maps) == {"history"}
 
 
+@pytest.mark.slow
 def test_model_module_trains_evaluates_and_benchmarks_a_model_in_a_plain_file(
     tiny_data, tmp_path, monkeypatch, capsys, fresh_registry
 ):
@@ -234,6 +236,7 @@ def test_model_source_in_a_config_is_checked_and_never_imported(tiny_data, tmp_p
         read_config(folder)
 
 
+@pytest.mark.slow
 def test_the_explorer_opens_an_entry_point_model_and_draws_its_maps(tiny_data, tmp_path, monkeypatch, fresh_registry):
     from streamlit.testing.v1 import AppTest
 

@@ -23,6 +23,8 @@ from recmodels.models.vecf import VECF
 from recmodels.serving.service import RecService
 from recmodels.train import TrainConfig, seed_everything, train_model
 
+pytestmark = pytest.mark.slow  # EfficientNet over real photos
+
 skimage_data = pytest.importorskip("skimage.data")
 PHOTOS = ("astronaut", "chelsea", "coffee", "rocket", "hubble_deep_field", "immunohistochemistry")
 

@@ -14,6 +14,8 @@ import pytest
 from recmodels.checkpoint.io import read_config
 from recmodels.serving.service import RecService
 
+pytestmark = pytest.mark.slow  # the shipped transformers' diagnostics
+
 CHECKPOINTS = Path(__file__).resolve().parents[1] / "checkpoints"
 
 

@@ -64,6 +64,7 @@ def _train_bpr(data, seed=0, epochs=3):
     return train_model(model, data, config, device="cpu", progress=False)
 
 
+@pytest.mark.slow
 def test_training_reduces_the_loss_and_records_history(tiny_data):
     result = _train_bpr(tiny_data, epochs=4)
     losses = [entry["train_loss"] for entry in result.history[1:]]
@@ -72,6 +73,7 @@ def test_training_reduces_the_loss_and_records_history(tiny_data):
     assert 1 <= result.best_epoch <= 4
 
 
+@pytest.mark.slow
 def test_max_steps_cuts_each_epoch_and_the_history_records_throughput(tiny_data):
     seed_everything(0)
     model = BPRMF.from_data(tiny_data, dim=8)
@@ -228,6 +230,7 @@ def test_pairwise_losses():
     assert warp(pos, neg, n_items=10).item() == pytest.approx(harmonic_9 * 1.0 / 2)
 
 
+@pytest.mark.slow
 def test_cli_train_and_evaluate(tiny_data, tmp_path):
     folder = write_atomic(tiny_data.dataset, tmp_path / "data")
     env = {**os.environ, "PYTHONPATH": str(REPO)}

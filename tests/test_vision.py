@@ -65,6 +65,7 @@ def test_efficientnet_weights_load_strictly(effnet):
     assert len(state) == len(effnet.net.state_dict())
 
 
+@pytest.mark.slow
 def test_efficientnet_classifies_real_photos_sensibly(effnet):
     # right weights + right preprocessing (224 px, mean = std = 0.5) or this fails
     assert _top5(effnet, _photo("chelsea")) & CAT_CLASSES
@@ -112,6 +113,7 @@ def shipped(cnn):
     }
 
 
+@pytest.mark.slow
 def test_small_cnn_grid_and_accuracy_on_the_shipped_images(cnn, shipped):
     grid = shipped["grid"]
     assert grid.grid == (7, 7) and grid.features.shape == (2000, 49, 128)
@@ -166,6 +168,7 @@ def test_resnet50_without_weights_is_one_clear_sentence(monkeypatch, tmp_path):
         resnet50(missing)
 
 
+@pytest.mark.slow
 def test_resnet50_layer4_grid_from_a_supplied_file(tmp_path):
     from safetensors.torch import save_file
     from torchvision.models import resnet50 as build
@@ -362,6 +365,7 @@ def test_store_default_cache_folder_and_env(tmp_path, monkeypatch, cnn):
     assert regions.cache_dir == tmp_path / "elsewhere" / "regions" / "pictures" / "fashion-cnn"
 
 
+@pytest.mark.slow
 def test_fashion_regions_for_a_model(tmp_path):
     data = load_dataset("fashion")
     regions = region_features(data, cache_dir=tmp_path, progress=False)  # backbone from the dataset: fashion-cnn

@@ -8,6 +8,7 @@ from app.services import diagnostics, model_title, open_service, shipped_checkpo
 from app.text import literal
 from app.ui import checkpoint_picker, csv_button, figure, guarded, show_error, sidebar
 from recmodels import viz
+from recmodels.explain.collapse import CollapseThresholds
 from recmodels.explain.diagnostics import collapse_findings, layer_head_history, rank_history, unit_label
 
 MAX_LISTED = 8  # units named in one finding; the rest are counted
@@ -31,15 +32,16 @@ INTERVALS = {
 
 sidebar("collapse")
 st.title("Attention collapse")
+THRESHOLDS = CollapseThresholds()  # the ones every service uses unless given others
 st.caption(
     "Per user, each map's weights over the valid positions, per layer and head where the map has them: "
     "normalised entropy (1 = uniform, 0 = one-hot), max weight, effective number of positions and Gini. "
     "Computed for each user's most recent interaction with the history before it. Flags: near uniform when "
-    "normalised entropy >= 0.98, near one-hot when the max weight >= 0.9; a map, layer and head is flagged "
-    "below when the median user crosses the line. For the sequence transformers, the effective rank of the "
-    "hidden states after each layer (exp of the entropy of the normalised singular values over the "
-    "history's positions): rank collapse when the median is below 2 "
-    "(recmodels.explain.CollapseThresholds)."
+    f"normalised entropy >= {THRESHOLDS.near_uniform:g}, near one-hot when the max weight >= "
+    f"{THRESHOLDS.near_one_hot:g}; a map, layer and head is flagged below when the median user crosses the line. "
+    "For the sequence transformers, the effective rank of the hidden states after each layer (exp of the entropy of "
+    f"the normalised singular values over the history's positions): rank collapse when the median is below "
+    f"{THRESHOLDS.rank_collapse:g} (recmodels.CollapseThresholds)."
 )
 
 entries = shipped_checkpoints()

@@ -121,8 +121,13 @@ def generate(out, shape: Shape = PRESETS[DEFAULT_PRESET], seed: int = 0, name: s
     _write_text(folder / f"{name}.item", _item_lines(catalogue))
     _write_text(folder / f"{name}.user", _user_lines(catalogue))
     _write_inter(folder / f"{name}.inter", users, items, times, ratings, starts, progress)
-    _write_text(folder / CARD_FILE, [json.dumps({"simulated": True, "citation": "Synthetic interactions written by "
-                 f"python -m recmodels synth ({shape.users:,} users, {shape.items:,} items, seed {seed})."})])
+    # so that every page that shows this data says it was generated, not observed
+    card = {
+        "simulated": True,
+        "citation": "Synthetic interactions written by python -m recmodels synth "
+        f"({shape.users:,} users, {shape.items:,} items, seed {seed}).",
+    }
+    _write_text(folder / CARD_FILE, [json.dumps(card)])
     return folder
 
 
