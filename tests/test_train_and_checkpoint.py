@@ -27,7 +27,7 @@ from recmodels.models.baselines import BPRMF
 from recmodels.models.losses import bpr, training_loss, warp
 from recmodels.serving.service import RecService
 from recmodels.train import TrainConfig, seed_everything, train_model
-from recmodels.train.trainer import training_rows
+from recmodels.train.batches import training_rows
 
 REPO = Path(__file__).resolve().parents[1]
 

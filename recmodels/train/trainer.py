@@ -19,7 +19,7 @@ import torch
 import torch.distributed as dist
 from tqdm.auto import tqdm
 
-from recmodels.data import TRAIN, VALID, RecData
+from recmodels.data import VALID, RecData
 from recmodels.device import resolve_device
 from recmodels.errors import InvalidArgumentError
 from recmodels.eval.evaluate import CTR_METRICS, evaluate_ctr, evaluate_topk, evaluating
@@ -28,6 +28,7 @@ from recmodels.models.base import RecModel
 from recmodels.models.config import build_config
 from recmodels.models.losses import DEFAULT_LOSS, LOSSES
 from recmodels.models.outputs import Batch
+from recmodels.train.batches import TrainingBatches
 
 LOWER_IS_BETTER = {"logloss"}
 
@@ -113,28 +114,6 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-class NegativeSampler:
-    """Uniform draws over the catalogue, redrawn where they hit an item the user has in train."""
-
-    def __init__(self, data: RecData):
-        self.n_items = data.dataset.n_items
-        indptr, items = data.seen_matrix_rows((TRAIN,))
-        users = np.repeat(np.arange(len(indptr) - 1), np.diff(indptr))
-        self._keys = np.unique(users.astype(np.int64) * (self.n_items + 1) + items)
-
-    def sample(self, users: np.ndarray, k: int, rng: np.random.Generator) -> np.ndarray:
-        negatives = rng.integers(1, self.n_items + 1, size=(len(users), k))
-        base = users.astype(np.int64)[:, None] * (self.n_items + 1)
-        for _ in range(20):
-            keys = base + negatives
-            pos = np.searchsorted(self._keys, keys).clip(max=len(self._keys) - 1)
-            clash = self._keys[pos] == keys if len(self._keys) else np.zeros_like(keys, bool)
-            if not clash.any():
-                break
-            negatives[clash] = rng.integers(1, self.n_items + 1, size=int(clash.sum()))
-        return negatives
-
-
 def distributed_device(device="auto") -> torch.device:
     """The device of this process: under torchrun each process takes the GPU of its LOCAL_RANK, so CUDA needs
     one GPU per process; "auto" then falls back to the CPU (gloo) when there are fewer GPUs than processes."""
@@ -195,10 +174,8 @@ def train_model(model: RecModel, data: RecData, config: TrainConfig, device="aut
             f"{model.title} has no parameters to learn by gradient, so it cannot train for "
             f"{config.epochs} epochs; train it with --epochs 0."
         )
-    rows = training_rows(
-        data, config, sequences=getattr(model, "sequence_training", False), stride=getattr(model, "window_stride", None)
-    )
-    epochs = _Epochs(parallel, model, rows, NegativeSampler(data), config, device, rank, world)
+    batches = TrainingBatches.for_model(model, data, config, rank=rank, world=world)
+    epochs = _Epochs(parallel, model, batches, config, device)
     probe = _attention_probe(data, config)
 
     if is_main:
@@ -262,98 +239,40 @@ class _EarlyStopping:
 
 
 class _Epochs:
-    """One pass over the training rows: a seeded permutation, fresh negatives, and the optimiser's steps over this
-    rank's share of the rows."""
+    """One pass over the training batches (:class:`~recmodels.train.batches.TrainingBatches`): the optimiser's steps
+    over this rank's share of the rows."""
 
-    def __init__(
-        self,
-        parallel,
-        model: RecModel,
-        rows,
-        sampler: NegativeSampler,
-        config: TrainConfig,
-        device,
-        rank: int,
-        world: int,
-    ):
-        self.parallel, self.model, self.rows, self.sampler = parallel, model, rows, sampler
-        self.config, self.device, self.rank, self.world = config, device, rank, world
+    def __init__(self, parallel, model: RecModel, batches: TrainingBatches, config: TrainConfig, device):
+        self.parallel, self.model, self.batches, self.config, self.device = parallel, model, batches, config, device
         self.optimiser = torch.optim.Adam(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
 
     def run(self, epoch: int, progress: bool) -> tuple[float, int, float]:
         """(mean training loss, rows trained on this rank, seconds the optimiser steps took)."""
-        config, rows = self.config, self.rows
+        config = self.config
         self.model.train()
-        rng = np.random.default_rng([config.seed, epoch])
-        order = rng.permutation(len(rows))
-        per_rank = len(order) // self.world
-        negatives = self._negatives(order, per_rank, rng)
-        order = order[self.rank * per_rank : (self.rank + 1) * per_rank]  # equal step counts keep DDP ranks in lockstep
+        self.batches.set_epoch(epoch)
+        iterator = iter(self.batches)  # draws the epoch's order and negatives before the steps are timed
         total, count, steps_started = 0.0, 0, time.perf_counter()  # throughput: the steps, not the sampling
-        steps = range(0, len(order), config.batch_size)[: config.max_steps]
         bar = tqdm(
-            steps,
+            iterator,
+            total=len(self.batches),
             desc=f"{self.model.name} epoch {epoch}/{config.epochs}",
             disable=not progress,
             leave=False,
             unit="batch",
         )
-        for start in bar:
-            index = order[start : start + config.batch_size]
-            loss = _step_loss(self.parallel, self.model, rows, index, negatives, config, self.device)
+        for batch in bar:
+            batch = batch.to(self.device)
+            loss = self.model.loss(self.parallel(batch), batch, config)
             self.optimiser.zero_grad(set_to_none=True)
             loss.backward()
             if config.grad_clip:
                 torch.nn.utils.clip_grad_norm_(self.model.parameters(), config.grad_clip)
             self.optimiser.step()
-            total += float(loss.detach()) * len(index)
-            count += len(index)
+            total += float(loss.detach()) * batch.n_observed
+            count += batch.n_observed
             bar.set_postfix(loss=f"{total / max(count, 1):.4f}")
         return total / max(count, 1), count, time.perf_counter() - steps_started
-
-    def _negatives(self, order: np.ndarray, per_rank: int, rng: np.random.Generator) -> np.ndarray | None:
-        """Sampled negatives for the epoch's rows (None without negatives)."""
-        config, rows = self.config, self.rows
-        if not config.negatives:
-            return None
-        if config.max_steps is None:
-            return self.sampler.sample(rows.users, config.negatives, rng)
-        # draw for the rows the capped epoch reaches only: at ml-20m the whole epoch's draw takes minutes
-        reached = np.concatenate(
-            [order[r * per_rank : r * per_rank + config.max_steps * config.batch_size] for r in range(self.world)]
-        )
-        negatives = np.zeros((len(rows), config.negatives), dtype=np.int64)
-        negatives[reached] = self.sampler.sample(rows.users[reached], config.negatives, rng)
-        return negatives
-
-
-def training_rows(data: RecData, config: TrainConfig, sequences: bool = False, stride: int | None = None):
-    """The train rows a model learns from: CTR rows or every interaction, as ``config.samples`` says; for a
-    sequence model (``sequence_training``), one row per window of each user's train sequence (every ``stride``
-    interactions; the model's ``window_stride``)."""
-    if sequences:
-        return data.sequence_rows(TRAIN, stride)
-    rows = data.ctr_rows(TRAIN) if config.samples == "ctr" else data.interaction_rows(TRAIN)
-    if config.loss in ("bpr", "warp"):
-        rows = rows.take(rows.labels > 0)  # pairwise losses compare liked items with unobserved ones
-    return rows
-
-
-def training_batch(rows, index: np.ndarray, negatives: np.ndarray | None, k: int) -> Batch:
-    """The rows at ``index`` followed by their ``k`` sampled negatives each (label 0): :class:`Batch`'s layout."""
-    users, items, hist = rows.users[index], rows.items[index], rows.history[index]
-    labels = rows.labels[index]
-    if k:
-        users = np.concatenate([users, np.repeat(users, k)])
-        items = np.concatenate([items, negatives[index].reshape(-1)])
-        hist = np.concatenate([hist, np.repeat(hist, k, axis=0)])
-        labels = np.concatenate([labels, np.zeros(len(index) * k, dtype=labels.dtype)])
-    return Batch.from_numpy(users, items, hist, labels, negatives=k)
-
-
-def _step_loss(parallel, model, rows, index, negatives, config: TrainConfig, device) -> torch.Tensor:
-    batch = training_batch(rows, index, negatives, config.negatives).to(device)
-    return model.loss(parallel(batch), batch, config)
 
 
 def _validate(model: RecModel, data: RecData, config: TrainConfig) -> dict:
@@ -378,13 +297,4 @@ def _attention_stats(model: RecModel, probe: Batch) -> dict:
     return {"attention": epoch_summary(out.attentions or {}), **({"effective_rank": ranks} if ranks else {})}
 
 
-__all__ = [
-    "CTR_METRICS",
-    "FitResult",
-    "NegativeSampler",
-    "TrainConfig",
-    "seed_everything",
-    "train_model",
-    "training_batch",
-    "training_rows",
-]
+__all__ = ["CTR_METRICS", "FitResult", "TrainConfig", "seed_everything", "train_model"]
