@@ -19,7 +19,7 @@ from recmodels.explain.collapse import epoch_summary
 from recmodels.explain.faithfulness import uniform_override
 from recmodels.models import AttentionMap, Batch, model_class, register_model, registered_models, registry
 from recmodels.train import NegativeSampler, TrainConfig
-from recmodels.train.trainer import training_batch, training_rows
+from recmodels.train.batches import training_batch, training_rows
 from tests.helpers import ragged_batch
 from tests.plugin_models.tiny_attention import TinyAttention
 
