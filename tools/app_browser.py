@@ -1,8 +1,9 @@
 """Drive the running app in a real browser (Playwright + Debian's chromium): screenshots and timings.
 
-    python tools/app_browser.py timings [--runs 3] [--repeats 5] [--write-readme README.md]
+    python tools/app_browser.py timings [--runs 3] [--repeats 5] [--write-docs docs/benchmarks.md]
                                                               # first render, user switch, explanation open
     python tools/app_browser.py screenshots --out artifacts/screenshots
+    python tools/app_browser.py screenshots --explorer docs/assets/explorer.png   # the README's screenshot
 
 The browser test in tests/test_browser.py uses the same helpers.
 """
@@ -263,6 +264,30 @@ def screenshots(out: Path, checkpoints: list[str], user: str = "13") -> list[Pat
     return saved
 
 
+def explorer_screenshot(path: Path, checkpoint: str = "NRMS", user: str = "13") -> Path:
+    """One PNG of the Explorer, the README's and the docs' screenshot: ``checkpoint`` and ``user`` chosen, and the
+    explanation of their top recommendation on its first tab, cut below the first figures. Reduced to a 256-colour
+    palette so that it stays small."""
+    from PIL import Image
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with serve_app() as url, browser_page(width=1440, height=2000) as page:
+        page.goto(url)
+        wait_for_charts(page)
+        choose(page, "Checkpoint", checkpoint, sidebar=True)
+        wait_for_charts(page)
+        choose(page, "User", f"user {user} ·", sidebar=True)
+        wait_for_charts(page)
+        page.evaluate("() => document.activeElement && document.activeElement.blur()")  # no focus ring
+        page.wait_for_timeout(400)
+        shot = Path(tempfile.mkdtemp()) / "explorer.png"
+        page.screenshot(path=str(shot), clip={"x": 0, "y": 0, "width": 1440, "height": 1915})
+    with Image.open(shot) as image:
+        image.convert("RGB").quantize(colors=256, method=Image.Quantize.MEDIANCUT).save(path, optimize=True)
+    shot.unlink()
+    return path
+
+
 def timings_table(runs: list[list[dict]]) -> str:
     """Markdown: each figure's rounds per run (range and median), then over every round, against its target; a
     figure over its target is bold."""
@@ -291,9 +316,14 @@ def main() -> int:
     timing = sub.add_parser("timings")
     timing.add_argument("--repeats", type=int, default=3, help="rounds per run, each in a new session")
     timing.add_argument("--runs", type=int, default=1, help="runs, each on a fresh server and browser")
-    timing.add_argument("--write-readme", metavar="README", help="write the table between the app-timings markers")
+    timing.add_argument(
+        "--write-docs",
+        metavar="PAGE",
+        help="write the table between the app-timings markers of PAGE (docs/benchmarks.md)",
+    )
     shots = sub.add_parser("screenshots")
     shots.add_argument("--out", default=str(REPO / "artifacts" / "screenshots"))
+    shots.add_argument("--explorer", metavar="PNG", help="write only the README's screenshot of the Explorer to PNG")
     shots.add_argument(
         "--checkpoints",
         nargs="*",
@@ -310,14 +340,16 @@ def main() -> int:
                 print("  ".join(f"{k} {v:6.2f}" for k, v in row.items()), flush=True)
         table = timings_table(runs)
         print(table)
-        if args.write_readme:
+        if args.write_docs:
             from recmodels.formatting import write_between_markers
 
             note = (
                 f"`python tools/app_browser.py timings --runs {args.runs} --repeats {args.repeats}` in Chromium "
                 f"({CHROMIUM}), {os.cpu_count()} CPU cores; seconds, a figure over its target in bold."
             )
-            write_between_markers(Path(args.write_readme), *MARKERS, f"{table}\n\n{note}")
+            write_between_markers(Path(args.write_docs), *MARKERS, f"{table}\n\n{note}")
+    elif args.explorer:
+        print(explorer_screenshot(Path(args.explorer)))
     else:
         for path in screenshots(Path(args.out), args.checkpoints):
             print(path)
