@@ -15,10 +15,15 @@ import torch
 from streamlit.testing.v1 import AppTest
 
 from recmodels.checkpoint.io import read_config, save_checkpoint
-from recmodels.explain.collapse import CollapseThresholds, effective_rank, epoch_summary, rank_summary
+from recmodels.explain.collapse import (
+    CollapseThresholds,
+    effective_rank,
+    epoch_summary,
+    head_divergence,
+    rank_summary,
+)
 from recmodels.explain.diagnostics import (
     DiagnosticsReport,
-    _head_js_sums,
     collapse_findings,
     layer_head_history,
     layer_head_statistics,
@@ -69,7 +74,28 @@ def test_epoch_summary_per_layer_and_head_on_known_distributions():
     for (layer, head), entropy in EXPECTED_ENTROPY.items():
         assert summary[f"normalised_entropy/layer {layer}/head {head}"] == pytest.approx(entropy, abs=1e-6)
         assert summary[f"max_weight/layer {layer}/head {head}"] == pytest.approx(EXPECTED_MAX[layer, head], abs=1e-6)
-    assert len(summary) == 2 + 2 * 4
+    # flagged shares per (layer, head) and per map: (1, 1) is uniform, (1, 2) one-hot, the others neither
+    for (layer, head), entropy in EXPECTED_ENTROPY.items():
+        assert summary[f"share_near_uniform/layer {layer}/head {head}"] == float(entropy >= 0.98)
+        assert summary[f"share_near_one_hot/layer {layer}/head {head}"] == float(EXPECTED_MAX[layer, head] >= 0.9)
+    assert summary["share_near_uniform"] == summary["share_near_one_hot"] == pytest.approx(0.25)
+    # the divergence between a layer's two heads, by hand, in nats
+    uniform, one_hot, half, skewed = [0.25] * 4, [1, 0, 0, 0], [0.5, 0.5, 0, 0], list(P)
+    expected = {1: js(uniform, one_hot), 2: js(half, skewed)}
+    for layer, value in expected.items():
+        assert summary[f"head_similarity/layer {layer}"] == pytest.approx(value, abs=1e-6)
+    assert summary["head_similarity"] == pytest.approx(np.mean(list(expected.values())), abs=1e-6)
+    assert len(summary) == 4 + 4 * 4 + 3
+
+
+def js(p, q) -> float:
+    p, q = np.asarray(p, float), np.asarray(q, float)
+    m = (p + q) / 2
+
+    def kl(a, b):
+        return float(sum(x * np.log(x / y) for x, y in zip(a, b) if x > 0))
+
+    return (kl(p, m) + kl(q, m)) / 2
 
 
 def test_epoch_summary_heads_without_layers_padding_and_maps_without_heads():
@@ -83,7 +109,11 @@ def test_epoch_summary_heads_without_layers_padding_and_maps_without_heads():
     assert summary["heads"]["normalised_entropy/head 1"] == pytest.approx(1.0)
     assert summary["heads"]["normalised_entropy/head 2"] == pytest.approx(0.0)
     assert summary["heads"]["max_weight/head 2"] == pytest.approx(1.0)
-    assert set(summary["items"]) == {"normalised_entropy", "max_weight"}, "no per-head keys without a head axis"
+    assert set(summary["items"]) == {"normalised_entropy", "max_weight", "share_near_uniform", "share_near_one_hot"}, (
+        "no per-head keys without a head axis"
+    )
+    assert summary["heads"]["share_near_uniform/head 1"] == 1.0 and summary["heads"]["share_near_one_hot/head 2"] == 1.0
+    assert summary["heads"]["head_similarity"] == pytest.approx(js([0.5, 0.5], [1.0, 0.0]), abs=1e-6)
 
 
 def test_effective_rank_of_constructed_hidden_states():
@@ -112,7 +142,7 @@ def test_layer_head_statistics_js_per_layer_and_findings():
     assert stats["normalised_entropy"].shape == (3, 2, 2)
     for (layer, head), entropy in EXPECTED_ENTROPY.items():
         assert stats["normalised_entropy"][:, layer - 1, head - 1] == pytest.approx(entropy, abs=1e-6)
-    js = _head_js_sums(attention)
+    js = head_divergence(attention)
     assert set(js) == {"layer 1", "layer 2"}
     assert js["layer 1"][0][0, 1] / js["layer 1"][1] > 0.1, "uniform and one-hot heads differ"
 

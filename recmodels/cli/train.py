@@ -74,6 +74,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
         default=None,
         help="mark the checkpoint as a deliberately collapsed example, saying how it was made",
     )
+    parser.add_argument(
+        "--log-dir",
+        metavar="DIR",
+        default=None,
+        help="a run folder for each epoch's record (history.jsonl, which the Collapse page follows while training "
+        "runs) and TensorBoard's scalars; one folder per model with --model all",
+    )
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
     return parser
 
@@ -172,6 +179,7 @@ def run(args: argparse.Namespace) -> int:
             args.device,
             progress=not args.quiet,
             log=print if rank == 0 else None,
+            log_dir=None if args.log_dir is None else Path(args.log_dir) / (name if len(plans) > 1 else ""),
         )
         if rank != 0:
             continue

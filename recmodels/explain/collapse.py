@@ -123,13 +123,21 @@ def pairwise_head_js(weights: torch.Tensor, mask: torch.Tensor, head_dim: int = 
     return (js * weight).flatten(2).sum(-1) / weight.sum().clamp(min=1)
 
 
-def epoch_summary(attentions: dict[str, AttentionMap]) -> dict[str, dict[str, float | None]]:
-    """Mean normalised entropy and mean max weight of each distribution map, for the training history.
+def epoch_summary(
+    attentions: dict[str, AttentionMap], thresholds: CollapseThresholds = CollapseThresholds()
+) -> dict[str, dict[str, float | None]]:
+    """The attention statistics of one record of a training history (the trainer's per epoch, and
+    :class:`~recmodels.train.monitor.AttentionMonitor`'s in any loop), per distribution map:
 
-    Maps with a ``layer`` and/or ``head`` axis also get both means per (layer, head), as flat keys
-    (``"normalised_entropy/layer 1/head 2"``; :func:`layer_head_key`): the checkpoint schema allows only numbers
-    under a map's name, and old histories keep reading the per-map keys. A (layer, head) with no informative
-    row is null."""
+    - the mean normalised entropy and mean max weight over the rows, and the shares of rows flagged near uniform and
+      near one-hot (by ``thresholds``);
+    - for a map with a ``layer`` and/or ``head`` axis, the same four per (layer, head), as flat keys
+      (``"normalised_entropy/layer 1/head 2"``; :func:`layer_head_key`): the checkpoint schema allows only numbers
+      under a map's name, and old histories keep reading the per-map keys. A (layer, head) with no informative row
+      is null;
+    - for a map with heads, ``head_similarity``: the mean Jensen-Shannon divergence between two different heads
+      (nats, 0 for identical heads), per layer (``"head_similarity/layer 1"``) and over the layers.
+    """
     summary = {}
     for name, attention in attentions.items():
         stats = map_statistics(attention)
@@ -139,21 +147,70 @@ def epoch_summary(attentions: dict[str, AttentionMap]) -> dict[str, dict[str, fl
         keep = torch.isfinite(entropy)
         if not keep.any():
             continue
-        summary[name] = {
-            "normalised_entropy": float(entropy[keep].mean()),
-            "max_weight": float(max_weight[keep].mean()),
+        flagged = flags(stats, thresholds)
+        per_row = {
+            "normalised_entropy": entropy,
+            "max_weight": max_weight,
+            "share_near_uniform": torch.where(keep, flagged["near_uniform"].double(), torch.nan),
+            "share_near_one_hot": torch.where(keep, flagged["near_one_hot"].double(), torch.nan),
         }
+        summary[name] = {stat: float(values[keep].double().mean()) for stat, values in per_row.items()}
         remaining = [a for a in attention.axes if a != attention.normalised_over]
         if "layer" in remaining or "head" in remaining:
-            for stat in HISTORY_STATISTICS:
-                laid_out = by_layer_and_head(stats[stat].double(), remaining)  # (B, L, H, N)
+            for stat, values in per_row.items():
+                laid_out = by_layer_and_head(values.double(), remaining)  # (B, L, H, N)
                 means = finite_mean(laid_out.movedim(0, 2).flatten(2), -1).cpu().numpy()  # (L, H)
                 for (layer, head), value in np.ndenumerate(means):
                     key = layer_head_key(
                         stat, layer if "layer" in remaining else None, head if "head" in remaining else None
                     )
                     summary[name][key] = float(value) if np.isfinite(value) else None
+        summary[name].update(_head_similarity(attention))
     return summary
+
+
+def _head_similarity(attention: AttentionMap) -> dict[str, float]:
+    """``head_similarity`` (and per layer, ``head_similarity/layer l``): the mean JS divergence between two
+    different heads; nothing for a map with fewer than two heads."""
+    out, total, count = {}, 0.0, 0
+    for label, (js_sum, rows) in head_divergence(attention).items():
+        heads = js_sum.shape[0]
+        if heads < 2 or rows == 0:
+            continue
+        value = float(js_sum.sum() / rows / (heads * (heads - 1)))  # the diagonal is 0
+        total, count = total + value, count + 1
+        if label is not None:
+            out[f"head_similarity/{label}"] = value
+    if count:
+        out["head_similarity"] = total / count
+    return out
+
+
+def head_divergence(attention: AttentionMap) -> dict[str | None, tuple[torch.Tensor, float]]:
+    """Jensen-Shannon divergence between the heads of a head-level map, per layer where it has layers (label
+    "layer l", else None): ``(JS sum weighted by rows, rows)``, so sums over batches add up; the mean (H, H) matrix
+    is their ratio. Empty for a map without heads or that is not a distribution."""
+    if attention.normalised_over is None or "head" not in attention.axes:
+        return {}
+    values = attention.values.detach()
+    mask = attention.full_mask()
+    last = 1 + attention.axes.index(attention.normalised_over)
+    values, mask = values.movedim(last, -1), mask.movedim(last, -1)
+    remaining = [a for a in attention.axes if a != attention.normalised_over]
+    parts = {None: (values, mask)}
+    if "layer" in remaining:
+        dim = 1 + remaining.index("layer")
+        parts = {
+            f"layer {layer + 1}": (values.select(dim, layer), mask.select(dim, layer))
+            for layer in range(values.shape[dim])
+        }
+        remaining.remove("layer")
+    head_dim = 1 + remaining.index("head")
+    sums = {}
+    for label, (part, part_mask) in parts.items():
+        rows = float((part_mask.movedim(head_dim, 0)[0].sum(-1) >= 2).sum())
+        sums[label] = (pairwise_head_js(part, part_mask, head_dim=head_dim) * rows, rows)
+    return sums
 
 
 def layer_head_key(statistic: str, layer: int | None, head: int | None) -> str:

@@ -18,9 +18,9 @@ from recmodels.explain.collapse import (
     by_layer_and_head,
     finite_mean,
     flags,
+    head_divergence,
     layer_ranks,
     map_statistics,
-    pairwise_head_js,
     parse_layer_head_key,
 )
 from recmodels.explain.heads import HeadImportanceReport
@@ -74,32 +74,6 @@ def layer_head_statistics(attention: AttentionMap) -> dict[str, torch.Tensor] | 
         return None
     remaining = [a for a in attention.axes if a != attention.normalised_over]
     return {name: finite_mean(by_layer_and_head(values, remaining), -1) for name, values in stats.items()}
-
-
-def _head_js_sums(attention: AttentionMap) -> dict[str | None, tuple[torch.Tensor, float]]:
-    """Per head-level map, per layer where it has layers (label "layer l", else None): (JS sum weighted by rows,
-    rows)."""
-    if attention.normalised_over is None or "head" not in attention.axes:
-        return {}
-    values = attention.values.detach()
-    mask = attention.full_mask()
-    last = 1 + attention.axes.index(attention.normalised_over)
-    values, mask = values.movedim(last, -1), mask.movedim(last, -1)
-    remaining = [a for a in attention.axes if a != attention.normalised_over]
-    parts = {None: (values, mask)}
-    if "layer" in remaining:
-        dim = 1 + remaining.index("layer")
-        parts = {
-            f"layer {layer + 1}": (values.select(dim, layer), mask.select(dim, layer))
-            for layer in range(values.shape[dim])
-        }
-        remaining.remove("layer")
-    head_dim = 1 + remaining.index("head")
-    sums = {}
-    for label, (part, part_mask) in parts.items():
-        rows = float((part_mask.movedim(head_dim, 0)[0].sum(-1) >= 2).sum())
-        sums[label] = (pairwise_head_js(part, part_mask, head_dim=head_dim) * rows, rows)
-    return sums
 
 
 def _rank_rows(output, labels) -> pd.DataFrame | None:
@@ -158,7 +132,7 @@ def dataset_diagnostics(
             for flag, values in flags(stats, thresholds).items():
                 frame[flag] = values.reshape(-1).cpu().numpy()
             frames.append(pd.DataFrame(frame))
-            for label, (js, n) in _head_js_sums(attention).items():
+            for label, (js, n) in head_divergence(attention).items():
                 key = name if label is None else f"{name}, {label}"
                 js_sums[key] = js_sums.get(key, 0) + js
                 js_rows[key] = js_rows.get(key, 0) + n

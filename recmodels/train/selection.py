@@ -13,6 +13,7 @@ import json
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 from recmodels.errors import InvalidArgumentError, quote
 from recmodels.train.trainer import LOWER_IS_BETTER, FitResult, TrainConfig, seed_everything, train_model
@@ -73,11 +74,13 @@ def train_on_grid(
     device="auto",
     progress: bool = True,
     log: Callable[[str], None] | None = print,
+    log_dir=None,
 ) -> tuple[FitResult, TrainConfig, dict]:
     """Train each candidate ``(grid settings, model hyperparameters, training config)`` and keep the best on valid.
 
     Returns the winner's fit and training config, and the "selection" record of every point. Only the winner's
     model is kept in memory. ``log`` (None for silence, e.g. on non-zero DDP ranks) gets one line per point.
+    ``log_dir`` is the run folder each point's records go to (``point-N`` inside it when there are several).
     """
     log = log or (lambda line: None)
     monitor = candidates[0][2].monitor
@@ -91,7 +94,8 @@ def train_on_grid(
             f"training {model_cls.name} ({sum(p.numel() for p in model.parameters()):,} parameters) with "
             f"{json.dumps(config.to_dict())}"
         )
-        result = train_model(model, data, config, device=device, progress=progress)
+        run = None if log_dir is None else Path(log_dir) / f"point-{number + 1}" if len(candidates) > 1 else log_dir
+        result = train_model(model, data, config, device=device, progress=progress, log_dir=run)
         value = float(result.best_valid.get(monitor, math.nan))  # empty off rank 0 under DDP
         points.append(GridPoint(settings, result.best_valid, result.best_epoch, max(len(result.history) - 1, 0)))
         improved = best is None or better(value, best_value, lower)

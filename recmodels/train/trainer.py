@@ -22,13 +22,12 @@ from tqdm.auto import tqdm
 from recmodels.data import VALID, RecData
 from recmodels.device import resolve_device
 from recmodels.errors import InvalidArgumentError
-from recmodels.eval.evaluate import CTR_METRICS, evaluate_ctr, evaluate_topk, evaluating
-from recmodels.explain.collapse import epoch_summary, rank_summary
+from recmodels.eval.evaluate import CTR_METRICS, evaluate_ctr, evaluate_topk
 from recmodels.models.base import RecModel
 from recmodels.models.config import build_config
 from recmodels.models.losses import DEFAULT_LOSS, LOSSES
-from recmodels.models.outputs import Batch
 from recmodels.train.batches import TrainingBatches
+from recmodels.train.monitor import AttentionMonitor, probe_batch
 
 LOWER_IS_BETTER = {"logloss"}
 
@@ -146,9 +145,15 @@ def distributed_context(device="auto") -> tuple[int, int]:
     return 0, 1
 
 
-def train_model(model: RecModel, data: RecData, config: TrainConfig, device="auto", progress: bool = True) -> FitResult:
+def train_model(
+    model: RecModel, data: RecData, config: TrainConfig, device="auto", progress: bool = True, log_dir=None
+) -> FitResult:
     """Train ``model`` on ``data``'s train part with early stopping on the valid part; the model returned holds the
-    weights of its best epoch. Under torchrun each process trains on its shard and rank 0 evaluates and records."""
+    weights of its best epoch. Under torchrun each process trains on its shard and rank 0 evaluates and records.
+
+    Each epoch's record (loss, valid metrics, attention statistics, throughput) comes from an
+    :class:`~recmodels.train.monitor.AttentionMonitor`; with ``log_dir`` it also goes to that run folder
+    (``history.jsonl``, which the Collapse page follows while training runs, and TensorBoard scalars)."""
     rank, world = distributed_context(device)
     device = distributed_device(device)
     if world > 1 and device.type == "cuda":
@@ -176,10 +181,11 @@ def train_model(model: RecModel, data: RecData, config: TrainConfig, device="aut
         )
     batches = TrainingBatches.for_model(model, data, config, rank=rank, world=world)
     epochs = _Epochs(parallel, model, batches, config, device)
-    probe = _attention_probe(data, config)
-
+    monitor = None
     if is_main:
-        history.append({"epoch": 0, "train_loss": None, "valid": {}, **_attention_stats(model, probe), "seconds": 0.0})
+        probe = probe_batch(data, rows=config.attention_sample, seed=config.seed)
+        monitor = AttentionMonitor(model, probe, log_dir=log_dir, tensorboard=log_dir is not None)
+        monitor.record(epoch=0, seconds=0.0)
     best = _EarlyStopping(config)
     for epoch in range(1, config.epochs + 1):
         started = time.perf_counter()
@@ -187,17 +193,14 @@ def train_model(model: RecModel, data: RecData, config: TrainConfig, device="aut
         stop = torch.zeros(1)
         if is_main:
             valid = _validate(model, data, config)
-            history.append(
-                {
-                    "epoch": epoch,
-                    "train_loss": train_loss,
-                    "valid": valid,
-                    **_attention_stats(model, probe),
-                    "seconds": time.perf_counter() - started,
-                    # this rank's rows; throughput over all ranks is rows x world / train_seconds
-                    "rows": count,
-                    "train_seconds": train_seconds,
-                }
+            # rows: this rank's; throughput over all ranks is rows x world / train_seconds
+            monitor.record(
+                epoch=epoch,
+                train_loss=train_loss,
+                valid=valid,
+                seconds=time.perf_counter() - started,
+                rows=count,
+                train_seconds=train_seconds,
             )
             improved = best.update(epoch, valid, model)
             shown = ", ".join(f"{k} {v:.4f}" for k, v in valid.items() if k in (config.monitor, "auc", "ndcg@10"))
@@ -213,6 +216,9 @@ def train_model(model: RecModel, data: RecData, config: TrainConfig, device="aut
 
     if is_main and best.state is not None:
         model.load_state_dict(best.state)
+    if monitor is not None:
+        monitor.close()
+        history = monitor.history
     return FitResult(model, history, best.epoch, best.valid)
 
 
@@ -280,21 +286,6 @@ def _validate(model: RecModel, data: RecData, config: TrainConfig) -> dict:
     if config.valid_ctr or config.monitor in CTR_METRICS:
         metrics.update(evaluate_ctr(model, data, VALID))
     return metrics
-
-
-def _attention_probe(data: RecData, config: TrainConfig) -> Batch:
-    picked = data.ctr_rows(VALID, sample=config.attention_sample, seed=config.seed)
-    return Batch.from_numpy(picked.users, picked.items, picked.history)
-
-
-@torch.no_grad()
-def _attention_stats(model: RecModel, probe: Batch) -> dict:
-    """The history entry's "attention" (per map, and per layer and head) and, for a model that returns hidden
-    states, its "effective_rank" per layer (rank collapse); other models' entries stay as they were."""
-    with evaluating(model):
-        out = model(probe.to(model.device), output_attentions=True)
-    ranks = rank_summary(out)
-    return {"attention": epoch_summary(out.attentions or {}), **({"effective_rank": ranks} if ranks else {})}
 
 
 __all__ = ["CTR_METRICS", "FitResult", "TrainConfig", "seed_everything", "train_model"]
