@@ -1,4 +1,4 @@
-"""The README table of `tools/app_browser.py timings`: ranges and medians per run, bold where a target is missed."""
+"""The docs table of `tools/app_browser.py timings`: ranges and medians per run, bold where a target is missed."""
 
 from __future__ import annotations
 

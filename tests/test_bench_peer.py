@@ -163,7 +163,7 @@ def test_main_writes_the_marked_block(deepctr, tmp_path, capsys):
                 "16",
                 "--threads",
                 str(torch.get_num_threads()),
-                "--write-readme",
+                "--write-docs",
                 str(readme),
             ]
         )
@@ -180,6 +180,6 @@ def test_main_writes_the_marked_block(deepctr, tmp_path, capsys):
         "IG top-10, history (n_steps=4)",
     ):
         assert f"| {operation} |" in block
-    assert "`python tools/bench_peer.py --rounds 1 --items 40" in block and "--write-readme" not in block
+    assert "`python tools/bench_peer.py --rounds 1 --items 40" in block and "--write-docs" not in block
     assert "random weights" in block
     assert "peer / ours" in capsys.readouterr().out

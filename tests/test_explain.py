@@ -135,7 +135,7 @@ def test_integrated_gradients_are_complete(name, tiny_data):
 def test_integrated_gradients_to_one_tap_hold_the_others_and_stay_complete(name, tiny_data):
     model = _model(name, tiny_data)
     batch = _rows(tiny_data)
-    with torch.no_grad():  # the README's target: |delta| within 1% of the range of the user's catalogue scores
+    with torch.no_grad():  # the docs' target: |delta| within 1% of the range of the user's catalogue scores
         catalogue = model.score_items(batch.users, batch.history, torch.arange(1, tiny_data.dataset.n_items + 1))
     score_range = catalogue.max(1).values - catalogue.min(1).values
     for tap in model.input_taps():

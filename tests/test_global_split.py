@@ -199,7 +199,7 @@ def test_readme_global_split_figures_on_fashion():
 
 
 def test_readme_acf_epochs_on_each_split():
-    # the README: ACF stopped after 8 epochs on the global split's small valid part, against 24 per user
+    # docs/results.md: ACF stopped after 8 epochs on the global split's small valid part, against 24 per user
     epochs = {
         name: read_config(REPO / "checkpoints" / name).history[-1]["epoch"]
         for name in ("acf-ml100k", "acf-ml100k-global")

@@ -379,9 +379,9 @@ def test_item_numbering_matches_recboles_dataset(recbole, settings, monkeypatch)
     assert list(tokens) == list(dataset.field2id_token["item_id"]) and interacted[1:].all()
 
 
-def test_comparison_table_goes_between_the_readme_markers(tmp_path):
+def test_comparison_table_goes_between_the_docs_markers(tmp_path):
     sys.path.insert(0, str(ROOT))
-    from tools.recbole_compare import END, START, markdown, write_readme
+    from tools.recbole_compare import END, START, markdown, write_docs
 
     metrics = {"ndcg@10": 0.1234, "ndcg@20": 0.2, "recall@20": 0.3, "hr@10": 0.4, "mrr@10": 0.5}
     results = {
@@ -399,12 +399,12 @@ def test_comparison_table_goes_between_the_readme_markers(tmp_path):
     readme = tmp_path / "README.md"
     readme.write_text(f"# title\n\nbefore\n{START}\nold table\n{END}\nafter\n")
     for _ in range(2):  # writing twice leaves one table
-        write_readme(readme, markdown(results, tmp_path))
+        write_docs(readme, markdown(results, tmp_path))
     text = readme.read_text()
     assert text.startswith("# title\n\nbefore\n") and text.endswith(f"{END}\nafter\n") and "old table" not in text
     assert text.count("| SASRec | RecBole 1.2.0 | 5 of 15 | 10 | 0.1234 | 0.1234 |") == 1
     plain = tmp_path / "plain.md"
     plain.write_text("# no markers\n")
     with pytest.raises(SystemExit, match="markers"):
-        write_readme(plain, "table")
+        write_docs(plain, "table")
     assert plain.read_text() == "# no markers\n"

@@ -107,9 +107,9 @@ def test_recorded_recovery_reproduces(path):
             assert measured[key] == figures
 
 
-def test_readme_recovery_table_shows_the_recorded_figures():
-    readme = (REPO / "README.md").read_text()
-    block = readme.split("<!-- recovery:start -->", 1)[1].split("<!-- recovery:end -->", 1)[0]
+def test_docs_recovery_table_shows_the_recorded_figures():
+    page = (REPO / "docs" / "images.md").read_text()
+    block = page.split("<!-- recovery:start -->", 1)[1].split("<!-- recovery:end -->", 1)[0]
     assert FASHION_CHECKPOINTS
     for path in FASHION_CHECKPOINTS:  # every checkpoint that records recovery is in the table, with its figures
         attention = read_config(path).recovery["attention"]
@@ -138,7 +138,7 @@ def test_record_in_config_adds_one_checked_entry_and_refuses_a_bad_one(tmp_path,
     assert read_config(folder).recovery["attention"]["lift"] == 1.5  # a refused entry leaves the file as it was
 
 
-def test_recovery_command_prints_records_and_writes_readme(tmp_path, capsys, acf):
+def test_recovery_command_prints_records_and_writes_docs(tmp_path, capsys, acf):
     folder = tmp_path / "acf"
     shutil.copytree(REPO / "checkpoints" / "acf-fashion", folder)
     readme = tmp_path / "README.md"
@@ -150,7 +150,7 @@ def test_recovery_command_prints_records_and_writes_readme(tmp_path, capsys, acf
                 str(folder),
                 "--record",
                 "--quiet",
-                "--write-readme",
+                "--write-docs",
                 str(readme),
                 "--device",
                 "cpu",
@@ -170,9 +170,9 @@ def test_recovery_command_prints_records_and_writes_readme(tmp_path, capsys, acf
     assert f"x{recorded['attention']['lift']:.2f}" in text
 
 
-def test_readme_vecf_comparison_quotes_the_recorded_figures():
-    readme = (REPO / "README.md").read_text()
-    table = readme.split("| figure (target) | `vecf-fashion` | `vecf-fashion-contrast` |", 1)[1].split("\n\n", 1)[0]
+def test_docs_vecf_comparison_quotes_the_recorded_figures():
+    page = (REPO / "docs" / "images.md").read_text()
+    table = page.split("| figure (target) | `vecf-fashion` | `vecf-fashion-contrast` |", 1)[1].split("\n\n", 1)[0]
     rows = {line.split(" | ")[0].strip("| "): line for line in table.splitlines() if line.startswith("| ")}
     for path in (REPO / "checkpoints" / "vecf-fashion", REPO / "checkpoints" / "vecf-fashion-contrast"):
         config = read_config(path)

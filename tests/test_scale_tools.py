@@ -1,7 +1,7 @@
 """tools/scale_train.py, tools/scale_service.py and the bench's ml-20m scale (issue 13), on a tiny custom size.
 
 No timings are asserted: the tools print them. Each tool runs end to end (its measured processes included) and
-writes its marked block into a README copy; a bad input ends in one sentence before any work.
+writes its marked block into a copy of its docs page; a bad input ends in one sentence before any work.
 """
 
 from __future__ import annotations
@@ -57,7 +57,7 @@ def trained(tmp_path_factory):
                 "--valid-users",
                 "20",
                 "--no-cuda",
-                "--write-readme",
+                "--write-docs",
                 str(readme),
             ]
         )
@@ -95,7 +95,7 @@ def test_scale_service_reuses_the_trained_checkpoint_trains_the_missing_ones_and
                 "1",
                 "--repeats",
                 "1",
-                "--write-readme",
+                "--write-docs",
                 str(readme),
             ]
         )
@@ -144,10 +144,10 @@ def test_scale_train_under_torchrun_reports_the_speed_up(tmp_path, capsys):
         (scale_train, ["--max-steps", "0"], "--max-steps must be at least 1, got 0."),
         (scale_train, ["--models", "nosuch"], "nosuch"),
         (scale_train, ["--models", ","], "--models names no model"),
-        (scale_train, ["--write-readme", "{readme}"], "is not a file with the lines <!-- scale-train:start -->"),
+        (scale_train, ["--write-docs", "{readme}"], "is not a file with the lines <!-- scale-train:start -->"),
         (scale_service, ["--checkpoints", "{root}/none"], "is not a checkpoint folder (it has no config.json)"),
         (scale_service, ["--repeats", "0"], "--repeats must be at least 1, got 0."),
-        (scale_service, ["--write-readme", "{readme}"], "is not a file with the lines <!-- scale-service:start -->"),
+        (scale_service, ["--write-docs", "{readme}"], "is not a file with the lines <!-- scale-service:start -->"),
     ],
 )
 def test_bad_input_is_one_sentence_before_any_work(tool, argv, message, tmp_path, capsys):

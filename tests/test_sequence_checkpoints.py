@@ -1,6 +1,6 @@
-"""The shipped SASRec checkpoints: the README's collapse figures, re-measured from the files.
+"""The shipped SASRec checkpoints: the collapse figures of docs/sequential.md, re-measured from the files.
 
-The collapse example (no layer norm, lr 0.1) must show what the README says: every head of both layers one-hot
+The collapse example (no layer norm, lr 0.1) must show what docs/sequential.md says: every head of both layers one-hot
 for every user, the effective rank of the hidden states falling layer by layer, and head importance in the
 thousands of logits; the healthy SASRec beside it must show none of that.
 """
@@ -47,7 +47,7 @@ def test_collapsed_sasrec_is_one_hot_in_every_head_and_loses_rank(reports):
     rank = median_rank(collapsed)
     assert rank["embeddings"] > 30 and rank["layer 1"] < 8 and rank["layer 2"] < 4
     assert (collapsed.head_importance.summary["mean_abs_change"] > 1000).all()
-    # the README's collapse table
+    # the collapse table of docs/sequential.md
     assert heads(collapsed)["normalised_entropy_mean"].max() < 0.001
     assert list(rank) == pytest.approx([37.7, 5.5, 2.9], abs=0.05)
     change = collapsed.head_importance.summary["mean_abs_change"]
@@ -61,7 +61,7 @@ def test_healthy_sasrec_keeps_soft_heads_and_rank(reports):
     rank = median_rank(healthy)
     assert rank["layer 2"] > 15 and rank["embeddings"] > rank["layer 1"] > rank["layer 2"]
     assert (healthy.head_importance.summary["mean_abs_change"] < 1).all()
-    # the README's collapse table
+    # the collapse table of docs/sequential.md
     entropy = heads(healthy)["normalised_entropy_mean"]
     assert (entropy.min(), entropy.max()) == pytest.approx((0.82, 0.91), abs=0.005)
     assert list(rank) == pytest.approx([37.7, 32.7, 24.8], abs=0.05)
@@ -69,15 +69,15 @@ def test_healthy_sasrec_keeps_soft_heads_and_rank(reports):
     assert (change.min(), change.max()) == pytest.approx((0.24, 0.34), abs=0.005)
 
 
-def test_readme_history_breakdown_reproduces():
+def test_docs_history_breakdown_reproduces():
     import re
     import sys
 
     sys.path.insert(0, str(CHECKPOINTS.parent / "tools"))
     from history_length_breakdown import END, START, breakdown
 
-    readme = (CHECKPOINTS.parent / "README.md").read_text()
-    block = readme.split(START, 1)[1].split(END, 1)[0]
+    page = (CHECKPOINTS.parent / "docs" / "sequential.md").read_text()
+    block = page.split(START, 1)[1].split(END, 1)[0]
     recorded = {
         m.group(1): [float(x) for x in m.groups()[1:]]
         for m in re.finditer(r"\| `([^`]+)` \| ([0-9.]+) \| ([0-9.]+) \| ([0-9.]+) \|", block)

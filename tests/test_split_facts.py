@@ -1,4 +1,4 @@
-"""The README's figures on what the per-user split guarantees, re-measured (tools/split_facts.py)."""
+"""The figures of docs/data.md on what the per-user split guarantees, re-measured (tools/split_facts.py)."""
 
 from __future__ import annotations
 

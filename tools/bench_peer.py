@@ -5,7 +5,7 @@ The peer has the shipped DIN's sizes and reads the same ml-100k ids and features
 weights are random, as only its speed is measured. Rounds alternate ours, the peer and a plain torch DIN (the
 floor) on the most active user with their own history, and the table gives medians and ratios:
 
-    python tools/bench_peer.py [--rounds 15] [--threads 2] [--write-readme README.md]
+    python tools/bench_peer.py [--rounds 15] [--threads 2] [--write-docs docs/benchmarks.md]
 
 Needs the bench extra (``pip install -e .[bench]``).
 """
@@ -420,10 +420,10 @@ def notes(setup: Setup, args, command: str) -> str:
 
 
 def command_line(argv: list[str]) -> str:
-    """The command as run, without where it wrote (the README names itself)."""
+    """The command as run, without where it wrote (the docs page names itself)."""
     shown = list(argv)
-    if "--write-readme" in shown:
-        at = shown.index("--write-readme")
+    if "--write-docs" in shown:
+        at = shown.index("--write-docs")
         del shown[at : at + 2]
     return " ".join(["python tools/bench_peer.py", *shown])
 
@@ -436,7 +436,12 @@ def main(argv=None) -> int:
     parser.add_argument("--n-steps", type=int, default=50, help="IG steps, the same for both")
     parser.add_argument("--peer-batches", default="256,1024", help="comma-separated batch sizes for the peer's ranking")
     parser.add_argument("--items", type=int, help="rank only the first N items (default: all)")
-    parser.add_argument("--write-readme", type=Path, help="write the table between the bench-peer markers")
+    parser.add_argument(
+        "--write-docs",
+        type=Path,
+        metavar="PAGE",
+        help="write the table between the bench-peer markers of PAGE (docs/benchmarks.md)",
+    )
     args = parser.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -449,8 +454,8 @@ def main(argv=None) -> int:
     rows = result_rows(interleaved_medians(operations(setup, args.n_steps, batches), args.rounds))
     about = notes(setup, args, command_line(sys.argv[1:] if argv is None else argv))
     print("\n" + text_table(rows, COLUMNS, HEADERS) + "\n\n" + about)
-    if args.write_readme:
-        write_between_markers(args.write_readme, START, END, markdown_table(rows, COLUMNS, HEADERS) + "\n\n" + about)
+    if args.write_docs:
+        write_between_markers(args.write_docs, START, END, markdown_table(rows, COLUMNS, HEADERS) + "\n\n" + about)
     return 0
 
 

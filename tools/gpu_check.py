@@ -6,7 +6,7 @@ For each checkpoint folder this loads the model twice, on the CPU and on CUDA, a
 - the explanation of that user's first recommendation: every attention map, the IG delta, and the time taken.
 
     python tools/gpu_check.py [CHECKPOINT ...] [--json OUT.json]          # on a machine with CUDA
-    python tools/gpu_check.py --from-json A.json [B.json ...] --write-readme README.md   # the README's table
+    python tools/gpu_check.py --from-json A.json [B.json ...] --write-docs docs/benchmarks.md   # the docs' table
 
 Prints one table row per checkpoint; exits 1 when a metric or a map differs beyond float noise, or CUDA is absent.
 With several JSON files, a later file's row for a checkpoint replaces an earlier one (a rerun after a fix).
@@ -101,7 +101,11 @@ def main(argv=None) -> int:
         "--device", default="cuda", help="the device compared with the CPU (cpu: a dry run of this tool)"
     )
     parser.add_argument("--from-json", nargs="+", metavar="JSON", help="measure nothing; report these files' rows")
-    parser.add_argument("--write-readme", metavar="README", help="write the table between the gpu-check markers")
+    parser.add_argument(
+        "--write-docs",
+        metavar="PAGE",
+        help="write the table between the gpu-check markers of PAGE (docs/benchmarks.md)",
+    )
     args = parser.parse_args(argv)
     if args.from_json:
         by_checkpoint = {
@@ -125,7 +129,7 @@ def main(argv=None) -> int:
     print(text_table(rows, COLUMNS))
     if args.json:
         Path(args.json).write_text(json.dumps(rows, indent=1, default=str))
-    if args.write_readme:
+    if args.write_docs:
         devices = sorted({row["device"] for row in rows if "device" in row})
         headers = [
             "checkpoint",
@@ -143,8 +147,8 @@ def main(argv=None) -> int:
             f"{', '.join(devices)}. Gaps are CUDA against the CPU on the same machine (metrics: against the "
             "recorded ones). Produced by `python tools/gpu_check.py`."
         )
-        write_between_markers(Path(args.write_readme), START, END, table)
-        print(f"wrote the table into {args.write_readme}")
+        write_between_markers(Path(args.write_docs), START, END, table)
+        print(f"wrote the table into {args.write_docs}")
     return 0 if all(row["ok"] for row in rows) else 1
 
 

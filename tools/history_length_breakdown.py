@@ -4,7 +4,7 @@
 
 The models see at most ``max_history`` (50) of a user's latest interactions, while a learned user embedding has
 seen every train interaction; splitting users at that window shows where a sequence model's ranking falls behind.
-Prints a markdown table; ``--write-readme README.md`` puts it between the README's history-breakdown markers.
+Prints a markdown table; ``--write-docs docs/sequential.md`` puts it between that page's history-breakdown markers.
 """
 
 from __future__ import annotations
@@ -77,12 +77,16 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("checkpoints", nargs="+")
     parser.add_argument("--part", choices=["test", "valid"], default="test")
-    parser.add_argument("--write-readme", metavar="README", help="replace the text between the README's markers")
+    parser.add_argument(
+        "--write-docs",
+        metavar="PAGE",
+        help="replace the text between the history-breakdown markers of PAGE (docs/sequential.md)",
+    )
     args = parser.parse_args(argv)
     table = markdown(breakdown([Path(p) for p in args.checkpoints], TEST if args.part == "test" else VALID))
     print(table)
-    if args.write_readme:
-        write_between_markers(Path(args.write_readme), START, END, table)
+    if args.write_docs:
+        write_between_markers(Path(args.write_docs), START, END, table)
     return 0
 
 

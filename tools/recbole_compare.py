@@ -2,8 +2,8 @@
 
     python tools/recbole_compare.py                                   # both models, RecBole's early stopping
     python tools/recbole_compare.py --models SASRec --max-epochs 2    # a quick run
-    python tools/recbole_compare.py --train-batch-size 256 --max-minutes 150   # what the README's table ran
-    python tools/recbole_compare.py --from-json --write-readme README.md   # table from the last run's JSON
+    python tools/recbole_compare.py --train-batch-size 256 --max-minutes 150   # what the docs' table ran
+    python tools/recbole_compare.py --from-json --write-docs docs/sequential.md   # table from the last run's JSON
 
 What it does, for each model:
 
@@ -23,7 +23,7 @@ What it does, for each model:
 
 The table sets this project's shipped SASRec / BERT4Rec (``checkpoints/*-ml100k/config.json`` metrics) beside the
 RecBole-trained ones. Results go to ``artifacts/recbole_comparison.json`` (merged per model, so the two models can
-run in two processes) and, with ``--write-readme``, between the README's ``recbole-comparison`` markers.
+run in two processes) and, with ``--write-docs``, between the ``recbole-comparison`` markers of docs/sequential.md.
 
 RecBole runs with the shims of ``tools/recbole_shims.py``. Torch uses one thread by default: on this 2-core
 machine OpenMP's second thread waits far longer than it helps when other jobs share the cores.
@@ -348,8 +348,8 @@ def markdown(results: dict, root: Path) -> str:
     return "\n".join(lines) + "\n\n" + settings_note(results)
 
 
-def write_readme(readme: Path, table: str) -> None:
-    write_between_markers(readme, START, END, table)
+def write_docs(page: Path, table: str) -> None:
+    write_between_markers(page, START, END, table)
 
 
 def merge_json(path: Path, update: dict) -> dict:
@@ -400,7 +400,11 @@ def main(argv=None) -> int:
         help="train nothing; score the best checkpoint each unfinished run under --workdir has saved",
     )
     parser.add_argument("--log", help="with --from-saved: the interrupted run's log, to count its epochs")
-    parser.add_argument("--write-readme", metavar="README", help="replace the text between the README's markers")
+    parser.add_argument(
+        "--write-docs",
+        metavar="PAGE",
+        help="replace the text between the recbole-comparison markers of PAGE (docs/sequential.md)",
+    )
     args = parser.parse_args(argv)
 
     import torch
@@ -429,9 +433,9 @@ def main(argv=None) -> int:
             )
     table = markdown(results, Path(args.checkpoints))
     print(table)
-    if args.write_readme:
-        write_readme(Path(args.write_readme), table)
-        print(f"wrote the comparison into {args.write_readme}")
+    if args.write_docs:
+        write_docs(Path(args.write_docs), table)
+        print(f"wrote the comparison into {args.write_docs}")
     return 0
 
 

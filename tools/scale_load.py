@@ -1,7 +1,7 @@
 """Generating, loading and splitting the synthetic scale datasets: seconds and peak memory per preset.
 
     python tools/scale_load.py [--presets ml-1m,ml-20m] [--root /tmp/recmodels-scale] [--regenerate]
-                               [--write-readme README.md]
+                               [--write-docs docs/benchmarks.md]
 
 For each preset (recmodels/data/synth.py) the dataset is generated into ROOT/<preset> unless it is already there
 (then its recorded generation time is shown), and then loaded in a fresh process as `python -m recmodels train
@@ -85,7 +85,11 @@ def main(argv=None) -> int:
     parser.add_argument("--root", default="/tmp/recmodels-scale", help="where the datasets are generated")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--regenerate", action="store_true", help="generate again although the folder is there")
-    parser.add_argument("--write-readme", metavar="README", help="write the table between the scale-load markers")
+    parser.add_argument(
+        "--write-docs",
+        metavar="PAGE",
+        help="write the table between the scale-load markers of PAGE (docs/benchmarks.md)",
+    )
     args = parser.parse_args(argv)
     presets = [name.strip() for name in args.presets.split(",") if name.strip()]
     unknown = [name for name in presets if name not in PRESETS]
@@ -93,14 +97,14 @@ def main(argv=None) -> int:
         parser.error(f"--presets takes a comma-separated list of {', '.join(PRESETS)}")
     rows = [measure(name, Path(args.root), args.seed, args.regenerate) for name in presets]
     print(text_table(rows, COLUMNS + ["fingerprint"]))
-    if args.write_readme:
+    if args.write_docs:
         note = (
             f"`python tools/scale_load.py --presets {','.join(presets)}` on {os.cpu_count()} CPU cores "
             f"(OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS', 'unset')}); load+split is `RecData.load` "
             "in a fresh process (atomic files, schema, temporal split, feature tables, fingerprint) and peak "
             "RSS is that process's."
         )
-        write_between_markers(Path(args.write_readme), *MARKERS, markdown_table(rows, COLUMNS) + "\n\n" + note)
+        write_between_markers(Path(args.write_docs), *MARKERS, markdown_table(rows, COLUMNS) + "\n\n" + note)
     return 0
 
 

@@ -2,7 +2,7 @@
 
     python tools/scale_service.py [--preset ml-20m | --users U --items I --interactions N] [--models din,nrms]
                                   [--checkpoints DIR ...] [--train-steps 5] [--repeats 7] [--threads T]
-                                  [--root /tmp/recmodels-scale] [--write-readme README.md]
+                                  [--root /tmp/recmodels-scale] [--write-docs docs/benchmarks.md]
 
 Each checkpoint is opened in a fresh process, as the app opens it: ``RecService.from_checkpoint`` (seconds, and
 the process's peak RSS once it returns), then, for a real user of the dataset with their own history (the user
@@ -33,7 +33,7 @@ from recmodels.formatting import markdown_table, text_table, write_between_marke
 from tools.scale_train import (
     ScaleRunError,
     add_dataset_arguments,
-    check_readme,
+    check_page,
     dataset_of,
     model_list,
     run_child,
@@ -196,11 +196,15 @@ def main(argv=None) -> int:
     parser.add_argument("--train-steps", type=int, default=5, help="steps to train a model that has no checkpoint")
     parser.add_argument("--valid-users", type=int, default=256, help="users ranked when a model is trained here")
     parser.add_argument("--repeats", type=int, default=7, help="calls per figure (the median is shown)")
-    parser.add_argument("--write-readme", metavar="README", help="write the table between the scale-service markers")
+    parser.add_argument(
+        "--write-docs",
+        metavar="PAGE",
+        help="write the table between the scale-service markers of PAGE (docs/benchmarks.md)",
+    )
     options = parser.parse_args(argv)
     try:
         check_options(options)
-        check_readme(options.write_readme, MARKERS)
+        check_page(options.write_docs, MARKERS)
         rows = []
         for scale, model, checkpoint in _plan(options):
             facts = measure_service(checkpoint, options.threads, options.repeats)
@@ -217,14 +221,14 @@ def main(argv=None) -> int:
         "included. A figure over its target is in bold."
     )
     print(text_table([table_row(*row) for row in rows], COLUMNS, headers()) + "\n\n" + note)
-    if options.write_readme:
+    if options.write_docs:
         command = (
             f"`python tools/scale_service.py {scale_flags(options)} --models {','.join(options.models)}`"
             if not options.checkpoints
             else "`python tools/scale_service.py --checkpoints ...`"
         )
         table = markdown_table([table_row(*row) for row in rows], COLUMNS, headers())
-        write_between_markers(Path(options.write_readme), *MARKERS, f"{table}\n\n{command}: {note}")
+        write_between_markers(Path(options.write_docs), *MARKERS, f"{table}\n\n{command}: {note}")
     return 0
 
 

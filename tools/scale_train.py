@@ -2,7 +2,7 @@
 
     python tools/scale_train.py [--preset ml-20m | --users U --items I --interactions N] [--models din,nrms]
                                 [--max-steps 20 | --full-epoch] [--nproc 2] [--threads T] [--valid-users 256]
-                                [--root /tmp/recmodels-scale] [--no-cuda] [--write-readme README.md]
+                                [--root /tmp/recmodels-scale] [--no-cuda] [--write-docs docs/benchmarks.md]
 
 Each run is `python -m recmodels train --model M --dataset synth --data-dir DIR --epochs 1 --max-steps N --set
 valid_users=V --set valid_ctr=false` in a fresh process: once on the CPU alone, once under `torchrun
@@ -340,20 +340,20 @@ def dataset_of(options) -> tuple[str, Path]:
     return name, ensure_dataset(Path(options.root), name, shape, options.seed)
 
 
-def check_readme(path, markers: tuple[str, str]) -> None:
-    """Before measuring for minutes: the README to write exists and has the markers."""
+def check_page(path, markers: tuple[str, str]) -> None:
+    """Before measuring for minutes: the docs page to write exists and has the markers."""
     if path is None:
         return
     text = Path(path).read_text() if Path(path).is_file() else None
     if text is None or not all(marker in text for marker in markers):
         raise InvalidArgumentError(
             f"{path} is not a file with the lines {markers[0]} and {markers[1]}; add them "
-            "where the table goes, or leave out --write-readme."
+            "where the table goes, or leave out --write-docs."
         )
 
 
 def scale_flags(options) -> str:
-    """The command-line flags that chose the dataset, for a README note."""
+    """The command-line flags that chose the dataset, for the table's note."""
     counts = [
         f"--{count} {getattr(options, count)}"
         for count in ("users", "items", "interactions")
@@ -375,7 +375,11 @@ def main(argv=None) -> int:
     parser.add_argument("--nproc", type=int, default=2, help="torchrun processes for the DDP rows (1: none)")
     parser.add_argument("--valid-users", type=int, default=256, help="users the validation and final metrics rank")
     parser.add_argument("--no-cuda", action="store_true", help="no --device cuda rows even when CUDA is there")
-    parser.add_argument("--write-readme", metavar="README", help="write the table between the scale-train markers")
+    parser.add_argument(
+        "--write-docs",
+        metavar="PAGE",
+        help="write the table between the scale-train markers of PAGE (docs/benchmarks.md)",
+    )
     options = parser.parse_args(argv)
     try:
         return _run(options)
@@ -388,7 +392,7 @@ def _run(options) -> int:
     import torch
 
     check_options(options)
-    check_readme(options.write_readme, MARKERS)
+    check_page(options.write_docs, MARKERS)
     options.cuda = torch.cuda.is_available() and not options.no_cuda
     name, folder = dataset_of(options)
     out_root, notes = Path(options.root) / f"{name}-checkpoints", []
@@ -410,14 +414,14 @@ def _run(options) -> int:
     )
     print(text_table(rows, COLUMNS + ["train s"]))
     print(f"\n1 epoch: {epoch}. {MEANING}\n" + "\n".join(notes))
-    if options.write_readme:
+    if options.write_docs:
         steps = "--full-epoch" if options.full_epoch else f"--max-steps {options.max_steps}"
         note = (
             f"`python tools/scale_train.py {scale_flags(options)} --models {','.join(options.models)} {steps}` "
             f"on {os.cpu_count()} CPU cores ({options.threads} torch threads per run, split between torchrun's "
             f"processes; gloo). 1 epoch is {epoch}. {MEANING} " + " ".join(notes)
         )
-        write_between_markers(Path(options.write_readme), *MARKERS, markdown_table(rows, COLUMNS) + "\n\n" + note)
+        write_between_markers(Path(options.write_docs), *MARKERS, markdown_table(rows, COLUMNS) + "\n\n" + note)
     return 0
 
 

@@ -1,5 +1,5 @@
 """``python -m recmodels recovery CHECKPOINT...``: planted-cell recovery of region-attention checkpoints (fashion),
-printed, and optionally recorded in each config.json and written into the README."""
+printed, and optionally recorded in each config.json and written into a docs page (docs/images.md)."""
 
 from __future__ import annotations
 
@@ -13,7 +13,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     parser.add_argument("checkpoints", nargs="+", metavar="CHECKPOINT")
     parser.add_argument("--device", default="auto")
     parser.add_argument("--record", action="store_true", help="write the figures into each config.json")
-    parser.add_argument("--write-readme", metavar="README", help="write the tables between the recovery markers")
+    parser.add_argument(
+        "--write-docs", metavar="PAGE", help="write the tables between the recovery markers of PAGE (docs/images.md)"
+    )
     parser.add_argument("--ig-rows", type=int, default=256, help="seeded test rows for the IG and deletion figures")
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
     return parser
@@ -34,8 +36,8 @@ def run(args: argparse.Namespace) -> int:
             record_in_config(path, "recovery", reports[Path(path).name])
     text, markdown = recovery_tables(reports)
     print(text)
-    if args.write_readme:
+    if args.write_docs:
         markdown += f"\n\nProduced by `python -m recmodels recovery {' '.join(args.checkpoints)}`."
-        write_between_markers(Path(args.write_readme), "<!-- recovery:start -->", "<!-- recovery:end -->", markdown)
-        print(f"wrote the tables into {args.write_readme}")
+        write_between_markers(Path(args.write_docs), "<!-- recovery:start -->", "<!-- recovery:end -->", markdown)
+        print(f"wrote the tables into {args.write_docs}")
     return 0

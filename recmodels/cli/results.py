@@ -1,5 +1,10 @@
 """``python -m recmodels results``: the results tables, one per dataset and split, from the shipped checkpoints'
-recorded test metrics; ``--write-readme FILE`` writes them between the results markers of a docs page."""
+recorded test metrics; ``--dataset`` and ``--split`` pick some of them, and ``--write-docs FILE`` writes them between
+the results markers of a page:
+
+    python -m recmodels results --dataset ml-100k --split per_user --write-docs README.md   # the README's table
+    python -m recmodels results --write-docs docs/results.md                                # every table
+"""
 
 from __future__ import annotations
 
@@ -7,19 +12,29 @@ import argparse
 from pathlib import Path
 
 HELP = "the results tables, from the shipped checkpoints"
-RESULTS_START = "<!-- results:start (python -m recmodels results --write-readme README.md) -->"
+RESULTS_START = "<!-- results:start -->"
 RESULTS_END = "<!-- results:end -->"
+SPLIT_MODES = ("per_user", "global")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     parser.add_argument("--root", default="checkpoints")
-    parser.add_argument("--write-readme", metavar="FILE", help="replace the tables between the results markers in FILE")
+    parser.add_argument(
+        "--dataset", action="append", metavar="NAME", help="only this dataset's tables (repeatable; default: all)"
+    )
+    parser.add_argument("--split", choices=SPLIT_MODES, help="only this split's tables (default: both)")
+    parser.add_argument(
+        "--write-docs",
+        metavar="FILE",
+        help="replace the tables between the results markers in FILE (README.md or docs/results.md)",
+    )
     return parser
 
 
-def results_markdown(root: Path) -> str:
+def results_markdown(root: Path, datasets: list[str] | None = None, split: str | None = None) -> str:
     """One table per dataset and split mode (per-user first, then global) from the shipped checkpoints' recorded
-    test metrics (measured when trained; tests/test_checkpoints.py re-measures them)."""
+    test metrics (measured when trained; tests/test_checkpoints.py re-measures them). ``datasets`` and ``split``
+    keep only those tables; naming a dataset or split that no checkpoint has raises SystemExit."""
     from recmodels.checkpoint.io import read_config
     from recmodels.formatting import markdown_table
     from recmodels.models import model_info
@@ -41,11 +56,19 @@ def results_markdown(root: Path) -> str:
                 "order": (info.order, bool(config.collapse_example)),
             }
         )
+    order = list(dict.fromkeys(dataset for dataset, _ in by_dataset))
+    for dataset in datasets or []:
+        if dataset not in order:
+            raise SystemExit(f"no checkpoint under {root} is on dataset {dataset!r}; the datasets: {', '.join(order)}")
+    chosen = {
+        key: rows
+        for key, rows in by_dataset.items()
+        if (not datasets or key[0] in datasets) and (split is None or key[1] == split)
+    }
+    if not chosen:
+        raise SystemExit(f"no checkpoint under {root} matches --dataset {datasets} --split {split}")
     blocks = []
-    datasets = list(dict.fromkeys(dataset for dataset, _ in by_dataset))
-    for (dataset, mode), rows in sorted(
-        by_dataset.items(), key=lambda kv: (datasets.index(kv[0][0]), kv[0][1] != "per_user")
-    ):
+    for (dataset, mode), rows in sorted(chosen.items(), key=lambda kv: (order.index(kv[0][0]), kv[0][1] != "per_user")):
         rows.sort(key=lambda r: r["order"])
         where = "test part" if mode == "per_user" else f"test part, {mode} time split"
         blocks.append(
@@ -56,12 +79,12 @@ def results_markdown(root: Path) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    table = results_markdown(Path(args.root))
-    if not args.write_readme:
+    table = results_markdown(Path(args.root), args.dataset, args.split)
+    if not args.write_docs:
         print(table)
         return 0
     from recmodels.formatting import write_between_markers
 
-    write_between_markers(Path(args.write_readme), RESULTS_START, RESULTS_END, table)
-    print(f"wrote the results table into {args.write_readme}")
+    write_between_markers(Path(args.write_docs), RESULTS_START, RESULTS_END, table)
+    print(f"wrote the results tables into {args.write_docs}")
     return 0

@@ -1,4 +1,5 @@
-"""A model from outside recmodels (the README's example): the user's embedding attends over the history.
+"""A model from outside recmodels (the example in the README and docs/extending.md): the user's embedding attends
+over the history.
 
 tests/test_plugin.py installs it through the ``recmodels.models`` entry point, or loads it with
 ``--model-module``; tests/test_model_contract.py holds it to the contract every model keeps.
@@ -8,7 +9,7 @@ from dataclasses import dataclass
 
 from torch import nn
 
-from recmodels.models import AttentionMap, InputTap, RecModel, RecOutput, apply_override, masked_softmax
+from recmodels import AttentionMap, InputTap, RecModel, RecOutput, apply_override, masked_softmax
 
 
 @dataclass
