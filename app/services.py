@@ -21,9 +21,11 @@ from app.search import ItemIndex, UserIndex
 from app.text import plain
 from recmodels import settings
 from recmodels.checkpoint import CONFIG_FILE, read_config
+from recmodels.checkpoint.runs import find_runs
 from recmodels.errors import RecModelsError
 from recmodels.models import model_info
 from recmodels.serving.service import RecService
+from recmodels.train.monitor import HISTORY_FILE
 from recmodels.viz import FigureContext
 from recmodels.viz.images import display_copy
 
@@ -95,6 +97,16 @@ def resolve_checkpoint(typed: str) -> str | None:
 
     The caller shows one message for every None, so the box cannot be used to learn what exists elsewhere.
     """
+    return _resolve_inside_roots(typed, CONFIG_FILE)
+
+
+def resolve_run(typed: str) -> str | None:
+    """The training-run folder (one with history.jsonl, written while a model trains) that ``typed`` names inside a
+    root, or None on the same terms as :func:`resolve_checkpoint`."""
+    return _resolve_inside_roots(typed, HISTORY_FILE)
+
+
+def _resolve_inside_roots(typed: str, marker: str) -> str | None:
     text = typed.strip()
     if not text or "\x00" in text or len(text) > 4096:
         return None
@@ -104,11 +116,17 @@ def resolve_checkpoint(typed: str) -> str | None:
         candidate = roots[0] / candidate
     try:
         folder = candidate.resolve()
-        config = (folder / CONFIG_FILE).resolve()
-        found = _inside(folder, roots) and _inside(config, roots) and config.is_file()
+        marked = (folder / marker).resolve()
+        found = _inside(folder, roots) and _inside(marked, roots) and marked.is_file()
     except (OSError, RuntimeError, ValueError):  # too long a name, a symlink loop, ...
         return None
     return str(folder) if found else None
+
+
+def training_runs() -> list[str]:
+    """Run folders directly inside the checkpoint roots (those with history.jsonl), written by train --log-dir or
+    an AttentionMonitor in any training loop."""
+    return [str(folder) for folder in find_runs(checkpoint_roots()) if _resolve_inside_roots(str(folder), HISTORY_FILE)]
 
 
 def shipped_checkpoints() -> list[CheckpointEntry]:

@@ -28,7 +28,8 @@ def _plugin_model():
     return module.TinyAttention
 
 
-PLUGIN = Path(__file__).parent / "plugin_models" / "tiny_attention.py"
+REPO = Path(__file__).resolve().parents[1]
+PLUGIN = REPO / "tests" / "plugin_models" / "tiny_attention.py"
 TinyAttention = _plugin_model()
 
 
@@ -129,3 +130,34 @@ def test_the_trainer_records_through_the_monitor_into_its_run_folder(tiny_data, 
     assert lines == json.loads(json.dumps(result.history))
     assert {"rows", "train_seconds", "valid", "train_loss"} <= set(result.history[1])
     assert "share_near_one_hot/layer 2/head 1" in result.history[2]["attention"]["self_attention"]
+
+
+@pytest.mark.slow
+def test_the_collapse_page_follows_a_run_as_its_records_arrive(tiny_data, tmp_path, monkeypatch):
+    from streamlit.testing.v1 import AppTest
+
+    root = tmp_path / "root"
+    monkeypatch.setenv("RECMODELS_CHECKPOINT_ROOTS", str(root))
+    monitor = AttentionMonitor(_sasrec(tiny_data), tiny_data, log_dir=root / "live", tensorboard=False, warn=False)
+    monitor.record(step=0)
+    at = AppTest.from_file(str(REPO / "app" / "explorer.py"), default_timeout=180).run()
+    at.switch_page("pages/collapse.py").run()
+    folder = str((root / "live").resolve())
+    assert folder in at.selectbox(key="run_choice").options
+    at.selectbox(key="run_choice").set_value(folder).run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert "Training run: SASRec" in [h.value for h in at.subheader]
+    assert any("1 record; the last at step 0 · refreshing while it trains" in c.value for c in at.caption)
+    charts = len(at.get("plotly_chart"))
+    for step in (50, 100):  # the run writes on while the page is open
+        monitor.record(step=step, train_loss=1.0)
+    at.run()
+    assert any("3 records; the last at step 100" in c.value for c in at.caption)
+    assert len(at.get("plotly_chart")) == charts  # the same curves, with the new points
+    (root / "live" / "history.jsonl").open("a").write('{"epoch": "NaN"}\n{"epoch": 3, "train_loss": "x"}\n{"epo')
+    at.run()
+    assert any(
+        "3 records; the last at step 100" in c.value and "2 malformed lines left out" in c.value for c in at.caption
+    )
+    at.text_input(key="run_path").set_value("/etc").run()
+    assert "That is not a training run inside the checkpoint roots" in at.error[0].value

@@ -4,14 +4,26 @@ from __future__ import annotations
 
 import streamlit as st
 
-from app.services import diagnostics, model_title, open_service, shipped_checkpoints
-from app.text import literal
+from app.services import diagnostics, model_title, open_service, resolve_run, shipped_checkpoints, training_runs
+from app.text import code, literal, plain
 from app.ui import checkpoint_picker, csv_button, figure, guarded, show_error, sidebar
 from recmodels import viz
+from recmodels.checkpoint.runs import read_run
 from recmodels.explain.collapse import CollapseThresholds
-from recmodels.explain.diagnostics import collapse_findings, layer_head_history, rank_history, unit_label
+from recmodels.explain.diagnostics import (
+    collapse_findings,
+    history_frame,
+    layer_head_history,
+    rank_history,
+    unit_label,
+)
 
 MAX_LISTED = 8  # units named in one finding; the rest are counted
+REFRESH_SECONDS = 2  # how often a followed run's records are read again
+NOT_A_RUN = (
+    "That is not a training run inside the checkpoint roots: type the name of a folder with history.jsonl (written "
+    "by AttentionMonitor or train --log-dir) in one of the roots."
+)
 SUMMARY_FORMATS = {
     "normalised_entropy_median": "%.3f",
     "max_weight_median": "%.3f",
@@ -43,6 +55,81 @@ st.caption(
     f"the normalised singular values over the history's positions): rank collapse when the median is below "
     f"{THRESHOLDS.rank_collapse:g} (recmodels.CollapseThresholds)."
 )
+
+
+def run_picker() -> str | None:
+    """A training run to follow: one found in the checkpoint roots, or a folder typed inside one."""
+    runs = training_runs()
+    with st.expander("Follow a training run", expanded=bool(st.session_state.get("_run"))):
+        st.caption(
+            "A run folder gets one record per epoch (or every N steps) while a model trains: "
+            "`python -m recmodels train --log-dir DIR`, or `recmodels.AttentionMonitor(model, data, log_dir=DIR)` "
+            f"in your own loop. The curves below read it again every {REFRESH_SECONDS} s."
+        )
+        chosen = st.selectbox(
+            "Run",
+            runs,
+            index=None,
+            key="run_choice",
+            format_func=lambda path: plain(path, 80),
+            placeholder="no run folder in the checkpoint roots" if not runs else "pick a run",
+        )
+        typed = st.text_input("…or a run folder", key="run_path", placeholder="runs/my-model", max_chars=4096)
+        if typed.strip():
+            chosen = resolve_run(typed)
+            if chosen is None:
+                st.error(NOT_A_RUN)
+    st.session_state["_run"] = chosen
+    return chosen
+
+
+@st.fragment(run_every=REFRESH_SECONDS)
+def follow_run(folder: str) -> None:
+    """The statistics of a run folder's records so far, read again on every refresh (only this part reruns)."""
+    with guarded("reading the training run"):
+        run = read_run(folder)
+        title = run.run.get("title") or run.run.get("model") or "model"
+        x = run.x_axis
+        state = "finished: a checkpoint was saved here" if run.finished else "refreshing while it trains"
+        last = f"; the last at {x} {run.history[-1]['epoch' if x == 'epoch' else 'step']}" if run.history else ""
+        st.subheader(f"Training run: {literal(title, 40)}", anchor=False)
+        st.caption(
+            f"{code(folder, 200)} · {len(run.history)} record{'s' if len(run.history) != 1 else ''}{last} · {state} "
+            f"(every {REFRESH_SECONDS} s)"
+            + (f" · {run.refused} malformed lines left out" if run.refused else "")
+        )
+        if not run.history:
+            st.info("No record yet: the first arrives when the run records its untrained model.")
+            return
+        history = run.plotted_history()
+        per_map, thresholds = history_frame(history), THRESHOLDS
+        figure(viz.epochs_figure(per_map, "normalised_entropy", "Mean normalised entropy", x), key="fig_run_entropy")
+        figure(viz.epochs_figure(per_map, "max_weight", "Mean max weight", x), key="fig_run_max")
+        per_unit = layer_head_history(history)
+        for name in per_unit["map"].unique():
+            figure(
+                viz.layer_head_epochs(
+                    per_unit,
+                    name,
+                    "normalised_entropy",
+                    thresholds.near_uniform,
+                    f"{name}: normalised entropy per layer and head",
+                    x,
+                ),
+                key=f"fig_run_units_{name}",
+            )
+        ranks = rank_history(history)
+        if not ranks.empty:
+            figure(
+                viz.rank_epochs(ranks, thresholds.rank_collapse, "Effective rank of the hidden states per layer", x),
+                key="fig_run_rank",
+            )
+
+
+followed = run_picker()
+if followed:
+    follow_run(followed)
+    st.divider()
 
 entries = shipped_checkpoints()
 collapsed = next((e for e in entries if e.collapsed), None)

@@ -252,20 +252,26 @@ def check_record(config: dict) -> None:
     for part, values in mapping("metrics", config.get("metrics", {})).items():
         measurements(f"metrics.{escaped_key(part)}", values)
     for index, entry in enumerate(items("history", config.get("history", []), MAX_LIST)):
-        entry = mapping(f"history[{index}]", entry)
-        if "epoch" not in entry:
-            raise SchemaProblem(f"history[{index}].epoch", "present", show_value=False)
-        whole(f"history[{index}].epoch", entry["epoch"], 0, MAX_ROWS)
-        measurements(
-            f"history[{index}]", {k: entry[k] for k in ("train_loss", "seconds", "rows", "train_seconds") if k in entry}
-        )
-        measurements(f"history[{index}].valid", entry.get("valid", {}))
-        for name, stats in mapping(f"history[{index}].attention", entry.get("attention", {})).items():
-            measurements(f"history[{index}].attention.{escaped_key(name)}", stats)
-        for layer, stats in mapping(f"history[{index}].effective_rank", entry.get("effective_rank", {})).items():
-            measurements(f"history[{index}].effective_rank.{escaped_key(layer)}", stats)
+        check_history_entry(f"history[{index}]", entry)
     if config.get("recovery") is not None:
         check_recovery(config["recovery"])
+
+
+def check_history_entry(field: str, entry) -> None:
+    """One record of a training history (config.json's "history", or a line of a run folder's history.jsonl): a
+    whole-number epoch (and step, when it has one), and numbers (or null) everywhere the figures read."""
+    entry = mapping(field, entry)
+    if "epoch" not in entry:
+        raise SchemaProblem(f"{field}.epoch", "present", show_value=False)
+    whole(f"{field}.epoch", entry["epoch"], 0, MAX_ROWS)
+    if "step" in entry:
+        whole(f"{field}.step", entry["step"], 0, 2**53)
+    measurements(field, {k: entry[k] for k in ("train_loss", "seconds", "rows", "train_seconds") if k in entry})
+    measurements(f"{field}.valid", entry.get("valid", {}))
+    for name, stats in mapping(f"{field}.attention", entry.get("attention", {})).items():
+        measurements(f"{field}.attention.{escaped_key(name)}", stats)
+    for layer, stats in mapping(f"{field}.effective_rank", entry.get("effective_rank", {})).items():
+        measurements(f"{field}.effective_rank.{escaped_key(layer)}", stats)
 
 
 RECOVERY_TEXT = ("map", "part", "over")

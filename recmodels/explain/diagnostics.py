@@ -320,6 +320,27 @@ def pair_layer_heads(view) -> pd.DataFrame | None:
 
 
 # ---------------------------------------------------------------- the training history
+def history_frame(history) -> pd.DataFrame:
+    """A training ``history`` (config.json's, or a run folder's records) in long format: per record, the training
+    loss and valid metrics, and one row per attention map with its statistics. Entries of the wrong shape are skipped
+    (the file is untrusted)."""
+    rows = []
+    for entry in _entries(history):
+        valid = entry.get("valid") if isinstance(entry.get("valid"), dict) else {}
+        base = {
+            "epoch": entry["epoch"],
+            "train_loss": _number(entry.get("train_loss")),
+            **{str(k): _number(v) for k, v in valid.items()},
+        }
+        maps = entry.get("attention") if isinstance(entry.get("attention"), dict) else {}
+        if not maps:
+            rows.append(base)
+        for name, stats in maps.items():
+            stats = stats if isinstance(stats, dict) else {}
+            rows.append({**base, "map": str(name), **{str(k): _number(v) for k, v in stats.items()}})
+    return pd.DataFrame(rows)
+
+
 def layer_head_history(history) -> pd.DataFrame:
     """The per-(layer, head) attention statistics of a checkpoint's ``history`` (config.json), in long format:
     epoch, map, layer, head (0-based, -1 where the map lacks the axis), normalised_entropy, max_weight. Empty for

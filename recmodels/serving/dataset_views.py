@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 
 from recmodels.errors import InvalidArgumentError, quote
-from recmodels.explain.diagnostics import DiagnosticsReport, dataset_diagnostics
+from recmodels.explain.diagnostics import DiagnosticsReport, dataset_diagnostics, history_frame
 from recmodels.explain.heads import PAIRS_FROM, dataset_head_importance, model_heads, sample_pairs
 from recmodels.explain.region_report import region_report
 from recmodels.serving.arguments import flag, whole_number
@@ -151,12 +151,4 @@ class DatasetViews:
 
     def training_history(self) -> pd.DataFrame:
         """Per-epoch loss, valid metrics and attention statistics, from the checkpoint, in long format."""
-        rows = []
-        for entry in self.config.history:
-            base = {"epoch": entry["epoch"], "train_loss": entry.get("train_loss"), **entry.get("valid", {})}
-            maps = entry.get("attention", {})
-            if not maps:
-                rows.append(base)
-            for name, stats in maps.items():
-                rows.append({**base, "map": name, **stats})
-        return pd.DataFrame(rows)
+        return history_frame(self.config.history)

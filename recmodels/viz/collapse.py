@@ -42,7 +42,12 @@ def statistic_box(
 
 
 def layer_head_epochs(
-    history: pd.DataFrame, map_name: str, statistic: str, threshold: float | None = None, title: str | None = None
+    history: pd.DataFrame,
+    map_name: str,
+    statistic: str,
+    threshold: float | None = None,
+    title: str | None = None,
+    x_title: str = "epoch",
 ) -> go.Figure:
     """One map's ``statistic`` over the training epochs: a panel per layer, a line per head (the frame of
     :func:`recmodels.explain.diagnostics.layer_head_history`)."""
@@ -75,14 +80,16 @@ def layer_head_epochs(
                 col=index % columns + 1,
             )
     fig.update_yaxes(range=(0, 1.02))
-    fig.update_xaxes(title="epoch")
+    fig.update_xaxes(title=x_title)
     fig.update_yaxes(title=TITLES.get(statistic, statistic), col=1)
     if threshold is not None:
         fig.add_hline(y=threshold, line_dash="dash", line_color="grey")
     return layout(fig, height=300 * rows + 40, title=title, legend_below=True)
 
 
-def rank_epochs(ranks: pd.DataFrame, threshold: float | None = None, title: str | None = None) -> go.Figure:
+def rank_epochs(
+    ranks: pd.DataFrame, threshold: float | None = None, title: str | None = None, x_title: str = "epoch"
+) -> go.Figure:
     """Median effective rank per layer over the epochs, with the band of the middle 80% of the probe rows (the
     frame of :func:`recmodels.explain.diagnostics.rank_history`), and the rank-collapse threshold dashed."""
     fig = go.Figure()
@@ -120,7 +127,7 @@ def rank_epochs(ranks: pd.DataFrame, threshold: float | None = None, title: str 
         )
     if threshold is not None:
         fig.add_hline(y=threshold, line_dash="dash", line_color="grey")
-    fig.update_xaxes(title="epoch")
+    fig.update_xaxes(title=x_title)
     fig.update_yaxes(title="effective rank", rangemode="tozero")
     return layout(fig, height=360, title=title, legend_below=True)
 
@@ -140,7 +147,7 @@ def rank_box(ranks: pd.DataFrame, threshold: float | None = None, title: str | N
     return layout(fig, height=340, title=title, legend_below=True)
 
 
-def epochs_figure(history: pd.DataFrame, statistic: str, title: str | None = None) -> go.Figure:
+def epochs_figure(history: pd.DataFrame, statistic: str, title: str | None = None, x_title: str = "epoch") -> go.Figure:
     """One statistic per map over the training epochs (the frame of
     :meth:`~recmodels.serving.RecService.training_history`), on the 0..1 scale."""
     frame = history.dropna(subset=[statistic]) if statistic in history else pd.DataFrame()
@@ -148,6 +155,12 @@ def epochs_figure(history: pd.DataFrame, statistic: str, title: str | None = Non
         return layout(go.Figure(), height=300, title=title)
     frame = frame.assign(map=frame["map"].map(short)) if "map" in frame else frame
     fig = px.line(
-        frame, x="epoch", y=statistic, color="map" if "map" in frame else None, markers=True, range_y=(0, 1.02)
+        frame,
+        x="epoch",
+        y=statistic,
+        color="map" if "map" in frame else None,
+        markers=True,
+        range_y=(0, 1.02),
+        labels={"epoch": x_title},
     )
     return layout(fig, height=320, title=title)
