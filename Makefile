@@ -50,5 +50,7 @@ docs-build: $(STAMP)
 bench: $(STAMP)
 	$(PY) -m recmodels bench
 
+# the results tables: every dataset and split in the docs, the ml-100k per-user one in the README
 results: $(STAMP)
 	$(PY) -m recmodels results --write-docs docs/results.md
+	$(PY) -m recmodels results --dataset ml-100k --split per_user --write-docs README.md

@@ -1,4 +1,4 @@
-"""Plain-text and Markdown tables of metrics, for the command line and the README."""
+"""Plain-text and Markdown tables of metrics, for the command line and the generated blocks of the docs."""
 
 from __future__ import annotations
 
@@ -48,8 +48,8 @@ def markdown_table(rows: list[dict], columns: list[str], headers: list[str] | No
 
 
 def write_between_markers(path: Path, start: str, end: str, text: str) -> None:
-    """Replace what lies between the lines ``start`` and ``end`` of a file (a README's generated block) with ``text``.
-    Raises SystemExit naming the markers when the file lacks them."""
+    """Replace what lies between the lines ``start`` and ``end`` of a file (a generated block of a docs page or the
+    README) with ``text``. Raises SystemExit naming the markers when the file lacks them."""
     content = path.read_text()
     if start not in content or end not in content:
         raise SystemExit(f"{path} has no {start} ... {end} markers; add them where the table goes")

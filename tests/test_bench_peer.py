@@ -59,6 +59,7 @@ def test_closed_proxy_is_set_only_inside(monkeypatch):
     assert os.environ["HTTPS_PROXY"] == "http://proxy.example:3128" and "http_proxy" not in os.environ
 
 
+@pytest.mark.slow
 def test_peer_reads_our_ids_and_features(setup):
     """Each peer row carries the user's fields, the candidate's id, decade and genres, and the user's history."""
     items = torch.tensor([1, 7, 50])
@@ -79,6 +80,7 @@ def test_peer_reads_our_ids_and_features(setup):
     assert int(column("seq_length")[0]) == int((setup.history != 0).sum())
 
 
+@pytest.mark.slow
 def test_identity_tap_leaves_scores_unchanged(setup):
     peer, x = setup.peer, rows_for(setup, setup.items)
     with torch.no_grad():
@@ -95,6 +97,7 @@ def test_identity_tap_leaves_scores_unchanged(setup):
     assert not torch.allclose(fed_zeros, fed_back)  # the tap really feeds the attention
 
 
+@pytest.mark.slow
 def test_ig_through_the_tap_is_complete(setup):
     peer, x = setup.peer, rows_for(setup, setup.items[:5])
     attributions, delta = bench_peer.peer_integrated_gradients(peer, x, n_steps=50)
@@ -109,6 +112,7 @@ def test_ig_through_the_tap_is_complete(setup):
     assert torch.allclose(delta, attributions.sum(1) - change, atol=1e-5)
 
 
+@pytest.mark.slow
 def test_hook_captures_the_layers_weights(setup):
     """(items, history) weights, zero on padding, that give the layer's own output and follow the history."""
     peer, items = setup.peer, setup.items
@@ -147,6 +151,7 @@ def test_floor_weights_and_gradients(setup):
     assert bench_peer.floor_forward_backward(setup.floor, rows).shape == rows[1].shape
 
 
+@pytest.mark.slow
 def test_main_writes_the_marked_block(deepctr, tmp_path, capsys):
     readme = tmp_path / "README.md"
     readme.write_text(f"# x\n\nbefore\n{bench_peer.START}\nold\n{bench_peer.END}\nafter\n")

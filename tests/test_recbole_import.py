@@ -28,7 +28,10 @@ from recmodels.errors import InvalidArgumentError, RecModelsError
 from recmodels.serving.service import RecService
 
 ROOT = Path(__file__).resolve().parents[1]
-pytestmark = pytest.mark.filterwarnings("ignore::Warning:recbole.*")  # its pandas and torch deprecations
+pytestmark = [
+    pytest.mark.filterwarnings("ignore::Warning:recbole.*"),  # its pandas and torch deprecations
+    pytest.mark.slow,  # RecBole trains and imports
+]
 needs_recbole = pytest.mark.skipif(importlib.util.find_spec("recbole") is None, reason="recbole is not installed")
 
 

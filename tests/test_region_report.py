@@ -78,6 +78,7 @@ def acf():
     return RecService.from_checkpoint(REPO / "checkpoints" / "acf-fashion", device="cpu")
 
 
+@pytest.mark.slow
 def test_deletion_zeroes_exactly_the_chosen_regions_at_the_tap(acf):
     model, data = acf.model, acf.data
     rows = data.interaction_rows(2)
@@ -93,6 +94,7 @@ def test_deletion_zeroes_exactly_the_chosen_regions_at_the_tap(acf):
     assert torch.equal(model(batch).scores, acf.model(batch).scores)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("path", FASHION_CHECKPOINTS, ids=[p.name for p in FASHION_CHECKPOINTS])
 def test_recorded_recovery_reproduces(path):
     recorded = read_config(path).recovery
@@ -138,6 +140,7 @@ def test_record_in_config_adds_one_checked_entry_and_refuses_a_bad_one(tmp_path,
     assert read_config(folder).recovery["attention"]["lift"] == 1.5  # a refused entry leaves the file as it was
 
 
+@pytest.mark.slow
 def test_recovery_command_prints_records_and_writes_docs(tmp_path, capsys, acf):
     folder = tmp_path / "acf"
     shutil.copytree(REPO / "checkpoints" / "acf-fashion", folder)

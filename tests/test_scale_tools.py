@@ -64,6 +64,7 @@ def trained(tmp_path_factory):
     return code, root, readme, out.getvalue()
 
 
+@pytest.mark.slow
 def test_scale_train_measures_a_run_and_writes_its_block(trained):
     code, root, readme, out = trained
     assert code == 0
@@ -78,6 +79,7 @@ def test_scale_train_measures_a_run_and_writes_its_block(trained):
     assert config.evaluated_users == 20  # the bounded final metrics are labelled as such
 
 
+@pytest.mark.slow
 def test_scale_service_reuses_the_trained_checkpoint_trains_the_missing_ones_and_writes_its_block(
     trained, tmp_path, capsys
 ):

@@ -72,9 +72,9 @@ _CHILD = r"""
 import json, os, resource, sys, time
 import torch
 torch.set_num_threads(int(os.environ["SCALE_TRAIN_THREADS"]))
-import recmodels.train.trainer as trainer
+import recmodels.train.batches as batches
 facts = {}
-counted, sample = trainer.training_rows, trainer.NegativeSampler.sample
+counted, sample = batches.training_rows, batches.NegativeSampler.sample
 
 def training_rows(*args, **kwargs):
     rows = counted(*args, **kwargs)
@@ -88,8 +88,8 @@ def timed_sample(self, *args, **kwargs):
     finally:
         facts["sampling_s"] = facts.get("sampling_s", 0.0) + time.perf_counter() - started
 
-trainer.training_rows = training_rows
-trainer.NegativeSampler.sample = timed_sample
+batches.training_rows = training_rows
+batches.NegativeSampler.sample = timed_sample
 from recmodels.cli.parser import main
 code = main(sys.argv[2:])
 facts.update(rank=int(os.environ.get("RANK", "0")), peak_gb=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e6)

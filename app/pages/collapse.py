@@ -95,8 +95,7 @@ def follow_run(folder: str) -> None:
         st.subheader(f"Training run: {literal(title, 40)}", anchor=False)
         st.caption(
             f"{code(folder, 200)} · {len(run.history)} record{'s' if len(run.history) != 1 else ''}{last} · {state} "
-            f"(every {REFRESH_SECONDS} s)"
-            + (f" · {run.refused} malformed lines left out" if run.refused else "")
+            f"(every {REFRESH_SECONDS} s)" + (f" · {run.refused} malformed lines left out" if run.refused else "")
         )
         if not run.history:
             st.info("No record yet: the first arrives when the run records its untrained model.")

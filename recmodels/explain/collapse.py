@@ -30,7 +30,7 @@ RANK_QUANTILES = {"q10": 0.1, "median": 0.5, "q90": 0.9}  # of the probe rows' e
 
 @dataclass(frozen=True)
 class CollapseThresholds:
-    """When a distribution is flagged. Documented in the README; pass your own to change them.
+    """When a distribution is flagged (docs: Explanations and collapse); pass your own to change them.
 
     near_uniform: normalised entropy at or above this (0.98 means within 2% of the uniform entropy).
     near_one_hot: max weight at or above this (0.9 means one position takes 90% of the weight).

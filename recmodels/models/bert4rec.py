@@ -79,7 +79,7 @@ class BERT4Rec(RecModel):
     config_class = BERT4RecConfig
     maps_ignore_candidate = True  # every map is the user tower's
     sequence_training = True
-    # chosen on ml-100k's valid NDCG@10 (README, "Sequential transformers"): one window per train interaction
+    # chosen on ml-100k's valid NDCG@10 (docs/sequential.md, "Settings"): one window per train interaction
     # (RecBole's rows) with half of them masking only their last item gave 0.1362, ahead of 10% (0.1275) and of
     # windows every 50 items (0.1168). The trainer's ``loss`` and ``negatives`` are not used: :meth:`loss` is the
     # model's own (``objective``).

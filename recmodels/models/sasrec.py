@@ -70,7 +70,7 @@ class SASRec(RecModel):
     order = 90
     config_class = SASRecConfig
     maps_ignore_candidate = True  # every map is the user tower's
-    # chosen on ml-100k's valid NDCG@10 (README, "Sequential transformers"): RecBole's rows with the CE objective,
+    # chosen on ml-100k's valid NDCG@10 (docs/sequential.md, "Settings"): RecBole's rows with the CE objective,
     # dropout 0.2 at lr 1e-3 gave 0.1300, ahead of windows of 50 with every position a target (0.1289), BCE with one
     # negative (0.1275) and RecBole's dropout 0.5 (0.1291). The trainer's ``loss`` and ``negatives`` are not used:
     # :meth:`loss` is the model's own (``objective``).

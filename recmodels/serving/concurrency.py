@@ -6,7 +6,7 @@ collapse when more threads want the cores than there are cores (a single forward
 project's 2-core machine with two busy threads), so requests beyond ``workers`` wait for a slot instead of
 competing for the cores. ``set_policy`` changes both numbers for the whole process; ``RECMODELS_WORKERS`` and
 ``RECMODELS_TORCH_THREADS`` set them at import. The defaults were chosen with ``python -m recmodels bench
---concurrency`` (README, Benchmarks).
+--concurrency`` (docs/benchmarks.md).
 """
 
 from __future__ import annotations
@@ -20,8 +20,8 @@ import torch
 from recmodels import settings
 from recmodels.errors import InvalidArgumentError, quote
 
-# measured on an idle 2-core machine (README, "Under load"): the only policy that met both targets (x1.78 the
-# throughput at 4 clients, p95 x2.8 the idle p50); workers=2 with 1 thread serves more but with a longer tail
+# measured on an idle 2-core machine (docs/benchmarks.md, "Under load"): the only policy that met both targets (x1.78
+# the throughput at 4 clients, p95 x2.8 the idle p50); workers=2 with 1 thread serves more but with a longer tail
 DEFAULT_WORKERS = 0  # 0: no bound (every request computes at once)
 DEFAULT_TORCH_THREADS = 0  # 0: leave torch's own choice
 
