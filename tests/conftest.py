@@ -28,6 +28,14 @@ settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 LARGE_MODELS = {"sasrec", "bert4rec"}
 
 
+def pytest_configure(config):
+    """Under pytest-xdist each worker takes its share of the cores: torch's default (every core in each of them)
+    oversubscribes the machine, and small ops then take many times longer."""
+    workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+    if workers > 1:
+        torch.set_num_threads(max(1, (os.cpu_count() or 1) // workers))
+
+
 def pytest_collection_modifyitems(config, items):
     """Parametrised tests over the sequence transformers are slow; the other models keep the contract fast."""
     for item in items:

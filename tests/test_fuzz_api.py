@@ -149,6 +149,13 @@ def test_diagnostics_arguments(service, users, batch_size):
         assert report.rows["normalised_entropy"].between(0, 1 + 1e-6).all()
 
 
+@pytest.mark.parametrize("users", [torch.tensor(3), np.int64(3), np.array("1")])
+def test_a_single_id_that_claims_to_iterate_is_one_sentence(service, users):
+    # found by the ci profile: a 0-d tensor has __iter__ but iterating it raises TypeError
+    with pytest.raises(InvalidArgumentError, match="users must be a list of user ids"):
+        service.diagnostics(users=users)
+
+
 @pytest.fixture(scope="module")
 def headed_service(tiny_data) -> RecService:
     """A model with heads (NRMS), so that head importance runs."""

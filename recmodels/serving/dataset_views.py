@@ -82,10 +82,14 @@ class DatasetViews:
         if users is None:
             indices = sampled_users(dataset.n_users, sample, seed)
         else:
-            if isinstance(users, (str, bytes)) or not hasattr(users, "__iter__"):
+            try:
+                if isinstance(users, (str, bytes)):
+                    raise TypeError
+                users = list(users)  # a 0-d array or tensor says it iterates and then cannot
+            except TypeError:
                 raise InvalidArgumentError(
                     f"users must be a list of user ids, got {type(users).__name__} {quote(users)}."
-                )
+                ) from None
             indices = np.array([self.lookup.user(u) for u in users], dtype=np.int64)
             if not len(indices):
                 raise InvalidArgumentError("users is empty; pass at least one user id, or None for every user.")
