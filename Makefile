@@ -1,5 +1,6 @@
 # Two commands from a fresh clone: `make app` runs the explorer on the shipped checkpoints, `make test` runs the
-# tests. Both create .venv and install the pinned requirements on first use. While working, `make test-fast` runs the
+# tests. Both create .venv and install the lock (requirements.txt, the exact versions this project is tested with)
+# and the package with every extra, on first use. While working, `make test-fast` runs the
 # fast tier (unit tests, reference formulas, the contract on the small models, error paths) in under a minute.
 VENV ?= .venv
 PY := $(VENV)/bin/python
@@ -8,20 +9,20 @@ PORT ?= 8501
 PYTEST_ARGS ?=
 WORKERS ?= 2
 
-.PHONY: app test test-fast lint docs docs-build install bench results
+.PHONY: app test test-fast lint docs docs-build install bench results lock
 
-$(STAMP): requirements.txt requirements-test.txt requirements-bench.txt requirements-dev.txt requirements-docs.txt pyproject.toml
+$(STAMP): requirements.txt pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	# bench: the peer tool's tests; dev: the style and layer checks; docs: the site
-	$(PY) -m pip install --quiet -e . -r requirements-test.txt -r requirements-bench.txt -r requirements-dev.txt \
-		-r requirements-docs.txt
+	# movielens: ml-100k's files; test, bench (the peer tool's tests), dev (style and layers), docs (the site)
+	$(PY) -m pip install --quiet -r requirements.txt -e ".[movielens,test,bench,dev,docs]"
 	touch $(STAMP)
 
 install: $(STAMP)
 
+# the explorer on the shipped checkpoints: `recmodels explore` in the repository's folder
 app: $(STAMP)
-	$(PY) -m app.serve --server.port $(PORT)
+	$(PY) -m recmodels explore --port $(PORT)
 
 # every test, on both cores, with the full Hypothesis budget. pytest exits 5 when it collects nothing; that means the
 # suite is broken, so say so and fail
@@ -54,3 +55,8 @@ bench: $(STAMP)
 results: $(STAMP)
 	$(PY) -m recmodels results --write-docs docs/results.md
 	$(PY) -m recmodels results --dataset ml-100k --split per_user --write-docs README.md
+
+# rewrite the lock from .venv, after changing what it installs
+lock: $(STAMP)
+	(sed -n '1,3p' requirements.txt; $(PY) -m pip freeze --exclude-editable | grep -v '^recmodels') > requirements.lock.tmp
+	mv requirements.lock.tmp requirements.txt

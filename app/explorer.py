@@ -1,17 +1,12 @@
-"""The attention explorer: `make app` (or `python -m app.serve`, or `streamlit run app/explorer.py --server.address
-127.0.0.1`)."""
+"""The attention explorer: `recmodels explore` or `make app` (or `streamlit run app/explorer.py --server.address
+127.0.0.1` where recmodels is installed)."""
 
 from __future__ import annotations
-
-import sys
-from pathlib import Path
 
 import streamlit as st
 from PIL import Image, ImageDraw
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # `app` and `recmodels` from a plain clone
-
-from app.safety import REFUSAL, address_chosen, apply_safe_options
+from recmodels_explorer.safety import REFUSAL, address_chosen, apply_safe_options
 
 
 def icon() -> Image.Image:

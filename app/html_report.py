@@ -9,10 +9,10 @@ import html
 
 import plotly.io as pio
 
-from app.services import model_title
-from app.text import cut_cells, plain
 from recmodels import viz
 from recmodels.viz import FigureContext, figures_for
+from recmodels_explorer.services import model_title
+from recmodels_explorer.text import cut_cells, plain
 
 
 def _figures(service, result):

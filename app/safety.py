@@ -1,6 +1,6 @@
 """Safe server settings whichever way the app is started.
 
-`make app` and `python -m app.serve` pass them as flags, and .streamlit/config.toml (read from the working
+`make app` and `recmodels explore` pass them as flags, and .streamlit/config.toml (read from the working
 folder) and app/.streamlit/config.toml (read next to the entry point by recent Streamlit) hold them too. A plain
 `streamlit run` from elsewhere on an older Streamlit reads neither file, so the entry point sets what can still be
 set once the server runs, and refuses to show anything when the listening address was never chosen.

@@ -12,7 +12,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from app.text import plain
+from recmodels_explorer.text import plain
 
 MAX_SHOWN = 50  # users (or items) a picker lists at once
 MAX_QUERY = 200  # characters a search box takes

@@ -1,5 +1,6 @@
-"""`python -m app.serve [--checkpoint-root DIR]... [streamlit flags]`: load the heavy parts once, then serve the
-explorer (what `make app` runs).
+"""Serving the explorer: `recmodels explore [--checkpoint-root DIR]... [--port N]` (what `make app` runs) calls
+:func:`main` here, as does `python -m recmodels_explorer.serve [--checkpoint-root DIR]... [streamlit flags]`: load the
+heavy parts once, then serve the app.
 
 Streamlit runs a page only when a browser connects, so with a bare `streamlit run` the first visitor waits
 while torch, Captum and the default checkpoint load. Here they load before the server listens, into the same
@@ -7,7 +8,8 @@ process and the same `st.cache_resource` cache the pages use.
 
 The safe settings are passed as flags, so they hold from whichever folder this is started: it listens on
 127.0.0.1 unless `--server.address` says otherwise (`--server.address 0.0.0.0` exposes it on purpose).
-`--checkpoint-root DIR` (repeatable) adds a folder the app may open checkpoints from.
+`--checkpoint-root DIR` (repeatable) names a folder the app may open checkpoints from; without one, and without
+$RECMODELS_CHECKPOINT_ROOTS, it is the current folder's checkpoints/.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from pathlib import Path
 
 from recmodels import settings  # reads no torch, so --help stays light
 
-ROOT = Path(__file__).resolve().parents[1]
+ENTRY = Path(__file__).resolve().with_name("explorer.py")
 SAFE_FLAGS = {
     "--server.address": "127.0.0.1",
     "--server.headless": "true",
@@ -36,7 +38,7 @@ def split_arguments(argv: list[str]) -> tuple[list[str], list[str]]:
         if arg == "--checkpoint-root":
             value = next(items, None)
             if value is None:
-                raise SystemExit("--checkpoint-root needs a folder: python -m app.serve --checkpoint-root DIR")
+                raise SystemExit("--checkpoint-root needs a folder: recmodels explore --checkpoint-root DIR")
             roots.append(value)
         elif arg.startswith("--checkpoint-root="):
             roots.append(arg.split("=", 1)[1])
@@ -60,6 +62,11 @@ def add_checkpoint_roots(roots: list[str]) -> None:
         if not folder.is_dir():
             raise SystemExit(f"--checkpoint-root {root}: not a folder; pass a folder that holds checkpoint folders.")
         folders.append(str(folder))
+    if not folders and not settings.paths(settings.CHECKPOINT_ROOTS) and not (Path.cwd() / "checkpoints").is_dir():
+        raise SystemExit(
+            f"There is no checkpoints/ folder in {Path.cwd()}; pass --checkpoint-root DIR, a folder that "
+            "holds checkpoint folders."
+        )
     settings.add_paths(settings.CHECKPOINT_ROOTS, folders)
 
 
@@ -84,7 +91,7 @@ def warm() -> None:
     for logger in loggers:
         logger.setLevel(logging.ERROR)
     try:
-        from app.services import open_service, shipped_checkpoints
+        from recmodels_explorer.services import open_service, shipped_checkpoints
 
         entries = shipped_checkpoints()
         if entries:
@@ -97,14 +104,13 @@ def warm() -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    sys.path.insert(0, str(ROOT))
     roots, flags = split_arguments(sys.argv[1:] if argv is None else argv)
     add_checkpoint_roots(roots)
     print("loading torch, Captum and the default checkpoint…", file=sys.stderr, flush=True)
     warm()
     from streamlit.web import cli
 
-    sys.argv = ["streamlit", "run", str(ROOT / "app" / "explorer.py"), *with_safe_flags(flags)]
+    sys.argv = ["streamlit", "run", str(ENTRY), *with_safe_flags(flags)]
     return cli.main()
 
 

@@ -16,9 +16,6 @@ from pathlib import Path
 import streamlit as st
 from streamlit.runtime.scriptrunner import get_script_run_ctx
 
-from app.open_checkpoints import OpenCheckpoints
-from app.search import ItemIndex, UserIndex
-from app.text import plain
 from recmodels import settings
 from recmodels.checkpoint import CONFIG_FILE, read_config
 from recmodels.checkpoint.runs import find_runs
@@ -28,9 +25,10 @@ from recmodels.serving.service import RecService
 from recmodels.train.monitor import HISTORY_FILE
 from recmodels.viz import FigureContext
 from recmodels.viz.images import display_copy
+from recmodels_explorer.open_checkpoints import OpenCheckpoints
+from recmodels_explorer.search import ItemIndex, UserIndex
+from recmodels_explorer.text import plain
 
-REPO = Path(__file__).resolve().parents[1]
-CHECKPOINTS = REPO / "checkpoints"
 ROOTS_ENV = settings.CHECKPOINT_ROOTS
 log = logging.getLogger("attention-explorer")
 
@@ -73,11 +71,11 @@ def model_order(name) -> int | None:
 
 # ---------------------------------------------------------------- checkpoint roots
 def checkpoint_roots() -> list[Path]:
-    """The repo's checkpoints/ first, then every folder in $RECMODELS_CHECKPOINT_ROOTS (os.pathsep-separated),
-    symlinks resolved, each once."""
-    extra = settings.paths(ROOTS_ENV)
+    """The folders the app opens checkpoints from: every folder in $RECMODELS_CHECKPOINT_ROOTS (os.pathsep-separated;
+    ``recmodels explore --checkpoint-root DIR`` sets it), or else the current folder's checkpoints/; symlinks
+    resolved, each once."""
     roots = []
-    for root in (CHECKPOINTS, *extra):
+    for root in settings.paths(ROOTS_ENV) or [Path.cwd() / "checkpoints"]:
         try:
             resolved = root.resolve()
         except (OSError, RuntimeError, ValueError):

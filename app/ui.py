@@ -8,8 +8,10 @@ import logging
 import numpy as np
 import streamlit as st
 
-from app.search import MAX_QUERY, MAX_SHOWN
-from app.services import (
+from recmodels.errors import RecModelsError
+from recmodels.explain.diagnostics import pair_layer_heads
+from recmodels_explorer.search import MAX_QUERY, MAX_SHOWN
+from recmodels_explorer.services import (
     ROOTS_ENV,
     checkpoint_roots,
     items_of,
@@ -20,9 +22,7 @@ from app.services import (
     unexpected_message,
     users_of,
 )
-from app.text import filename, literal, plain
-from recmodels.errors import RecModelsError
-from recmodels.explain.diagnostics import pair_layer_heads
+from recmodels_explorer.text import filename, literal, plain
 
 log = logging.getLogger("attention-explorer")
 FLAG_SENTENCES = {
@@ -114,7 +114,7 @@ def _roots_help() -> str:
     return (
         f"A folder with config.json and model.safetensors inside a checkpoint root: {listed}. A relative name "
         f"starts at the first root. More roots: the {ROOTS_ENV} environment variable or "
-        "`python -m app.serve --checkpoint-root DIR`."
+        "`recmodels explore --checkpoint-root DIR`."
     )
 
 

@@ -33,6 +33,9 @@ _PUBLIC = {
     "SplitConfig": "recmodels.data.split",
     "TrainConfig": "recmodels.train.trainer",
     "train_model": "recmodels.train.trainer",
+    "TrainingBatches": "recmodels.train.batches",
+    "BatchSettings": "recmodels.train.batches",
+    "AttentionMonitor": "recmodels.train.monitor",
     "CollapseThresholds": "recmodels.explain.collapse",
     "RecModelsError": "recmodels.errors",
 }
@@ -56,6 +59,9 @@ __all__ = [  # noqa: RUF022 - in the order of _PUBLIC, which a test keeps equal 
     "SplitConfig",
     "TrainConfig",
     "train_model",
+    "TrainingBatches",
+    "BatchSettings",
+    "AttentionMonitor",
     "CollapseThresholds",
     "RecModelsError",
     "viz",
@@ -89,4 +95,6 @@ if TYPE_CHECKING:
     from recmodels.models.outputs import AttentionMap, Batch, InputTap, RecOutput, apply_override
     from recmodels.models.registry import register_model
     from recmodels.serving.service import RecService
+    from recmodels.train.batches import BatchSettings, TrainingBatches
+    from recmodels.train.monitor import AttentionMonitor
     from recmodels.train.trainer import TrainConfig, train_model

@@ -1,7 +1,8 @@
 """Every environment variable that recmodels, its app and its tools read, in one place.
 
-- ``RECMODELS_CHECKPOINT_ROOTS`` (the app): more folders the app may open checkpoints from, separated by
-  ``os.pathsep``; ``--checkpoint-root`` adds to it.
+- ``RECMODELS_CHECKPOINT_ROOTS`` (the app): the folders the app may open checkpoints from, separated by
+  ``os.pathsep`` (the current folder's ``checkpoints/`` when unset); ``recmodels explore --checkpoint-root`` adds to
+  it.
 - ``RECMODELS_WORKERS`` (the service): requests that compute at once in one process (0, the default: no bound).
 - ``RECMODELS_TORCH_THREADS`` (the service): torch's intra-op threads (0, the default: torch's own choice).
 - ``RECMODELS_CACHE`` (image regions): where region features are cached (default ``.cache/recmodels`` in the
@@ -31,7 +32,7 @@ class Setting:
 SETTINGS = {
     setting.name: setting
     for setting in (
-        Setting("RECMODELS_CHECKPOINT_ROOTS", "the app", "more folders the app may open checkpoints from"),
+        Setting("RECMODELS_CHECKPOINT_ROOTS", "the app", "the folders the app may open checkpoints from"),
         Setting("RECMODELS_WORKERS", "the service", "requests that compute at once in one process (0: no bound)"),
         Setting("RECMODELS_TORCH_THREADS", "the service", "torch's intra-op threads (0: torch's own choice)"),
         Setting("RECMODELS_CACHE", "image regions", "where region features are cached"),

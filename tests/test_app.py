@@ -17,10 +17,10 @@ from streamlit import config
 from streamlit.config_option import ConfigOption
 from streamlit.testing.v1 import AppTest
 
-from app.safety import REFUSAL
-from app.serve import split_arguments, with_safe_flags
-from app.text import literal
 from recmodels.checkpoint.io import read_config
+from recmodels_explorer.safety import REFUSAL
+from recmodels_explorer.serve import split_arguments, with_safe_flags
+from recmodels_explorer.text import literal
 from tools.app_browser import stop
 
 pytestmark = pytest.mark.slow  # AppTest pages over the shipped checkpoints
@@ -502,8 +502,8 @@ def test_a_new_kind_of_map_is_one_entry_and_the_explorer_gives_it_its_tab(monkey
 
 
 def test_model_titles_and_order_come_from_the_registry():
-    from app.services import model_title, shipped_checkpoints
     from recmodels.models import model_info, registered_models
+    from recmodels_explorer.services import model_title, shipped_checkpoints
 
     for name in registered_models():
         assert model_title(name) == model_info(name).title

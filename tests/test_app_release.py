@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from app.open_checkpoints import OpenCheckpoints
+from recmodels_explorer.open_checkpoints import OpenCheckpoints
 
 pytestmark = pytest.mark.slow  # AppTest pages
 
@@ -64,7 +64,7 @@ def test_closed_and_idle_sessions_hold_nothing():
 
 
 def test_switching_checkpoint_in_the_app_frees_the_one_left():
-    from app.services import OPEN, load_service
+    from recmodels_explorer.services import OPEN, load_service
 
     at = AppTest.from_file(str(REPO / "app" / "explorer.py"), default_timeout=180).run()
     assert not at.exception and DIN in OPEN.held()

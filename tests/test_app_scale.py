@@ -10,12 +10,12 @@ import pandas as pd
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from app.search import MAX_SHOWN, UserIndex
-from app.text import literal
 from recmodels.checkpoint.io import save_checkpoint
 from recmodels.data import RecData
 from recmodels.data.synth import PRESETS, generate
 from recmodels.models.din import DIN
+from recmodels_explorer.search import MAX_SHOWN, UserIndex
+from recmodels_explorer.text import literal
 
 pytestmark = pytest.mark.slow  # AppTest pages at scale
 

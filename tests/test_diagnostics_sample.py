@@ -177,7 +177,7 @@ def test_the_command_prints_the_sample_and_the_intervals(capsys):
 
 
 def test_the_collapse_page_says_when_its_figures_are_a_sample(monkeypatch):
-    from app.services import diagnostics
+    from recmodels_explorer.services import diagnostics
 
     computed = DatasetViews.diagnostics
     monkeypatch.setattr(DatasetViews, "diagnostics", lambda self, **kwargs: computed(self, **{**kwargs, "sample": 100}))

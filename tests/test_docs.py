@@ -10,7 +10,7 @@ tools write them.
   one is labelled on purpose.
 - The README's quickstart block (`make app`, `make test`) is not run: it would install into .venv and run this
   suite inside itself. It is checked instead to be exactly the two Makefile targets that `.ci/run` calls
-  (`make test`) and that the browser tests start the same way (`make app` runs `python -m app.serve`, as
+  (`make test`) and that the browser tests start the same way (`make app` runs `python -m recmodels explore`, as
   tools/app_browser.serve_app does).
 
 A command that needs data this machine lacks (ml-1m, ml-20m), a GPU, a long run or a server is written as inline
@@ -39,6 +39,7 @@ SHOWN = {"text"}  # output and diagrams
 PLUGIN = REPO / "tests" / "plugin_models" / "tiny_attention.py"
 QUICKSTART = ["make app", "make test"]
 PAGE_TIMEOUT = 600
+OWN_LOOP = "docs/own-loop.md"
 
 pytestmark = pytest.mark.slow
 
@@ -153,6 +154,33 @@ def test_every_block_of_the_page_runs(page, tmp_path):
     assert done.returncode == 0, f"{done.stderr[-3000:]}\n--- output\n{done.stdout[-6000:]}"
     for name, files in before.items():
         assert snapshot(REPO / name) == files, f"a code block of {page} wrote into {name}/"
+    if page == OWN_LOOP:
+        the_app_opens_the_own_loop_model(work)
+
+
+def the_app_opens_the_own_loop_model(work: Path) -> None:
+    """What docs/own-loop.md promises: the Explorer shows the saved model's maps with integrated gradients, and the
+    Collapse page draws its records by step, from the checkpoint and from the run folder it follows."""
+    from streamlit.testing.v1 import AppTest
+
+    checkpoint, run = (work / "checkpoints" / "nrms-own-loop").resolve(), (work / "runs" / "nrms-own-loop").resolve()
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("RECMODELS_CHECKPOINT_ROOTS", os.pathsep.join([str(checkpoint.parent), str(run.parent)]))
+        at = AppTest.from_file(str(REPO / "app" / "explorer.py"), default_timeout=300).run()
+        at.sidebar.selectbox(key="checkpoint_explore").set_value(str(checkpoint)).run()
+        assert not at.exception and not at.error, [e.value for e in [*at.exception, *at.error]]
+        assert [tab.label for tab in at.tabs] == ["Heads", "Items", "Attributions"]
+        at.session_state["explain_tab"] = "Attributions"  # what clicking the tab does
+        at.run()
+        assert "**history\\_tap**" in " ".join(m.value for m in at.markdown) and not at.exception  # markdown-escaped
+        at.switch_page("pages/collapse.py").run()
+        at.selectbox(key="collapse_left_collapse").set_value(str(checkpoint)).run()
+        assert not at.exception, [e.value for e in at.exception]
+        titles = " ".join(json.loads(c.proto.spec).get("layout", {}).get("title", {}).get("text", "") or ""
+                          for c in at.get("plotly_chart"))  # fmt: skip
+        assert "Mean normalised entropy per step" in titles
+        at.selectbox(key="run_choice").set_value(str(run)).run()
+        assert any("records; the last at step" in c.value for c in at.caption), [c.value for c in at.caption]
 
 
 def test_every_block_is_labelled_with_a_language_this_test_knows():
@@ -167,10 +195,11 @@ def test_the_quickstart_is_the_make_targets_ci_and_the_browser_tests_run():
     assert [command.split("#")[0].strip() for command in commands(quickstart[0].code)] == QUICKSTART
     makefile = (REPO / "Makefile").read_text()
     recipes = dict(re.findall(r"^([\w-]+):[^\n]*\n((?:\t[^\n]*\n?)*)", makefile, re.M))
-    assert "-m app.serve" in recipes["app"]  # make app starts the server as the browser tests do:
+    assert "-m recmodels explore" in recipes["app"]  # make app starts the server as the browser tests do:
     from tools.app_browser import serve_app
 
-    assert '"app.serve"' in inspect.getsource(serve_app)
+    source = inspect.getsource(serve_app)
+    assert '(sys.executable, "-m", "recmodels")' in source and '"explore"' in source
     assert "pytest" in recipes["test"]
     ci = (REPO / ".ci" / "run").read_text().splitlines()
     assert "make test" in [line.strip() for line in ci]  # CI runs the README's test command itself

@@ -7,6 +7,7 @@ anything, raise, or grow a page past a few MB; the checkpoint box must not tell 
 from __future__ import annotations
 
 import json
+import os
 import string
 import unicodedata
 import warnings
@@ -19,8 +20,6 @@ from hypothesis import strategies as st
 from PIL import Image
 from streamlit.testing.v1 import AppTest
 
-from app.services import CHECKPOINTS, resolve_checkpoint
-from app.text import code, literal
 from recmodels.checkpoint.io import save_checkpoint
 from recmodels.data import RecData
 from recmodels.models.acf import ACF
@@ -28,11 +27,14 @@ from recmodels.models.vecf import VECF
 from recmodels.train import TrainConfig, seed_everything, train_model
 from recmodels.viz.labels import ELLIPSIS, plain
 from recmodels.viz.maps import short
+from recmodels_explorer.services import resolve_checkpoint
+from recmodels_explorer.text import code, literal
 
 pytestmark = pytest.mark.slow  # AppTest pages on hostile data
 
 REPO = Path(__file__).resolve().parents[1]
 ENTRY = str(REPO / "app" / "explorer.py")
+CHECKPOINTS = REPO / "checkpoints"
 LONG_TITLE = "Long " * 1200  # 6,000 characters
 HUGE = "M" * 1_000_000
 HOSTILE_TITLES = [
@@ -140,14 +142,15 @@ def train_hostile_checkpoints(root: Path) -> None:
 
 @pytest.fixture(scope="module")
 def hostile_root(tmp_path_factory):
-    """A checkpoint root holding the hostile checkpoints; RECMODELS_CHECKPOINT_ROOTS names it."""
+    """A checkpoint root holding the hostile checkpoints; RECMODELS_CHECKPOINT_ROOTS names the shipped checkpoints
+    first, then it (as `recmodels explore --checkpoint-root checkpoints --checkpoint-root ROOT` would)."""
     base = tmp_path_factory.mktemp("hostile")
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("RECMODELS_CACHE", str(base / "cache"))
         root = base / "root"
         root.mkdir()
         train_hostile_checkpoints(root)
-        patch.setenv("RECMODELS_CHECKPOINT_ROOTS", str(root))
+        patch.setenv("RECMODELS_CHECKPOINT_ROOTS", os.pathsep.join([str(CHECKPOINTS), str(root)]))
         yield root
 
 
@@ -346,8 +349,8 @@ def test_compare_and_model_card_on_hostile_data(hostile_root):
 
 
 def test_html_report_escapes_every_string(hostile_root):
-    from app.html_report import explanation_html
     from recmodels.serving.service import RecService
+    from recmodels_explorer.html_report import explanation_html
 
     service = RecService.from_checkpoint(hostile_root / "acf-hostile")
     user = HOSTILE_USERS[1]

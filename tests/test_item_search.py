@@ -7,8 +7,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from app.search import MAX_QUERY, MAX_SHOWN, ItemIndex, PrefixIndex
 from recmodels.data.synth import PRESETS
+from recmodels_explorer.search import MAX_QUERY, MAX_SHOWN, ItemIndex, PrefixIndex
 
 ML_20M_ITEMS = PRESETS["ml-20m"].items
 HOSTILE_TITLES = [

@@ -14,7 +14,6 @@ import pytest
 import torch
 from streamlit.testing.v1 import AppTest
 
-from app.search import MAX_SHOWN
 from recmodels.checkpoint.io import save_checkpoint
 from recmodels.data import RecData
 from recmodels.data.split import TEST, TRAIN, VALID
@@ -22,6 +21,7 @@ from recmodels.data.synth import PRESETS, generate
 from recmodels.models.din import DIN
 from recmodels.serving.service import RecService
 from recmodels.train import TrainConfig, seed_everything, train_model
+from recmodels_explorer.search import MAX_SHOWN
 
 pytestmark = pytest.mark.slow
 REPO = Path(__file__).resolve().parents[1]

@@ -56,30 +56,25 @@ def free_port() -> int:
 
 
 @contextlib.contextmanager
-def serve_app(port: int | None = None, timeout: float = 120.0, args: tuple[str, ...] = ()):
-    """Run the explorer as `make app` does (`python -m app.serve`) on a free localhost port; yields the URL.
+def serve_app(
+    port: int | None = None,
+    timeout: float = 120.0,
+    args: tuple[str, ...] = (),
+    command: tuple[str, ...] = (sys.executable, "-m", "recmodels"),
+    cwd: Path = REPO,
+    env: dict | None = None,
+):
+    """Run the explorer as `make app` does (`python -m recmodels explore`) on a free localhost port; yields the URL.
 
-    ``args`` go to app.serve after the port (e.g. ``("--checkpoint-root", folder)``)."""
+    ``args`` go to the command after the port (e.g. ``("--checkpoint-root", folder)``); ``command`` is how the CLI is
+    started (an installed wheel's ``recmodels`` script, say), ``cwd`` and ``env`` where and with what."""
     port = port or free_port()
-    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    env = env if env is not None else {**os.environ, "PYTHONPATH": str(REPO)}
     # not a pipe: a server that logs a lot would block on a full one; closed in the finally below
     log = tempfile.TemporaryFile(mode="w+")  # noqa: SIM115
     process = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "app.serve",
-            "--server.port",
-            str(port),
-            "--server.address",
-            "127.0.0.1",
-            "--server.headless",
-            "true",
-            "--browser.gatherUsageStats",
-            "false",
-            *args,
-        ],
-        cwd=REPO,
+        [*command, "explore", "--port", str(port), "--address", "127.0.0.1", *args],
+        cwd=cwd,
         env=env,
         stdout=log,
         stderr=subprocess.STDOUT,

@@ -4,11 +4,8 @@ from __future__ import annotations
 
 import streamlit as st
 
-from app.services import diagnostics, model_title, open_service, resolve_run, shipped_checkpoints, training_runs
-from app.text import code, literal, plain
-from app.ui import checkpoint_picker, csv_button, figure, guarded, show_error, sidebar
 from recmodels import viz
-from recmodels.checkpoint.runs import read_run
+from recmodels.checkpoint.runs import history_axis, read_run
 from recmodels.explain.collapse import CollapseThresholds
 from recmodels.explain.diagnostics import (
     collapse_findings,
@@ -17,6 +14,16 @@ from recmodels.explain.diagnostics import (
     rank_history,
     unit_label,
 )
+from recmodels_explorer.services import (
+    diagnostics,
+    model_title,
+    open_service,
+    resolve_run,
+    shipped_checkpoints,
+    training_runs,
+)
+from recmodels_explorer.text import code, literal, plain
+from recmodels_explorer.ui import checkpoint_picker, csv_button, figure, guarded, show_error, sidebar
 
 MAX_LISTED = 8  # units named in one finding; the rest are counted
 REFRESH_SECONDS = 2  # how often a followed run's records are read again
@@ -212,11 +219,16 @@ def show_findings(report, declared) -> None:
 def show_history(service, side: str, report) -> None:
     """The statistics over the training epochs, from the checkpoint's history; older histories have only the
     per-map means."""
-    history, per_map, thresholds = service.config.history, service.training_history(), report.thresholds
+    history, x = history_axis(service.config.history)
+    if not history:
+        st.caption("This checkpoint records no training history, so there are no curves over training.")
+        return
+    per_map, thresholds = history_frame(history), report.thresholds
     figure(
-        viz.epochs_figure(per_map, "normalised_entropy", "Mean normalised entropy per epoch"), key=f"fig_epochs_{side}"
+        viz.epochs_figure(per_map, "normalised_entropy", f"Mean normalised entropy per {x}", x),
+        key=f"fig_epochs_{side}",
     )
-    figure(viz.epochs_figure(per_map, "max_weight", "Mean max weight per epoch"), key=f"fig_epochs_max_{side}")
+    figure(viz.epochs_figure(per_map, "max_weight", f"Mean max weight per {x}", x), key=f"fig_epochs_max_{side}")
     per_unit = layer_head_history(history)
     for name in per_unit["map"].unique():
         figure(
@@ -225,7 +237,8 @@ def show_history(service, side: str, report) -> None:
                 name,
                 "normalised_entropy",
                 thresholds.near_uniform,
-                f"{name}: normalised entropy per layer and head over the epochs",
+                f"{name}: normalised entropy per layer and head over the {x}s",
+                x,
             ),
             key=f"fig_units_{side}_{name}",
         )
@@ -233,7 +246,7 @@ def show_history(service, side: str, report) -> None:
     if not ranks.empty:
         figure(
             viz.rank_epochs(
-                ranks, thresholds.rank_collapse, "Effective rank of the hidden states per layer over the epochs"
+                ranks, thresholds.rank_collapse, f"Effective rank of the hidden states per layer over the {x}s", x
             ),
             key=f"fig_rank_epochs_{side}",
         )

@@ -4,10 +4,18 @@ from __future__ import annotations
 
 import streamlit as st
 
-from app.services import explanation, figure_context, model_title, open_service, shipped_checkpoints
-from app.text import code, cut_cells, literal
-from app.ui import checkpoint_picker, guarded, item_picker, show_error, show_figures, sidebar, user_picker
 from recmodels.viz import figures_for
+from recmodels_explorer.services import explanation, figure_context, model_title, open_service, shipped_checkpoints
+from recmodels_explorer.text import code, cut_cells, literal
+from recmodels_explorer.ui import (
+    checkpoint_picker,
+    guarded,
+    item_picker,
+    show_error,
+    show_figures,
+    sidebar,
+    user_picker,
+)
 
 sidebar("compare")
 st.title("Compare two checkpoints")

@@ -6,10 +6,13 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from app.html_report import explanation_html
-from app.services import explanation, figure_context, model_title, thumbnail_uri, users_of
-from app.text import code, cut_cells, filename, literal, plain
-from app.ui import (
+from recmodels import viz
+from recmodels.errors import EmptyHistoryError, RecModelsError
+from recmodels.viz import choices_for, figures_for, maps_by_tab
+from recmodels_explorer.html_report import explanation_html
+from recmodels_explorer.services import explanation, figure_context, model_title, thumbnail_uri, users_of
+from recmodels_explorer.text import code, cut_cells, filename, literal, plain
+from recmodels_explorer.ui import (
     collapse_badges,
     csv_button,
     dataset_caption,
@@ -21,9 +24,6 @@ from app.ui import (
     sidebar,
     user_picker,
 )
-from recmodels import viz
-from recmodels.errors import EmptyHistoryError, RecModelsError
-from recmodels.viz import choices_for, figures_for, maps_by_tab
 
 service = sidebar("explore")
 if service is None:

@@ -7,12 +7,12 @@ import json
 import pandas as pd
 import streamlit as st
 
-from app.services import model_title
-from app.text import code, literal
-from app.ui import csv_button, dataset_caption, figure, sidebar
 from recmodels import viz
 from recmodels.explain.region_report import faithfulness_row, recovery_rows
 from recmodels.formatting import METRIC_LABELS
+from recmodels_explorer.services import model_title
+from recmodels_explorer.text import code, literal
+from recmodels_explorer.ui import csv_button, dataset_caption, figure, sidebar
 
 service = sidebar("card")
 if service is None:
@@ -37,6 +37,11 @@ if rows:
         "Top-K: full ranking over every item the user has not interacted with; positives are ratings >= 4 in "
         "the part. CTR: label rating > 3, rating 3 dropped. Temporal split, train/valid/test "
         f"{literal(service.split_description, 40)}."
+    )
+else:
+    st.info(
+        "No metrics were recorded with this checkpoint. `python -m recmodels evaluate` measures them; a model trained "
+        "in your own loop records them with save_checkpoint(..., metrics=...)."
     )
 
 recovery = service.recorded_recovery
@@ -73,13 +78,21 @@ if not history.empty:
             key="fig_card_entropy",
         )
     csv_button(history, f"training-history-{service.model_name}", key="csv_history")
+else:
+    st.info(
+        "No training history was recorded with this checkpoint, so there are no curves over training: "
+        "save_checkpoint(..., history=monitor.history) keeps an AttentionMonitor's records."
+    )
 
 left, right = st.columns(2)
 with left:
     st.subheader("Hyperparameters")
     st.json(config.hparams)
     st.subheader("Training settings")
-    st.json(config.training, expanded=False)
+    if config.training:
+        st.json(config.training, expanded=False)
+    else:
+        st.caption("None recorded: the model was saved without its training settings.")
 with right:
     st.subheader("Data")
     dataset = config.dataset

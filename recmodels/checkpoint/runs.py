@@ -42,13 +42,19 @@ class TrainingRun:
     @property
     def x_axis(self) -> str:
         """ "step" when every record has one (a loop that records every N steps), else "epoch"."""
-        return "step" if self.history and all("step" in entry for entry in self.history) else "epoch"
+        return history_axis(self.history)[1]
 
     def plotted_history(self) -> list[dict]:
         """The records with their x-axis value (:attr:`x_axis`) under "epoch", where the history frames read it."""
-        if self.x_axis == "epoch":
-            return self.history
-        return [{**entry, "epoch": entry["step"]} for entry in self.history]
+        return history_axis(self.history)[0]
+
+
+def history_axis(history: list[dict]) -> tuple[list[dict], str]:
+    """``(records, axis)`` to draw a history by: by "step" when every record has one (AttentionMonitor in a loop that
+    records every N steps; the step then stands where the history frames read "epoch"), else by "epoch"."""
+    if history and all(isinstance(entry, dict) and isinstance(entry.get("step"), int) for entry in history):
+        return [{**entry, "epoch": entry["step"]} for entry in history], "step"
+    return history, "epoch"
 
 
 def is_run_folder(folder) -> bool:

@@ -6,11 +6,23 @@ from __future__ import annotations
 import argparse
 import sys
 
-from recmodels.cli import bench, diagnostics, evaluate, import_recbole, listing, recovery, results, synth, train
+from recmodels.cli import (
+    bench,
+    diagnostics,
+    evaluate,
+    explore,
+    import_recbole,
+    listing,
+    recovery,
+    results,
+    synth,
+    train,
+)
 from recmodels.errors import RecModelsError
 
 # in the order ``--help`` lists them
 COMMANDS = {
+    "explore": explore,
     "train": train,
     "evaluate": evaluate,
     "bench": bench,
@@ -25,8 +37,9 @@ COMMANDS = {
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="python -m recmodels",
-        description="Train attention-based recommenders, measure them and explain their scores.",
+        prog="recmodels",
+        description="Train attention-based recommenders, measure them, explain their scores and explore them in a "
+        "browser (also python -m recmodels).",
     )
     sub = parser.add_subparsers(dest="command", required=True)
     for name, command in COMMANDS.items():

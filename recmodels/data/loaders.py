@@ -18,8 +18,10 @@ def recbole_ml100k_folder():
     try:
         root = importlib.resources.files("recbole")
     except ModuleNotFoundError:
-        raise UnknownDatasetError("ml-100k is read from the recbole wheel, which is not installed; run "
-                                  "`pip install recbole==1.2.0` or pass --data-dir with your own copy.") from None
+        raise UnknownDatasetError(
+            "ml-100k is read from the recbole wheel, which is not installed; run `pip install recmodels[movielens]` "
+            "(or `pip install recbole==1.2.0`), or pass --data-dir with your own copy."
+        ) from None
     return root / "dataset_example" / "ml-100k"
 
 
