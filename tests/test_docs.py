@@ -334,3 +334,20 @@ def test_the_dotted_names_the_docs_give_resolve():
             except AttributeError:
                 unresolved.append(f"{page.relative_to(REPO)}: {name}")
     assert not unresolved, f"no such module or attribute: {unresolved}"
+
+
+def test_the_notebook_runs_and_the_built_site_shows_its_figures(tmp_path):
+    """docs/notebook.ipynb runs at every build (mkdocs-jupyter, execute: true) and its page carries its outputs: the
+    seven figures it draws (heads, history pooling, attributions, agreement, the candidate's regions with IG, the
+    collapse boxes), each with its plotly data."""
+    site = tmp_path / "site"
+    done = subprocess.run(
+        [sys.executable, "-m", "mkdocs", "build", "--strict", "--site-dir", str(site)],
+        cwd=REPO, capture_output=True, text=True, timeout=PAGE_TIMEOUT,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:]
+    page = (site / "notebook" / "index.html").read_text()
+    assert page.count('class="plotly-graph-div"') == 7
+    assert "Traceback" not in page and "Error" not in re.sub(r"<[^>]+>", "", page).split("Collapse")[0][-2000:]
+    notebook = json.loads((REPO / "docs" / "notebook.ipynb").read_text())
+    assert not any(cell.get("outputs") for cell in notebook["cells"]), "the notebook is kept without outputs"
