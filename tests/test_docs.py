@@ -164,6 +164,9 @@ def the_app_opens_the_own_loop_model(work: Path) -> None:
     from streamlit.testing.v1 import AppTest
 
     checkpoint, run = (work / "checkpoints" / "nrms-own-loop").resolve(), (work / "runs" / "nrms-own-loop").resolve()
+    assert list(run.glob("events.out.tfevents.*")), "the monitor wrote TensorBoard's event file"
+    steps = json.loads((checkpoint / "config.json").read_text())["training"]["steps"]
+    assert steps > 200 and len((run / "history.jsonl").read_text().splitlines()) == 1 + steps // 50  # and untrained
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("RECMODELS_CHECKPOINT_ROOTS", os.pathsep.join([str(checkpoint.parent), str(run.parent)]))
         at = AppTest.from_file(str(REPO / "app" / "explorer.py"), default_timeout=300).run()
