@@ -85,6 +85,29 @@ def test_any_user_id_gives_a_result_or_one_sentence(service, user):
         call(method, user)
 
 
+# a written history: the tiny catalogue's ids (1..40), strangers, repeats, and anything at all
+HISTORIES = st.one_of(
+    ANYTHING,
+    st.lists(st.one_of(st.integers(-3, 45).map(str), st.integers(0, 45), st.sampled_from(["", "x", "1 ", None])),
+             max_size=16),
+)  # fmt: skip
+
+
+@FUZZ
+@given(user=st.one_of(st.none(), st.sampled_from(["1", "2", "30"]), ANYTHING), history=HISTORIES)
+def test_any_written_history_gives_a_result_or_one_sentence(service, user, history):
+    recommended = call(service.recommend, user, k=5, history=history)
+    if recommended is not None:
+        assert recommended.score.map(math.isfinite).all()
+        written = {str(item) for item in history} if history is not None else set()
+        assert written.isdisjoint(recommended.item), "the written history's items count as seen"
+        explained = call(service.explain, user, recommended.item[0], history=history, perturbations=False)
+        if explained is not None:
+            assert math.isfinite(explained.score)
+    call(service.attribute_top, user, k=2, n_steps=4, history=history)
+    call(service.catalogue_attention, user, k=2, history=history)
+
+
 def test_ids_are_named_as_given_and_cut(service):
     assert len(service.history(3)) == len(service.history("3"))  # whole numbers are the dataset's string ids
     assert service.recommend(np.int64(3), k=2)["item"].tolist() == service.recommend("3", k=2)["item"].tolist()

@@ -94,6 +94,10 @@ class ACF(RegionUnits, RecModel):
     name = "acf"
     title = "ACF"
     order = 70
+    new_user = (
+        "ACF adds a learned vector per user id to the attended profile: a new user gets the padding vector (zeros), "
+        "so their profile alone makes their vector."
+    )
     config_class = ACFConfig
     needs_item_features = True
     uses_images = True

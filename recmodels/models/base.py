@@ -47,6 +47,8 @@ class RecModel(nn.Module):
     - ``aux_losses``: the names of auxiliary losses its :meth:`loss` can add (``TrainConfig.aux_loss``).
     - ``predicts_probability``: whether the sigmoid of a score is a calibrated click probability.
     - ``needs_item_features`` / ``uses_images``: whether it reads the items' genres and years / image regions.
+    - ``new_user``: one sentence on what stands in for a user it was never trained on (None: it cannot take one),
+      and ``reads_history``: whether the history changes its scores.
 
     and implements :meth:`forward`, which returns a :class:`RecOutput` whose named :class:`AttentionMap`s (when
     ``output_attentions``) say their axes, mask, level and normalisation, and which passes each input embedding
@@ -69,6 +71,14 @@ class RecModel(nn.Module):
     # True for sequence models whose loss reads every position: the trainer gives one row per window of each
     # user's train sequence instead of one per interaction (:meth:`RecData.sequence_rows`)
     sequence_training: ClassVar[bool] = False
+    # what stands in for a user the model was never trained on (a new user built from a history, in the app or
+    # through RecService's history=), in one sentence shown beside their results; None: it cannot take one
+    new_user: ClassVar[str | None] = None
+    # whether the history changes the scores (BPR-MF's and MostPopular's do not, so an edited history changes
+    # nothing there, and the app says so)
+    reads_history: ClassVar[bool] = True
+    # whether a score needs at least one history item (EASE, SASRec and BERT4Rec read nothing else)
+    needs_history: ClassVar[bool] = False
 
     def __init__(self, spec: dict, config=None, **hparams):
         """``config`` is an instance of ``config_class``; keyword hyperparameters build one (or replace its

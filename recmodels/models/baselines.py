@@ -18,6 +18,8 @@ class MostPopular(RecModel):
     name = "mostpop"
     title = "MostPopular"
     order = 10
+    new_user = "MostPopular ranks every user alike, by the train part's popularity: a new user gets the same list."
+    reads_history = False
     default_training = {"epochs": 0}
 
     def forward(self, batch: Batch, output_attentions: bool = False, attention_override=None) -> RecOutput:
@@ -38,6 +40,8 @@ class BPRMF(RecModel):
     name = "bpr"
     title = "BPR-MF"
     order = 20
+    # new_user stays None: the score is a learned vector per user against the item's, and a new user has none
+    reads_history = False
     config_class = BPRConfig
     # the shipped checkpoints were chosen on valid with --grid lr=0.001,0.003 --grid weight_decay=0,1e-5
     # --grid dim=64,128 and patience 10 (ml-100k: lr 1e-3, no decay, dim 64 at epoch 67; fashion: lr 1e-3,

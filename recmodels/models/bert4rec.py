@@ -76,6 +76,8 @@ class BERT4Rec(RecModel):
     name = "bert4rec"
     title = "BERT4Rec"
     order = 100
+    new_user = "BERT4Rec reads nothing but the sequence of the history: a new user is their history, in its order."
+    needs_history = True
     config_class = BERT4RecConfig
     maps_ignore_candidate = True  # every map is the user tower's
     sequence_training = True

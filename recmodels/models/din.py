@@ -88,6 +88,11 @@ class DIN(RecModel):
     name = "din"
     title = "DIN"
     order = 30
+    new_user = (
+        "DIN learned a vector for each user id and each user field: a new user gets the padding vector (zeros) for the "
+        "id, the '<unknown>' value of each field and a mean rating of 0, so their history and the candidate carry the "
+        "score."
+    )
     config_class = DINConfig
     task = "ctr"
     predicts_probability = True

@@ -47,6 +47,8 @@ class EASE(RecModel):
     name = "ease"
     title = "EASE"
     order = 80  # after the attention models; the first seven keep their places
+    new_user = "EASE reads nothing but the history: a new user is their history, and nothing needs to stand in."
+    needs_history = True
     config_class = EASEConfig
     default_training = {"epochs": 0, "monitor": "ndcg@10"}
 

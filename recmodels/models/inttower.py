@@ -105,6 +105,11 @@ class IntTower(RecModel):
     name = "inttower"
     title = "IntTower"
     order = 60
+    new_user = (
+        "IntTower's user tower reads a learned vector per user id and per user field and the user's mean rating: a new "
+        "user gets the padding vector (zeros) for the id, the '<unknown>' value of each field and a mean rating of 0, "
+        "so their history carries the user side."
+    )
     config_class = IntTowerConfig
     task = "ctr"
     aux_losses = ("cir",)

@@ -77,6 +77,10 @@ class NRMS(RecModel):
     name = "nrms"
     title = "NRMS"
     order = 40
+    new_user = (
+        "NRMS adds a learned vector per user id to its history encoder: a new user gets the padding vector (zeros), "
+        "so their history alone makes their vector."
+    )
     config_class = NRMSConfig
     maps_ignore_candidate = True  # every map is the user tower's
     needs_item_features = True

@@ -68,6 +68,8 @@ class SASRec(RecModel):
     name = "sasrec"
     title = "SASRec"
     order = 90
+    new_user = "SASRec reads nothing but the sequence of the history: a new user is their history, in its order."
+    needs_history = True
     config_class = SASRecConfig
     maps_ignore_candidate = True  # every map is the user tower's
     # chosen on ml-100k's valid NDCG@10 (docs/sequential.md, "Settings"): RecBole's rows with the CE objective,

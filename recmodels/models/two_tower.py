@@ -82,6 +82,10 @@ class TwoTower(RecModel):
     name = "two_tower"
     title = "Two-tower (MHA)"
     order = 50
+    new_user = (
+        "The user tower reads a learned vector per user id and per user field: a new user gets the padding vector "
+        "(zeros) for the id and the '<unknown>' value of each field, so their history carries the user side."
+    )
     config_class = TwoTowerConfig
     maps_ignore_candidate = True  # every map is the user tower's
     needs_item_features = True

@@ -125,6 +125,10 @@ class VECF(RegionUnits, RecModel):
     name = "vecf"
     title = "VECF"
     order = 110
+    new_user = (
+        "VECF's query adds a learned vector per user id to the pooled history: a new user gets the padding vector "
+        "(zeros), so their history alone asks the candidate's regions."
+    )
     config_class = VECFConfig
     needs_item_features = True
     uses_images = True

@@ -7,7 +7,7 @@ import numpy as np
 import torch
 
 from recmodels.data import RecData
-from recmodels.errors import UnknownItemError, UnknownUserError, quote
+from recmodels.errors import InvalidArgumentError, UnknownItemError, UnknownUserError, quote
 from recmodels.explain.views import ItemNames
 from recmodels.serving.arguments import identifier
 
@@ -80,3 +80,43 @@ class DatasetLookup:
         if match.size:
             return torch.as_tensor(self.data.histories(np.array([rows.start + match[-1]]))[0])
         return self.full_history[user_index].clone()
+
+    # ------------------------------------------------------------------ a history someone wrote
+    def written_history(self, history) -> np.ndarray:
+        """The item indices of a history given by the dataset's own item ids, oldest first: every id in the catalogue,
+        none twice, and no more than the model reads (``max_history``). One sentence for anything else."""
+        if isinstance(history, (str, bytes)) or not hasattr(history, "__iter__"):
+            raise InvalidArgumentError(
+                f"history must be a list of item ids, oldest first, got {type(history).__name__} {quote(history)}."
+            )
+        try:
+            given = list(history)
+        except TypeError:  # a 0-d array or tensor says it iterates and then cannot
+            raise InvalidArgumentError(
+                f"history must be a list of item ids, oldest first, got {type(history).__name__} {quote(history)}."
+            ) from None
+        limit = self.data.max_history
+        if len(given) > limit:
+            raise InvalidArgumentError(
+                f"history lists {len(given)} items, but this model reads at most {limit} (its max_history); give the "
+                f"most recent {limit}."
+            )
+        indices = np.array([self.item(item) for item in given], dtype=np.int64)
+        repeated = [given[i] for i in range(len(given)) if indices[i] in indices[:i]]
+        if repeated:
+            raise InvalidArgumentError(
+                f"history lists item {quote(repeated[0])} twice; an item is in a history once, at its last place."
+            )
+        return indices
+
+    def window(self, indices: np.ndarray) -> torch.Tensor:
+        """A history of item indices as the model reads it: (max_history,), oldest first, right-padded with 0."""
+        window = torch.zeros(self.data.max_history, dtype=torch.long)
+        window[: len(indices)] = torch.as_tensor(indices, dtype=torch.long)
+        return window
+
+    def seen_of(self, indices: np.ndarray) -> torch.Tensor:
+        """(n_items,) True at the items of a given history (the items a what-if counts as seen)."""
+        seen = torch.zeros(self.data.dataset.n_items, dtype=torch.bool)
+        seen[torch.as_tensor(indices, dtype=torch.long) - 1] = True
+        return seen

@@ -15,6 +15,7 @@ constructor and only read afterwards.
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -48,6 +49,31 @@ __all__ = ["AttributionView", "Explanation", "MapView", "RecService", "load_data
 
 PART_LABELS = {v: k for k, v in PART_NAMES.items()}
 MAX_IG_STEPS = 2_000  # integrated-gradients steps per explanation
+NEW_USER = "a new user"  # how an explanation names a user the dataset does not have
+
+
+@dataclass(frozen=True)
+class Subject:
+    """Whose scores a call computes: a user of the dataset with their recorded history, the same user with a history
+    someone wrote (a what-if), or a new user, who is only their history.
+
+    Attributes:
+        user: the dataset's user id, or None for a new user.
+        index: the model's user index (0, the padding row, for a new user).
+        window: the history as the model reads it, (max_history,), oldest first, right-padded with 0.
+        seen: (n_items,) True at the items counted as seen (the recorded interactions, or the written history).
+        written: the item indices of a written history, oldest first; None for the recorded one.
+    """
+
+    user: str | None
+    index: int
+    window: torch.Tensor
+    seen: torch.Tensor
+    written: np.ndarray | None = None
+
+    @property
+    def label(self) -> str:
+        return NEW_USER if self.user is None else self.user
 
 
 class RecService:
@@ -228,22 +254,60 @@ class RecService:
             "image": str(self._image_paths[index]) if index in self._image_paths else None,
         }
 
+    # ------------------------------------------------------------------ whose scores
+    def subject(self, user, history=None) -> Subject:
+        """A user (the dataset's id) with their recorded history; with ``history`` (item ids, oldest first), the
+        same user with that history instead; with ``user`` None and a ``history``, a new user. Every bad argument is
+        one sentence: an unknown or repeated item, a history longer than the model reads, a new user on a model that
+        cannot take one, an empty history where the model needs one."""
+        if user is None and history is None:
+            raise InvalidArgumentError("Pass a user id, or history= (item ids, oldest first) for a new user.")
+        if user is None and self.model.new_user is None:
+            raise InvalidArgumentError(
+                f"{self.model.title} cannot take a new user: it learned a vector for each user of the data and names "
+                "nothing to stand in for one it never saw; pick a user of the dataset."
+            )
+        index = 0 if user is None else self.lookup.user(user)
+        if history is None:
+            return Subject(str(user), index, self.lookup.full_history[index], self.lookup.seen_mask(index))
+        written = self.lookup.written_history(history)
+        if not len(written) and (user is None or self.model.needs_history):
+            who = "A new user" if user is None else f"{self.model.title}, which reads nothing but the history,"
+            raise EmptyHistoryError(f"{who} with an empty history gives nothing to score from; add at least one item.")
+        return Subject(
+            None if user is None else str(user),
+            index,
+            self.lookup.window(written),
+            self.lookup.seen_of(written),
+            written,
+        )
+
+    def _history_before(self, subject: Subject, item_index: int) -> torch.Tensor:
+        """The history an explanation reads: for an item in the history, what came before it; else all of it."""
+        if subject.written is None:
+            return self.lookup.history_for(subject.index, item_index)
+        where = np.flatnonzero(subject.written == item_index)
+        return self.lookup.window(subject.written[: where[-1]]) if where.size else subject.window.clone()
+
     # ------------------------------------------------------------------ recommendations
     @torch.no_grad()
-    def _catalogue_scores(self, user_index: int) -> torch.Tensor:
-        users = torch.tensor([user_index], device=self.device)
-        history = self.lookup.full_history[user_index : user_index + 1].to(self.device)
+    def _catalogue_scores(self, subject: Subject) -> torch.Tensor:
+        users = torch.tensor([subject.index], device=self.device)
+        history = subject.window.unsqueeze(0).to(self.device)
         return self.model.score_items(users, history, self._all_items)[0].float().cpu()
 
     @computes
-    def recommend(self, user, k: int = 10, exclude_seen: bool = True) -> pd.DataFrame:
-        """Top-``k`` items for the user, scored with their full history, as rank, item, title, score."""
+    def recommend(self, user, k: int = 10, exclude_seen: bool = True, history=None) -> pd.DataFrame:
+        """Top-``k`` items for the user, scored with their full history, as rank, item, title, score.
+
+        ``history`` (item ids, oldest first) scores them with that history instead (a what-if); with ``user`` None it
+        is a new user's. The items of the history used are the ones counted as seen."""
         k = whole_number("k", k, 1, MAX_K)
         exclude_seen = flag("exclude_seen", exclude_seen)
-        index = self.lookup.user(user)
-        scores = self._catalogue_scores(index)
+        subject = self.subject(user, history)
+        scores = self._catalogue_scores(subject)
         if exclude_seen:
-            scores = scores.masked_fill(self.lookup.seen_mask(index), float("-inf"))
+            scores = scores.masked_fill(subject.seen, float("-inf"))
         k = min(int(k), int(torch.isfinite(scores).sum()))
         values, indices = top_k(scores, k)  # ties: lower item index first, as in evaluation
         items = (indices + 1).numpy()
@@ -261,15 +325,15 @@ class RecService:
         return frame
 
     @computes
-    def catalogue_attention(self, user, k: int = 10, map_name: str | None = None) -> pd.DataFrame:
+    def catalogue_attention(self, user, k: int = 10, map_name: str | None = None, history=None) -> pd.DataFrame:
         """How the user's history is weighed for each of their top-``k`` recommendations, from one batched call
         (the model's ranking path where it has one): one row per (candidate, history item) with the weight of the
-        map ``map_name`` (default: the first map over the history alone)."""
-        recommended = self.recommend(user, k=k)
-        index = self.lookup.user(user)
-        history = self.lookup.full_history[index : index + 1].to(self.device)
+        map ``map_name`` (default: the first map over the history alone). ``history`` as in :meth:`recommend`."""
+        recommended = self.recommend(user, k=k, history=history)
+        subject = self.subject(user, history)
+        window = subject.window.unsqueeze(0).to(self.device)
         items = torch.as_tensor([self.lookup.item(i) for i in recommended["item"]], device=self.device)
-        maps = self.model.catalogue_attention(torch.tensor([index], device=self.device), history, items)
+        maps = self.model.catalogue_attention(torch.tensor([subject.index], device=self.device), window, items)
         over_history = [name for name, values in maps.items() if values.dim() == 3]
         if map_name is None and over_history:
             map_name = over_history[0]
@@ -279,8 +343,8 @@ class RecService:
                 f"{quote(map_name)}; its maps over the history: {', '.join(over_history) or 'none'}."
             )
         weights = maps[map_name][0].float().cpu().numpy()  # (k, T)
-        positions = np.flatnonzero(history[0].cpu().numpy() != 0)
-        past = history[0].cpu().numpy()[positions]
+        positions = np.flatnonzero(window[0].cpu().numpy() != 0)
+        past = window[0].cpu().numpy()[positions]
         return pd.DataFrame(
             {
                 "rank": np.repeat(recommended["rank"].to_numpy(), len(positions)),
@@ -304,28 +368,32 @@ class RecService:
         perturbations: bool = True,
         head_importance: bool = True,
         attribute_to=None,
+        history=None,
     ) -> Explanation:
         """Every attention map of the pair, labelled; with ``attributions`` also integrated gradients, exact
         leave-one-out occlusion, agreement between attention and attributions, and the perturbation tests; with
         ``head_importance`` the score change when each head is masked (:mod:`recmodels.explain.heads`).
-        ``attribute_to`` names the input taps IG moves (e.g. the history's alone); the others keep their values."""
+        ``attribute_to`` names the input taps IG moves (e.g. the history's alone); the others keep their values.
+        ``history`` (item ids, oldest first) explains the pair with that history instead (a what-if; ``user`` None: a
+        new user); for an item in it, the history is what came before the item."""
         attributions, perturbations = flag("attributions", attributions), flag("perturbations", perturbations)
         head_importance = flag("head_importance", head_importance)
         n_steps = whole_number("n_steps", n_steps, 1, MAX_IG_STEPS)
         internal_batch_size = optional_whole_number("internal_batch_size", internal_batch_size, 1, MAX_BATCH)
         taps = None if attribute_to is None else list(chosen_taps(self.model, attribute_to))
         started = time.perf_counter()
-        user_index, item_index = self.lookup.user(user), self.lookup.item(item)
-        history = self.lookup.history_for(user_index, item_index)
-        if int((history != 0).sum()) == 0:
+        subject, item_index = self.subject(user, history), self.lookup.item(item)
+        before = self._history_before(subject, item_index)
+        if int((before != 0).sum()) == 0:
+            who = "The new user" if subject.user is None else f"User {quote(user)}"
             raise EmptyHistoryError(
-                f"User {quote(user)} has no interactions before item {quote(item)}, so there is no "
-                "history to explain; pick an item they have not seen or one from later on."
+                f"{who} has no interactions before item {quote(item)}, so there is no history to explain; pick an "
+                "item they have not seen or one from later on."
             )
         # the pair's rank among the user's recommendations, the item itself not counted as seen
-        excluded = self.lookup.seen_mask(user_index)
+        excluded = subject.seen.clone()
         excluded[item_index - 1] = False
-        catalogue = self._catalogue_scores(user_index)
+        catalogue = self._catalogue_scores(subject)
         rank = rank_among(catalogue, item_index - 1, excluded)
         lookup = time.perf_counter() - started
 
@@ -336,8 +404,10 @@ class RecService:
             leave_one_out=LeaveOneOut() if attributions else None,
             perturbations=PerturbationTests() if attributions and perturbations else None,
         )
-        batch = Batch(torch.tensor([user_index]), torch.tensor([item_index]), history.unsqueeze(0)).to(self.device)
-        explanation = pipeline.explain(self.model, batch, user=str(user), item=str(item), rank=rank, excluded=excluded)
+        batch = Batch(torch.tensor([subject.index]), torch.tensor([item_index]), before.unsqueeze(0)).to(self.device)
+        explanation = pipeline.explain(
+            self.model, batch, user=subject.label, item=str(item), rank=rank, excluded=excluded
+        )
         explanation.timings["maps"] += lookup
         if head_importance:
             started = time.perf_counter()
@@ -347,19 +417,25 @@ class RecService:
 
     @computes
     def attribute_top(
-        self, user, k: int = 10, n_steps: int = 50, internal_batch_size: int | None = None, attribute_to=None
+        self,
+        user,
+        k: int = 10,
+        n_steps: int = 50,
+        internal_batch_size: int | None = None,
+        attribute_to=None,
+        history=None,
     ) -> pd.DataFrame:
         """Integrated gradients for the user's top-``k`` recommendations in one batched call (to the taps named in
         ``attribute_to``, the others held, or to all). One row per (item, tap unit) with the attribution, plus
-        each item's delta."""
+        each item's delta. ``history`` as in :meth:`recommend`."""
         n_steps = whole_number("n_steps", n_steps, 1, MAX_IG_STEPS)
         internal_batch_size = optional_whole_number("internal_batch_size", internal_batch_size, 1, MAX_BATCH)
         taps = None if attribute_to is None else list(chosen_taps(self.model, attribute_to))
-        user_index = self.lookup.user(user)
-        top = self.recommend(user, k=whole_number("k", k, 1, 1_000))
+        subject = self.subject(user, history)
+        top = self.recommend(user, k=whole_number("k", k, 1, 1_000), history=history)
         items = torch.as_tensor([self.lookup.item(i) for i in top["item"]])
-        history = self.lookup.full_history[user_index].unsqueeze(0).expand(len(items), -1)
-        batch = Batch(torch.full((len(items),), user_index), items, history).to(self.device)
+        window = subject.window.unsqueeze(0).expand(len(items), -1)
+        batch = Batch(torch.full((len(items),), subject.index), items, window).to(self.device)
         return (
             IntegratedGradients(n_steps, internal_batch_size, taps=taps)
             .attribute(self.model, batch)
