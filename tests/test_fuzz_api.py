@@ -114,9 +114,11 @@ def test_ids_are_named_as_given_and_cut(service):
     with pytest.raises(UnknownUserError) as caught:
         service.recommend("x" * 1_000_000)
     assert len(str(caught.value)) < 200 and "…" in str(caught.value)
-    for bad in (3.0, True, None, [3], b"3", Hostile()):
+    for bad in (3.0, True, [3], b"3", Hostile()):
         with pytest.raises(InvalidArgumentError, match="user ids are strings or whole numbers"):
             service.recommend(bad)
+    with pytest.raises(InvalidArgumentError, match="Pass a user id, or history="):  # None is a new user's
+        service.recommend(None)
 
 
 @FUZZ
