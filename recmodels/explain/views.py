@@ -186,6 +186,7 @@ class Explanation:
     perturbations: pd.DataFrame | None = None
     timings: dict[str, float] = field(default_factory=dict)
     head_importance: dict[str, HeadImportanceView] = field(default_factory=dict)  # by map name; {} without heads
+    sentences: list = field(default_factory=list)  # the explanation in plain words (recmodels.explain.narrative)
 
 
 def _long_frame(axes, values: np.ndarray, labels: dict) -> dict:

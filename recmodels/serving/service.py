@@ -36,6 +36,7 @@ from recmodels.explain.diagnostics import DiagnosticsReport
 from recmodels.explain.explainers import IntegratedGradients, LeaveOneOut, PerturbationTests
 from recmodels.explain.faithfulness import rank_among
 from recmodels.explain.heads import pair_head_importance
+from recmodels.explain.narrative import sentences
 from recmodels.explain.pipeline import PairExplainer
 from recmodels.explain.views import AttributionView, Explanation, MapView
 from recmodels.models import import_model_module
@@ -413,6 +414,9 @@ class RecService:
             started = time.perf_counter()
             explanation.head_importance = pair_head_importance(self.model, batch)
             explanation.timings["head_importance"] = time.perf_counter() - started
+        who = "a new user" if subject.user is None else f"user {subject.user}"
+        who += " with the history given" if subject.written is not None and subject.user is not None else ""
+        explanation.sentences = sentences(explanation, self.model, self.data.dataset.n_items, who)
         return explanation
 
     @computes
