@@ -90,12 +90,16 @@ def _inside(path: Path, roots: list[Path]) -> bool:
 
 
 def resolve_checkpoint(typed: str) -> str | None:
-    """The checkpoint folder that ``typed`` names inside a root (relative names start at the first root), or
-    None for anything else: outside every root (after resolving symlinks), missing, or without config.json.
+    """The checkpoint folder that ``typed`` names inside a root (a relative name is looked for in each root, in
+    order), or None for anything else: outside every root (after resolving symlinks), missing, or without
+    config.json.
 
     The caller shows one message for every None, so the box cannot be used to learn what exists elsewhere.
     """
     return _resolve_inside_roots(typed, CONFIG_FILE)
+
+
+find_checkpoint = resolve_checkpoint  # how a link's ?checkpoint= is read back
 
 
 def resolve_run(typed: str) -> str | None:
@@ -105,20 +109,20 @@ def resolve_run(typed: str) -> str | None:
 
 
 def _resolve_inside_roots(typed: str, marker: str) -> str | None:
-    text = typed.strip()
+    text = typed.strip() if isinstance(typed, str) else ""
     if not text or "\x00" in text or len(text) > 4096:
         return None
     roots = checkpoint_roots()
     candidate = Path(text)
-    if not candidate.is_absolute():
-        candidate = roots[0] / candidate
-    try:
-        folder = candidate.resolve()
-        marked = (folder / marker).resolve()
-        found = _inside(folder, roots) and _inside(marked, roots) and marked.is_file()
-    except (OSError, RuntimeError, ValueError):  # too long a name, a symlink loop, ...
-        return None
-    return str(folder) if found else None
+    for folder in [candidate] if candidate.is_absolute() else [root / candidate for root in roots]:
+        try:
+            folder = folder.resolve()
+            marked = (folder / marker).resolve()
+            if _inside(folder, roots) and _inside(marked, roots) and marked.is_file():
+                return str(folder)
+        except (OSError, RuntimeError, ValueError):  # too long a name, a symlink loop, ...
+            continue
+    return None
 
 
 def training_runs() -> list[str]:

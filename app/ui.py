@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+from pathlib import Path
 
 import numpy as np
 import streamlit as st
@@ -22,6 +23,7 @@ from recmodels_explorer.services import (
     unexpected_message,
     users_of,
 )
+from recmodels_explorer.state import load_from_url
 from recmodels_explorer.text import filename, literal, plain
 
 log = logging.getLogger("attention-explorer")
@@ -31,11 +33,6 @@ FLAG_SENTENCES = {
     "near_one_hot": "Near one-hot: almost all the weight sits on one position; check that the model is not ignoring "
     "the rest of the input.",
 }
-# one sentence for a typed folder outside the roots, missing, or not a checkpoint: the box is no file-system oracle
-NOT_A_CHECKPOINT = (
-    "That is not a checkpoint folder inside the checkpoint roots: type the name of a folder with "
-    "config.json and model.safetensors in one of the roots listed in this box's help."
-)
 
 
 @contextlib.contextmanager
@@ -68,44 +65,71 @@ def checkpoint_picker(
 ) -> str | None:
     """A checkpoint from a checkpoint root, or a folder typed inside one; returns the path or None.
 
-    Widgets are per page in Streamlit, so the choice is carried across pages in ``_<key>`` (and the typed
-    path in ``_<key>_path``) and each page's widget starts from it.
+    One choice, two ways to make it: the list and the folder box agree, because both write ``_<key>`` (the sidebar's
+    is the whole app's checkpoint, :data:`recmodels_explorer.state.CHECKPOINT`) and a typed folder joins the list.
+    Widgets are per page in Streamlit, so each page's widget starts from ``_<key>``.
     """
     container = container or st.sidebar
     page = st.session_state.get("_page", "")
-    entries = shipped_checkpoints()
-    options = [e.path for e in entries]
-    labels = {e.path: plain(e.label, 80) for e in entries}
-    current = st.session_state.get(f"_{key}", default)
-    index = options.index(current) if current in options else 0
     widget = f"{key}_{page}" if page else key
+    entries = shipped_checkpoints()
+    labels = {e.path: plain(e.label, 80) for e in entries}
+    options = [e.path for e in entries]
+    current = st.session_state.get(f"_{key}") or default or next(iter(options), None)
+    if current is not None and current not in options:  # a folder typed, or opened from a link
+        options.insert(0, current)
+        labels[current] = f"{plain(Path(current).name, 60)} (folder)"
+    st.session_state[f"_{key}"] = current
+    if current is not None and st.session_state.get(widget) != current:
+        st.session_state[widget] = current
     chosen = container.selectbox(
         label,
         options,
-        index=index if options else None,
         format_func=lambda p: labels.get(p, plain(p, 80)),
         key=widget,
-        on_change=_remember,
-        args=(widget, f"_{key}"),
-        placeholder="no shipped checkpoints" if not options else None,
+        on_change=_pick_checkpoint,
+        args=(widget, key),
+        placeholder="no checkpoint in the checkpoint roots" if not options else None,
     )
     if allow_path:
-        typed = container.text_input(
+        container.text_input(
             "…or a checkpoint folder",
             key=f"{widget}_path",
             value=st.session_state.get(f"_{key}_path", ""),
-            on_change=_remember,
-            args=(f"{widget}_path", f"_{key}_path"),
+            on_change=_type_checkpoint,
+            args=(f"{widget}_path", key),
             placeholder="my-model",
             help=_roots_help(),
             max_chars=4096,
         )
-        if typed.strip():
-            path = resolve_checkpoint(typed)
-            if path is None:
-                container.error(NOT_A_CHECKPOINT)
-            return path
+        if st.session_state.get(f"_{key}_refused"):
+            container.error(not_a_checkpoint())
     return chosen
+
+
+def _pick_checkpoint(widget: str, key: str) -> None:
+    st.session_state[f"_{key}"] = st.session_state[widget]
+    st.session_state[f"_{key}_path"] = ""  # the list was used: the box no longer names the choice
+    st.session_state[f"_{key}_refused"] = False
+
+
+def _type_checkpoint(widget: str, key: str) -> None:
+    typed = str(st.session_state.get(widget) or "")
+    st.session_state[f"_{key}_path"] = typed
+    path = resolve_checkpoint(typed) if typed.strip() else None
+    st.session_state[f"_{key}_refused"] = bool(typed.strip()) and path is None
+    if path is not None:
+        st.session_state[f"_{key}"] = path
+
+
+def not_a_checkpoint() -> str:
+    """One sentence for a typed folder outside the roots, missing, or not a checkpoint (the box is no file-system
+    oracle), naming the roots it looked in."""
+    roots = "; ".join(str(root) for root in checkpoint_roots())
+    return (
+        "That is not a checkpoint folder inside the checkpoint roots: type the name of a folder with config.json and "
+        f"model.safetensors in one of the roots searched ({roots})."
+    )
 
 
 def _roots_help() -> str:
@@ -113,7 +137,7 @@ def _roots_help() -> str:
     listed = "; ".join(literal(str(root), 200) for root in roots)
     return (
         f"A folder with config.json and model.safetensors inside a checkpoint root: {listed}. A relative name "
-        f"starts at the first root. More roots: the {ROOTS_ENV} environment variable or "
+        f"is looked for in each root, in order. More roots: the {ROOTS_ENV} environment variable or "
         "`recmodels explore --checkpoint-root DIR`."
     )
 
@@ -121,6 +145,7 @@ def _roots_help() -> str:
 def sidebar(page: str):
     """The sidebar every page shares: the checkpoint, and how figures download. Returns the service or None."""
     st.session_state["_page"] = page
+    load_from_url()
     release_closed_checkpoints()
     with st.sidebar:
         path = checkpoint_picker()
@@ -135,6 +160,12 @@ def sidebar(page: str):
             help="What the camera button in each chart's toolbar saves.",
         )
     st.session_state["checkpoint_resolved"] = path
+    missing = st.session_state.pop("_url_checkpoint_missing", None)
+    if missing:
+        st.warning(
+            f"The checkpoint {literal(missing, 200)} from the link is not in the checkpoint roots; showing "
+            f"{literal(Path(path).name if path else 'none', 200)} instead."
+        )
     return current_service()
 
 

@@ -48,9 +48,11 @@ def test_the_recorded_window_written_out_scores_as_the_recorded_history():
     recorded = svc.explain(USER, item, attributions=False, perturbations=False, head_importance=False)
     written = svc.explain(USER, item, history=window, attributions=False, perturbations=False, head_importance=False)
     assert written.score == pytest.approx(recorded.score, abs=1e-6)
-    # a written history counts only its own items as seen: the rest of the user's 600-odd ratings come back
-    top = svc.recommend(USER, k=50, history=window)
-    assert set(top.item).isdisjoint(window) and not set(top.item).isdisjoint(svc.history(USER).item[:-50])
+    # the recorded window written out changes nothing; an item dropped from it can come back
+    assert svc.recommend(USER, k=50, history=window).equals(svc.recommend(USER, k=50))
+    dropped = svc.recommend(USER, k=len(window) + 50, history=window[1:])
+    assert window[0] in set(dropped.item) and set(dropped.item).isdisjoint(window[1:])
+    assert set(dropped.item).isdisjoint(svc.history(USER).item[:-50]), "older interactions stay seen"
 
 
 @pytest.mark.slow
@@ -106,3 +108,37 @@ def test_every_model_says_what_stands_in_for_a_new_user_or_that_it_cannot_take_o
         "sasrec",
         "bert4rec",
     }
+
+
+def test_ranking_changes_name_what_entered_left_and_moved():
+    import pandas as pd
+
+    from recmodels.explain.what_if import ranking_changes, ranking_summary
+
+    before = pd.DataFrame({"rank": [1, 2, 3], "item": ["a", "b", "c"], "title": ["A", "B", "C"], "score": [3, 2, 1.0]})
+    after = pd.DataFrame({"rank": [1, 2, 3], "item": ["c", "d", "a"], "title": ["C", "D", "A"], "score": [5, 4, 3.0]})
+    changes = ranking_changes(before, after)
+    rows = changes.set_index("item")
+    assert rows.loc["c", "moved"] == 2 and rows.loc["a", "moved"] == -2 and pd.isna(rows.loc["d", "was"])
+    assert pd.isna(rows.loc["b", "rank"]) and rows.loc["b", "was"] == 2
+    assert ranking_summary(changes) == (["D"], ["B"])
+
+
+@pytest.mark.slow
+def test_attention_and_head_changes_line_up_by_item():
+    from recmodels.explain.what_if import attention_changes, head_changes
+
+    svc = service("nrms-ml100k")
+    window = recorded_window(svc, USER)
+    item = svc.recommend(USER, k=1).item[0]
+    edited_history = [*window[1:], svc.recommend(USER, k=5).item[4]]  # the oldest out, a new one in
+    before = svc.explain(USER, item, perturbations=False, head_importance=False)
+    after = svc.explain(USER, item, history=edited_history, perturbations=False, head_importance=False)
+    changes = attention_changes(before, after).set_index("item")
+    assert changes.status.value_counts().to_dict() == {"kept": len(window) - 1, "added": 1, "removed": 1}
+    assert changes.loc[window[0], "after"] == 0 and changes.loc[window[0], "change"] < 0
+    assert abs(changes.change.sum()) < 1e-5  # both sides are distributions: what one item loses, others gain
+    moved = head_changes(before, after)["self_attention"]
+    assert list(moved["head"]) == [f"head {h}" for h in range(1, 5)] and moved["moved"].between(0, 1).all()
+    unchanged = head_changes(before, before)["self_attention"]
+    assert (unchanged["moved"] < 1e-9).all()

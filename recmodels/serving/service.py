@@ -62,7 +62,8 @@ class Subject:
         user: the dataset's user id, or None for a new user.
         index: the model's user index (0, the padding row, for a new user).
         window: the history as the model reads it, (max_history,), oldest first, right-padded with 0.
-        seen: (n_items,) True at the items counted as seen (the recorded interactions, or the written history).
+        seen: (n_items,) True at the items counted as seen: the recorded interactions; for a written history, its
+            items, and for a user of the data also their other interactions, less those dropped from the window.
         written: the item indices of a written history, oldest first; None for the recorded one.
     """
 
@@ -275,13 +276,13 @@ class RecService:
         if not len(written) and (user is None or self.model.needs_history):
             who = "A new user" if user is None else f"{self.model.title}, which reads nothing but the history,"
             raise EmptyHistoryError(f"{who} with an empty history gives nothing to score from; add at least one item.")
-        return Subject(
-            None if user is None else str(user),
-            index,
-            self.lookup.window(written),
-            self.lookup.seen_of(written),
-            written,
-        )
+        seen = self.lookup.seen_of(written)
+        if user is not None:  # the user's other interactions stay seen; those dropped from the window do not
+            recorded = self.lookup.full_history[index]
+            dropped = np.setdiff1d(recorded[recorded != 0].numpy(), written)
+            seen |= self.lookup.seen_mask(index)
+            seen[torch.as_tensor(dropped, dtype=torch.long) - 1] = False
+        return Subject(None if user is None else str(user), index, self.lookup.window(written), seen, written)
 
     def _history_before(self, subject: Subject, item_index: int) -> torch.Tensor:
         """The history an explanation reads: for an item in the history, what came before it; else all of it."""
@@ -302,7 +303,8 @@ class RecService:
         """Top-``k`` items for the user, scored with their full history, as rank, item, title, score.
 
         ``history`` (item ids, oldest first) scores them with that history instead (a what-if); with ``user`` None it
-        is a new user's. The items of the history used are the ones counted as seen."""
+        is a new user's. Seen items are the history's, and a user's other interactions outside the window the model
+        reads (an item dropped from the window is unseen, so it can be recommended)."""
         k = whole_number("k", k, 1, MAX_K)
         exclude_seen = flag("exclude_seen", exclude_seen)
         subject = self.subject(user, history)
