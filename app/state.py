@@ -82,8 +82,7 @@ def load_from_url() -> None:
         path = find_checkpoint(params["checkpoint"])
         st.session_state[CHECKPOINT] = path
         st.session_state["_url_checkpoint_missing"] = None if path else params["checkpoint"]
-    if "user" in params:
-        st.session_state[USER] = params["user"]
+    # the user is read from the link by the user picker, which says when the link's user is not in the data
     st.session_state["_url_what_if"] = {k: params[k] for k in ("drop", "add", "history", "new") if k in params}
     st.session_state[PRESENT] = params.get("present") == "1"
 

@@ -17,9 +17,25 @@ from plotly.subplots import make_subplots
 from recmodels.viz.labels import axis_title, short, shorts, unique_labels
 from recmodels.viz.style import ATTENTION_SCALE, DIVERGING_SCALE, JS_MAX, layout, signed
 
+SCALES = ("fixed", "data")  # attention on 0..1, or on 0..the map's largest weight (a diffuse map shows its shape)
 
-def heads_figure(view, max_positions: int = 50) -> go.Figure:
-    """A grid of per-head heatmaps (``facet_col`` over heads) on the fixed 0..1 scale."""
+
+def top_of(values, scale: str) -> float:
+    """The top of the colour scale: 1 for the fixed scale, else the largest finite value shown."""
+    if scale not in SCALES:
+        raise ValueError(f"scale must be one of {SCALES}, got {scale!r}")
+    finite = np.asarray(values, dtype=float)
+    finite = finite[np.isfinite(finite)]
+    return 1.0 if scale == "fixed" or not finite.size else max(float(finite.max()), 1e-12)
+
+
+def weight_title(scale: str) -> str:
+    return "weight" if scale == "fixed" else "weight (scale: 0 to the largest)"
+
+
+def heads_figure(view, max_positions: int = 50, scale: str = "fixed") -> go.Figure:
+    """A grid of per-head heatmaps (``facet_col`` over heads) on the fixed 0..1 scale, or (``scale="data"``) on
+    0..the largest weight shown, so a diffuse map shows its shape."""
     head_axis = view.axes.index("head")
     values = np.moveaxis(np.where(view.mask, view.values, np.nan), head_axis, 0)
     axes = [a for a in view.axes if a != "head"]
@@ -29,12 +45,12 @@ def heads_figure(view, max_positions: int = 50) -> go.Figure:
         fig = px.imshow(
             values[:, keep].T,
             zmin=0,
-            zmax=1,
+            zmax=top_of(values[:, keep], scale),
             color_continuous_scale=ATTENTION_SCALE,
             aspect="auto",
             y=unique_labels(view.labels[axes[0]], keep),
             x=shorts(heads),
-            labels=dict(y=axis_title(axes[0]), x="head", color="weight"),
+            labels=dict(y=axis_title(axes[0]), x="head", color=weight_title(scale)),
         )
         fig.update_xaxes(side="top")
         return layout(fig, height=min(1200, 140 + 20 * len(keep)))
@@ -47,12 +63,12 @@ def heads_figure(view, max_positions: int = 50) -> go.Figure:
         facet_col=0,
         facet_col_wrap=min(len(heads), 4),
         zmin=0,
-        zmax=1,
+        zmax=top_of(values, scale),
         color_continuous_scale=ATTENTION_SCALE,
         x=unique_labels(view.labels[cols], keep_cols),
         y=unique_labels(view.labels[rows], keep_rows),
         aspect="auto",
-        labels=dict(x=axis_title(cols), y=axis_title(rows), color="weight"),
+        labels=dict(x=axis_title(cols), y=axis_title(rows), color=weight_title(scale)),
     )
     for annotation in fig.layout.annotations:  # "facet_col=0" -> "head 1"
         index = int(annotation.text.split("=")[-1])
@@ -62,7 +78,7 @@ def heads_figure(view, max_positions: int = 50) -> go.Figure:
     return layout(fig, height=320 * int(np.ceil(len(heads) / 4)) + 80)
 
 
-def layer_heads_figure(view, max_positions: int = 50) -> go.Figure:
+def layer_heads_figure(view, max_positions: int = 50, scale: str = "fixed") -> go.Figure:
     """A (layer, head, rows, columns) map as a grid of heatmaps, one row per layer and one column per head, on the
     fixed 0..1 scale; padding left out."""
     rows, cols = [a for a in view.axes if a not in ("layer", "head")]
@@ -80,14 +96,14 @@ def layer_heads_figure(view, max_positions: int = 50) -> go.Figure:
         facet_col=0,
         facet_col_wrap=len(heads),
         zmin=0,
-        zmax=1,
+        zmax=top_of(values, scale),
         facet_row_spacing=min(0.06, 0.5 / len(layers)),
         facet_col_spacing=min(0.03, 0.3 / len(heads)),
         color_continuous_scale=ATTENTION_SCALE,
         x=unique_labels(view.labels[cols], keep_cols),
         y=unique_labels(view.labels[rows], keep_rows),
         aspect="auto",
-        labels=dict(x=axis_title(cols), y=axis_title(rows), color="weight"),
+        labels=dict(x=axis_title(cols), y=axis_title(rows), color=weight_title(scale)),
     )
     for annotation in fig.layout.annotations:  # "facet_col=3" -> "layer 2 · head 2"
         index = int(annotation.text.split("=")[-1])
@@ -100,7 +116,7 @@ def layer_heads_figure(view, max_positions: int = 50) -> go.Figure:
     return fig
 
 
-def matrix_figure(view, max_positions: int = 50) -> go.Figure:
+def matrix_figure(view, max_positions: int = 50, scale: str = "fixed") -> go.Figure:
     """A single 2-D map (e.g. the mean over heads): attention on the fixed 0..1 scale, signed scores on the
     diverging one."""
     rows, cols = view.axes
@@ -111,7 +127,7 @@ def matrix_figure(view, max_positions: int = 50) -> go.Figure:
     scale = (
         dict(zmin=-limit, zmax=limit, color_continuous_scale=DIVERGING_SCALE)
         if limit > 0
-        else dict(zmin=0, zmax=1, color_continuous_scale=ATTENTION_SCALE)
+        else dict(zmin=0, zmax=top_of(values, scale), color_continuous_scale=ATTENTION_SCALE)
     )
     fig = px.imshow(
         values,
@@ -127,13 +143,22 @@ def matrix_figure(view, max_positions: int = 50) -> go.Figure:
 
 
 def weights_bar(
-    labels: list[str], values: np.ndarray, axis_title: str, signed: bool = False, value_title: str = "weight"
+    labels: list[str],
+    values: np.ndarray,
+    axis_title: str,
+    signed: bool = False,
+    value_title: str = "weight",
+    scale: str = "fixed",
+    uniform: float | None = None,
 ) -> go.Figure:
-    """Horizontal bars, one per position, top to bottom in order, coloured on the attention scale (0..1) or, when
-    ``signed``, on the diverging one centred on 0."""
+    """Horizontal bars, one per position, top to bottom in order, coloured on the attention scale (0..1, or with
+    ``scale="data"`` 0..the largest value) or, when ``signed``, on the diverging one centred on 0. ``uniform`` marks
+    what an even spread would give each position (1/n), dashed."""
     values = np.asarray(values, dtype=float)
     limit = float(np.nanmax(np.abs(values))) if signed and np.isfinite(values).any() else 0.0
-    low, high = (-(limit or 1.0), limit or 1.0) if signed else (0.0, 1.0)
+    low, high = (-(limit or 1.0), limit or 1.0) if signed else (0.0, top_of(values, scale))
+    if not signed and scale == "data":
+        value_title = f"{value_title} (scale: 0 to the largest)"
     scale = get_colorscale(DIVERGING_SCALE if signed else ATTENTION_SCALE)
     # each bar's colour as a string: handed numbers to map, plotly.js 3 logs a console stack trace per bar on every
     # draw (an "invalid color" warning while it works out the bar's opacity), which slowed every rerun
@@ -170,24 +195,34 @@ def weights_bar(
             colorbar=dict(title=short(value_title)),
         )
     )
-    fig.update_xaxes(title=short(value_title), range=None if signed else (0, 1))
+    fig.update_xaxes(title=short(value_title), range=None if signed else (0, high * (1.05 if scale == "data" else 1)))
+    if uniform is not None and not signed:
+        fig.add_vline(x=uniform, line_dash="dash", line_color="#666", annotation_text="uniform",
+                      annotation_position="top")  # fmt: skip
     fig.update_yaxes(
         autorange="reversed", title=axis_title, type="category", categoryorder="array", categoryarray=labels
     )
     return layout(fig, height=min(1200, 90 + 22 * len(labels)))
 
 
-def field_figure(view) -> go.Figure:
+def field_figure(view, scale: str = "fixed") -> go.Figure:
     """A 1-D map whose positions are not items (e.g. one weight per feature field) as bars."""
     axis = view.axes[0]
-    return weights_bar(shorts(view.labels[axis]), view.values, axis_title(axis), signed=signed(view))
+    return weights_bar(shorts(view.labels[axis]), view.values, axis_title(axis), signed=signed(view), scale=scale,
+                       uniform=_uniform(view, view.valid_positions(axis)))  # fmt: skip
 
 
-def item_attention_figure(view) -> go.Figure:
+def item_attention_figure(view, scale: str = "fixed") -> go.Figure:
     """A 1-D map over items as bars, padding left out and items told apart by position."""
     axis = view.axes[0]
     keep = view.valid_positions(axis)
-    return weights_bar(unique_labels(view.labels[axis], keep), view.values[keep], axis_title(axis), signed=signed(view))
+    return weights_bar(unique_labels(view.labels[axis], keep), view.values[keep], axis_title(axis),
+                       signed=signed(view), scale=scale, uniform=_uniform(view, keep))  # fmt: skip
+
+
+def _uniform(view, keep) -> float | None:
+    """1/n for a distribution over n positions; None for scores that are not one."""
+    return 1 / len(keep) if view.normalised_over is not None and len(keep) else None
 
 
 def interaction_figure(view, mark_best: bool = True) -> go.Figure:

@@ -57,16 +57,19 @@ class FigureContext:
     planted: list[int] | None = None
     candidate: str | None = None
     attributions: dict = field(default_factory=dict)
+    scale: str = "fixed"  # attention on 0..1, or "data": on 0..the map's largest weight (recmodels.viz.maps.SCALES)
 
     @classmethod
-    def of(cls, service, user, explanation=None) -> FigureContext:
+    def of(cls, service, user, explanation=None, scale: str = "fixed") -> FigureContext:
         """The context of a :class:`~recmodels.serving.RecService` for ``user`` (and, given an explanation, its
-        candidate and attributions): what a notebook passes to draw region maps as the app does."""
+        candidate and attributions): what a notebook passes to draw region maps as the app does. ``scale`` "data"
+        draws attention on 0..the map's largest weight instead of 0..1."""
         return cls(
             item_image=service.item_image,
             planted=service.planted_regions(user),
             candidate=None if explanation is None else explanation.item,
             attributions={} if explanation is None else explanation.attributions,
+            scale=scale,
         )
 
 
@@ -127,7 +130,7 @@ def _heads(view, context, choice) -> list[Drawn]:
     """Every head side by side, or (``choice``) their mean or one head, drawn as the map that leaves."""
     heads = view.labels["head"]
     if choice in (None, ALL_HEADS) or (choice != MEAN_OVER_HEADS and choice not in heads):
-        drawn = [Drawn("", maps.heads_figure(view))]
+        drawn = [Drawn("", maps.heads_figure(view, scale=context.scale))]
     else:
         shown = view.mean_over("head") if choice == MEAN_OVER_HEADS else view.select("head", heads.index(choice))
         drawn = [d for d in figures_for(shown, context) if not d.derived]
@@ -160,7 +163,7 @@ def _layer_heads(view, context, choice) -> list[Drawn]:
     elif choice in cells:
         shown = view.select("layer", cells[choice][0]).select("head", cells[choice][1])
     drawn = (
-        [Drawn("", maps.layer_heads_figure(view))]
+        [Drawn("", maps.layer_heads_figure(view, scale=context.scale))]
         if shown is None
         else [d for d in figures_for(shown, context) if not d.derived]
     )
@@ -280,15 +283,15 @@ def _labelled_cells(view, context, choice) -> list[Drawn]:
 
 
 def _matrix(view, context, choice) -> list[Drawn]:
-    return [Drawn("", maps.matrix_figure(view))]
+    return [Drawn("", maps.matrix_figure(view, scale=context.scale))]
 
 
 def _item_bars(view, context, choice) -> list[Drawn]:
-    return [Drawn("", maps.item_attention_figure(view))]
+    return [Drawn("", maps.item_attention_figure(view, scale=context.scale))]
 
 
 def _bars(view, context, choice) -> list[Drawn]:
-    return [Drawn("", maps.field_figure(view))]
+    return [Drawn("", maps.field_figure(view, scale=context.scale))]
 
 
 def _reduced(view, context, choice) -> list[Drawn]:
