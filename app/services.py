@@ -259,11 +259,32 @@ def users_of(service: RecService) -> UserIndex:
 
 
 @st.cache_resource(show_spinner=False, max_entries=256)
-def explanation(path: str, user: str, item: str, attributions: bool, n_steps: int, perturbations: bool = False):
+def explanation(
+    path: str,
+    user: str | None,
+    item: str,
+    attributions: bool,
+    n_steps: int,
+    perturbations: bool = False,
+    history: tuple[str, ...] | None = None,
+):
     """The pair's explanation; the perturbation tests (most of its time) only when asked: the Attributions tab and
-    the report, which show them, ask."""
+    the report, which show them, ask. ``history`` is a what-if's edited history (``user`` None: a new user's)."""
     return load_service(path).explain(
-        user, item, attributions=attributions, n_steps=n_steps, perturbations=perturbations
+        user,
+        item,
+        attributions=attributions,
+        n_steps=n_steps,
+        perturbations=perturbations,
+        history=None if history is None else list(history),
+    )
+
+
+@st.cache_resource(show_spinner=False, max_entries=64)
+def recommendations(path: str, user: str | None, k: int, exclude_seen: bool, history: tuple[str, ...] | None = None):
+    """The top-k of a user, or of a what-if's edited history (``user`` None: a new user's); shared by sessions."""
+    return load_service(path).recommend(
+        user, k=k, exclude_seen=exclude_seen, history=None if history is None else list(history)
     )
 
 
@@ -279,15 +300,16 @@ def item_display_image(path: str, item: str):
     return None if image is None else display_copy(image)
 
 
-def figure_context(path: str, user: str, result=None) -> FigureContext:
+def figure_context(path: str, user: str, result=None, scale: str = "fixed") -> FigureContext:
     """What the figure registry needs from the service to draw a user's maps: item images at display size, the
     regions the user was planted to care about, and, given the explanation ``result``, its item and attributions
-    (for maps over the candidate's own regions)."""
+    (for maps over the candidate's own regions); ``scale`` "data" draws attention on 0..the largest weight."""
     return FigureContext(
         item_image=partial(item_display_image, path),
         planted=load_service(path).planted_regions(user),
         candidate=None if result is None else result.item,
         attributions={} if result is None else result.attributions,
+        scale=scale,
     )
 
 

@@ -29,13 +29,13 @@ def explanation(attention, ig, titles=None, flags=None, maps=None, heads=None) -
 
 
 def text(explained, model=MODEL) -> str:
-    return " ".join(s.text for s in sentences(explained, model, 1682, "user 13"))
+    return " ".join(s.text for s in sentences(explained, model, 1682, "13"))
 
 
 def test_the_rank_the_leading_items_and_agreement_come_from_the_numbers():
     said = text(explanation([0.1, 0.16, 0.5, 0.24], [0.0, 0.3, 0.2, -0.1]))
-    assert said == ("DIN ranks “The Firm” 1st of 1,682 for user 13, mostly because of “Film 2” (50% of the attention), "
-                    "“Film 3” and “Film 1”; integrated gradients agree on 2 of these 3.")  # fmt: skip
+    assert said == ("DIN ranks “The Firm” 1st of 1,682 for user “13”, mostly because of “Film 2” (50% of the "
+                    "attention), “Film 3” and “Film 1”; integrated gradients agree on 2 of these 3.")  # fmt: skip
 
 
 def test_disagreement_is_said_not_hidden():
@@ -58,7 +58,7 @@ def test_models_without_item_attention_or_history_say_so():
     said = text(explanation([np.nan] * 4, [0.1, 0.5, 0.2, 0.3]), SimpleNamespace(title="EASE", reads_history=True))
     assert said.endswith("; by integrated gradients, “Film 1”, “Film 3” and “Film 2” weigh most for the score.")
     said = text(explanation([np.nan] * 4, [np.nan] * 4), SimpleNamespace(title="BPR-MF", reads_history=False))
-    expected = "BPR-MF ranks “The Firm” 1st of 1,682 for user 13; it does not read the history, so no item of it"
+    expected = "BPR-MF ranks “The Firm” 1st of 1,682 for user “13”; it does not read the history, so no item of it"
     assert said == expected + " explains the score."
 
 
@@ -81,7 +81,7 @@ def test_regions_and_heads_get_their_sentences():
 
 def test_data_strings_stay_apart_from_the_template():
     hostile = "*{0}* <b>$x$</b>"
-    (first,) = sentences(explanation([0.9, 0.1], [1, 0], titles=[hostile, "B"]), MODEL, 10, "user 13")[:1]
+    (first,) = sentences(explanation([0.9, 0.1], [1, 0], titles=[hostile, "B"]), MODEL, 10, "13")[:1]
     assert first.values[1] == hostile and hostile not in first.template
     assert first.render(lambda value: "X").count("X") >= len(first.values)
     assert hostile in first.text  # the plain text quotes it as it is; a page escapes it through render()
@@ -98,3 +98,12 @@ def test_ordinals(n, expected):
 def test_a_sentence_renders_through_any_escaper():
     sentence = Sentence("{0} and {1}", ("a*", "b"))
     assert sentence.render(lambda v: f"[{v}]") == "[a*] and [b]" and sentence.text == "“a*” and “b”"
+
+
+def test_the_user_id_is_data_and_a_new_user_is_said_so():
+    explained = explanation([0.9, 0.1], [1, 0])
+    (first,) = sentences(explained, MODEL, 10, "*u1* {0}", written=True)[:1]
+    assert first.values[-1] == "*u1* {0}" and "*u1*" not in first.template
+    assert "for user “*u1* {0}” with the history given" in first.text
+    (new,) = sentences(explained, MODEL, 10, None)[:1]
+    assert "for a new user" in new.text and len(new.values) == len(first.values) - 1

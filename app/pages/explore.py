@@ -1,4 +1,6 @@
-"""Explorer: a user's history, their recommendations, and the explanation of any (user, item) pair."""
+"""Explorer: a user's history, their recommendations, and the explanation of any (user, item) pair; what if the
+history were different (or a new user's); and a presentation mode that shows the plain-language sentences and one
+figure per explanation."""
 
 from __future__ import annotations
 
@@ -9,8 +11,17 @@ import streamlit as st
 from recmodels import viz
 from recmodels.errors import EmptyHistoryError, RecModelsError
 from recmodels.viz import choices_for, figures_for, maps_by_tab
+from recmodels_explorer import what_if_panel
 from recmodels_explorer.html_report import explanation_html
-from recmodels_explorer.services import explanation, figure_context, model_title, thumbnail_uri, users_of
+from recmodels_explorer.services import (
+    explanation,
+    figure_context,
+    model_title,
+    recommendations,
+    thumbnail_uri,
+    users_of,
+)
+from recmodels_explorer.state import PRESENT, write_url
 from recmodels_explorer.text import code, cut_cells, filename, literal, plain
 from recmodels_explorer.ui import (
     collapse_badges,
@@ -30,10 +41,23 @@ if service is None:
     st.stop()
 path = str(service.path)
 user = user_picker(service, url_param="user")
+st.sidebar.button("Start a new user", key="new_user", icon=":material/person_add:",
+                  on_click=what_if_panel.start_new_user,
+                  help="A user with no history: add a few items and see what the model makes of them.")  # fmt: skip
+present = st.sidebar.toggle("Presentation mode", value=bool(st.session_state.get(PRESENT)), key="present_toggle",
+                            help="The user, the recommendations, the sentences and one figure per explanation, for "
+                            "showing on a projector; the controls and the diagnostic tables are hidden.")  # fmt: skip
+st.session_state[PRESENT] = present
 st.sidebar.caption(f"Device: **{service.device_label}**")
 dataset_caption(service)
 if user is None:
     st.stop()
+what_if = what_if_panel.active_what_if(service, user)
+recorded = what_if_panel.recorded_window(service, user)
+write_url(recorded)
+subject = user if what_if is None else what_if.user  # None: a new user
+edited = None if what_if is None else what_if.items  # the history the model is given instead of the real one
+who = f"user {user}" if subject is not None else "a new user"
 
 st.title(f"{literal(model_title(service.model_name), 40)} on {literal(service.dataset_name, 60)}", anchor=False)
 
@@ -54,95 +78,107 @@ def with_thumbnails(frame: pd.DataFrame) -> tuple[pd.DataFrame, dict]:
     return frame, {"image": st.column_config.ImageColumn("image", width="small")}
 
 
+def edited_history_frame(items: tuple[str, ...]) -> pd.DataFrame:
+    """The edited history as the tables show it: item metadata, oldest first, with the items' images."""
+    info = [service.item_info(item) for item in items]
+    return pd.DataFrame({"item": [i["item"] for i in info], "title": [i["title"] for i in info],
+                         "genres": [i["genres"] for i in info], "image": [i["image"] for i in info]})  # fmt: skip
+
+
 # ---------------------------------------------------------------- history and recommendations
 left, right = st.columns(2, gap="large")
+history = pd.DataFrame()
 with left:
-    profile = users_of(service).row(user)
-    st.subheader(f"User {literal(user, 60)}", anchor=False)
-    hidden = set(service.identifying_user_fields)  # e.g. a zip code: it names a person, it does not describe them
-    st.caption(
-        " · ".join(f"{literal(k, 30)}: {literal(v, 60)}" for k, v in profile.items() if k not in hidden and k != "user")
-    )
-    history = pd.DataFrame()
+    heading = f"User {literal(user, 60)}" if what_if is None else (
+        f"User {literal(user, 60)}: what if" if what_if.user is not None else "A new user")  # fmt: skip
+    st.subheader(heading, anchor=False)
+    if subject is not None:
+        profile = users_of(service).row(user)
+        hidden = set(service.identifying_user_fields)  # e.g. a zip code: it names a person, it does not describe them
+        st.caption(" · ".join(f"{literal(k, 30)}: {literal(v, 60)}" for k, v in profile.items()
+                              if k not in hidden and k != "user"))  # fmt: skip
     with guarded("loading the history"):
         history = service.history(user)
-        shown, config = with_thumbnails(history)
-        shown["time"] = shown["time"].dt.strftime("%Y-%m-%d %H:%M")
-        st.dataframe(
-            cut_cells(shown.iloc[::-1]),
-            hide_index=True,
-            height=360,
-            column_config=config,
-            column_order=[c for c in ["image", "title", "genres", "rating", "time", "part", "item"] if c in shown],
-        )
-        st.caption(f"{len(history)} interactions, newest first. Part = where the temporal split put each one.")
-        csv_button(history.drop(columns=["image"], errors="ignore"), f"history-user-{user}", key="history_csv")
+        if edited is None:
+            shown, config = with_thumbnails(history)
+            shown["time"] = shown["time"].dt.strftime("%Y-%m-%d %H:%M")
+            columns = ["image", "title", "genres", "rating", "time", "part", "item"]
+            caption = f"{len(history)} interactions, newest first. Part = where the temporal split put each one."
+        else:
+            shown, config = with_thumbnails(edited_history_frame(edited))
+            columns = ["image", "title", "genres", "item"]
+            caption = (f"{len(edited)} items, newest first, instead of the real history. The model reads at most "
+                       f"{service.data.max_history}.")  # fmt: skip
+        st.dataframe(cut_cells(shown.iloc[::-1]), hide_index=True, height=300 if present else 360,
+                     column_config=config, column_order=[c for c in columns if c in shown],
+                     on_select="ignore" if present else "rerun", selection_mode="multi-row",
+                     key="history_rows" if edited is None else what_if_panel.EDITED_ROWS)  # fmt: skip
+        st.caption(caption)
+        if not present:
+            what_if_panel.editor(service, user, what_if, recorded)
+            csv_button(history.drop(columns=["image"], errors="ignore"), f"history-user-{user}", key="history_csv")
+    what_if_panel.notes(service, what_if)
 
 with right:
-    st.subheader("Recommendations")
-    controls = st.columns([1, 1])
-    exclude_seen = controls[0].toggle("Exclude seen", value=True, key="exclude_seen")
-    k = controls[1].number_input("How many", min_value=1, max_value=100, value=10, key="k")
-    recommendations = pd.DataFrame()
+    st.subheader("Recommendations" if what_if is None else "Recommendations for the edited history", anchor=False)
+    if present:
+        exclude_seen, k = True, 10
+    else:
+        controls = st.columns([1, 1])
+        exclude_seen = controls[0].toggle("Exclude seen", value=True, key="exclude_seen")
+        k = controls[1].number_input("How many", min_value=1, max_value=100, value=10, key="k")
+    ranked = pd.DataFrame()
     selection = None  # defined whatever happens below: the pair picker reads it
     with guarded("ranking the catalogue"):
-        recommendations = service.recommend(user, k=int(k), exclude_seen=exclude_seen)
-        shown, config = with_thumbnails(
-            recommendations.assign(image=[service.item_info(i)["image"] for i in recommendations["item"]])
-        )
-        selection = st.dataframe(
-            cut_cells(shown),
-            hide_index=True,
-            height=360,
-            on_select="rerun",
-            selection_mode="single-row",
-            key="recommendations",
-            column_config=config,
-            column_order=[
-                c for c in ["rank", "image", "title", "genres", "score", "probability", "item"] if c in shown
-            ],
-        )
-        st.caption("Select a row to explain it, or pick any item below.")
-        csv_button(recommendations, f"recommendations-user-{user}", key="recs_csv")
+        ranked = recommendations(path, subject, int(k), exclude_seen, edited)
+        shown, config = with_thumbnails(ranked.assign(image=[service.item_info(i)["image"] for i in ranked["item"]]))
+        selection = st.dataframe(cut_cells(shown), hide_index=True, height=300 if present else 360,
+                                 on_select="rerun", selection_mode="single-row", key="recommendations",
+                                 column_config=config,
+                                 column_order=[c for c in ["rank", "image", "title", "genres", "score", "probability",
+                                                           "item"] if c in shown])  # fmt: skip
+        if not present:
+            st.caption("Select a row to explain it, or pick any item below.")
+            csv_button(ranked, f"recommendations-user-{user}", key="recs_csv")
+        if what_if is not None and subject is not None and not present:
+            what_if_panel.show_ranking_changes(recommendations(path, user, int(k), exclude_seen), ranked)
 
 # ---------------------------------------------------------------- which pair to explain
-selected_rows = list(selection.selection.rows) if selection is not None and not recommendations.empty else []
+selected_rows = list(selection.selection.rows) if selection is not None and not ranked.empty else []
 default_item = (
-    recommendations["item"].iloc[selected_rows[0]]
-    if selected_rows
-    else recommendations["item"].iloc[0]
-    if not recommendations.empty
-    else None
+    ranked["item"].iloc[selected_rows[0]] if selected_rows else ranked["item"].iloc[0] if not ranked.empty else None
 )
-if st.session_state.get("explain_for") != (path, user, default_item):  # another user, row or checkpoint
-    st.session_state["explain_for"] = (path, user, default_item)
+if st.session_state.get("explain_for") != (path, user, edited, default_item):  # another user, row, edit or checkpoint
+    st.session_state["explain_for"] = (path, user, edited, default_item)
     st.session_state["explain_item"] = default_item
     st.session_state["explain_item_find"] = ""
 
 st.divider()
-header = st.columns([2, 3, 1, 1])
-# the picker lists the user's recommendations, then their history (newest first), then the rest of the catalogue
-yours = [*recommendations.get("item", []), *reversed(list(history.get("item", [])))]
-item = item_picker(
-    service,
-    yours,
-    key="explain_item",
-    label="Explain the score of",
-    container=header[1],
-    find_container=header[0],
-    help="The user's recommendations, then their history, then the rest of the catalogue; search "
-    "on the left for any item. Items from the history are explained with the history before "
-    "that interaction.",
-)
+if present:
+    item, with_attributions, n_steps = default_item, True, 50
+else:
+    header = st.columns([2, 3, 1, 1])
+    # the picker lists the user's recommendations, then their history (newest first), then the rest of the catalogue
+    yours = [*ranked.get("item", []), *reversed(list(edited or history.get("item", [])))]
+    item = item_picker(
+        service,
+        yours,
+        key="explain_item",
+        label="Explain the score of",
+        container=header[1],
+        find_container=header[0],
+        help="The recommendations, then the history, then the rest of the catalogue; search on the left for any "
+        "item. Items from the history are explained with the history before that interaction.",
+    )
+    with_attributions = header[2].toggle("Attributions (Captum IG)", value=True, key="with_ig")
+    n_steps = header[3].number_input(
+        "IG steps", min_value=8, max_value=300, value=50, step=8, key="n_steps", disabled=not with_attributions
+    )
 if item is None:
     st.stop()
-with_attributions = header[2].toggle("Attributions (Captum IG)", value=True, key="with_ig")
-n_steps = header[3].number_input(
-    "IG steps", min_value=8, max_value=300, value=50, step=8, key="n_steps", disabled=not with_attributions
-)
 
 try:
-    result = explanation(path, user, item, with_attributions, int(n_steps))
+    result = explanation(path, subject, item, with_attributions, int(n_steps), history=edited)
 except EmptyHistoryError as err:
     st.info(literal(err.public_message(), 600))
     st.stop()
@@ -150,10 +186,18 @@ except RecModelsError as err:
     show_error(err.public_message())
     st.stop()
 
-seen_before = not history.empty and item in set(history["item"])
-st.subheader(f"Why {literal(result.title, 80)} for user {literal(user, 40)}", anchor=False)
-if seen_before:
-    st.caption("The user has this item in their history, so the model sees only the interactions before it.")
+seen_before = item in set(edited if edited is not None else history.get("item", []))
+st.subheader(f"Why {literal(result.title, 80)} for {literal(who, 60)}", anchor=False)
+st.markdown(" ".join(s.render(lambda value: f"*{literal(value, 80)}*") for s in result.sentences))
+if seen_before and not present:
+    st.caption("The history holds this item, so the model sees only the interactions before it.")
+if present:
+    view = result.maps.get(result.agreement_map or "") or next(iter(result.maps.values()), None)
+    drawn = None if view is None else viz.figure(view, figure_context(path, subject or user, result, scale="data"))
+    if drawn is not None:
+        figure(drawn, key="fig_present")
+    st.stop()
+
 facts = st.columns(5)
 facts[0].metric("Score (logit)", f"{result.score:.3f}")
 facts[1].metric(
@@ -170,6 +214,9 @@ if result.delta is not None:
         help="Sum of attributions minus (score - baseline score). Small means the attributions "
         "account for the whole change.",
     )
+if what_if is not None and subject is not None:
+    with guarded("comparing with the real history"):
+        what_if_panel.show_explanation_changes(explanation(path, user, item, with_attributions, int(n_steps)), result)
 
 
 by_tab = maps_by_tab(result.maps)
@@ -208,7 +255,9 @@ def head_importance(importance, name: str) -> None:
 
 def with_perturbations(result):
     """The explanation with its perturbation tests, computed only where they are shown."""
-    return explanation(path, user, item, True, result.n_steps, perturbations=True) if result.attributions else result
+    if not result.attributions:
+        return result
+    return explanation(path, subject, item, True, result.n_steps, perturbations=True, history=edited)
 
 
 def draw_maps(maps, result, context) -> None:
@@ -253,6 +302,10 @@ def draw_attributions(result) -> None:
                 "0 = unrelated). Top-k overlap: share of the most-attended items "
                 "that are also the most attributed.",
             )
+        agreed_on = result.maps.get(result.agreement_map)
+        if agreed_on is not None and agreed_on.flags is not None and np.any(agreed_on.flags["near_uniform"]):
+            st.caption("This attention is near uniform, so Kendall's τ here ranks weights that barely differ: it "
+                       "measures noise more than agreement.")  # fmt: skip
         figure(viz.agreement_figure(result.per_item), key="fig_agreement")
         csv_button(result.per_item, csv_name("attention-vs-attributions"), key="csv_per_item")
     for name, view in result.attributions.items():
@@ -280,7 +333,13 @@ def explanation_tabs(tab_names: list[str], by_tab: dict, result, context) -> Non
                 draw_attributions(result)
 
 
-explanation_tabs(tab_names, by_tab, result, figure_context(path, user, result))
+SCALES = {"follows the data": "data", "fixed, 0 to 1": "fixed"}
+scale = st.segmented_control(
+    "Attention colour scale", list(SCALES), default="follows the data", key="attention_scale",
+    help="A diffuse map (fifty weights near 1/50) looks empty on a fixed 0 to 1 scale; on a scale that follows the "
+    "data it shows its shape. Each figure says which it is on.",
+)  # fmt: skip
+explanation_tabs(tab_names, by_tab, result, figure_context(path, user, result, scale=SCALES.get(scale, "data")))
 
 st.download_button(
     "Download this explanation as a self-contained HTML report",

@@ -48,17 +48,29 @@ def _names(count: int, start: int = 0) -> str:
     return names[0] if count == 1 else ", ".join(names[:-1]) + " and " + names[-1]
 
 
-def sentences(explanation: Explanation, model, catalogue: int, who: str) -> list[Sentence]:
+def sentences(
+    explanation: Explanation, model, catalogue: int, user: str | None, written: bool = False
+) -> list[Sentence]:
     """The explanation of ``model``'s score in one to three sentences: the rank and the history items the attention
     leans on (with whether integrated gradients agree, and whether the attention is spread or sits on one item), the
-    image regions it looks at, and the head that matters most."""
-    out = [_history_sentence(explanation, model, catalogue, who)]
+    image regions it looks at, and the head that matters most. ``user`` is None for a new user; ``written`` says the
+    history was given rather than recorded. The user id is data, so it is a value too."""
+    first = _history_sentence(explanation, model, catalogue)
+    if user is None:
+        who, values = "a new user", first.values
+    else:
+        who = f"user {{{len(first.values)}}}" + (" with the history given" if written else "")
+        values = (*first.values, str(user))
+    out = [Sentence(first.template.replace(_WHO, who), values)]
     out += [s for s in (_regions_sentence(explanation), _heads_sentence(explanation)) if s is not None]
     return out
 
 
-def _history_sentence(explanation: Explanation, model, catalogue: int, who: str) -> Sentence:
-    head = f"{model.title} ranks {{0}} {ordinal(explanation.rank)} of {catalogue:,} for {who}"
+_WHO = "\x00who\x00"  # where the user goes, filled in once the sentence's other values are known
+
+
+def _history_sentence(explanation: Explanation, model, catalogue: int) -> Sentence:
+    head = f"{model.title} ranks {{0}} {ordinal(explanation.rank)} of {catalogue:,} for {_WHO}"
     title = explanation.title or explanation.item
     if not getattr(model, "reads_history", True):
         return Sentence(f"{head}; it does not read the history, so no item of it explains the score.", (title,))
@@ -116,10 +128,16 @@ def _collapse(explanation: Explanation) -> tuple[float | None, float | None]:
     view = explanation.maps.get(explanation.agreement_map or "")
     if view is None or view.flags is None or view.statistics is None:
         return None, None
-    entropy = float(np.nanmean(view.statistics["normalised_entropy"]))
-    peak = float(np.nanmean(view.statistics["max_weight"]))
+    entropy, peak = _mean(view.statistics["normalised_entropy"]), _mean(view.statistics["max_weight"])
     return (entropy if np.any(view.flags["near_uniform"]) else None,
             peak if np.any(view.flags["near_one_hot"]) else None)  # fmt: skip
+
+
+def _mean(values) -> float:
+    """The mean of the finite values; NaN when there are none (an empty history's map), without a warning."""
+    finite = np.asarray(values, dtype=float)
+    finite = finite[np.isfinite(finite)]
+    return float(finite.mean()) if finite.size else float("nan")
 
 
 def _regions_sentence(explanation: Explanation) -> Sentence | None:

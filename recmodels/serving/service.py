@@ -416,9 +416,9 @@ class RecService:
             started = time.perf_counter()
             explanation.head_importance = pair_head_importance(self.model, batch)
             explanation.timings["head_importance"] = time.perf_counter() - started
-        who = "a new user" if subject.user is None else f"user {subject.user}"
-        who += " with the history given" if subject.written is not None and subject.user is not None else ""
-        explanation.sentences = sentences(explanation, self.model, self.data.dataset.n_items, who)
+        explanation.sentences = sentences(
+            explanation, self.model, self.data.dataset.n_items, subject.user, written=subject.written is not None
+        )
         return explanation
 
     @computes
