@@ -1,4 +1,5 @@
-"""A self-contained HTML report of one explanation: every figure and table, plotly.js embedded once.
+"""A self-contained HTML report of one explanation: its sentences first, then every figure and table, plotly.js
+embedded once. For a what-if, the explanation against the real history goes beside the edited one first.
 
 Every string from data is cut (:func:`app.text.plain`) and HTML-escaped here; figure labels are escaped by
 :mod:`recmodels.viz`, tables by pandas."""
@@ -10,6 +11,8 @@ import html
 import plotly.io as pio
 
 from recmodels import viz
+from recmodels.explain.what_if import attention_changes, ranking_changes
+from recmodels.serving.service import NEW_USER
 from recmodels.viz import FigureContext, figures_for
 from recmodels_explorer.services import model_title
 from recmodels_explorer.text import cut_cells, plain
@@ -39,15 +42,63 @@ def _text(value, width: int) -> str:
     return html.escape(plain(value, width))
 
 
-def explanation_html(service, result) -> str:
+def _who(result) -> str:
+    return NEW_USER if result.user == NEW_USER else f"user {_text(result.user, 60)}"
+
+
+def _sentences(result) -> str:
+    """The explanation's sentences, each data string escaped and in italics."""
+    said = " ".join(s.render(lambda value: f"<em>{_text(value, 120)}</em>") for s in result.sentences)
+    return f"<p class='said'>{said}</p>" if said else ""
+
+
+def _table(frame, number_format: str = "{:.4f}") -> str:
+    """A table with every string cut and escaped (pandas escapes), numbers in ``number_format``, NaN blank."""
+    return cut_cells(frame).to_html(index=False, na_rep="", float_format=number_format.format)
+
+
+def _side_by_side(original, edited, rankings) -> list[str]:
+    """The real history's explanation beside the edited one's: sentences, score and rank, the histories, and the
+    two top-k lists with what moved."""
+    columns = []
+    for heading, result, ranked in (
+        ("With the real history", original, rankings[0] if rankings else None),
+        ("With the edited history", edited, rankings[1] if rankings else None),
+    ):
+        cell = [f"<div><h3>{heading}</h3>", _sentences(result),
+                f"<p>Score {result.score:.4f}, rank {result.rank} among unseen items.</p>"]  # fmt: skip
+        if ranked is not None:
+            cell.append("<h4>Top items</h4>" + _table(ranked[["rank", "title", "score"]], "{:.4f}"))
+        cell.append("<h4>History the model saw</h4>" + cut_cells(result.history).to_html(index=False))
+        columns.append("".join(cell) + "</div>")
+    parts = ["<h2>What if: the edited history against the real one</h2>", f"<div class='pair'>{''.join(columns)}</div>"]
+    if rankings:
+        changes = ranking_changes(*rankings)
+        parts.append("<h3>How the top items moved</h3>" + _table(changes, "{:.4g}"))
+    changed = attention_changes(original, edited)
+    if not changed.empty:
+        parts.append("<h3>Attention per history item, edited minus real</h3>" + _table(changed, "{:+.4f}"))
+    return parts
+
+
+def explanation_html(service, result, original=None, rankings=None) -> str:
+    """The report of ``result``; with ``original`` (the same pair explained with the real history) a what-if
+    report, the two side by side first, and ``rankings`` (the real and the edited top-k) with them."""
     parts = [
         "<!doctype html><html><head><meta charset='utf-8'>",
-        f"<title>Explanation: user {_text(result.user, 60)}, item {_text(result.item, 60)}</title>",
+        f"<title>Explanation: {_who(result)}, item {_text(result.item, 60)}</title>",
         "<style>body{font-family:system-ui,sans-serif;margin:2em;max-width:1200px}"
         "table{border-collapse:collapse}td,th{border:1px solid #ccc;padding:2px 6px;font-size:13px}"
-        ".note{color:#555}</style></head><body>",
-        f"<h1>{_text(model_title(service.model_name), 40)} on {_text(service.dataset_name, 60)}: user "
-        f"{_text(result.user, 60)}, item {_text(result.title, 120)} ({_text(result.item, 60)})</h1>",
+        ".note{color:#555}.said{font-size:1.15em}.pair{display:grid;grid-template-columns:1fr 1fr;gap:2em}"
+        "</style></head><body>",
+        f"<h1>{_text(model_title(service.model_name), 40)} on {_text(service.dataset_name, 60)}: {_who(result)}, "
+        f"item {_text(result.title, 120)} ({_text(result.item, 60)})</h1>",
+        _sentences(result),
+    ]
+    if original is not None:
+        parts += _side_by_side(original, result, rankings)
+        parts.append("<h2>The edited history's explanation in full</h2>")
+    parts += [
         f"<p>Score {result.score:.4f}"
         + (f", probability {result.probability:.4f}" if result.probability is not None else "")
         + f", rank {result.rank} among unseen items.",

@@ -43,6 +43,7 @@ class CheckpointEntry:
     simulated: bool = False  # the data was generated, not observed
     attention: bool = True  # the model records attention (its training history has attention statistics)
     global_split: bool = False  # trained on the global time split rather than the per-user one
+    fingerprint: str = ""  # the data's fingerprint: two checkpoints with the same one have the same users and items
 
 
 # ---------------------------------------------------------------- messages a browser may see
@@ -159,6 +160,7 @@ def _scan_roots(roots: tuple[str, ...]) -> list[CheckpointEntry]:
                         config.dataset.simulated,
                         config.records_attention,
                         _global_split(config),
+                        config.dataset.fingerprint,
                     )
                 )
             except (RecModelsError, KeyError, TypeError, AttributeError):

@@ -82,14 +82,24 @@ def load_from_url() -> None:
         path = find_checkpoint(params["checkpoint"])
         st.session_state[CHECKPOINT] = path
         st.session_state["_url_checkpoint_missing"] = None if path else params["checkpoint"]
-    # the user is read from the link by the user picker, which says when the link's user is not in the data
+    # the user picker takes the link's user (and says when it is not in the data); until then it is kept here
+    st.session_state["_url_user"] = params.get("user")
     st.session_state["_url_what_if"] = {k: params[k] for k in ("drop", "add", "history", "new") if k in params}
     st.session_state[PRESENT] = params.get("present") == "1"
 
 
+def linked_user() -> str | None:
+    """The user a link asked for, once: the user picker that takes it says when it is not in the data."""
+    return st.session_state.pop("_url_user", None)
+
+
 def write_url(recorded: list[str] | None = None) -> None:
     """The URL as the state stands: checkpoint, user, what-if (``recorded``: the user's recorded window, to write an
-    edit as drop and add) and presentation mode."""
+    edit as drop and add; other pages pass none and the Explorer's last one is used) and presentation mode."""
+    if recorded is None:
+        recorded = st.session_state.get("_recorded_window")
+    else:
+        st.session_state["_recorded_window"] = recorded
     wanted = {}
     if st.session_state.get(CHECKPOINT):
         wanted["checkpoint"] = checkpoint_param(st.session_state[CHECKPOINT])
@@ -97,8 +107,9 @@ def write_url(recorded: list[str] | None = None) -> None:
     if what_if is not None and what_if.user is None:
         wanted.update(what_if.params([]))
     else:
-        if st.session_state.get(USER) is not None:
-            wanted["user"] = str(st.session_state[USER])
+        user = st.session_state.get(USER) or st.session_state.get("_url_user")
+        if user is not None:
+            wanted["user"] = str(user)
         if what_if is not None and recorded is not None:
             wanted.update({k: v for k, v in what_if.params(recorded).items() if v})
     if st.session_state.get(PRESENT):

@@ -23,7 +23,7 @@ from recmodels_explorer.services import (
     unexpected_message,
     users_of,
 )
-from recmodels_explorer.state import load_from_url
+from recmodels_explorer.state import linked_user, load_from_url, write_url
 from recmodels_explorer.text import filename, literal, plain
 
 log = logging.getLogger("attention-explorer")
@@ -62,20 +62,25 @@ def checkpoint_picker(
     default: str | None = None,
     container=None,
     allow_path: bool = True,
+    among: list | None = None,
 ) -> str | None:
     """A checkpoint from a checkpoint root, or a folder typed inside one; returns the path or None.
 
     One choice, two ways to make it: the list and the folder box agree, because both write ``_<key>`` (the sidebar's
     is the whole app's checkpoint, :data:`recmodels_explorer.state.CHECKPOINT`) and a typed folder joins the list.
-    Widgets are per page in Streamlit, so each page's widget starts from ``_<key>``.
+    Widgets are per page in Streamlit, so each page's widget starts from ``_<key>``. ``among`` limits the list to
+    those checkpoints (entries of :func:`shipped_checkpoints`); a remembered choice outside them gives way to
+    ``default``.
     """
     container = container or st.sidebar
     page = st.session_state.get("_page", "")
     widget = f"{key}_{page}" if page else key
-    entries = shipped_checkpoints()
+    entries = shipped_checkpoints() if among is None else among
     labels = {e.path: plain(e.label, 80) for e in entries}
     options = [e.path for e in entries]
     current = st.session_state.get(f"_{key}") or default or next(iter(options), None)
+    if among is not None and current not in options:
+        current = default
     if current is not None and current not in options:  # a folder typed, or opened from a link
         options.insert(0, current)
         labels[current] = f"{plain(Path(current).name, 60)} (folder)"
@@ -166,6 +171,7 @@ def sidebar(page: str):
             f"The checkpoint {literal(missing, 200)} from the link is not in the checkpoint roots; showing "
             f"{literal(Path(path).name if path else 'none', 200)} instead."
         )
+    write_url()  # the checkpoint chosen here, and what the other pages chose, stay in the link on every page
     return current_service()
 
 
@@ -219,10 +225,8 @@ def user_picker(
         return None
     dataset = literal(service.dataset_name, 60)
     chosen = st.session_state.get(key, st.session_state.get(f"_{key}", default))
-    if chosen is None and url_param and url_param in st.query_params:  # a link, on the page's first run
-        chosen = st.query_params[url_param]
-        if users.position(chosen) is None:
-            container.warning(f"User {literal(chosen, 60)} from the link is not in {dataset}; showing the first user.")
+    if chosen is None and url_param and (chosen := linked_user()) is not None and users.position(chosen) is None:
+        container.warning(f"User {literal(chosen, 60)} from the link is not in {dataset}; showing the first user.")
     query = container.text_input(
         "Find a user",
         key=f"{key}_find",

@@ -13,6 +13,7 @@ import streamlit as st
 
 from recmodels import viz
 from recmodels.explain.what_if import attention_changes, head_changes, ranking_changes, ranking_summary
+from recmodels_explorer.services import items_of
 from recmodels_explorer.state import WHAT_IF, WhatIf
 from recmodels_explorer.text import literal, plain
 from recmodels_explorer.ui import figure, item_picker
@@ -30,13 +31,32 @@ def active_what_if(service, user: str | None) -> WhatIf | None:
     user ends when the user changes."""
     params = st.session_state.pop("_url_what_if", None)
     if params and user is not None:
-        st.session_state[WHAT_IF] = WhatIf.from_params(params, user, recorded_window(service, user))
+        st.session_state[WHAT_IF] = checked(service, WhatIf.from_params(params, user, recorded_window(service, user)))
     elif params and "new" in params:
-        st.session_state[WHAT_IF] = WhatIf.from_params(params, None, [])
+        st.session_state[WHAT_IF] = checked(service, WhatIf.from_params(params, None, []))
     what_if = st.session_state.get(WHAT_IF)
     if what_if is not None and what_if.user is not None and what_if.user != user:
         st.session_state[WHAT_IF] = what_if = None
     return what_if
+
+
+def checked(service, what_if: WhatIf | None) -> WhatIf | None:
+    """A link's what-if without the items the catalogue does not have, and at most the model's ``max_history``
+    (the most recent), each said in one sentence: a link is typed by anyone."""
+    if what_if is None:
+        return None
+    items = items_of(service)
+    unknown = [item for item in what_if.items if not items.has(item)]
+    if unknown:
+        listed = ", ".join(literal(item, 40) for item in unknown[:5]) + (" …" if len(unknown) > 5 else "")
+        st.warning(f"The link's what-if names {len(unknown)} item{'s' if len(unknown) != 1 else ''} that "
+                   f"{literal(service.dataset_name, 60)} does not have ({listed}); they are left out.")  # fmt: skip
+    kept = [item for item in what_if.items if items.has(item)]
+    limit = service.data.max_history
+    if len(kept) > limit:
+        st.warning(f"The link's what-if lists {len(kept)} items, but the model reads at most {limit}; the "
+                   f"{limit} most recent are kept.")  # fmt: skip
+    return WhatIf(what_if.user, tuple(kept[-limit:]))
 
 
 def start_new_user() -> None:

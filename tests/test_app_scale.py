@@ -80,12 +80,13 @@ def test_prefix_search_matches_a_plain_scan_on_hostile_ids(prefix):
 # ---------------------------------------------------------------- the app on 1,000 synthetic users
 @pytest.fixture(scope="module")
 def tiny_root(tmp_path_factory) -> Path:
-    """A checkpoint root with an untrained DIN on the synthetic `tiny` preset (1,000 users, 1,000 items)."""
+    """A checkpoint root with two untrained DINs on the synthetic `tiny` preset (1,000 users, 1,000 items)."""
     folder = tmp_path_factory.mktemp("scale")
     data = RecData.load(
         "synth", data_dir=generate(folder / "data", PRESETS["tiny"], seed=0, progress=False), max_history=20
     )
     save_checkpoint(folder / "root" / "din-tiny", DIN.from_data(data, dim=8), data)
+    save_checkpoint(folder / "root" / "din-tiny-wide", DIN.from_data(data, dim=16), data)  # for Compare
     return folder / "root"
 
 
@@ -189,8 +190,9 @@ def test_a_link_opens_its_user_and_a_bad_link_says_so(tiny_root, monkeypatch):
 def test_compare_starts_from_the_explorers_user_and_lists_a_bounded_page(explorer, tiny_root):
     at = _find(explorer, "873")
     at.switch_page("pages/compare.py").run()
-    at.selectbox(key="compare_right_compare").set_value(str((tiny_root / "din-tiny").resolve())).run()
     _no_errors(at)
+    wide = str((tiny_root / "din-tiny-wide").resolve())
+    assert at.selectbox(key="compare_right_compare").value == wide, "the other checkpoint on the same data"
     assert _user_options(at, "compare_user")[:3] == ["user 873", "user 1", "user 2"]
     _find(at, "5", "compare_user")
     assert _user_options(at, "compare_user")[:3] == ["user 5", "user 50", "user 51"]

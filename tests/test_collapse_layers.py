@@ -306,7 +306,7 @@ def _text(elements) -> str:
 @pytest.mark.slow
 def test_collapse_page_renders_old_checkpoints_and_flags_the_collapsed_one(monkeypatch):
     at = _collapse_page(monkeypatch)
-    at.selectbox(key="collapse_left_collapse").set_value(str(REPO / "checkpoints" / "nrms-ml100k")).run()
+    at.sidebar.selectbox(key="checkpoint_collapse").set_value(str(REPO / "checkpoints" / "nrms-ml100k")).run()
     at.selectbox(key="collapse_right_collapse").set_value(str(OLD_CHECKPOINT)).run()
     _no_errors(at)
     assert not at.error, [e.value for e in at.error]
@@ -345,7 +345,7 @@ def test_collapse_page_shows_layer_head_epochs_and_rank_and_flags_a_collapsed_sa
     )
 
     at = _collapse_page(monkeypatch, sasrec_checkpoint.parent)
-    at.selectbox(key="collapse_left_collapse").set_value(str(sasrec_checkpoint)).run()
+    at.sidebar.selectbox(key="checkpoint_collapse").set_value(str(sasrec_checkpoint)).run()
     at.selectbox(key="collapse_right_collapse").set_value(str(sasrec_checkpoint.parent / "sasrec-collapsed")).run()
     _no_errors(at)
     assert not at.error, [e.value for e in at.error]

@@ -185,7 +185,7 @@ def test_the_collapse_page_says_when_its_figures_are_a_sample(monkeypatch):
     try:
         at = AppTest.from_file(str(REPO / "app" / "explorer.py"), default_timeout=180).run()
         at.switch_page("pages/collapse.py").run()
-        at.selectbox(key="collapse_left_collapse").set_value(str(REPO / "checkpoints" / "nrms-ml100k")).run()
+        at.sidebar.selectbox(key="checkpoint_collapse").set_value(str(REPO / "checkpoints" / "nrms-ml100k")).run()
     finally:
         diagnostics.clear()
     assert not at.exception, [e.value for e in at.exception]

@@ -177,7 +177,7 @@ def the_app_opens_the_own_loop_model(work: Path) -> None:
         at.run()
         assert "**history\\_tap**" in " ".join(m.value for m in at.markdown) and not at.exception  # markdown-escaped
         at.switch_page("pages/collapse.py").run()
-        at.selectbox(key="collapse_left_collapse").set_value(str(checkpoint)).run()
+        at.sidebar.selectbox(key="checkpoint_collapse").set_value(str(checkpoint)).run()
         assert not at.exception, [e.value for e in at.exception]
         titles = " ".join(json.loads(c.proto.spec).get("layout", {}).get("title", {}).get("text", "") or ""
                           for c in at.get("plotly_chart"))  # fmt: skip

@@ -339,7 +339,7 @@ def test_compare_and_model_card_on_hostile_data(hostile_root):
     assert_no_markup_from_data(at)
     at.switch_page("pages/compare.py").run()
     acf, vecf = (str((hostile_root / name).resolve()) for name in ("acf-hostile", "vecf-hostile"))
-    at.selectbox(key="compare_left_compare").set_value(acf).run()
+    at.sidebar.selectbox(key="checkpoint_compare").set_value(acf).run()
     at.selectbox(key="compare_right_compare").set_value(vecf).run()
     no_errors(at)
     at.sidebar.selectbox(key="compare_user").set_value(HOSTILE_USERS[2]).run()
@@ -354,11 +354,20 @@ def test_html_report_escapes_every_string(hostile_root):
 
     service = RecService.from_checkpoint(hostile_root / "acf-hostile")
     user = HOSTILE_USERS[1]
-    result = service.explain(user, service.recommend(user, k=1)["item"][0], n_steps=8)
+    item = service.recommend(user, k=1)["item"][0]
+    result = service.explain(user, item, n_steps=8)
     report = explanation_html(service, result)
     for raw in ("<img src=x", "<b>bold", "</script><script>", "<i>u</i>", "<b>g</b>"):
         assert raw not in report
     assert len(report) < 12_000_000 and "Long " * 200 not in report.split("<table")[0]
+    # a what-if report: the sentences, the two histories and the two rankings carry the same strings
+    edited = list(result.history["item"])[:-1] or list(result.history["item"])
+    what_if = service.explain(user, item, n_steps=8, history=edited)
+    rankings = (service.recommend(user, k=5), service.recommend(user, k=5, history=edited))
+    report = explanation_html(service, what_if, original=result, rankings=rankings)
+    assert "With the edited history" in report
+    for raw in ("<img src=x", "<b>bold", "</script><script>", "<i>u</i>", "<b>g</b>"):
+        assert raw not in report
 
 
 def test_checkpoint_box_gives_one_message_for_everything_outside_the_roots(hostile_root, tmp_path):

@@ -137,29 +137,35 @@ if followed:
     follow_run(followed)
     st.divider()
 
+# the chosen checkpoint (the sidebar's, every page's) on the left; the shipped collapse example beside it, preferring
+# one of the same model and data
 entries = shipped_checkpoints()
-collapsed = next((e for e in entries if e.collapsed), None)
+chosen_path = st.session_state.get("checkpoint_resolved")
+chosen = next((e for e in entries if e.path == chosen_path), None)
 
 
-# by default the collapse example beside the healthy checkpoint of its model and data
-def same_run(entry):
-    return entry.model, entry.dataset, entry.global_split
+def same_model_and_data(entry) -> bool:
+    return chosen is not None and (entry.model, entry.fingerprint) == (chosen.model, chosen.fingerprint)
 
 
-healthy_default = next(
-    (e.path for e in entries if collapsed is not None and not e.collapsed and same_run(e) == same_run(collapsed)),
-    st.session_state.get("checkpoint_resolved"),
-)
-collapsed_default = collapsed.path if collapsed is not None else None
+if chosen is not None and chosen.collapsed:  # a collapse example: its healthy twin beside it
+    others = [e for e in entries if not e.collapsed and e.path != chosen_path]
+    beside_label = "Beside it (the healthy checkpoint of the same model and data by default)"
+else:
+    others = [e for e in entries if e.collapsed and e.path != chosen_path]
+    beside_label = "Beside it (the shipped collapse example by default)"
+beside = next((e for e in others if same_model_and_data(e)), next(iter(others), None))
+if st.session_state.get("_collapse_right_for") != chosen_path:  # a new choice: its own default beside it
+    st.session_state["_collapse_right_for"] = chosen_path
+    st.session_state["_collapse_right"] = None
 columns = st.columns(2, gap="large")
+columns[0].markdown("**The chosen checkpoint** (choose it in the sidebar; every page follows it)")
 choices = [
+    chosen_path,
     checkpoint_picker(
-        "Healthy checkpoint", key="collapse_left", default=healthy_default, container=columns[0], allow_path=False
-    ),
-    checkpoint_picker(
-        "Compare with (the shipped collapse example by default)",
+        beside_label,
         key="collapse_right",
-        default=collapsed_default,
+        default=beside.path if beside is not None else None,
         container=columns[1],
         allow_path=False,
     ),

@@ -1,4 +1,5 @@
-"""Compare: two checkpoints, one user, side by side."""
+"""Compare: the chosen checkpoint (the sidebar's, every page's) beside another one trained on the same data, for
+one user."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ import streamlit as st
 
 from recmodels.viz import figures_for
 from recmodels_explorer.services import explanation, figure_context, model_title, open_service, shipped_checkpoints
+from recmodels_explorer.state import USER, linked_user
 from recmodels_explorer.text import code, cut_cells, literal
 from recmodels_explorer.ui import (
     checkpoint_picker,
@@ -17,36 +19,44 @@ from recmodels_explorer.ui import (
     user_picker,
 )
 
-sidebar("compare")
+first = sidebar("compare")
 st.title("Compare two checkpoints")
-entries = shipped_checkpoints()
-first = st.session_state.get("checkpoint_resolved") or next((e.path for e in entries), None)
-# by default the right side is the next other model on the left one's data (the same users exist on both); the
-# checkpoint list puts models with attention first
-first_entry = next((e for e in entries if e.path == first), None)
-same_data = [
-    e
-    for e in entries
-    if first_entry is not None
-    and e.path != first
-    and (e.dataset, e.global_split) == (first_entry.dataset, first_entry.global_split)
-]
-second = next((e.path for e in same_data if e.model != first_entry.model), next((e.path for e in same_data), None))
-columns = st.columns(2, gap="large")
-paths = [
-    checkpoint_picker("Left", key="compare_left", default=first, container=columns[0], allow_path=False),
-    checkpoint_picker("Right", key="compare_right", default=second, container=columns[1], allow_path=False),
-]
-services = []
-for column, path in zip(columns, paths):
-    service, error = open_service(path) if path else (None, "Pick a checkpoint.")
-    if error:
-        show_error(error, column)
-    services.append(service)
-if None in services:
+if first is None:
     st.stop()
+left_path = st.session_state["checkpoint_resolved"]
+# the right side is another checkpoint on the same data (the same users and items), another model first; the list
+# puts models with attention first
+same_data = [e for e in shipped_checkpoints() if e.path != left_path and e.fingerprint == first.data.fingerprint]
+same_model = first.model_name
+default = next((e.path for e in same_data if e.model != same_model), next((e.path for e in same_data), None))
+columns = st.columns(2, gap="large")
+columns[0].markdown(
+    f"**Left: the chosen checkpoint** · {literal(model_title(first.model_name), 40)} on "
+    f"{literal(first.dataset_name, 60)}"
+)
+columns[0].caption("Choose it in the sidebar; every page follows it.")
+if not same_data:
+    columns[1].info(
+        f"No other checkpoint in the checkpoint roots was trained on this data ({literal(first.dataset_name, 60)}, "
+        f"with this split), so there is nothing to compare it with: train another model on it with "
+        f"{code('python -m recmodels train', 40)}, or choose another checkpoint in the sidebar."
+    )
+    st.stop()
+right_path = checkpoint_picker(
+    "Right: another checkpoint on the same data",
+    key="compare_right",
+    default=default,
+    container=columns[1],
+    allow_path=False,
+    among=same_data,
+)
+second, error = open_service(right_path) if right_path else (None, "Pick a checkpoint.")
+if error:
+    show_error(error, columns[1])
+    st.stop()
+paths, services = [left_path, right_path], [first, second]
 left, right = services
-if left.data.fingerprint != right.data.fingerprint:
+if left.data.fingerprint != right.data.fingerprint:  # the list holds only same-data checkpoints; a race, say so
     st.error(
         f"The two checkpoints were trained on different data ({literal(left.dataset_name, 60)} and "
         f"{literal(right.dataset_name, 60)}, or another split), so the same user cannot be compared; pick two "
@@ -54,7 +64,7 @@ if left.data.fingerprint != right.data.fingerprint:
     )
     st.stop()
 
-user = user_picker(left, key="compare_user", default=st.session_state.get("_user"))  # the Explorer's user
+user = user_picker(left, key="compare_user", default=st.session_state.get(USER) or linked_user())  # the Explorer's
 k = st.slider("Recommendations", 5, 50, 10, key="compare_k")
 recommendations = []
 for column, service in zip(st.columns(2, gap="large"), services):  # a row below the pickers and the slider

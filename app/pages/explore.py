@@ -119,6 +119,10 @@ with left:
             csv_button(history.drop(columns=["image"], errors="ignore"), f"history-user-{user}", key="history_csv")
     what_if_panel.notes(service, what_if)
 
+if what_if is not None and what_if.user is None and not what_if.items:
+    right.info("A new user starts with no history: add a few items with the search under it, and the "
+               "recommendations and their explanation appear here.", icon=":material/person_add:")  # fmt: skip
+    st.stop()
 with right:
     st.subheader("Recommendations" if what_if is None else "Recommendations for the edited history", anchor=False)
     if present:
@@ -142,6 +146,8 @@ with right:
             csv_button(ranked, f"recommendations-user-{user}", key="recs_csv")
         if what_if is not None and subject is not None and not present:
             what_if_panel.show_ranking_changes(recommendations(path, user, int(k), exclude_seen), ranked)
+if ranked.empty:  # the ranking said why it could not be made; explaining would say it again
+    st.stop()
 
 # ---------------------------------------------------------------- which pair to explain
 selected_rows = list(selection.selection.rows) if selection is not None and not ranked.empty else []
@@ -193,7 +199,7 @@ if seen_before and not present:
     st.caption("The history holds this item, so the model sees only the interactions before it.")
 if present:
     view = result.maps.get(result.agreement_map or "") or next(iter(result.maps.values()), None)
-    drawn = None if view is None else viz.figure(view, figure_context(path, subject or user, result, scale="data"))
+    drawn = None if view is None else viz.figure(view, figure_context(path, subject, result, scale="data"))
     if drawn is not None:
         figure(drawn, key="fig_present")
     st.stop()
@@ -214,9 +220,11 @@ if result.delta is not None:
         help="Sum of attributions minus (score - baseline score). Small means the attributions "
         "account for the whole change.",
     )
+original = None  # the pair explained with the real history, beside a what-if's
 if what_if is not None and subject is not None:
     with guarded("comparing with the real history"):
-        what_if_panel.show_explanation_changes(explanation(path, user, item, with_attributions, int(n_steps)), result)
+        original = explanation(path, user, item, with_attributions, int(n_steps))
+        what_if_panel.show_explanation_changes(original, result)
 
 
 by_tab = maps_by_tab(result.maps)
@@ -339,11 +347,20 @@ scale = st.segmented_control(
     help="A diffuse map (fifty weights near 1/50) looks empty on a fixed 0 to 1 scale; on a scale that follows the "
     "data it shows its shape. Each figure says which it is on.",
 )  # fmt: skip
-explanation_tabs(tab_names, by_tab, result, figure_context(path, user, result, scale=SCALES.get(scale, "data")))
+explanation_tabs(tab_names, by_tab, result, figure_context(path, subject, result, scale=SCALES.get(scale, "data")))
+
+
+def report() -> bytes:
+    """The HTML report; for a what-if, the real history's results beside the edited ones first."""
+    rankings = None
+    if original is not None:
+        rankings = (recommendations(path, user, int(k), exclude_seen), ranked)
+    return explanation_html(service, with_perturbations(result), original=original, rankings=rankings).encode()
+
 
 st.download_button(
     "Download this explanation as a self-contained HTML report",
-    data=lambda: explanation_html(service, with_perturbations(result)).encode(),
+    data=report,
     file_name=f"{filename(csv_name(f'explanation-{service.model_name}'), 120)}.html",
     mime="text/html",
     key="html_report",
