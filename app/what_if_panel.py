@@ -19,6 +19,10 @@ from recmodels_explorer.text import literal, plain
 from recmodels_explorer.ui import figure, item_picker
 
 EDITED_ROWS = "what_if_rows"
+RANKING_COLUMNS = {
+    "was": st.column_config.TextColumn("was", help="The rank with the real history; new: it entered the top."),
+    "moved": st.column_config.TextColumn("moved", help="Places against the real history (+: it rose)."),
+}
 
 
 def recorded_window(service, user: str) -> list[str]:
@@ -105,18 +109,20 @@ def editor(service, user: str | None, what_if: WhatIf | None, recorded: list[str
     items = list(what_if.items) if what_if is not None else recorded
     subject = what_if.user if what_if is not None else user
     table_key = EDITED_ROWS if what_if is not None else "history_rows"
-    buttons = st.columns(4)
-    buttons[0].button("Remove selected", key="what_if_remove", icon=":material/remove_circle:",
-                      on_click=remove_selected, args=(subject, items, table_key),
-                      help="What if the user had not interacted with the selected items?")  # fmt: skip
+    buttons = st.container(horizontal=True)  # each button as wide as its label
+    buttons.button("Remove selected", key="what_if_remove", icon=":material/remove_circle:",
+                   on_click=remove_selected, args=(subject, items, table_key),
+                   help="What if the user had not interacted with the selected items?")  # fmt: skip
     if service.model.sequence_training and what_if is not None:  # order matters to the sequence models only
-        buttons[1].button("Earlier", key="what_if_earlier", icon=":material/arrow_downward:",
-                          on_click=move_selected, args=(subject, items, table_key, False))  # fmt: skip
-        buttons[2].button("Later", key="what_if_later", icon=":material/arrow_upward:",
-                          on_click=move_selected, args=(subject, items, table_key, True))  # fmt: skip
+        buttons.button("Earlier", key="what_if_earlier", icon=":material/arrow_downward:",
+                       on_click=move_selected, args=(subject, items, table_key, False),
+                       help="Move the selected item one step back in time.")  # fmt: skip
+        buttons.button("Later", key="what_if_later", icon=":material/arrow_upward:",
+                       on_click=move_selected, args=(subject, items, table_key, True),
+                       help="Move the selected item one step forward in time.")  # fmt: skip
     if what_if is not None:
         label = "Leave the new user" if what_if.user is None else "Reset to the real history"
-        buttons[3].button(label, key="what_if_reset", icon=":material/undo:", on_click=reset)
+        buttons.button(label, key="what_if_reset", icon=":material/undo:", on_click=reset)
     add = st.columns([3, 1], vertical_alignment="bottom")
     picked = item_picker(service, [], key="what_if_add", label="Add an item", container=add[0], find_container=add[0])
     add[1].button("Add", key="what_if_add_button", icon=":material/add_circle:", disabled=picked is None,
@@ -136,30 +142,35 @@ def notes(service, what_if: WhatIf | None) -> None:
                    "as seen.")  # fmt: skip
 
 
-def show_ranking_changes(original: pd.DataFrame, edited: pd.DataFrame) -> None:
-    """The edited top-k beside the original: which items entered or left, and how far the others moved."""
+def with_ranking_changes(original: pd.DataFrame, edited: pd.DataFrame) -> pd.DataFrame:
+    """The edited top-k with two more columns: ``was`` (the rank with the real history, "new" for an item that
+    entered) and ``moved`` (places, + when it rose)."""
     changes = ranking_changes(original, edited)
-    entered, left = ranking_summary(changes)
+    kept = changes[changes["rank"].notna()].set_index("item")
+    was = [kept.at[item, "was"] for item in edited["item"]]
+    return edited.assign(
+        was=[("new" if np.isnan(w) else f"{int(w)}") for w in was],
+        moved=[("" if np.isnan(w) else f"{int(w - r):+d}") for w, r in zip(was, edited["rank"])],
+    )
+
+
+def say_ranking_changes(original: pd.DataFrame, edited: pd.DataFrame) -> None:
+    """Which items entered the top-k and which left it, in one sentence."""
+    entered, left = ranking_summary(ranking_changes(original, edited))
     said = []
     if entered:
         said.append(f"entered the top {len(edited)}: " + ", ".join(f"*{literal(t, 60)}*" for t in entered[:5]))
     if left:
         said.append("left it: " + ", ".join(f"*{literal(t, 60)}*" for t in left[:5]))
-    st.markdown(("Against the real history, " + "; ".join(said) + ".") if said else "The same top items.")
-    shown = changes.assign(
-        was=[("new" if np.isnan(w) else f"{int(w)}") for w in changes["was"]],
-        moved=[("" if np.isnan(m) else f"{int(m):+d}") for m in changes["moved"]],
-        rank=[("left" if np.isnan(r) else f"{int(r)}") for r in changes["rank"]],
-        title=[plain(t, 60) for t in changes["title"]],
-    )
-    st.dataframe(shown[["rank", "title", "was", "moved", "score"]], hide_index=True, height=240,
-                 key="ranking_changes")  # fmt: skip
+    st.markdown(("Against the real history, " + "; ".join(said) + ".") if said else
+                f"The same top {len(edited)} as with the real history; the *was* and *moved* columns say how they "
+                "moved.")  # fmt: skip
 
 
 def show_explanation_changes(original, edited) -> None:
     """The explained item's score and rank before and after, the attention on each history item, and each head."""
     cols = st.columns(2)
-    cols[0].metric("Score against the real history", f"{edited.score:.3f}", f"{edited.score - original.score:+.3f}")
+    cols[0].metric("Score against the real history", f"{edited.score:.3f}", f"{edited.score - original.score:+.3g}")
     cols[1].metric("Rank against the real history", f"{edited.rank}", f"{original.rank - edited.rank:+d} places",
                    help="Positive: the item rose.")  # fmt: skip
     changes = attention_changes(original, edited)

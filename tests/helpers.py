@@ -17,3 +17,11 @@ def ragged_batch(data, lengths=(12, 7, 1, 0, 3), width: int = 12, seed: int = 2)
     users = torch.randint(1, data.dataset.n_users + 1, (len(lengths),), generator=generator)
     items = torch.randint(1, n_items + 1, (len(lengths),), generator=generator)
     return Batch(users, items, history)
+
+
+def a_user_with_history(service, length: int = 8) -> str:
+    """The first user (in the dataset's order) with at least ``length`` interactions: dropping two leaves some."""
+    for user in service.data.dataset.user_ids[1:]:
+        if len(service.history(user)) >= length:
+            return str(user)
+    raise AssertionError(f"no user with {length} interactions")

@@ -18,6 +18,7 @@ from recmodels.models import model_info
 from recmodels.serving.service import RecService
 from recmodels_explorer.state import WHAT_IF
 from recmodels_explorer.text import literal
+from tests.helpers import a_user_with_history
 
 pytestmark = pytest.mark.slow  # AppTest pages over the shipped checkpoints
 
@@ -42,7 +43,7 @@ def no_errors(at: AppTest) -> None:
 
 def shown_items(at: AppTest) -> list[str]:
     """The recommendations table's item ids, top first."""
-    table = next(d for d in at.dataframe if "rank" in d.value and "score" in d.value and "was" not in d.value)
+    table = next(d for d in at.dataframe if "rank" in d.value and "score" in d.value)
     return [str(i) for i in table.value["item"]]
 
 
@@ -70,18 +71,10 @@ def services() -> dict[str, RecService]:
     return {name: RecService.from_checkpoint(REPO / "checkpoints" / name) for name in EDITED}
 
 
-def a_user(service: RecService) -> str:
-    """A user with a long enough history that dropping two items leaves one."""
-    for user in service.data.dataset.user_ids[1:]:
-        if len(service.history(user)) >= 8:
-            return str(user)
-    raise AssertionError("no user with 8 interactions")
-
-
 @pytest.mark.parametrize("name", EDITED)
 def test_removing_and_adding_items_moves_the_results_and_the_url_reopens_the_what_if(name, services):
     service = services[name]
-    user = a_user(service)
+    user = a_user_with_history(service)
     window = [str(i) for i in service.history(user)["item"]][-service.data.max_history :]
     at = open_link(checkpoint=name, user=user)
     no_errors(at)
@@ -97,7 +90,10 @@ def test_removing_and_adding_items_moves_the_results_and_the_url_reopens_the_wha
     assert at.query_params["drop"] == ",".join(window[-2:])
     assert shown_items(at) == list(service.recommend(user, k=10, history=kept)["item"].astype(str))
     assert shown_items(at) != real, "removing the two newest items moves the recommendations"
-    assert any(d.value.columns.tolist()[:3] == ["rank", "title", "was"] for d in at.dataframe), "the ranking diff"
+    table = next(d.value for d in at.dataframe if "was" in d.value)
+    before = {item: rank for rank, item in enumerate(real, 1)}
+    assert table["was"].tolist() == [str(before[i]) if i in before else "new" for i in shown_items(at)], "the diff"
+    assert any(m.value.startswith(("Against the real history", "The same top")) for m in at.markdown)
     labels = {m.label for m in at.metric}
     assert {"Score against the real history", "Rank against the real history"} <= labels
     change = chart(at, "fig_attention_change")["data"][0]
@@ -137,7 +133,7 @@ def test_removing_and_adding_items_moves_the_results_and_the_url_reopens_the_wha
 @pytest.mark.parametrize("name", EDITED)
 def test_a_new_user_from_five_items_gets_recommendations_an_explanation_and_the_stand_in_sentence(name, services):
     service = services[name]
-    popular = service.recommend(a_user(service), k=5, exclude_seen=False)["item"].astype(str).tolist()
+    popular = service.recommend(a_user_with_history(service), k=5, exclude_seen=False)["item"].astype(str).tolist()
     at = open_link(checkpoint=name, new=",".join(popular))
     no_errors(at)
     assert at.session_state[WHAT_IF].user is None and at.session_state[WHAT_IF].items == tuple(popular)

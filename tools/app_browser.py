@@ -1,7 +1,7 @@
 """Drive the running app in a real browser (Playwright + Debian's chromium): screenshots and timings.
 
     python tools/app_browser.py timings [--runs 3] [--repeats 5] [--write-docs docs/benchmarks.md]
-                                                              # first render, user switch, explanation open
+                                              # first render, user switch, explanation open, what-if, new user
     python tools/app_browser.py screenshots --out artifacts/screenshots
     python tools/app_browser.py screenshots --explorer docs/assets/explorer.png   # the README's screenshot
 
@@ -177,6 +177,52 @@ def find_item(page, text: str) -> float:
     return pressed
 
 
+def select_rows(page, table_key: str, rows: list[int]) -> None:
+    """Tick rows of the dataframe with ``key=table_key`` (0 = the top row shown): the grid is a canvas, so click
+    where each row's checkbox is drawn."""
+    box = page.locator(f".st-key-{table_key} [data-testid='stDataFrame']").first.bounding_box()
+    for row in rows:
+        page.mouse.click(box["x"] + 18, box["y"] + ROW_PX + row * ROW_PX + ROW_PX / 2)
+        wait_idle(page)
+
+
+ROW_PX = 35  # a Streamlit dataframe's header and row height
+
+
+def click(page, key: str) -> float:
+    """Click the button with ``key=key``; returns the ``time.perf_counter()`` of the click."""
+    button = page.locator(f".st-key-{key} button").first
+    button.wait_for(timeout=30_000)
+    clicked = time.perf_counter()
+    button.click()
+    return clicked
+
+
+def add_to_history(page, text: str) -> float:
+    """The what-if's "Add an item": search ``text`` (an id or part of a title; the first match is picked), then
+    click Add. Returns the ``time.perf_counter()`` of the click on Add."""
+    box = page.locator(".st-key-what_if_add_find input").first
+    box.fill(text)
+    box.press("Enter")
+    wait_idle(page)
+    return click(page, "what_if_add_button")
+
+
+def downloaded(page, key: str) -> bytes:
+    """What the download button with ``key=key`` gives."""
+    with page.expect_download() as download:
+        page.locator(f".st-key-{key} button").first.click()
+    return Path(download.value.path()).read_bytes()
+
+
+def chart_data(page) -> str:
+    """Every visible chart's traces, as one string: what the maps show, to tell whether they changed."""
+    return page.evaluate(
+        "() => JSON.stringify([...document.querySelectorAll('.js-plotly-plot')].filter((p) => p.checkVisibility())"
+        ".map((p) => p.data))"
+    )
+
+
 def page_text(page) -> str:
     return page.locator('[data-testid="stMain"]').inner_text() + page.locator('[data-testid="stSidebar"]').inner_text()
 
@@ -197,12 +243,20 @@ TARGETS = {
     "open explanation with IG s": ("<= 2 s", 2.0, None),
     # the floor: the whole page run again with nothing changed (the figure download format toggled)
     "same-content rerun s": ("no target: the floor", math.inf, None),
+    # a what-if recomputes the edited history's ranking and explanation, and the real history's beside them
+    "remove one history item s": ("median <= 1 s", math.inf, 1.0),
+    "add one item s": ("median <= 1 s", math.inf, 1.0),
+    "new user, the 5th item s": ("median <= 1 s", math.inf, 1.0),
 }
+ADDED = "Mirage"  # in none of the timed users' histories
+NEW_USER_ITEMS = ("Star Wars", "Fargo", "Titanic", "Babe", "Scream")
 
 
 def timings(repeats: int = 3) -> list[dict]:
     """``repeats`` rounds on one fresh server, each in a new session: the page's first render, a switch of user,
-    then a search for an item and its explanation; seconds from the action to quiet (see :func:`wait_idle`)."""
+    a search for an item and its explanation, the same page again; then a what-if (the newest history item
+    removed, one item added) and a new user built from five items; seconds from the action to quiet (see
+    :func:`wait_idle`)."""
     rows = []
     with serve_app() as url, browser_page() as page:
         for attempt in range(repeats):
@@ -217,12 +271,27 @@ def timings(repeats: int = 3) -> list[dict]:
             start = time.perf_counter()
             toggle.click()
             rerun = wait_for_charts(page) - start
+            select_rows(page, "history_rows", [0])  # the newest item
+            start = click(page, "what_if_remove")
+            remove = wait_for_charts(page) - start
+            start = add_to_history(page, ADDED)
+            add = wait_for_charts(page) - start
+            click(page, "new_user")
+            wait_idle(page)
+            for text in NEW_USER_ITEMS[:-1]:
+                add_to_history(page, text)
+                wait_for_charts(page)
+            start = add_to_history(page, NEW_USER_ITEMS[-1])
+            new_user = wait_for_charts(page) - start
             rows.append(
                 {
                     "first render s": first,
                     "switch user s": switch,
                     "open explanation with IG s": explain,
                     "same-content rerun s": rerun,
+                    "remove one history item s": remove,
+                    "add one item s": add,
+                    "new user, the 5th item s": new_user,
                 }
             )
     return rows

@@ -58,6 +58,8 @@ write_url(recorded)
 subject = user if what_if is None else what_if.user  # None: a new user
 edited = None if what_if is None else what_if.items  # the history the model is given instead of the real one
 who = f"user {user}" if subject is not None else "a new user"
+# in file names: whose history it was, and that it was edited
+whose = "new-user" if subject is None else f"user-{filename(user)}" + ("-what-if" if what_if is not None else "")
 
 st.title(f"{literal(model_title(service.model_name), 40)} on {literal(service.dataset_name, 60)}", anchor=False)
 
@@ -116,7 +118,8 @@ with left:
         st.caption(caption)
         if not present:
             what_if_panel.editor(service, user, what_if, recorded)
-            csv_button(history.drop(columns=["image"], errors="ignore"), f"history-user-{user}", key="history_csv")
+            exported = history if edited is None else edited_history_frame(edited)  # what the table shows
+            csv_button(exported.drop(columns=["image"], errors="ignore"), f"history-{whose}", key="history_csv")
     what_if_panel.notes(service, what_if)
 
 if what_if is not None and what_if.user is None and not what_if.items:
@@ -124,7 +127,8 @@ if what_if is not None and what_if.user is None and not what_if.items:
                "recommendations and their explanation appear here.", icon=":material/person_add:")  # fmt: skip
     st.stop()
 with right:
-    st.subheader("Recommendations" if what_if is None else "Recommendations for the edited history", anchor=False)
+    st.subheader("Recommendations" if what_if is None else "Recommendations for the new user" if subject is None
+                 else "Recommendations for the edited history", anchor=False)  # fmt: skip
     if present:
         exclude_seen, k = True, 10
     else:
@@ -135,17 +139,21 @@ with right:
     selection = None  # defined whatever happens below: the pair picker reads it
     with guarded("ranking the catalogue"):
         ranked = recommendations(path, subject, int(k), exclude_seen, edited)
-        shown, config = with_thumbnails(ranked.assign(image=[service.item_info(i)["image"] for i in ranked["item"]]))
+        compared = what_if is not None and subject is not None  # the ranking with the real history beside it
+        real = recommendations(path, user, int(k), exclude_seen) if compared else None
+        listed = ranked if real is None else what_if_panel.with_ranking_changes(real, ranked)
+        shown, config = with_thumbnails(listed.assign(image=[service.item_info(i)["image"] for i in listed["item"]]))
+        config |= what_if_panel.RANKING_COLUMNS if real is not None else {}
         selection = st.dataframe(cut_cells(shown), hide_index=True, height=300 if present else 360,
                                  on_select="rerun", selection_mode="single-row", key="recommendations",
                                  column_config=config,
-                                 column_order=[c for c in ["rank", "image", "title", "genres", "score", "probability",
-                                                           "item"] if c in shown])  # fmt: skip
+                                 column_order=[c for c in ["rank", "was", "moved", "image", "title", "genres", "score",
+                                                           "probability", "item"] if c in shown])  # fmt: skip
+        if real is not None:
+            what_if_panel.say_ranking_changes(real, ranked)
         if not present:
             st.caption("Select a row to explain it, or pick any item below.")
-            csv_button(ranked, f"recommendations-user-{user}", key="recs_csv")
-        if what_if is not None and subject is not None and not present:
-            what_if_panel.show_ranking_changes(recommendations(path, user, int(k), exclude_seen), ranked)
+            csv_button(ranked, f"recommendations-{whose}", key="recs_csv")
 if ranked.empty:  # the ranking said why it could not be made; explaining would say it again
     st.stop()
 
@@ -238,7 +246,7 @@ if not tab_names:
 
 
 def csv_name(what: str) -> str:
-    return f"{what}-user-{filename(user)}-item-{filename(item)}"
+    return f"{what}-{whose}-item-{filename(item)}"
 
 
 def show_choice(choices: list[str], key: str) -> str | None:

@@ -197,8 +197,13 @@ def weights_bar(
     )
     fig.update_xaxes(title=short(value_title), range=None if signed else (0, high * (1.05 if scale == "data" else 1)))
     if uniform is not None and not signed:
-        fig.add_vline(x=uniform, line_dash="dash", line_color="#666", annotation_text="uniform",
-                      annotation_position="top")  # fmt: skip
+        fig.add_vline(
+            x=uniform,
+            line_dash="dash",
+            line_color="#666",
+            annotation_text="uniform",
+            annotation_position="bottom right",
+        )  # fmt: skip (inside the plot: a top margin clips it)
     fig.update_yaxes(
         autorange="reversed", title=axis_title, type="category", categoryorder="array", categoryarray=labels
     )
