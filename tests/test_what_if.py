@@ -7,6 +7,7 @@ from functools import cache
 from pathlib import Path
 
 import pytest
+import torch
 
 from recmodels import RecService
 from recmodels.errors import EmptyHistoryError, InvalidArgumentError, UnknownItemError
@@ -142,3 +143,18 @@ def test_attention_and_head_changes_line_up_by_item():
     assert list(moved["head"]) == [f"head {h}" for h in range(1, 5)] and moved["moved"].between(0, 1).all()
     unchanged = head_changes(before, before)["self_attention"]
     assert (unchanged["moved"] < 1e-9).all()
+
+
+def test_catalogue_scores_are_reused_until_the_weights_change():
+    svc = RecService.from_checkpoint(CHECKPOINTS / "din-ml100k", device="cpu")  # its own: the weights change below
+    first = svc.recommend(USER, k=5)
+    item = first.item[0]
+    assert svc.explain(USER, item, attributions=False).rank == 1, "the rank comes from the same scores"
+    assert svc.recommend(USER, k=5).equals(first)
+    with torch.no_grad():  # as an optimiser step does: the weights change in place
+        next(svc.model.parameters()).mul_(-3.0)
+    again = svc.recommend(USER, k=5)
+    assert not again.score.equals(first.score), "the cached scores were not used for the new weights"
+    direct = svc.model.score_items(torch.tensor([svc.lookup.user(USER)]), svc.subject(USER, None).window[None],
+                                   torch.tensor([svc.lookup.item(i) for i in again.item]))[0]  # fmt: skip
+    assert torch.allclose(direct.float(), torch.tensor(again.score.to_numpy(), dtype=torch.float32), atol=1e-5)

@@ -2,6 +2,7 @@
 
     python tools/app_browser.py timings [--runs 3] [--repeats 5] [--write-docs docs/benchmarks.md]
                                               # first render, user switch, explanation open, what-if, new user
+    python tools/app_browser.py scale [--preset ml-20m] [--write-docs docs/benchmarks.md]   # the app at scale
     python tools/app_browser.py screenshots --out artifacts/screenshots
     python tools/app_browser.py screenshots --explorer docs/assets/explorer.png   # the README's screenshot
 
@@ -167,10 +168,11 @@ def choose(page, label: str, text: str, sidebar: bool = False) -> float:
     return clicked
 
 
-def find_item(page, text: str) -> float:
-    """Type into the Explorer's "Find an item" box: the app lists a page of matches and picks the first. Returns
-    the ``time.perf_counter()`` of the Enter that sends the search."""
-    box = page.locator('input[aria-label="Find an item"]').first
+def find_item(page, text: str, picker: str = "explain_item") -> float:
+    """Type into the "Find an item" box of the item picker with ``key=picker`` (the Explorer's "Explain the score
+    of" by default; the what-if's "Add an item" has one too): the app lists a page of matches and picks the
+    first. Returns the ``time.perf_counter()`` of the Enter that sends the search."""
+    box = page.locator(f".st-key-{picker}_find input").first
     box.fill(text)
     pressed = time.perf_counter()
     box.press("Enter")
@@ -187,6 +189,7 @@ def select_rows(page, table_key: str, rows: list[int]) -> None:
 
 
 ROW_PX = 35  # a Streamlit dataframe's header and row height
+EDITED_ROWS = "what_if_rows"  # the Explorer's history table's key once it shows an edit
 
 
 def click(page, key: str) -> float:
@@ -201,9 +204,7 @@ def click(page, key: str) -> float:
 def add_to_history(page, text: str) -> float:
     """The what-if's "Add an item": search ``text`` (an id or part of a title; the first match is picked), then
     click Add. Returns the ``time.perf_counter()`` of the click on Add."""
-    box = page.locator(".st-key-what_if_add_find input").first
-    box.fill(text)
-    box.press("Enter")
+    find_item(page, text, picker="what_if_add")
     wait_idle(page)
     return click(page, "what_if_add_button")
 
@@ -328,6 +329,73 @@ def screenshots(out: Path, checkpoints: list[str], user: str = "13") -> list[Pat
     return saved
 
 
+SCALE_MARKERS = ("<!-- app-scale:start -->", "<!-- app-scale:end -->")
+# (figure, its target as words, the worst round's limit, the median's limit)
+SCALE_TARGETS = {
+    "open the checkpoint in a running app s": ("<= 5 s", 5.0, None),
+    "first render, the checkpoint loaded at start s": ("<= 5 s", 5.0, None),
+    "switch user s": ("median <= 0.8 s, every round <= 1.0 s", 1.0, 0.8),
+    "remove one history item s": ("median <= 1 s", math.inf, 1.0),
+    "Collapse page s": ("<= 5 s", 5.0, None),
+}
+
+
+def scale_checkpoint(folder: Path, preset: str) -> Path:
+    """A DIN (untrained: the app's work does not depend on the weights) on a synthetic dataset of ``preset``'s
+    shape, in ``folder``/root; returns the root."""
+    from recmodels.checkpoint.io import save_checkpoint
+    from recmodels.data.prepared import RecData
+    from recmodels.data.synth import PRESETS, generate
+    from recmodels.models.din import DIN
+
+    data_dir = generate(folder / "data", PRESETS[preset], seed=0, progress=True)
+    data = RecData.load("synth", data_dir=data_dir, max_history=50)
+    save_checkpoint(folder / "root" / f"din-{preset}", DIN.from_data(data), data)
+    return folder / "root"
+
+
+def scale_timings(root: Path, switches: int = 5) -> dict[str, list[float]]:
+    """The app on a large checkpoint: picked in an app already running on the shipped ones (its data loads then),
+    the first render of an app started on it, switching user, removing a history item and the Collapse page."""
+    figures: dict[str, list[float]] = {}
+    with serve_app(args=("--checkpoint-root", str(REPO / "checkpoints"), "--checkpoint-root", str(root)),
+                   timeout=600) as url, browser_page() as page:  # fmt: skip
+        page.goto(url)
+        wait_for_charts(page)
+        start = choose(page, "Checkpoint", "synth", sidebar=True)
+        figures["open the checkpoint in a running app s"] = [wait_for_charts(page, timeout=600) - start]
+    with serve_app(args=("--checkpoint-root", str(root)), timeout=600) as url, browser_page() as page:
+        start = time.perf_counter()
+        page.goto(url)
+        figures["first render, the checkpoint loaded at start s"] = [wait_for_charts(page, timeout=600) - start]
+        figures["switch user s"] = []
+        for attempt in range(switches):
+            start = choose(page, "User", f"user {10 + attempt} ·", sidebar=True)
+            figures["switch user s"].append(wait_for_charts(page) - start)
+        figures["remove one history item s"] = []
+        for attempt in range(switches):
+            select_rows(page, "history_rows" if attempt == 0 else EDITED_ROWS, [0])
+            start = click(page, "what_if_remove")
+            figures["remove one history item s"].append(wait_for_charts(page) - start)
+        start = time.perf_counter()
+        page.get_by_role("link", name="Collapse").click()
+        figures["Collapse page s"] = [wait_for_charts(page, timeout=600) - start]
+    return figures
+
+
+def scale_table(figures: dict[str, list[float]]) -> str:
+    lines = ["| figure (target) | rounds | seconds |", "|---|---|---|"]
+    for figure, (words, limit, median_limit) in SCALE_TARGETS.items():
+        values = figures[figure]
+        middle = statistics.median(values)
+        worst, mid = f"{max(values):.2f}", f"{middle:.2f}"
+        worst = f"**{worst}**" if max(values) > limit else worst
+        mid = f"**{mid}**" if median_limit is not None and middle > median_limit else mid
+        shown = worst if len(values) == 1 else f"{min(values):.2f}-{worst}, median {mid}"
+        lines.append(f"| {figure[:-2]} ({words}) | {len(values)} | {shown} |")
+    return "\n".join(lines)
+
+
 def explorer_screenshot(path: Path, checkpoint: str = "NRMS", user: str = "13") -> Path:
     """One PNG of the Explorer, the README's and the docs' screenshot: ``checkpoint`` and ``user`` chosen, and the
     explanation of their top recommendation on its first tab, cut below the first figures. Reduced to a 256-colour
@@ -385,6 +453,10 @@ def main() -> int:
         metavar="PAGE",
         help="write the table between the app-timings markers of PAGE (docs/benchmarks.md)",
     )
+    scale = sub.add_parser("scale", help="the app on a synthetic dataset of a preset's size (default ml-20m)")
+    scale.add_argument("--preset", default="ml-20m")
+    scale.add_argument("--switches", type=int, default=5, help="user switches and history removals timed")
+    scale.add_argument("--write-docs", metavar="PAGE", help="write the table between the app-scale markers of PAGE")
     shots = sub.add_parser("screenshots")
     shots.add_argument("--out", default=str(REPO / "artifacts" / "screenshots"))
     shots.add_argument("--explorer", metavar="PNG", help="write only the README's screenshot of the Explorer to PNG")
@@ -412,6 +484,23 @@ def main() -> int:
                 f"({CHROMIUM}), {os.cpu_count()} CPU cores; seconds, a figure over its target in bold."
             )
             write_between_markers(Path(args.write_docs), *MARKERS, f"{table}\n\n{note}")
+    elif args.command == "scale":
+        with tempfile.TemporaryDirectory(prefix="recmodels-scale-") as folder:
+            started = time.perf_counter()
+            root = scale_checkpoint(Path(folder), args.preset)
+            print(f"data and checkpoint: {time.perf_counter() - started:.0f} s", flush=True)
+            figures = scale_timings(root, args.switches)
+        table = scale_table(figures)
+        print(table)
+        if args.write_docs:
+            from recmodels.formatting import write_between_markers
+
+            note = (
+                f"`python tools/app_browser.py scale --preset {args.preset} --switches {args.switches}` in Chromium "
+                f"({CHROMIUM}), {os.cpu_count()} CPU cores: an untrained DIN on `synth --preset {args.preset}` data; "
+                "seconds, a figure over its target in bold."
+            )
+            write_between_markers(Path(args.write_docs), *SCALE_MARKERS, f"{table}\n\n{note}")
     elif args.explorer:
         print(explorer_screenshot(Path(args.explorer)))
     else:

@@ -14,7 +14,9 @@ constructor and only read afterwards.
 
 from __future__ import annotations
 
+import threading
 import time
+from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -50,6 +52,7 @@ __all__ = ["AttributionView", "Explanation", "MapView", "RecService", "load_data
 
 PART_LABELS = {v: k for k, v in PART_NAMES.items()}
 MAX_IG_STEPS = 2_000  # integrated-gradients steps per explanation
+SCORES_KEPT = 16  # catalogue score vectors kept per service (26,744 items: about 100 kB each)
 NEW_USER = "a new user"  # how an explanation names a user the dataset does not have
 
 
@@ -104,6 +107,8 @@ class RecService:
         self.views = DatasetViews(self.model, data, self.config, self.lookup, thresholds)
         self._titles, self._genres = self.lookup.titles, self.lookup.genres
         self._all_items = torch.arange(1, data.dataset.n_items + 1, device=device)
+        self._scores_cache: OrderedDict[tuple, torch.Tensor] = OrderedDict()
+        self._scores_lock = threading.Lock()
         self._image_paths = self._find_images()
 
     # ------------------------------------------------------------------ construction
@@ -294,9 +299,22 @@ class RecService:
     # ------------------------------------------------------------------ recommendations
     @torch.no_grad()
     def _catalogue_scores(self, subject: Subject) -> torch.Tensor:
+        """The whole catalogue's scores for the subject's window. Ranking a pair and recommending both need them, so
+        the last few are kept; the key holds every parameter's version counter, so a model that trains on (an
+        optimiser step changes its weights in place) is scored afresh."""
+        key = (subject.index, subject.window.numpy().tobytes(), *(p._version for p in self.model.parameters()))
+        with self._scores_lock:
+            if key in self._scores_cache:
+                self._scores_cache.move_to_end(key)
+                return self._scores_cache[key]
         users = torch.tensor([subject.index], device=self.device)
         history = subject.window.unsqueeze(0).to(self.device)
-        return self.model.score_items(users, history, self._all_items)[0].float().cpu()
+        scores = self.model.score_items(users, history, self._all_items)[0].float().cpu()
+        with self._scores_lock:
+            self._scores_cache[key] = scores
+            while len(self._scores_cache) > SCORES_KEPT:
+                self._scores_cache.popitem(last=False)
+        return scores
 
     @computes
     def recommend(self, user, k: int = 10, exclude_seen: bool = True, history=None) -> pd.DataFrame:
