@@ -395,6 +395,7 @@ def csv_button(frame, name: str, key: str, label: str = "CSV") -> None:
         file_name=f"{filename(name, 80)}.csv",
         mime="text/csv",
         key=key,
+        on_click="ignore",  # a download changes nothing on the page: no rerun
         icon=":material/download:",
     )
 

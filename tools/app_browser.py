@@ -209,11 +209,19 @@ def add_to_history(page, text: str) -> float:
     return click(page, "what_if_add_button")
 
 
-def downloaded(page, key: str) -> bytes:
-    """What the download button with ``key=key`` gives."""
-    with page.expect_download() as download:
-        page.locator(f".st-key-{key} button").first.click()
-    return Path(download.value.path()).read_bytes()
+def downloaded(page, key: str, tries: int = 3) -> bytes:
+    """What the download button with ``key=key`` gives. A rerun that redraws the button between the quiet check
+    and the click replaces the file it points at, and the click downloads nothing: wait for quiet and click again."""
+    for attempt in range(tries):
+        wait_idle(page)
+        try:
+            with page.expect_download(timeout=20_000) as download:
+                page.locator(f".st-key-{key} button").first.click()
+            return Path(download.value.path()).read_bytes()
+        except Exception:  # playwright's TimeoutError
+            if attempt == tries - 1:
+                raise
+    raise AssertionError("unreachable")
 
 
 def chart_data(page) -> str:

@@ -372,5 +372,6 @@ st.download_button(
     file_name=f"{filename(csv_name(f'explanation-{service.model_name}'), 120)}.html",
     mime="text/html",
     key="html_report",
+    on_click="ignore",  # a download changes nothing on the page: no rerun
     icon=":material/summarize:",
 )

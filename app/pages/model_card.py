@@ -112,5 +112,6 @@ st.download_button(
     file_name="config.json",
     mime="application/json",
     key="config_json",
+    on_click="ignore",  # a download changes nothing on the page: no rerun
     icon=":material/download:",
 )
