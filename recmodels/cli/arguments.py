@@ -41,6 +41,22 @@ def int_argument(low: int, high: int | None = None, what: str = "a whole number"
     return parse
 
 
+def float_argument(low: float, high: float, what: str = "a number"):
+    """An argparse type: a finite number from ``low`` to ``high`` (NaN and infinities are refused: a benchmark
+    given ``--seconds inf`` would never end)."""
+
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected {what}, got {text!r}") from None
+        if not low <= value <= high:  # False for NaN too
+            raise argparse.ArgumentTypeError(f"must be from {low:g} to {high:g}, got {text!r}")
+        return value
+
+    return parse
+
+
 def history_length(text: str) -> int:
     """--max-history: refused here, as loading the checkpoint would refuse it later."""
     from recmodels.checkpoint.schema import MAX_HISTORY

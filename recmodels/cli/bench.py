@@ -7,7 +7,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from recmodels.cli.arguments import add_model_module, import_model_modules
+from recmodels.cli.arguments import add_model_module, float_argument, import_model_modules, int_argument
+from recmodels.errors import InvalidArgumentError
 
 HELP = "print latency tables per model, scale and device"
 
@@ -15,15 +16,39 @@ HELP = "print latency tables per model, scale and device"
 def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     parser.add_argument("--checkpoints", nargs="*", help="checkpoint folders (default: the ml-100k ones)")
     parser.add_argument("--device", default="all", help="all (CPU, and CUDA when present), cpu or cuda")
-    parser.add_argument("--repeats", type=int, default=20)
+    parser.add_argument(
+        "--repeats", type=int_argument(1, 10_000), default=20, help="timed calls per figure (1 to 10000)"
+    )
     parser.add_argument("--scales", default="ml-100k,ml-1m")
     parser.add_argument("--no-naive", action="store_true", help="skip the one-candidate-at-a-time loop")
     parser.add_argument("--concurrency", metavar="N,N,...", help="instead: N concurrent clients of one service each")
-    parser.add_argument("--seconds", type=float, default=10.0, help="with --concurrency: seconds per client count")
-    parser.add_argument("--workers", type=int, default=None, help="with --concurrency: requests computing at once")
-    parser.add_argument("--torch-threads", type=int, default=None, help="with --concurrency: intra-op threads")
+    parser.add_argument(
+        "--seconds",
+        type=float_argument(0.1, 3600, "a number of seconds"),
+        default=10.0,
+        help="with --concurrency: seconds per client count (0.1 to 3600)",
+    )
+    parser.add_argument(
+        "--workers", type=int_argument(1, 256), default=None, help="with --concurrency: requests computing at once"
+    )
+    parser.add_argument(
+        "--torch-threads", type=int_argument(1, 1024), default=None, help="with --concurrency: intra-op threads"
+    )
     add_model_module(parser, "the module (or .py file) of a plugin model a checkpoint names")
     return parser
+
+
+def default_checkpoints(read_config) -> list[Path]:
+    """The ml-100k checkpoints under ./checkpoints, the folder a clone ships."""
+    folder = Path("checkpoints")
+    if not folder.is_dir():
+        raise InvalidArgumentError(
+            f"there is no checkpoints folder in {Path.cwd()} to benchmark; run from the repository's folder or "
+            "pass --checkpoints FOLDER ..."
+        )
+    return sorted(
+        p for p in folder.iterdir() if (p / "config.json").is_file() and read_config(p).dataset.name == "ml-100k"
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -32,33 +57,29 @@ def run(args: argparse.Namespace) -> int:
 
     from recmodels.bench.latency import NAIVE_CANDIDATES, extrapolated, parse_scales, run_bench, shown
     from recmodels.checkpoint.io import read_config
+    from recmodels.device import resolve_device
     from recmodels.formatting import text_table
 
     import_model_modules(args)
 
     scales = parse_scales(args.scales)  # before any checkpoint loads: a typo costs nothing
-    paths = (
-        [Path(p) for p in args.checkpoints]
-        if args.checkpoints
-        else sorted(
-            p
-            for p in Path("checkpoints").iterdir()
-            if (p / "config.json").is_file() and read_config(p).dataset.name == "ml-100k"
-        )
-    )
-    if not paths:
-        raise SystemExit("no checkpoints to benchmark; train some or pass --checkpoints")
-    if args.concurrency:
-        from recmodels.bench.concurrency import client_counts, run_concurrency
-        from recmodels.serving.concurrency import set_policy
+    # "all" is the CPU and, when present, CUDA; anything else must name a device this machine has
+    devices = ["cpu"] + (["cuda"] if torch.cuda.is_available() else []) if args.device == "all" else [args.device]
+    devices = [str(resolve_device(device)) for device in devices]
+    counts = None
+    if args.concurrency is not None:  # "" is a bad list of client counts, not "no --concurrency"
+        from recmodels.bench.concurrency import client_counts
 
         counts = client_counts(args.concurrency)
+    paths = [Path(p) for p in args.checkpoints] if args.checkpoints else default_checkpoints(read_config)
+    if not paths:
+        raise SystemExit("no checkpoints to benchmark; train some or pass --checkpoints")
+    if counts is not None:
+        from recmodels.bench.concurrency import run_concurrency
+        from recmodels.serving.concurrency import set_policy
+
         set_policy(args.workers, args.torch_threads)
-        rows = [
-            row
-            for path in paths[:1]
-            for row in run_concurrency(path, counts, args.seconds, "cpu" if args.device == "all" else args.device)
-        ]
+        rows = [row for path in paths[:1] for row in run_concurrency(path, counts, args.seconds, devices[0])]
         print(
             "\n"
             + text_table(
@@ -67,7 +88,6 @@ def run(args: argparse.Namespace) -> int:
             )
         )
         return 0
-    devices = ["cpu"] + (["cuda"] if torch.cuda.is_available() else []) if args.device == "all" else [args.device]
     print(
         f"torch {torch.__version__}, {torch.get_num_threads()} CPU threads"
         + (f", {torch.cuda.get_device_name()}" if torch.cuda.is_available() else ", no CUDA device")
