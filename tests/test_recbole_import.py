@@ -118,6 +118,16 @@ def fake_state(n_tokens: int = N_TOKENS, layers: int = 2) -> dict[str, torch.Ten
     return state
 
 
+def strided_state(dim: int = 64) -> dict[str, torch.Tensor]:
+    """Every weight of a SASRec with ``dim`` as one stored value repeated by stride-0 views: a file of a few kB
+    that declares the full size."""
+    state = {}
+    for name, tensor in fake_state().items():
+        shape = tuple(dim if size == 64 else 4 * dim if size == 256 else size for size in tensor.shape)
+        state[name] = torch.ones(1).expand(shape)
+    return state
+
+
 def save_fake(path: Path, config: dict | None = None, state: dict | None = None) -> Path:
     torch.save(
         {
@@ -187,6 +197,14 @@ def test_hostile_files_end_in_one_sentence(tmp_path, capsys):
         "missing weight": (lambda p: save_fake(p, state=short_state), "lacks"),
         "NaN weight": (lambda p: save_fake(p, state=nan_state), "NaN"),
         "string setting": (lambda p: save_fake(p, {"n_layers": "2"}), "not a whole number"),
+        "unknown encoding": (lambda p: save_fake(p, {"encoding": "no-such-codec"}), "encoding"),
+        "separator not text": (lambda p: save_fake(p, {"field_separator": 9}), "field_separator"),
+        "separator not a pattern": (lambda p: save_fake(p, {"field_separator": "[("}), "not a valid pattern"),
+        "stride-0 weights": (lambda p: save_fake(p, state=strided_state()), "repeats its values"),
+        "huge declared size": (
+            lambda p: save_fake(p, {"hidden_size": 16384, "n_heads": 2}, state=strided_state(16384)),
+            "GiB of weights",
+        ),
     }
     for label, (write, expected) in cases.items():
         path = tmp_path / f"{label.replace(' ', '_')}.pth"

@@ -18,8 +18,11 @@ Settings that change the numbering and are not rebuilt here (k-core, value filte
 
 from __future__ import annotations
 
+import codecs
 import importlib.resources
+import math
 import pickle
+import re
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,6 +39,7 @@ from recmodels.errors import CheckpointError, DataFormatError, InvalidArgumentEr
 from recmodels.models import model_class, model_info
 
 MODELS = {"SASRec": "sasrec", "BERT4Rec": "bert4rec"}
+MAX_IMPORT_BYTES = 4 * 2**30  # RecBole's transformers on ml-20m-sized catalogues need well under 1 GiB
 TRUST_HINT = (
     "RecBole saves checkpoints with pickle, which can run any code while loading, so recmodels opens one "
     "only with --trust-pickle (trust_pickle=True) for a file you trust"
@@ -236,8 +240,20 @@ def map_weights(saved: RecBoleCheckpoint, hparams: dict, n_tokens: int, where) -
             f"its atomic files gives {table['item_embedding.weight'][1][0]}; pass the folder "
             "RecBole was trained on."
         )
+    declared = sum(math.prod(shape) for _, shape in table.values()) * 4  # float32 bytes once converted
+    if declared > MAX_IMPORT_BYTES:
+        raise RecBoleImportError(
+            f"{where}: its settings declare {declared / 2**30:.1f} GiB of weights, more than the "
+            f"{MAX_IMPORT_BYTES / 2**30:.0f} GiB this import converts; the settings are not a real RecBole model's."
+        )
     for theirs, (_, shape) in table.items():
         tensor = saved.state[theirs]
+        if tensor.numel() > 1 and not tensor.is_contiguous():  # stride 0 or overlapping: a small file posing as big
+            raise RecBoleImportError(
+                f"{where}: weight {quote(theirs)} repeats its values through its strides "
+                f"{list(tensor.stride())} rather than storing them, as no RecBole checkpoint does; it is refused "
+                f"before it is expanded to {tensor.numel() * 4 / 2**20:,.0f} MB."
+            )
         if tuple(tensor.shape) != shape or not tensor.is_floating_point():
             raise RecBoleImportError(
                 f"{where}: weight {quote(theirs)} is a {str(tensor.dtype)[6:]} tensor of shape "
@@ -272,10 +288,34 @@ def _refuse_unreproduced(config: dict, where) -> None:
             )
 
 
+def _atomic_format(config: dict, path: Path) -> tuple[str, str]:
+    """RecBole's ``field_separator`` and ``encoding``, checked before a file is opened: a separator longer than one
+    character is a regular expression to pandas, and an encoding must be one Python knows."""
+    sep, encoding = config.get("field_separator") or "\t", config.get("encoding") or "utf-8"
+    if not isinstance(sep, str) or len(sep) > 16:
+        raise DataFormatError(path, f"cannot be read with RecBole's field_separator {quote(sep)}, which is not text")
+    if len(sep) > 1:
+        try:
+            re.compile(sep)
+        except re.error:
+            raise DataFormatError(
+                path, f"cannot be read with RecBole's field_separator {quote(sep)}, which is not a valid pattern"
+            ) from None
+    try:
+        codecs.lookup(encoding) if isinstance(encoding, str) else None
+    except LookupError:
+        encoding = None
+    if not isinstance(encoding, str):
+        raise DataFormatError(
+            path, f"cannot be read with RecBole's encoding {quote(config.get('encoding'))}, which Python does not know"
+        )
+    return sep, encoding
+
+
 def _read_columns(path: Path, fields: list[str], config: dict) -> pd.DataFrame | None:
     """The named fields of one atomic file, read as RecBole reads them (tokens as text, its NaN rules); fields
     missing from the header are left out, and ``None`` when none is there."""
-    sep, encoding = config.get("field_separator") or "\t", config.get("encoding") or "utf-8"
+    sep, encoding = _atomic_format(config, path)
     try:
         with open(path, encoding=encoding) as handle:
             header = handle.readline().rstrip("\n").split(sep)
