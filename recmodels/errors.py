@@ -88,3 +88,15 @@ class EmptyHistoryError(RecModelsError, ValueError):
 
 class InvalidArgumentError(RecModelsError, ValueError):
     """An argument of the API (k, n_steps, a batch size, ...) of the wrong type or out of range."""
+
+
+class NotFiniteError(RecModelsError, ArithmeticError):
+    """Numbers that stopped being numbers: a model's scores that are NaN or infinite, so nothing can be ranked."""
+
+
+class TrainingDivergedError(NotFiniteError):
+    """A training run whose loss, gradients or weights are no longer finite; it stops, and nothing of it is kept."""
+
+    def __init__(self, message: str, epoch: int, step: int, setting: str | None = None):
+        self.epoch, self.step, self.setting = epoch, step, setting
+        super().__init__(message)

@@ -230,7 +230,9 @@ def test_sizes_are_checked_before_anything_is_allocated(model, workspace, data):
         assert loads_or_refuses(workspace[model], data, service=True) == "refused", (path, value)
     folder = fresh(workspace[model], model)
     edit_config(folder, ("hparams", "hidden"), [10**6] * 3)  # million-wide layers: terabytes (bpr has none)
-    with pytest.raises(CheckpointError, match="does not match model" if model == "din" else "not a hyperparameter"):
+    # DIN's config declares its layer sizes' range, the one --set checks too
+    refusal = r"hparams.hidden\[0\] must be a whole number from 1 to 4096" if model == "din" else "not a hyperparameter"
+    with pytest.raises(CheckpointError, match=refusal):
         load_checkpoint(folder, data=data)
     assert resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - peak_before < 1024**2, "over 1 GB was allocated"
 
@@ -500,3 +502,41 @@ def test_cli_evaluate_prints_one_line_for_every_bad_checkpoint(workspace, capsys
         out, err = capsys.readouterr()
         assert out == "" and err.startswith("error: ") and err.count("\n") == 1, f"{label}: {err!r}"
         assert "Traceback" not in err and len(err) < MAX_MESSAGE + 10, f"{label}: {err!r}"
+
+
+def test_the_schema_holds_hyperparameters_to_the_ranges_their_config_declares():
+    """One source: the schema reads each field's bound from the config dataclass, as ``--set`` does."""
+    from dataclasses import dataclass
+
+    from recmodels.checkpoint.schema import SchemaProblem, check_hparams
+    from recmodels.models import RecModel, bounded, field_bounds, model_class
+    from recmodels.models.config import check_values
+
+    @dataclass
+    class CappedConfig:
+        width: int = bounded(4, 1, 7)
+        rate: float = bounded(0.5, 0.0, 1.0, high_open=True)
+        free: int = 3  # no bound declared (a plugin's): the generic cap
+
+    class Capped(RecModel):
+        name = "capped"
+        config_class = CappedConfig
+
+    check_hparams(Capped, {"width": 7, "rate": 0.0, "free": 10**6})
+    for hparams, words in [
+        ({"width": 8}, "hparams.width must be a whole number from 1 to 7, got 8"),
+        ({"rate": 1.0}, "hparams.rate must be a finite number of at least 0 and below 1, got 1.0"),
+        ({"free": 10**6 + 1}, "hparams.free must be a whole number from 0 to 1000000"),
+    ]:
+        with pytest.raises(SchemaProblem, match=re.escape(words)):
+            check_hparams(Capped, hparams)
+    for name in ("bpr", "din", "sasrec", "bert4rec", "ease", "acf", "vecf", "nrms", "two_tower", "inttower"):
+        cls = model_class(name)
+        for field, bound in field_bounds(cls.config_class).items():
+            if isinstance(bound.high, int) and not bound.high_open:
+                value = [bound.high] if field in ("hidden", "grid") else bound.high
+                check_values(cls.config_class, {field: value}, name)
+                check_hparams(cls, {field: value})
+                past = [bound.high + 1] if field in ("hidden", "grid") else bound.high + 1
+                with pytest.raises(SchemaProblem, match=rf"from {bound.low} to {bound.high}( \(or null\))?, got"):
+                    check_hparams(cls, {field: past})

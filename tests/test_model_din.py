@@ -140,7 +140,7 @@ def test_config_rejects_unknown_modes_and_sizes(tiny_data):
     assert DIN.config_class is DINConfig and DIN.predicts_probability and DIN.task == "ctr"
     with pytest.raises(ValueError, match="attention must be one of"):
         DIN(tiny_data.tables.spec(), attention="sparsemax")
-    with pytest.raises(ValueError, match="at least 1"):
+    with pytest.raises(ValueError, match=r"hidden of DINConfig must be a list of whole numbers from 1 to 4096"):
         DINConfig(hidden=(16, 0))
     assert DINConfig(hidden=[16, 8]).hidden == (16, 8)
 

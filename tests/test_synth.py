@@ -4,13 +4,14 @@ heavy tails, timestamps and planted sequential structure it promises, and one se
 from __future__ import annotations
 
 import itertools
+import subprocess
 import sys
 
 import numpy as np
 import pytest
 
 from recmodels.cli.parser import main as cli_main
-from recmodels.data import RecData
+from recmodels.data import RecData, synth
 from recmodels.data.synth import GENRES, PRESETS, Shape, _tab_lines, generate, shape_of
 from recmodels.errors import InvalidArgumentError
 
@@ -191,3 +192,45 @@ def test_the_card_marks_the_data_simulated_and_a_bad_card_is_one_sentence(tiny_f
         assert "\n" not in str(caught.value)
     (folder / "dataset.json").unlink()
     assert not RecData.load("synth", folder).dataset.simulated  # no card: observed data, as before
+
+
+def test_sizes_past_the_memory_are_refused_with_the_estimate(tmp_path, capsys, monkeypatch):
+    monkeypatch.setattr(synth, "available_memory", lambda: 24 * 2**30)  # a 24 GB machine, whatever runs this
+    argv = ["synth", "--users", "2000000000", "--interactions", "2000000000", "--out", str(tmp_path / "big"), "--quiet"]
+    assert cli_main(argv) == 2
+    assert capsys.readouterr().err == (
+        "error: 2,000,000,000 users, 26,744 items and 2,000,000,000 interactions need about 537.7 GiB of memory to "
+        "generate (32 bytes per interaction, 256 per user, 512 per item and 1280 MB besides), but 24.0 GiB is "
+        "available; ask for fewer.\n"
+    )
+    assert not (tmp_path / "big").exists()
+    for shape in PRESETS.values():  # every preset stays allowed with a third of such a machine free
+        synth.check_memory(shape, available=8 * 2**30)
+    assert synth.memory_needed(PRESETS["ml-20m"]) < 3 * 2**30
+
+
+def test_the_output_folder_is_checked_before_generating(tmp_path, capsys, monkeypatch):
+    monkeypatch.setattr("recmodels.cli.synth.generate", lambda *a, **k: pytest.fail("generated before the check"))
+    (tmp_path / "file").write_text("x")
+    for out, message in [
+        ("/proc/nope/x", "error: --out '/proc/nope/x' cannot be written ("),
+        (str(tmp_path / "file" / "x"), f"error: --out '{tmp_path / 'file' / 'x'}' is inside '{tmp_path / 'file'}'"),
+    ]:
+        assert cli_main(["synth", "--preset", "tiny", "--out", out, "--quiet"]) == 2
+        err = capsys.readouterr().err
+        assert err.startswith(message) and err.count("\n") == 1, err
+
+
+@pytest.mark.slow
+def test_the_memory_estimate_covers_a_measured_run(tmp_path):
+    """The estimate is an upper bound of the peak (ru_maxrss) of a run a few million rows long."""
+    shape = Shape(20_000, 5_000, 2_000_000)
+    script = (
+        "import resource, sys; from recmodels.data.synth import Shape, generate; "
+        f"generate(sys.argv[1], Shape({shape.users}, {shape.items}, {shape.interactions}), progress=False); "
+        "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024)"
+    )
+    done = subprocess.run([sys.executable, "-c", script, str(tmp_path / "d")], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    peak = int(done.stdout.split()[-1])
+    assert peak < synth.memory_needed(shape) < 3 * peak

@@ -90,7 +90,9 @@ def test_max_steps_cuts_each_epoch_and_the_history_records_throughput(tiny_data)
         progress=False,
     )
     assert long.history[1]["rows"] == len(training_rows(tiny_data, config)), "a cap past the epoch's end: the epoch"
-    with pytest.raises(ValueError, match="max_steps must be at least 1"):
+    with pytest.raises(
+        InvalidArgumentError, match=r"max_steps of training must be a whole number from 1 to \d+ \(or null\), got 0"
+    ):
         TrainConfig.for_model(BPRMF, max_steps=0)
 
 

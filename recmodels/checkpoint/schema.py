@@ -13,7 +13,7 @@ import math
 from pathlib import Path
 
 from recmodels.errors import CheckpointError, RecModelsError
-from recmodels.models.config import field_kinds
+from recmodels.models.config import Bound, describe_bound, field_bounds, field_kinds
 
 FORMAT_VERSION = 1
 REQUIRED_KEYS = ("format_version", "model", "hparams", "spec", "dataset")
@@ -21,7 +21,7 @@ MAX_CONFIG_BYTES = 16 * 1024 * 1024  # shipped configs are ~30 kB; a bigger file
 MAX_NESTING = 64  # the schema itself is 5 levels deep
 MAX_HISTORY = 10_000  # the longest history window a checkpoint may ask for
 MAX_ROWS = 1_000_000_000  # users or items in a spec
-MAX_HPARAM_INT = 1_000_000  # any whole-number hyperparameter (sizes, heads, layers)
+MAX_HPARAM_INT = 1_000_000  # a whole-number hyperparameter without declared bounds (a plugin's)
 MAX_HPARAM_FLOAT = 1e6
 MAX_LIST = 100_000  # names in a spec, epochs in a history
 MAX_HPARAM_LIST = 64  # e.g. hidden layer sizes
@@ -309,16 +309,19 @@ def measurements(field: str, values) -> None:
 
 # ---------------------------------------------------------------------------------------------- hyperparameters
 def check_hparams(model_cls, hparams) -> None:
-    """Names must be fields of the model's config class; values must fit the types those fields declare."""
+    """Names must be fields of the model's config class; values must fit the types those fields declare, and the
+    range a field declares (:func:`~recmodels.models.config.field_bounds`, the one source ``--set`` reads too);
+    a field without one (a plugin's) is held to the generic caps below."""
     hparams = mapping("hparams", hparams)
     declared = field_kinds(model_cls.config_class)
+    bounds = field_bounds(model_cls.config_class)
     for name, value in hparams.items():
         if name not in declared:
             takes = f"it takes {', '.join(declared)}" if declared else "it takes none"
             raise SchemaProblem.saying(
                 f"hparams.{escaped_key(name)} is not a hyperparameter of model {model_cls.name!r} ({takes})"
             )
-        hparam_value(f"hparams.{escaped_key(name)}", value, declared[name])
+        hparam_value(f"hparams.{escaped_key(name)}", value, declared[name], bounds.get(name))
 
 
 KIND_WORDS = {
@@ -330,7 +333,7 @@ KIND_WORDS = {
 }
 
 
-def hparam_value(field: str, value, kinds: set[str] | None) -> None:
+def hparam_value(field: str, value, kinds: set[str] | None, bound: Bound | None = None) -> None:
     kinds = kinds or {"any"}
     if "any" in kinds:
         kinds = {"int", "float", "bool", "str", "null", "list:int", "list:float", "list:str"}
@@ -338,17 +341,22 @@ def hparam_value(field: str, value, kinds: set[str] | None) -> None:
         element_kinds = {k[5:] for k in kinds if k.startswith("list:")}
         if element_kinds and len(value) <= MAX_HPARAM_LIST:
             for index, element in enumerate(value):
-                hparam_value(f"{field}[{index}]", element, element_kinds)
+                hparam_value(f"{field}[{index}]", element, element_kinds, bound)
             return
-    elif any(fits_kind(value, kind) for kind in kinds):
+    elif any(fits_kind(value, kind, bound) for kind in kinds):
         return
-    words = [KIND_WORDS[k] for k in sorted(kinds) if k in KIND_WORDS]
-    if any(k.startswith("list:") for k in kinds):
-        words.append(f"a list of at most {MAX_HPARAM_LIST} values")
+    listed = any(k.startswith("list:") for k in kinds)
+    if bound is not None and listed:  # the range the config declares, as --set words it
+        words = [describe_bound(bound, kinds).replace("a list of ", f"a list of at most {MAX_HPARAM_LIST} ", 1)]
+    elif bound is not None:
+        words = [describe_bound(bound, kinds)]
+    else:
+        words = [KIND_WORDS[k] for k in sorted(kinds) if k in KIND_WORDS]
+        words += [f"a list of at most {MAX_HPARAM_LIST} values"] if listed else []
     raise SchemaProblem(field, " or ".join(words), value)
 
 
-def fits_kind(value, kind: str) -> bool:
+def fits_kind(value, kind: str, bound: Bound | None = None) -> bool:
     if kind == "null":
         return value is None
     if kind == "bool":
@@ -356,8 +364,10 @@ def fits_kind(value, kind: str) -> bool:
     if isinstance(value, bool):
         return False
     if kind == "int":
-        return isinstance(value, int) and 0 <= value <= MAX_HPARAM_INT
+        return isinstance(value, int) and (bound.contains(value) if bound else 0 <= value <= MAX_HPARAM_INT)
     if kind == "float":
+        if bound is not None:
+            return isinstance(value, (int, float)) and bound.contains(value)
         return isinstance(value, (int, float)) and finite_within(value, -MAX_HPARAM_FLOAT, MAX_HPARAM_FLOAT)
     return kind == "str" and isinstance(value, str) and len(value) <= 200
 

@@ -29,6 +29,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
 
 
 def run(args: argparse.Namespace) -> int:
+    from recmodels.cli.output import check_output_folder
+
+    check_output_folder(args.out, "--out")  # before minutes of generating, not after
     shape = shape_of(args.preset, args.users, args.items, args.interactions)
     folder = generate(args.out, shape, seed=args.seed, name=args.name, force=args.force, progress=not args.quiet)
     print(

@@ -16,7 +16,7 @@ from recmodels.cli.arguments import (
     parse_settings,
     parse_value,
 )
-from recmodels.errors import InvalidArgumentError, quote
+from recmodels.errors import InvalidArgumentError, RecModelsError, quote
 
 HELP = "train a model (or all) and write a checkpoint folder"
 
@@ -120,25 +120,32 @@ def split_settings(names: list[str], settings: dict, flag: str = "--set") -> dic
     }
 
 
-def run(args: argparse.Namespace) -> int:
-    import torch.distributed as dist
+def failed_run(err: Exception, saved: list[Path], log_dir, removed: list[Path]) -> Exception:
+    """The error of a run that failed after training began, with what it left said in the same sentence."""
+    left = (
+        f"the checkpoints saved before it are kept ({', '.join(map(str, saved))})"
+        if saved
+        else "no checkpoint was written"
+    )
+    if removed:
+        left += f", and the {len(removed)} record file(s) it wrote in {quote(str(log_dir), 200)} were removed"
+    # the same class and fields (epoch and step, a file's path), one sentence longer; not through __init__, whose
+    # arguments differ between classes
+    told = type(err).__new__(type(err))
+    told.__dict__.update(err.__dict__)
+    told.args = (f"{str(err).rstrip().rstrip('.')}; {left}.",)
+    return told
 
-    from recmodels.checkpoint.io import record_in_config, save_checkpoint
-    from recmodels.data import TEST, VALID, RecData, SplitConfig
-    from recmodels.eval import evaluate
-    from recmodels.explain.region_report import recovery_if_planted
-    from recmodels.formatting import text_table
-    from recmodels.models import model_info, registered_models
+
+def plan(args: argparse.Namespace, names: list[str]) -> tuple[dict, dict]:
+    """({model: (its info, {grid point key: (grid settings, hyperparameters, TrainConfig)})}, the grid): every
+    setting of every grid point checked by name, type and range before the data is read, so a typo costs no loading
+    time."""
+    from recmodels.models import model_info
     from recmodels.models.config import check_values
     from recmodels.train import TrainConfig
-    from recmodels.train.selection import grid_points, parse_grid, train_on_grid
-    from recmodels.train.trainer import distributed_context
+    from recmodels.train.selection import grid_points, parse_grid
 
-    import_model_modules(args)
-    if args.model == "all" and args.out:
-        raise SystemExit("--out names one folder; leave it out with --model all (each goes to checkpoints/).")
-    names = registered_models() if args.model == "all" else [model_info(args.model).name]
-    # every setting of every grid point is checked before the data is read: a typo costs no loading time
     settings, grid = parse_settings(args.set), parse_grid(args.grid, parse_value)
     if clash := sorted(set(settings) & set(grid)) + [k for k in grid if k == "monitor"]:
         raise InvalidArgumentError(
@@ -155,9 +162,31 @@ def run(args: argparse.Namespace) -> int:
             config = TrainConfig.for_model(
                 info.cls, **{"epochs": epochs, "seed": args.seed, "max_steps": args.max_steps, **training}
             )
-            check_values(info.config_class, hparams, f"model {name!r}")  # names and types, before the data loads
+            check_values(info.config_class, hparams, f"model {name!r}")  # names, types and ranges
             chosen = {k: v for k, v in point.items() if k in hparams or k in training}  # this model's grid keys
             plans[name][1].setdefault(json.dumps(chosen, sort_keys=True), (chosen, hparams, config))
+    return plans, grid
+
+
+def run(args: argparse.Namespace) -> int:
+    import torch.distributed as dist
+
+    from recmodels.cli.output import WrittenSince, check_output_folder
+    from recmodels.data import RecData, SplitConfig
+    from recmodels.formatting import text_table
+    from recmodels.models import model_info, registered_models
+    from recmodels.train.trainer import distributed_context
+
+    import_model_modules(args)
+    if args.model == "all" and args.out:
+        raise SystemExit("--out names one folder; leave it out with --model all (each goes to checkpoints/).")
+    names = registered_models() if args.model == "all" else [model_info(args.model).name]
+    plans, grid = plan(args, names)
+    # where the results go is checked before the data loads, too: a bad --out costs no training time
+    for name in names:
+        check_output_folder(args.out or default_out(name, args.dataset), "--out")
+    if args.log_dir is not None:
+        check_output_folder(args.log_dir, "--log-dir")
     rank, world = distributed_context(args.device)
     data = RecData.load(
         args.dataset,
@@ -170,52 +199,16 @@ def run(args: argparse.Namespace) -> int:
         print(f"dataset {data.dataset.name}: {data.summary()}")
         if data.dataset.citation:
             print(f"data: {data.dataset.citation}")
-    rows = []
-    for name, (info, candidates) in plans.items():
-        result, config, selection = train_on_grid(
-            info.cls,
-            list(candidates.values()),
-            data,
-            args.device,
-            progress=not args.quiet,
-            log=print if rank == 0 else None,
-            log_dir=None if args.log_dir is None else Path(args.log_dir) / (name if len(plans) > 1 else ""),
-        )
-        if rank != 0:
-            continue
-        cap = args.eval_users
-        valid = (
-            result.best_valid
-            if "auc" in result.best_valid and cap is None  # valid_ctr off, or capped
-            else evaluate(result.model, data, VALID, max_users=cap)
-        )
-        metrics = {"valid": valid, "test": evaluate(result.model, data, TEST, max_users=cap)}
-        out = Path(args.out) if args.out else default_out(name, data.dataset.name)
-        extra = {"collapse_example": args.collapse_example} if args.collapse_example else {}
-        if cap is not None:  # the metrics cover a part of the users: say so wherever they are read
-            extra["evaluated_users"] = cap
-        if grid:
-            extra["selection"] = selection
-        save_checkpoint(
-            out,
-            result.model,
-            data,
-            training={
-                **config.to_dict(),
-                "best_epoch": result.best_epoch,
-                "device": str(result.model.device),
-                "world_size": world,
-            },
-            metrics=metrics,
-            history=result.history,
-            extra=extra or None,
-        )
-        print(f"saved {out}")
-        # after saving: the trained model is kept whatever happens to this longer measurement
-        if (recovery := recovery_if_planted(result.model, data, progress=not args.quiet)) is not None:
-            record_in_config(out, "recovery", recovery)
-            print(f"recorded planted-cell recovery in {out / 'config.json'}")
-        rows.append({"model": name, **metrics["test"]})
+    rows: list[dict] = []
+    saved: list[Path] = []
+    records = WrittenSince(args.log_dir if rank == 0 else None)
+    try:
+        for name, (info, candidates) in plans.items():
+            row = train_one(args, name, info, list(candidates.values()), bool(grid), data, (rank, world), saved)
+            rows += [row] if row else []
+    except (RecModelsError, ValueError) as err:
+        # a failed run (a diverged one above all) leaves nothing of itself: no checkpoint, no records
+        raise failed_run(err, saved, args.log_dir, records.remove_new()) from None
     if rank == 0 and rows:
         print(
             text_table(
@@ -227,3 +220,60 @@ def run(args: argparse.Namespace) -> int:
         dist.barrier()
         dist.destroy_process_group()
     return 0
+
+
+def train_one(args, name: str, info, candidates: list, grid: bool, data, ranks: tuple[int, int], saved: list):
+    """Train one model (every grid point), measure it and save it (rank 0); its test metrics as a results row, or
+    None off rank 0. ``saved`` gets the checkpoint folder once it is written."""
+    from recmodels.checkpoint.io import record_in_config, save_checkpoint
+    from recmodels.data import TEST, VALID
+    from recmodels.eval import evaluate
+    from recmodels.explain.region_report import recovery_if_planted
+    from recmodels.train.selection import train_on_grid
+
+    rank, world = ranks
+    result, config, selection = train_on_grid(
+        info.cls,
+        candidates,
+        data,
+        args.device,
+        progress=not args.quiet,
+        log=print if rank == 0 else None,
+        log_dir=None if args.log_dir is None else Path(args.log_dir) / (name if args.model == "all" else ""),
+    )
+    if rank != 0:
+        return None
+    cap = args.eval_users
+    valid = (
+        result.best_valid
+        if "auc" in result.best_valid and cap is None  # valid_ctr off, or capped
+        else evaluate(result.model, data, VALID, max_users=cap)
+    )
+    metrics = {"valid": valid, "test": evaluate(result.model, data, TEST, max_users=cap)}
+    out = Path(args.out) if args.out else default_out(name, data.dataset.name)
+    extra = {"collapse_example": args.collapse_example} if args.collapse_example else {}
+    if cap is not None:  # the metrics cover a part of the users: say so wherever they are read
+        extra["evaluated_users"] = cap
+    if grid:
+        extra["selection"] = selection
+    save_checkpoint(
+        out,
+        result.model,
+        data,
+        training={
+            **config.to_dict(),
+            "best_epoch": result.best_epoch,
+            "device": str(result.model.device),
+            "world_size": world,
+        },
+        metrics=metrics,
+        history=result.history,
+        extra=extra or None,
+    )
+    saved.append(out)
+    print(f"saved {out}")
+    # after saving: the trained model is kept whatever happens to this longer measurement
+    if (recovery := recovery_if_planted(result.model, data, progress=not args.quiet)) is not None:
+        record_in_config(out, "recovery", recovery)
+        print(f"recorded planted-cell recovery in {out / 'config.json'}")
+    return {"model": name, **metrics["test"]}

@@ -15,7 +15,7 @@ import numpy as np
 from recmodels.data.features import FeatureTables, build_feature_tables
 from recmodels.data.loaders import load_dataset
 from recmodels.data.schema import PAD, InteractionData
-from recmodels.data.split import TEST, TRAIN, VALID, SplitConfig, split_parts
+from recmodels.data.split import TEST, TRAIN, VALID, SplitConfig, check_parts, split_parts
 
 CTR_DROPPED_RATING = 3.0  # as in the IntTower paper: rating > 3 is a click, rating 3 is ambiguous and dropped
 POSITIVE_RATING = 4.0     # top-K positives: test ratings >= 4
@@ -208,6 +208,14 @@ class RecData:
         if self.split.mode != "per_user":  # the per-user summary stays as shipped checkpoints store it
             counts["users_without_train"] = self.users_without_train()
         return {**self.dataset.summary(), **counts, "fingerprint": self.fingerprint}
+
+    def check_parts(self) -> None:
+        """Refuse data whose split leaves train, valid or test with nothing to train or measure on (one
+        :class:`~recmodels.errors.DataFormatError` naming the part and the split); training calls it first. A
+        split with an empty part is still a RecData: its facts can be read, it cannot train."""
+        positive = self._ratings >= (POSITIVE_RATING if not self.implicit else self._ratings[0])  # as topk_cases
+        where = self.dataset.extras.get("data_dir") or self.dataset.name
+        check_parts(self._users, self.part, positive, self.split, where)
 
     def users_without_train(self) -> int:
         """Users with interactions but none in train: the global split leaves them out of evaluation."""

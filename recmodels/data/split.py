@@ -7,6 +7,8 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from recmodels.errors import DataFormatError, InvalidArgumentError
+
 TRAIN, VALID, TEST = 0, 1, 2
 PART_NAMES = {"train": TRAIN, "valid": VALID, "test": TEST}
 SPLIT_MODES = ("per_user", "global")
@@ -24,9 +26,16 @@ class SplitConfig:
     def __post_init__(self):
         if not (0 <= self.valid_fraction < 1 and 0 <= self.test_fraction < 1
                 and self.valid_fraction + self.test_fraction < 1):
-            raise ValueError("valid_fraction and test_fraction must be in [0, 1) and sum to less than 1.")
+            raise InvalidArgumentError(
+                "valid_fraction and test_fraction must be in [0, 1) and sum to less than 1, got "
+                f"{self.valid_fraction!r} and {self.test_fraction!r}.")
         if self.mode not in SPLIT_MODES:
-            raise ValueError(f"split mode must be one of {', '.join(SPLIT_MODES)}, got {self.mode!r}.")
+            raise InvalidArgumentError(f"split mode must be one of {', '.join(SPLIT_MODES)}, got {self.mode!r}.")
+
+    def describe(self) -> str:
+        """"the per-user split (valid_fraction 0.1, test_fraction 0.2)", for messages."""
+        mode = "per-user" if self.mode == "per_user" else self.mode
+        return f"the {mode} split (valid_fraction {self.valid_fraction:g}, test_fraction {self.test_fraction:g})"
 
     def to_dict(self) -> dict:
         # the per-user form stays the two fractions: shipped checkpoints' fingerprints hash this dict
@@ -81,3 +90,34 @@ def global_split(interactions: pd.DataFrame, config: SplitConfig = SplitConfig()
         if count > 0:
             part[times >= ordered[n - count]] = label
     return part
+
+
+def check_parts(users: np.ndarray, part: np.ndarray, positive: np.ndarray, config: SplitConfig, where) -> None:
+    """Refuse a split that leaves a part with nothing in it: training needs train, early stopping valid and the
+    metrics test, and valid and test each need a positive of a user with a train interaction (only those are
+    ranked). Without this, such data trained to NaN metrics and a checkpoint that could not recommend. ``positive``
+    marks the interactions that count as hits; ``where`` names the data."""
+    counts = np.bincount(part, minlength=3)
+    has_train = np.zeros(int(users.max(initial=0)) + 1, dtype=bool)
+    has_train[users[part == TRAIN]] = True
+    problems = [] if counts[TRAIN] else ["train is empty"]
+    for name, label in (("valid", VALID), ("test", TEST)):
+        if not counts[label]:
+            problems.append(f"{name} is empty")
+        elif counts[TRAIN] and not (positive & has_train[users])[part == label].any():
+            problems.append(f"{name} holds no positive of a user with a train interaction, so nothing to rank")
+    if not problems:
+        return
+    hint = (
+        "give users more interactions (one with n interactions gives round(n x fraction) to valid and to test and "
+        "keeps one in train), or raise --valid-fraction and --test-fraction"
+        if config.mode == "per_user"
+        else "interactions in the same second stay on one side of each time cut, so use data spread over more "
+        "seconds, other fractions, or --split per_user"
+    )
+    raise DataFormatError(
+        where,
+        f"{config.describe()} gives {counts[TRAIN]:,} train, {counts[VALID]:,} valid and {counts[TEST]:,} test "
+        f"interactions: {' and '.join(problems)}, but a model needs all three parts to train, stop early and be "
+        f"measured; {hint}.",
+    )

@@ -17,6 +17,7 @@ files. ``<name>.inter`` lists each user's rows by item id, as GroupLens' do, so 
 from __future__ import annotations
 
 import json
+import os
 import re
 import sys
 from dataclasses import dataclass
@@ -51,6 +52,14 @@ CHUNK_CELLS = 1 << 26         # users x items of one generation chunk (its seen-
 CHUNK_ROWS = 1 << 20
 REDRAW_ROUNDS = 12            # rounds of redrawing repeated (user, item) pairs before the exact fallback
 MAX_COUNT = 2 ** 31 - 1
+# what generating takes in memory, from ru_maxrss (tests/test_synth.py checks it against a run): the interpreter,
+# numpy and one generation chunk (0.6 to 0.95 GB measured at a million rows a chunk, the allocator deciding); the
+# user, item, time and rating columns and the sort while writing (26 bytes per interaction); tastes and features
+# (160 per user, more per item)
+BYTES_FIXED = 1280 * 2**20
+BYTES_PER_INTERACTION = 32
+BYTES_PER_USER = 256
+BYTES_PER_ITEM = 512
 INTER_HEADER = "user_id:token\titem_id:token\trating:float\ttimestamp:float\n"
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
 
@@ -91,6 +100,45 @@ def check_shape(shape: Shape) -> None:
                                    f"{items:,} items one; ask for at least {max(users, items):,}.")
 
 
+def memory_needed(shape: Shape) -> int:
+    """Bytes that generating ``shape`` takes at its peak, about (see BYTES_FIXED)."""
+    return (BYTES_FIXED + BYTES_PER_INTERACTION * int(shape.interactions) + BYTES_PER_USER * int(shape.users)
+            + BYTES_PER_ITEM * int(shape.items))
+
+
+def available_memory() -> int | None:
+    """Bytes this process can still take: the kernel's MemAvailable, or less under a cgroup's limit; None where
+    neither can be read."""
+    found = []
+    try:
+        with open("/proc/meminfo") as handle:
+            found += [int(line.split()[1]) * 1024 for line in handle if line.startswith("MemAvailable:")]
+    except (OSError, ValueError, IndexError):
+        try:
+            found.append(os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE"))
+        except (OSError, ValueError, AttributeError):
+            pass
+    try:
+        limit = Path("/sys/fs/cgroup/memory.max").read_text().strip()
+        if limit != "max":
+            found.append(int(limit) - int(Path("/sys/fs/cgroup/memory.current").read_text()))
+    except (OSError, ValueError):
+        pass
+    return min(found) if found else None
+
+
+def check_memory(shape: Shape, available: int | None = None) -> None:
+    """Refuse a shape that cannot be held in memory, before minutes of work end in a MemoryError."""
+    available = available_memory() if available is None else available
+    needed = memory_needed(shape)
+    if available is not None and needed > available:
+        raise InvalidArgumentError(
+            f"{shape.users:,} users, {shape.items:,} items and {shape.interactions:,} interactions need about "
+            f"{needed / 2**30:,.1f} GiB of memory to generate ({BYTES_PER_INTERACTION} bytes per interaction, "
+            f"{BYTES_PER_USER} per user, {BYTES_PER_ITEM} per item and {BYTES_FIXED // 2**20} MB besides), but "
+            f"{available / 2**30:,.1f} GiB is available; ask for fewer.")
+
+
 def _check_target(out, name: str, seed, force: bool) -> Path:
     if not isinstance(name, str) or not _NAME.fullmatch(name):
         raise InvalidArgumentError(f"The dataset name {quote(name)} must be letters, digits, '.', '_' or '-', "
@@ -114,20 +162,30 @@ def generate(out, shape: Shape = PRESETS[DEFAULT_PRESET], seed: int = 0, name: s
     check_shape(shape)
     shape = Shape(int(shape.users), int(shape.items), int(shape.interactions))
     folder = _check_target(out, name, seed, force)
-    catalogue = _catalogue(shape, np.random.default_rng([seed, 0]))
-    users, items, times, ratings, starts = _interactions(shape, catalogue, seed, progress)
-    _cover_every_item(items, shape.items, np.random.default_rng([seed, 2]))
-    folder.mkdir(parents=True, exist_ok=True)
-    _write_text(folder / f"{name}.item", _item_lines(catalogue))
-    _write_text(folder / f"{name}.user", _user_lines(catalogue))
-    _write_inter(folder / f"{name}.inter", users, items, times, ratings, starts, progress)
+    check_memory(shape)
+    try:
+        catalogue = _catalogue(shape, np.random.default_rng([seed, 0]))
+        users, items, times, ratings, starts = _interactions(shape, catalogue, seed, progress)
+        _cover_every_item(items, shape.items, np.random.default_rng([seed, 2]))
+    except MemoryError:  # the estimate was short, or others took the memory meanwhile
+        raise InvalidArgumentError(
+            f"Generating {shape.interactions:,} interactions ran out of memory (about "
+            f"{memory_needed(shape) / 2**30:,.1f} GiB was expected to be enough); ask for fewer.") from None
     # so that every page that shows this data says it was generated, not observed
     card = {
         "simulated": True,
         "citation": "Synthetic interactions written by python -m recmodels synth "
         f"({shape.users:,} users, {shape.items:,} items, seed {seed}).",
     }
-    _write_text(folder / CARD_FILE, [json.dumps(card)])
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        _write_text(folder / f"{name}.item", _item_lines(catalogue))
+        _write_text(folder / f"{name}.user", _user_lines(catalogue))
+        _write_inter(folder / f"{name}.inter", users, items, times, ratings, starts, progress)
+        _write_text(folder / CARD_FILE, [json.dumps(card)])
+    except OSError as err:
+        raise InvalidArgumentError(f"{folder} could not be written ({err.strerror or err}); pass --out with a "
+                                   "folder you can write to, on a disk with room.") from None
     return folder
 
 

@@ -8,7 +8,8 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from recmodels.data import TEST, RecData, Rows
+from recmodels.data import PART_NAMES, TEST, RecData, Rows
+from recmodels.errors import NotFiniteError
 from recmodels.eval.metrics import auc, gauc, logloss, ranking_metrics, topk_hits
 from recmodels.models.base import RecModel
 from recmodels.models.outputs import Batch
@@ -52,6 +53,7 @@ def evaluate_ctr(
     rows = data.ctr_rows(part, users=users)
     with evaluating(model):
         logits = score_rows(model, rows, batch_size, progress)
+    check_finite(model, torch.from_numpy(logits), part, "rated rows")
     probabilities = 1.0 / (1.0 + np.exp(-np.clip(logits.astype(np.float64), -50, 50)))
     return {
         "auc": auc(rows.labels, logits),
@@ -107,6 +109,7 @@ def _topk_per_user(model, data, part, ks, users_per_batch, progress, max_users):
         users = torch.as_tensor(cases.users[start:stop], device=device)
         history = torch.as_tensor(cases.history[start:stop], device=device)
         scores = model.score_items(users, history, all_items).float()
+        check_finite(model, scores, part, "candidate items")
         seen = _csr_to_dense(cases.seen_indptr, cases.seen_items, start, stop, data.dataset.n_items + 1, device)
         positives = _csr_to_dense(
             cases.positive_indptr, cases.positive_items, start, stop, data.dataset.n_items + 1, device
@@ -117,6 +120,19 @@ def _topk_per_user(model, data, part, ks, users_per_batch, progress, max_users):
         for name in TOPK_METRICS:
             per_user[name].append(values[name].double().cpu().numpy())
     return cases.users[:n_users], {name: np.concatenate(v) if v else np.zeros(0) for name, v in per_user.items()}
+
+
+def check_finite(model, scores: torch.Tensor, part: int, what: str) -> None:
+    """A NaN or infinite score has no rank: ``top_k`` would place NaN first and the metrics would be made up."""
+    bad = ~torch.isfinite(scores)
+    if bool(bad.any()):
+        kinds = sorted({"nan" if v != v else ("inf" if v > 0 else "-inf") for v in scores[bad][:1000].tolist()})
+        part_name = next((name for name, value in PART_NAMES.items() if value == part), str(part))
+        raise NotFiniteError(
+            f"model {getattr(model, 'name', type(model).__name__)!r} gave {int(bad.sum()):,} of {scores.numel():,} "
+            f"scores of the {part_name} part's {what} as {'/'.join(kinds)}, which cannot be ranked; its weights or "
+            "its forward are broken (a diverged training run leaves such weights), so retrain it or fix the model."
+        )
 
 
 def evaluate(

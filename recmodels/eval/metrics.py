@@ -12,11 +12,17 @@ import itertools
 import numpy as np
 import torch
 
+from recmodels.errors import NotFiniteError
+
 
 def auc(labels: np.ndarray, scores: np.ndarray) -> float:
     """Area under the ROC curve (Mann-Whitney U, ties counted as half). NaN without both classes."""
     labels = np.asarray(labels, dtype=bool)
     scores = np.asarray(scores, dtype=np.float64)
+    if np.isnan(scores).any():  # a NaN would sort last and count as a low score
+        raise NotFiniteError(
+            f"{int(np.isnan(scores).sum()):,} of {len(scores):,} scores are NaN, so AUC cannot rank them."
+        )
     n_pos = int(labels.sum())
     n_neg = len(labels) - n_pos
     if n_pos == 0 or n_neg == 0:
@@ -37,7 +43,12 @@ def gauc(users: np.ndarray, labels: np.ndarray, scores: np.ndarray) -> float:
 
 
 def logloss(labels: np.ndarray, probabilities: np.ndarray, eps: float = 1e-7) -> float:
-    p = np.clip(np.asarray(probabilities, dtype=np.float64), eps, 1 - eps)
+    p = np.asarray(probabilities, dtype=np.float64)
+    if np.isnan(p).any():
+        raise NotFiniteError(
+            f"{int(np.isnan(p).sum()):,} of {len(p):,} probabilities are NaN, so LogLoss is undefined."
+        )
+    p = np.clip(p, eps, 1 - eps)
     y = np.asarray(labels, dtype=np.float64)
     return float(-np.mean(y * np.log(p) + (1 - y) * np.log(1 - p)))
 
@@ -63,6 +74,11 @@ def top_k(scores: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
     rows with a tie inside the top k or at its boundary are sorted; ``torch.topk`` answers the rest, faster.
     """
     k = min(int(k), scores.shape[-1])
+    if bool(torch.isnan(scores).any()):  # topk would rank NaN above every number; -inf (an excluded item) is fine
+        raise NotFiniteError(
+            f"{int(torch.isnan(scores).sum()):,} of {scores.numel():,} scores are NaN, which cannot be ranked; the "
+            "model's weights or its forward are broken."
+        )
     values, indices = torch.topk(scores, k, dim=-1)
     tied = ((scores >= values[..., -1:]).sum(-1) > k) | (values[..., 1:] == values[..., :-1]).any(-1)
     if tied.any():

@@ -5,7 +5,7 @@ name in training order, ``model_info(name)`` its facts (title, task, config clas
 """
 
 from recmodels.models.base import RecModel
-from recmodels.models.config import NoConfig
+from recmodels.models.config import Bound, NoConfig, bounded, field_bounds
 from recmodels.models.layers import masked_softmax
 from recmodels.models.outputs import LEVELS, AttentionMap, AttentionOverride, Batch, InputTap, RecOutput, apply_override
 from recmodels.models.registry import (
@@ -27,6 +27,7 @@ __all__ = [
     "AttentionMap",
     "AttentionOverride",
     "Batch",
+    "Bound",
     "InputTap",
     "ModelInfo",
     "NoConfig",
@@ -34,7 +35,9 @@ __all__ = [
     "RecOutput",
     "apply_override",
     "available_models",
+    "bounded",
     "build_model",
+    "field_bounds",
     "import_model_module",
     "masked_softmax",
     "model_class",

@@ -32,6 +32,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from recmodels.models.base import RecModel
+from recmodels.models.config import MAX_COMPONENTS, MAX_GRID, MAX_POSITIONS, MAX_WIDTH, bounded, check_bounds
 from recmodels.models.layers import masked_softmax
 from recmodels.models.outputs import AttentionMap, AttentionOverride, Batch, InputTap, RecOutput, apply_override
 from recmodels.models.region_units import RegionUnits
@@ -57,22 +58,21 @@ class ACFConfig:
             :meth:`ACF.from_data` fills them in.
     """
 
-    dim: int = 64
-    attention_dim: int | None = None
-    profile_size: int = 9
+    dim: int = bounded(64, 1, MAX_WIDTH)
+    attention_dim: int | None = bounded(None, 1, MAX_WIDTH)
+    profile_size: int = bounded(9, 1, MAX_POSITIONS)
     components: str = "genres"
-    max_components: int | None = None
-    init_std: float = 0.05
+    max_components: int | None = bounded(None, 1, MAX_COMPONENTS)
+    init_std: float = bounded(0.05, 0.0, 1.0, low_open=True)
     backbone: str | None = None
-    component_dim: int | None = None
-    grid: tuple[int, ...] | None = None
+    component_dim: int | None = bounded(None, 1, MAX_WIDTH)
+    grid: tuple[int, ...] | None = bounded(None, 1, MAX_GRID)
     region_fingerprint: str | None = None
 
     def __post_init__(self):
+        check_bounds(self)
         if self.components not in COMPONENT_SOURCES:
             raise ValueError(f"components must be one of {COMPONENT_SOURCES}, got {self.components!r}")
-        if self.profile_size < 1:
-            raise ValueError(f"profile_size must be at least 1, got {self.profile_size}")
         if self.components == "regions" and (self.component_dim is None or self.grid is None or self.backbone is None):
             raise ValueError(
                 "components='regions' needs backbone, component_dim and grid; build the model with "

@@ -14,7 +14,7 @@ from typing import ClassVar, Protocol
 import torch
 from torch import nn
 
-from recmodels.models.config import NoConfig, build_config, config_dict
+from recmodels.models.config import NoConfig, build_config, check_bounds, config_dict
 from recmodels.models.losses import training_loss
 from recmodels.models.outputs import AttentionOverride, Batch, InputTap, RecOutput
 
@@ -89,6 +89,7 @@ class RecModel(nn.Module):
         if config is None or hparams:
             values = {**(config_dict(config) if config is not None else {}), **hparams}
             config = build_config(self.config_class, values, f"model {self.name!r}")
+        check_bounds(config, f"model {self.name!r}")  # a config built elsewhere (a plugin's) may not have checked
         self.config = config
         self.spec = dict(spec)
         n_users, n_items = spec["n_users"], spec["n_items"]

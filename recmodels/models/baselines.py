@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from torch import nn
 
 from recmodels.models.base import RecModel
+from recmodels.models.config import MAX_WIDTH, bounded, check_bounds
 from recmodels.models.outputs import Batch, InputTap, RecOutput
 
 
@@ -31,7 +32,10 @@ class MostPopular(RecModel):
 
 @dataclass
 class BPRConfig:
-    dim: int = 64  # size of the user and item factors
+    dim: int = bounded(64, 1, MAX_WIDTH)  # size of the user and item factors
+
+    def __post_init__(self):
+        check_bounds(self)
 
 
 class BPRMF(RecModel):

@@ -31,6 +31,7 @@ import torch
 from torch import nn
 
 from recmodels.models.base import RecModel
+from recmodels.models.config import MAX_POSITIONS, bounded
 from recmodels.models.outputs import AttentionOverride, Batch, InputTap
 from recmodels.models.transformer import (
     SequenceOutput,
@@ -57,17 +58,13 @@ class BERT4RecConfig(TransformerConfig):
         last_only: share of training windows that mask only their last token [ft_ratio].
     """
 
-    max_length: int = 51
-    window_stride: int = 1
-    mask_prob: float = 0.2
-    last_only: float = 0.5
+    max_length: int = bounded(51, 2, MAX_POSITIONS)  # at least one history item and the mask token
+    window_stride: int = bounded(1, 0, MAX_POSITIONS)
+    mask_prob: float = bounded(0.2, 0.0, 1.0, low_open=True)
+    last_only: float = bounded(0.5, 0.0, 1.0)
 
     def __post_init__(self):
-        super().__post_init__()
-        if self.max_length < 2:
-            raise ValueError("max_length must be at least 2: one history item and the mask token")
-        if not (0 < self.mask_prob <= 1 and 0 <= self.last_only <= 1):
-            raise ValueError("mask_prob must be in (0, 1] and last_only in [0, 1]")
+        super().__post_init__()  # checks every bound, these included
 
 
 class BERT4Rec(RecModel):

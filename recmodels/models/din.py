@@ -44,6 +44,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from recmodels.models.base import RecModel
+from recmodels.models.config import MAX_WIDTH, bounded, check_bounds
 from recmodels.models.layers import FieldEmbedding, GenreEmbedding, masked_softmax
 from recmodels.models.outputs import AttentionMap, AttentionOverride, Batch, InputTap, RecOutput, apply_override
 
@@ -66,20 +67,19 @@ class DINConfig:
         init_std: standard deviation of the embedding initialisation.
     """
 
-    dim: int = 32
-    attention_hidden: int = 32
-    hidden: tuple[int, ...] = (128, 64)
+    dim: int = bounded(32, 1, MAX_WIDTH)
+    attention_hidden: int = bounded(32, 1, MAX_WIDTH)
+    hidden: tuple[int, ...] = bounded((128, 64), 1, MAX_WIDTH)
     attention: str = "softmax"
     use_decade: bool = True
     interest_product: bool = False
-    init_std: float = 0.05
+    init_std: float = bounded(0.05, 0.0, 1.0, low_open=True)
 
     def __post_init__(self):
+        check_bounds(self)
         if self.attention not in ATTENTION_MODES:
             raise ValueError(f"attention must be one of {ATTENTION_MODES}, got {self.attention!r}")
         self.hidden = tuple(int(h) for h in self.hidden)
-        if min(self.hidden, default=1) < 1 or self.attention_hidden < 1 or self.dim < 1:
-            raise ValueError("dim, attention_hidden and every hidden layer size must be at least 1")
 
 
 class DIN(RecModel):

@@ -21,7 +21,9 @@ import numpy as np
 import torch
 
 from recmodels.data import TRAIN
+from recmodels.errors import InvalidArgumentError
 from recmodels.models.base import RecModel
+from recmodels.models.config import bounded, check_bounds
 from recmodels.models.outputs import Batch, InputTap, RecOutput
 
 STORE_ABOVE_ITEMS = 8192  # B is 268 MB there, and solving it takes tens of seconds on 2 cores
@@ -37,8 +39,13 @@ class EASEConfig:
             the catalogue (stored above STORE_ABOVE_ITEMS items) and the model records the decision.
     """
 
-    l2: float = 500.0
+    # lambda 0 leaves the Gram matrix singular (an item without train interactions is a zero row), and one near
+    # 1e-177 is lost beside it in float64
+    l2: float = bounded(500.0, 1e-3, 1e8)
     store_weights: bool | None = None
+
+    def __post_init__(self):
+        check_bounds(self)
 
 
 class EASE(RecModel):
@@ -128,8 +135,10 @@ def closed_form(indptr: np.ndarray, items: np.ndarray, n_items: int, l2: float) 
     gram.diagonal().add_(l2)
     factor, info = torch.linalg.cholesky_ex(gram)
     del gram
-    if int(info) != 0:  # cannot happen for lambda > 0; says so rather than returning garbage
-        raise np.linalg.LinAlgError(f"EASE: the Gram matrix plus {l2} I is not positive definite (order {int(info)}).")
+    if int(info) != 0:  # in exact arithmetic never for lambda > 0; says so rather than returning garbage
+        raise InvalidArgumentError(
+            f"EASE: the Gram matrix plus {l2:g} I is not positive definite in float64 (order {int(info)}); raise l2."
+        )
     precision = torch.cholesky_inverse(factor)
     del factor
     out = np.zeros((n_items + 1, n_items + 1), dtype=np.float32)

@@ -40,6 +40,7 @@ import torch
 from torch import nn
 
 from recmodels.models.base import RecModel
+from recmodels.models.config import MAX_HEADS, MAX_WIDTH, bounded, check_bounds
 from recmodels.models.layers import FieldEmbedding, GenreEmbedding
 from recmodels.models.losses import cir
 from recmodels.models.outputs import AttentionMap, AttentionOverride, Batch, InputTap, RecOutput, apply_override
@@ -75,20 +76,19 @@ class IntTowerConfig:
         init_std: standard deviation of the embedding initialisation.
     """
 
-    dim: int = 32
-    hidden: tuple[int, ...] = (128, 64, 32)
-    user_heads: int = 4
-    item_heads: int = 4
-    head_dim: int = 16
+    dim: int = bounded(32, 1, MAX_WIDTH)
+    hidden: tuple[int, ...] = bounded((128, 64, 32), 1, MAX_WIDTH)
+    user_heads: int = bounded(4, 1, MAX_HEADS)
+    item_heads: int = bounded(4, 1, MAX_HEADS)
+    head_dim: int = bounded(16, 1, MAX_WIDTH)
     use_decade: bool = True
-    init_std: float = 0.05
+    init_std: float = bounded(0.05, 0.0, 1.0, low_open=True)
 
     def __post_init__(self):
+        check_bounds(self)
         self.hidden = tuple(int(h) for h in self.hidden)
-        if not self.hidden or min(self.hidden) < 1:
+        if not self.hidden:
             raise ValueError(f"hidden needs at least one positive layer size, got {self.hidden}")
-        if min(self.user_heads, self.item_heads, self.head_dim) < 1:
-            raise ValueError("user_heads, item_heads and head_dim must all be at least 1")
 
 
 @dataclass

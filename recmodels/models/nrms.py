@@ -42,6 +42,7 @@ import torch
 from torch import nn
 
 from recmodels.models.base import RecModel
+from recmodels.models.config import MAX_HEADS, MAX_WIDTH, bounded, check_bounds
 from recmodels.models.layers import GenreEmbedding, masked_softmax
 from recmodels.models.outputs import AttentionMap, AttentionOverride, Batch, InputTap, RecOutput, apply_override
 
@@ -58,17 +59,16 @@ class NRMSConfig:
         init_std: standard deviation of the embedding initialisation.
     """
 
-    dim: int = 64
-    heads: int = 4
-    pool_dim: int = 64
-    dropout: float = 0.2
-    init_std: float = 0.05
+    dim: int = bounded(64, 1, MAX_WIDTH)
+    heads: int = bounded(4, 1, MAX_HEADS)
+    pool_dim: int = bounded(64, 1, MAX_WIDTH)
+    dropout: float = bounded(0.2, 0.0, 1.0, high_open=True)
+    init_std: float = bounded(0.05, 0.0, 1.0, low_open=True)
 
     def __post_init__(self):
-        if self.heads < 1 or self.dim < 1 or self.dim % self.heads:
+        check_bounds(self)
+        if self.dim % self.heads:
             raise ValueError(f"dim must be a positive multiple of heads, got dim={self.dim}, heads={self.heads}")
-        if self.pool_dim < 1:
-            raise ValueError(f"pool_dim must be at least 1, got {self.pool_dim}")
 
 
 class NRMS(RecModel):

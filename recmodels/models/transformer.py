@@ -19,6 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from recmodels.models.config import MAX_HEADS, MAX_LAYERS, MAX_POSITIONS, MAX_WIDTH, bounded, check_bounds
 from recmodels.models.outputs import AttentionMap, RecOutput, apply_override
 
 OBJECTIVES = ("ce", "bce")
@@ -44,28 +45,23 @@ class TransformerConfig:
         eps: layer-norm epsilon [layer_norm_eps].
     """
 
-    dim: int = 64
-    heads: int = 2
-    layers: int = 2
-    inner: int = 256
-    hidden_dropout: float = 0.2
-    attention_dropout: float = 0.2
-    max_length: int = 50
+    dim: int = bounded(64, 1, MAX_WIDTH)
+    heads: int = bounded(2, 1, MAX_HEADS)
+    layers: int = bounded(2, 1, MAX_LAYERS)
+    inner: int = bounded(256, 1, 4 * MAX_WIDTH)  # the feed-forward layer is usually 4 x dim
+    hidden_dropout: float = bounded(0.2, 0.0, 1.0, high_open=True)
+    attention_dropout: float = bounded(0.2, 0.0, 1.0, high_open=True)
+    max_length: int = bounded(50, 1, MAX_POSITIONS)
     objective: str = "ce"
-    window_stride: int = 0
+    window_stride: int = bounded(0, 0, MAX_POSITIONS)
     layer_norm: bool = True
-    init_std: float = 0.02
-    eps: float = 1e-12
+    init_std: float = bounded(0.02, 0.0, 1.0, low_open=True)
+    eps: float = bounded(1e-12, 0.0, 1.0, low_open=True)
 
     def __post_init__(self):
-        if self.heads < 1 or self.dim < 1 or self.dim % self.heads:
+        check_bounds(self)
+        if self.dim % self.heads:
             raise ValueError(f"dim must be a positive multiple of heads, got dim={self.dim}, heads={self.heads}")
-        if self.layers < 1 or self.inner < 1 or self.max_length < 1:
-            raise ValueError("layers, inner and max_length must be at least 1")
-        if not (0 <= self.hidden_dropout < 1 and 0 <= self.attention_dropout < 1):
-            raise ValueError("dropout rates must be in [0, 1)")
-        if self.window_stride < 0:
-            raise ValueError(f"window_stride must be 0 or more, got {self.window_stride}")
         if self.objective not in OBJECTIVES:
             raise ValueError(f"objective must be one of {OBJECTIVES}, got {self.objective!r}")
 

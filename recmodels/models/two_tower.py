@@ -33,6 +33,7 @@ import torch
 from torch import nn
 
 from recmodels.models.base import RecModel
+from recmodels.models.config import MAX_HEADS, MAX_WIDTH, bounded, check_bounds
 from recmodels.models.layers import FieldEmbedding, GenreEmbedding, masked_softmax
 from recmodels.models.outputs import AttentionMap, AttentionOverride, Batch, InputTap, RecOutput, apply_override
 
@@ -61,18 +62,19 @@ class TwoTowerConfig:
         init_std: standard deviation of the embedding initialisation.
     """
 
-    dim: int = 64
-    heads: int = 4
-    hidden: tuple[int, ...] = (128, 64)
+    dim: int = bounded(64, 1, MAX_WIDTH)
+    heads: int = bounded(4, 1, MAX_HEADS)
+    hidden: tuple[int, ...] = bounded((128, 64), 1, MAX_WIDTH)
     use_decade: bool = True
-    dropout: float = 0.1
-    init_std: float = 0.05
+    dropout: float = bounded(0.1, 0.0, 1.0, high_open=True)
+    init_std: float = bounded(0.05, 0.0, 1.0, low_open=True)
 
     def __post_init__(self):
+        check_bounds(self)
         self.hidden = tuple(int(h) for h in self.hidden)
-        if not self.hidden or min(self.hidden) < 1:
+        if not self.hidden:
             raise ValueError(f"hidden needs at least one positive layer size, got {self.hidden}")
-        if self.heads < 1 or self.dim < 1 or self.dim % self.heads:
+        if self.dim % self.heads:
             raise ValueError(f"dim must be a positive multiple of heads, got dim={self.dim}, heads={self.heads}")
 
 

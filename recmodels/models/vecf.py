@@ -58,6 +58,7 @@ import torch
 from torch import nn
 
 from recmodels.models.base import RecModel
+from recmodels.models.config import MAX_GRID, MAX_WIDTH, bounded, check_bounds
 from recmodels.models.layers import masked_softmax
 from recmodels.models.outputs import AttentionMap, AttentionOverride, Batch, InputTap, RecOutput, apply_override
 from recmodels.models.region_units import RegionUnits
@@ -87,28 +88,27 @@ class VECFConfig:
             its grid (h, w) and the fingerprint of the images and backbone; :meth:`VECF.from_data` fills them in.
     """
 
-    dim: int = 64
-    attention_dim: int | None = None
+    dim: int = bounded(64, 1, MAX_WIDTH)
+    attention_dim: int | None = bounded(None, 1, MAX_WIDTH)
     query: str = "user"
-    pool_dim: int | None = None
+    pool_dim: int | None = bounded(None, 1, MAX_WIDTH)
     position: bool = True
     content: bool = False
-    profile_dim: int = 8
+    profile_dim: int = bounded(8, 0, MAX_WIDTH)
     contrast: bool = False
     components: str = "genres"
-    init_std: float = 0.05
+    init_std: float = bounded(0.05, 0.0, 1.0, low_open=True)
     backbone: str | None = None
-    component_dim: int | None = None
-    grid: tuple[int, ...] | None = None
+    component_dim: int | None = bounded(None, 1, MAX_WIDTH)
+    grid: tuple[int, ...] | None = bounded(None, 1, MAX_GRID)
     region_fingerprint: str | None = None
 
     def __post_init__(self):
+        check_bounds(self)
         if self.components not in COMPONENT_SOURCES:
             raise ValueError(f"components must be one of {COMPONENT_SOURCES}, got {self.components!r}")
         if self.query not in QUERIES:
             raise ValueError(f"query must be one of {QUERIES}, got {self.query!r}")
-        if self.dim < 1 or (self.attention_dim or 1) < 1 or (self.pool_dim or 1) < 1 or self.profile_dim < 0:
-            raise ValueError("dim, attention_dim and pool_dim must be at least 1, profile_dim at least 0")
         if self.components == "regions" and (self.component_dim is None or self.grid is None or self.backbone is None):
             raise ValueError(
                 "components='regions' needs backbone, component_dim and grid; build the model with "

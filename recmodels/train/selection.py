@@ -15,7 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from recmodels.errors import InvalidArgumentError, quote
+from recmodels.errors import InvalidArgumentError, TrainingDivergedError, quote
 from recmodels.train.trainer import LOWER_IS_BETTER, FitResult, TrainConfig, seed_everything, train_model
 
 
@@ -95,7 +95,18 @@ def train_on_grid(
             f"{json.dumps(config.to_dict())}"
         )
         run = None if log_dir is None else Path(log_dir) / f"point-{number + 1}" if len(candidates) > 1 else log_dir
-        result = train_model(model, data, config, device=device, progress=progress, log_dir=run)
+        try:
+            result = train_model(model, data, config, device=device, progress=progress, log_dir=run)
+        except TrainingDivergedError as err:
+            if len(candidates) == 1:
+                raise
+            # a diverged point is no candidate, and the grid stops: its other points were trained in vain
+            raise TrainingDivergedError(
+                f"grid point {number + 1}/{len(candidates)} {json.dumps(settings)}: {err}",
+                err.epoch,
+                err.step,
+                err.setting,
+            ) from None
         value = float(result.best_valid.get(monitor, math.nan))  # empty off rank 0 under DDP
         points.append(GridPoint(settings, result.best_valid, result.best_epoch, max(len(result.history) - 1, 0)))
         improved = best is None or better(value, best_value, lower)

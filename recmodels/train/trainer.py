@@ -21,15 +21,17 @@ from tqdm.auto import tqdm
 
 from recmodels.data import VALID, RecData
 from recmodels.device import resolve_device
-from recmodels.errors import InvalidArgumentError
-from recmodels.eval.evaluate import CTR_METRICS, evaluate_ctr, evaluate_topk
+from recmodels.errors import InvalidArgumentError, TrainingDivergedError, quote
+from recmodels.eval.evaluate import CTR_METRICS, TOPK_METRICS, evaluate_ctr, evaluate_topk
 from recmodels.models.base import RecModel
-from recmodels.models.config import build_config
+from recmodels.models.config import bounded, build_config, check_bounds
 from recmodels.models.losses import DEFAULT_LOSS, LOSSES
 from recmodels.train.batches import TrainingBatches
 from recmodels.train.monitor import AttentionMonitor, probe_batch
 
 LOWER_IS_BETTER = {"logloss"}
+METRICS = TOPK_METRICS + CTR_METRICS  # what a monitor may name
+MAX_ROWS = 1_000_000_000  # users, steps: past any dataset this library reads
 
 
 @dataclass
@@ -47,36 +49,42 @@ class TrainConfig:
         SASRec and BERT4Rec turn it off; the final valid and test metrics always include them.
     max_steps: stop each epoch after this many optimiser steps (None: the whole epoch); for measuring throughput
         on large data, and for a quick check that a model trains.
+
+    Every numeric setting declares its accepted range (``field_bounds(TrainConfig)``); ``monitor`` is one of the
+    metrics the evaluator produces.
     """
 
-    epochs: int = 20
-    batch_size: int = 1024
-    lr: float = 1e-3
-    weight_decay: float = 0.0
+    epochs: int = bounded(20, 0, 10_000)
+    batch_size: int = bounded(1024, 1, 1 << 20)
+    lr: float = bounded(1e-3, 0.0, 10.0, low_open=True)  # above 10 Adam only diverges (steps are about lr each)
+    weight_decay: float = bounded(0.0, 0.0, 10.0)
     loss: str = DEFAULT_LOSS
     samples: str = "implicit"
-    negatives: int = 1
+    negatives: int = bounded(1, 0, 1000)
     aux_loss: str | None = None
-    aux_weight: float = 0.1
-    temperature: float = 0.07
-    patience: int = 3
+    aux_weight: float = bounded(0.1, 0.0, 100.0)
+    temperature: float = bounded(0.07, 1e-4, 100.0)  # below, float32 logits divided by it overflow
+    patience: int = bounded(3, 0, 10_000)
     monitor: str = "ndcg@10"
-    grad_clip: float | None = 5.0
-    seed: int = 0
-    attention_sample: int = 512
-    valid_users: int | None = None
+    grad_clip: float | None = bounded(5.0, 0.0, 1e6)  # 0 or None: no clipping
+    seed: int = bounded(0, 0, 2**32 - 1)  # numpy's seeds
+    attention_sample: int = bounded(512, 1, 100_000)
+    valid_users: int | None = bounded(None, 1, MAX_ROWS)
     valid_ctr: bool = True
-    max_steps: int | None = None
+    max_steps: int | None = bounded(None, 1, MAX_ROWS)
 
     def __post_init__(self):
-        if self.max_steps is not None and self.max_steps < 1:
-            raise ValueError(f"max_steps must be at least 1 (or None for whole epochs), got {self.max_steps!r}")
+        check_bounds(self)
         if self.loss not in LOSSES:
             raise ValueError(f"loss must be one of {LOSSES}, got {self.loss!r}")
         if self.samples not in ("implicit", "ctr"):
             raise ValueError(f"samples must be 'implicit' or 'ctr', got {self.samples!r}")
         if self.loss in ("bpr", "warp") and self.negatives < 1:
             raise ValueError(f"loss {self.loss!r} needs at least one negative per row")
+        if self.monitor not in METRICS:
+            raise ValueError(
+                f"monitor must be a metric the evaluator produces ({', '.join(METRICS)}), got {quote(self.monitor)}"
+            )
 
     @classmethod
     def for_model(cls, model_cls, **overrides) -> TrainConfig:
@@ -153,7 +161,12 @@ def train_model(
 
     Each epoch's record (loss, valid metrics, attention statistics, throughput) comes from an
     :class:`~recmodels.train.monitor.AttentionMonitor`; with ``log_dir`` it also goes to that run folder
-    (``history.jsonl``, which the Collapse page follows while training runs, and TensorBoard scalars)."""
+    (``history.jsonl``, which the Collapse page follows while training runs, and TensorBoard scalars).
+
+    A loss, gradient or weight that stops being finite ends the run with one :class:`TrainingDivergedError`
+    naming the epoch, the step and the setting most likely at fault; the model is then unusable."""
+    check_bounds(config, "training")  # again: a config's fields can be set after it was built
+    data.check_parts()  # an empty valid or test part would train to NaN metrics
     rank, world = distributed_context(device)
     device = distributed_device(device)
     if world > 1 and device.type == "cuda":
@@ -187,37 +200,40 @@ def train_model(
         monitor = AttentionMonitor(model, probe, log_dir=log_dir, tensorboard=log_dir is not None)
         monitor.record(epoch=0, seconds=0.0)
     best = _EarlyStopping(config)
-    for epoch in range(1, config.epochs + 1):
-        started = time.perf_counter()
-        train_loss, count, train_seconds = epochs.run(epoch, progress and is_main)
-        stop = torch.zeros(1)
-        if is_main:
-            valid = _validate(model, data, config)
-            # rows: this rank's; throughput over all ranks is rows x world / train_seconds
-            monitor.record(
-                epoch=epoch,
-                train_loss=train_loss,
-                valid=valid,
-                seconds=time.perf_counter() - started,
-                rows=count,
-                train_seconds=train_seconds,
-            )
-            improved = best.update(epoch, valid, model)
-            shown = ", ".join(f"{k} {v:.4f}" for k, v in valid.items() if k in (config.monitor, "auc", "ndcg@10"))
-            tqdm.write(
-                f"epoch {epoch}: loss {train_loss:.4f}, valid {shown}{' *' if improved else ''} "
-                f"({count * world / max(train_seconds, 1e-9):,.0f} rows/s)"
-            )
-            stop[0] = float(best.exhausted)
-        if world > 1:
-            dist.broadcast(stop, src=0)
-        if stop.item():
-            break
+    try:
+        for epoch in range(1, config.epochs + 1):
+            started = time.perf_counter()
+            train_loss, count, train_seconds = epochs.run(epoch, progress and is_main)
+            stop = torch.zeros(1)
+            if is_main:
+                valid = _validate(model, data, config)
+                # rows: this rank's; throughput over all ranks is rows x world / train_seconds
+                monitor.record(
+                    epoch=epoch,
+                    train_loss=train_loss,
+                    valid=valid,
+                    seconds=time.perf_counter() - started,
+                    rows=count,
+                    train_seconds=train_seconds,
+                )
+                improved = best.update(epoch, valid, model)
+                shown = ", ".join(f"{k} {v:.4f}" for k, v in valid.items() if k in (config.monitor, "auc", "ndcg@10"))
+                tqdm.write(
+                    f"epoch {epoch}: loss {train_loss:.4f}, valid {shown}{' *' if improved else ''} "
+                    f"({count * world / max(train_seconds, 1e-9):,.0f} rows/s)"
+                )
+                stop[0] = float(best.exhausted)
+            if world > 1:
+                dist.broadcast(stop, src=0)
+            if stop.item():
+                break
+    finally:  # a diverged run still lets go of its TensorBoard file
+        if monitor is not None:
+            monitor.close()
 
     if is_main and best.state is not None:
         model.load_state_dict(best.state)
     if monitor is not None:
-        monitor.close()
         history = monitor.history
     return FitResult(model, history, best.epoch, best.valid)
 
@@ -258,7 +274,8 @@ class _Epochs:
         self.model.train()
         self.batches.set_epoch(epoch)
         iterator = iter(self.batches)  # draws the epoch's order and negatives before the steps are timed
-        total, count, steps_started = 0.0, 0, time.perf_counter()  # throughput: the steps, not the sampling
+        # throughput: the steps, not the sampling
+        total, count, step, steps_started = 0.0, 0, 0, time.perf_counter()
         bar = tqdm(
             iterator,
             total=len(self.batches),
@@ -267,18 +284,53 @@ class _Epochs:
             leave=False,
             unit="batch",
         )
-        for batch in bar:
+        for step, batch in enumerate(bar, start=1):
             batch = batch.to(self.device)
             loss = self.model.loss(self.parallel(batch), batch, config)
             self.optimiser.zero_grad(set_to_none=True)
             loss.backward()
+            # the norm over every gradient: DDP has already averaged them, so every rank sees the same number
             if config.grad_clip:
-                torch.nn.utils.clip_grad_norm_(self.model.parameters(), config.grad_clip)
+                norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), config.grad_clip)
+            else:
+                grads = [p.grad.detach().norm() for p in self.model.parameters() if p.grad is not None]
+                norm = torch.stack(grads).norm() if grads else torch.zeros(())
+            value = float(loss.detach())
+            if not (math.isfinite(value) and bool(torch.isfinite(norm))):
+                self._diverged(
+                    epoch,
+                    step,
+                    f"the loss is {value:g}" if not math.isfinite(value) else f"the gradients' norm is {float(norm):g}",
+                )
             self.optimiser.step()
-            total += float(loss.detach()) * batch.n_observed
+            total += value * batch.n_observed
             count += batch.n_observed
             bar.set_postfix(loss=f"{total / max(count, 1):.4f}")
+        # the last step's update is seen by no loss: the weights themselves are checked once an epoch
+        broken = [name for name, p in self.model.named_parameters() if not bool(torch.isfinite(p).all())]
+        if broken:
+            self._diverged(epoch, step, f"the weights {broken[0]} are not finite after the last step")
         return total / max(count, 1), count, time.perf_counter() - steps_started
+
+    def _diverged(self, epoch: int, step: int, what: str) -> None:
+        """Stop with one sentence: where, what, and which setting most likely caused it."""
+        config, model = self.config, self.model
+        title = model.title or model.name
+        if epoch == 1 and step == 1:  # nothing was updated yet: the model's own numbers are at fault, not lr
+            cause, setting = (
+                " before any update, so its scores or loss are not finite at its initial weights (check its "
+                "hyperparameters, the loss settings and its forward); the learning rate is not the cause",
+                None,
+            )
+        else:
+            default = type(model).default_training.get("lr", TrainConfig.lr)
+            smaller = f"the model's default {default:g}" if default < config.lr else f"{config.lr / 10:g}"
+            cause, setting = f"; lr {config.lr:g} is the likely cause, so try a smaller one such as {smaller}", "lr"
+            if not config.grad_clip:
+                cause += " or clip the gradients with grad_clip"
+        raise TrainingDivergedError(
+            f"{title} diverged at epoch {epoch}, step {step}: {what}{cause}.", epoch, step, setting
+        )
 
 
 def _validate(model: RecModel, data: RecData, config: TrainConfig) -> dict:
