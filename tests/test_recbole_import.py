@@ -118,11 +118,11 @@ def fake_state(n_tokens: int = N_TOKENS, layers: int = 2) -> dict[str, torch.Ten
     return state
 
 
-def strided_state(dim: int = 64) -> dict[str, torch.Tensor]:
-    """Every weight of a SASRec with ``dim`` as one stored value repeated by stride-0 views: a file of a few kB
-    that declares the full size."""
+def strided_state(dim: int = 64, layers: int = 2) -> dict[str, torch.Tensor]:
+    """Every weight of a SASRec with ``dim`` (and ``4 * dim`` inner) as one stored value repeated by stride-0 views:
+    a file of a few kB that declares the full size."""
     state = {}
-    for name, tensor in fake_state().items():
+    for name, tensor in fake_state(layers=layers).items():
         shape = tuple(dim if size == 64 else 4 * dim if size == 256 else size for size in tensor.shape)
         state[name] = torch.ones(1).expand(shape)
     return state
@@ -200,9 +200,15 @@ def test_hostile_files_end_in_one_sentence(tmp_path, capsys):
         "unknown encoding": (lambda p: save_fake(p, {"encoding": "no-such-codec"}), "encoding"),
         "separator not text": (lambda p: save_fake(p, {"field_separator": 9}), "field_separator"),
         "separator not a pattern": (lambda p: save_fake(p, {"field_separator": "[("}), "not a valid pattern"),
+        "NaN layer-norm epsilon": (lambda p: save_fake(p, {"layer_norm_eps": float("nan")}), "eps of SASRecConfig"),
+        "infinite initializer range": (lambda p: save_fake(p, {"initializer_range": float("inf")}), "init_std"),
+        "2000 layers": (lambda p: save_fake(p, {"n_layers": 2000}, state=strided_state()), "layers of SASRecConfig"),
+        "hidden size past the bound": (lambda p: save_fake(p, {"hidden_size": 16384}), "dim of SASRecConfig"),
         "stride-0 weights": (lambda p: save_fake(p, state=strided_state()), "repeats its values"),
         "huge declared size": (
-            lambda p: save_fake(p, {"hidden_size": 16384, "n_heads": 2}, state=strided_state(16384)),
+            lambda p: save_fake(
+                p, {"hidden_size": 4096, "inner_size": 16384, "n_layers": 48}, state=strided_state(4096, 48)
+            ),
             "GiB of weights",
         ),
     }

@@ -225,6 +225,12 @@ def map_weights(saved: RecBoleCheckpoint, hparams: dict, n_tokens: int, where) -
     """RecBole's weights under this project's names, every name, shape and value checked; item rows still in
     RecBole's order (see :func:`permute_items`)."""
     table = _weight_table(saved.model, hparams, n_tokens)
+    declared = sum(math.prod(shape) for _, shape in table.values()) * 4  # float32 bytes once converted
+    if declared > MAX_IMPORT_BYTES:
+        raise RecBoleImportError(
+            f"{where}: its settings declare {declared / 2**30:.1f} GiB of weights, more than the "
+            f"{MAX_IMPORT_BYTES / 2**30:.0f} GiB this import converts; the settings are not a real RecBole model's."
+        )
     unexpected, missing = sorted(set(saved.state) - set(table)), sorted(set(table) - set(saved.state))
     if missing or unexpected:
         raise RecBoleImportError(
@@ -239,12 +245,6 @@ def map_weights(saved: RecBoleCheckpoint, hparams: dict, n_tokens: int, where) -
             f"{where} has {rows.shape[0]} item-embedding rows, but the item list rebuilt from "
             f"its atomic files gives {table['item_embedding.weight'][1][0]}; pass the folder "
             "RecBole was trained on."
-        )
-    declared = sum(math.prod(shape) for _, shape in table.values()) * 4  # float32 bytes once converted
-    if declared > MAX_IMPORT_BYTES:
-        raise RecBoleImportError(
-            f"{where}: its settings declare {declared / 2**30:.1f} GiB of weights, more than the "
-            f"{MAX_IMPORT_BYTES / 2**30:.0f} GiB this import converts; the settings are not a real RecBole model's."
         )
     for theirs, (_, shape) in table.items():
         tensor = saved.state[theirs]
