@@ -43,7 +43,7 @@ from recmodels.explain.pipeline import PairExplainer
 from recmodels.explain.views import AttributionView, Explanation, MapView
 from recmodels.models import import_model_module
 from recmodels.models.outputs import Batch
-from recmodels.serving.arguments import flag, optional_whole_number, whole_number
+from recmodels.serving.arguments import flag, folder_path, folder_paths, optional_whole_number, whole_number
 from recmodels.serving.concurrency import computes
 from recmodels.serving.dataset_views import DEFAULT_SAMPLE, MAX_BATCH, MAX_K, DatasetViews
 from recmodels.serving.lookup import DatasetLookup
@@ -113,20 +113,26 @@ class RecService:
 
     # ------------------------------------------------------------------ construction
     @classmethod
-    def from_checkpoint(cls, path, device="auto", data_dir=None, image_dir=None, model_module=None) -> RecService:
+    def from_checkpoint(
+        cls, path, device="auto", data_dir=None, image_dir=None, model_module=None, roots=None
+    ) -> RecService:
         """Load a checkpoint folder with its dataset; ``model_module`` names a module that registers the model
-        first (a model kept in a plain file rather than an installed plugin)."""
+        first (a model kept in a plain file rather than an installed plugin). With ``roots`` (folders: the app's
+        checkpoint roots), every file of the checkpoint must resolve inside one of them, links followed."""
+        path = folder_path("path", path)
+        data_dir = folder_path("data_dir", data_dir, optional=True)
+        image_dir = folder_path("image_dir", image_dir, optional=True)
+        roots = None if roots is None else folder_paths("roots", roots)
         if model_module is not None:
             import_model_module(model_module)
-        path = Path(path)
-        config = read_config(path)
+        config = read_config(path, roots)
         dataset = config.dataset
         stored_data_dir, stored_image_dir = dataset_location(config, path)
         data = load_data_cached(
             dataset.name, data_dir or stored_data_dir, image_dir or stored_image_dir, dataset.split, dataset.max_history
         )
         device = resolve_device(device)
-        model, config = load_checkpoint(path, device=device, data=data)
+        model, config = load_checkpoint(path, device=device, data=data, roots=roots)
         return cls(model, data, config, device, path)
 
     # ------------------------------------------------------------------ facts
@@ -454,6 +460,11 @@ class RecService:
         each item's delta. ``history`` as in :meth:`recommend`."""
         n_steps = whole_number("n_steps", n_steps, 1, MAX_IG_STEPS)
         internal_batch_size = optional_whole_number("internal_batch_size", internal_batch_size, 1, MAX_BATCH)
+        if not self.model.input_taps():
+            raise InvalidArgumentError(
+                f"{self.model.title} has no input embeddings (input taps) for integrated gradients to attribute its "
+                "scores to; attribute the recommendations of a model that reads embeddings, such as DIN or SASRec."
+            )
         taps = None if attribute_to is None else list(chosen_taps(self.model, attribute_to))
         subject = self.subject(user, history)
         top = self.recommend(user, k=whole_number("k", k, 1, 1_000), history=history)
