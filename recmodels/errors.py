@@ -88,3 +88,8 @@ class EmptyHistoryError(RecModelsError, ValueError):
 
 class InvalidArgumentError(RecModelsError, ValueError):
     """An argument of the API (k, n_steps, a batch size, ...) of the wrong type or out of range."""
+
+
+class ModelOutputError(RecModelsError, ValueError):
+    """A model's forward (or ranking path) returned what the rules of its output do not allow: not a RecOutput,
+    scores of the wrong shape or dtype, NaN, or an attention map that does not match its axes or declaration."""

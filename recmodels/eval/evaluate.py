@@ -11,6 +11,7 @@ from tqdm.auto import tqdm
 from recmodels.data import TEST, RecData, Rows
 from recmodels.eval.metrics import auc, gauc, logloss, ranking_metrics, topk_hits
 from recmodels.models.base import RecModel
+from recmodels.models.output_check import check_output, check_scores, users_and_items
 from recmodels.models.outputs import Batch
 
 TOPK_METRICS = ("recall@10", "recall@20", "ndcg@10", "ndcg@20", "hr@10", "mrr@10")
@@ -36,7 +37,8 @@ def score_rows(model: RecModel, rows: Rows, batch_size: int = 4096, progress: bo
     for start in tqdm(starts, desc="scoring", disable=not progress, leave=False):
         part = rows.take(slice(start, start + batch_size))
         batch = Batch.from_numpy(part.users, part.items, part.history).to(device)
-        out[start : start + batch_size] = model(batch).scores.float().cpu().numpy()
+        scores = check_output(model, model(batch), len(batch)).scores
+        out[start : start + batch_size] = scores.float().cpu().numpy()
     return out
 
 
@@ -106,7 +108,11 @@ def _topk_per_user(model, data, part, ks, users_per_batch, progress, max_users):
         stop = min(n_users, start + users_per_batch)
         users = torch.as_tensor(cases.users[start:stop], device=device)
         history = torch.as_tensor(cases.history[start:stop], device=device)
-        scores = model.score_items(users, history, all_items).float()
+        shape = (stop - start, len(all_items))
+        scores = model.score_items(users, history, all_items)
+        # checked before the metrics read them: NaN or a wrong shape would otherwise be a wrong number or a torch error
+        check_scores(model, scores, shape, users_and_items(*shape), fix="fix the model's score_items (or its forward)")
+        scores = scores.float()
         seen = _csr_to_dense(cases.seen_indptr, cases.seen_items, start, stop, data.dataset.n_items + 1, device)
         positives = _csr_to_dense(
             cases.positive_indptr, cases.positive_items, start, stop, data.dataset.n_items + 1, device

@@ -42,6 +42,7 @@ from recmodels.explain.narrative import sentences
 from recmodels.explain.pipeline import PairExplainer
 from recmodels.explain.views import AttributionView, Explanation, MapView
 from recmodels.models import import_model_module
+from recmodels.models.output_check import check_catalogue_maps, check_output, check_scores, users_and_items
 from recmodels.models.outputs import Batch
 from recmodels.serving.arguments import flag, folder_path, folder_paths, optional_whole_number, whole_number
 from recmodels.serving.concurrency import computes
@@ -315,7 +316,12 @@ class RecService:
                 return self._scores_cache[key]
         users = torch.tensor([subject.index], device=self.device)
         history = subject.window.unsqueeze(0).to(self.device)
-        scores = self.model.score_items(users, history, self._all_items)[0].float().cpu()
+        n_items = len(self._all_items)
+        scores = self.model.score_items(users, history, self._all_items)
+        # a plugin's ranking path is checked here, at the boundary: a wrong shape, integers or NaN never rank
+        fix = "fix the model's score_items (or its forward)"
+        check_scores(self.model, scores, (1, n_items), users_and_items(1, n_items), fix=fix)
+        scores = scores[0].float().cpu()
         with self._scores_lock:
             self._scores_cache[key] = scores
             while len(self._scores_cache) > SCORES_KEPT:
@@ -360,7 +366,13 @@ class RecService:
         subject = self.subject(user, history)
         window = subject.window.unsqueeze(0).to(self.device)
         items = torch.as_tensor([self.lookup.item(i) for i in recommended["item"]], device=self.device)
-        maps = self.model.catalogue_attention(torch.tensor([subject.index], device=self.device), window, items)
+        user = torch.tensor([subject.index], device=self.device)
+        maps = self.model.catalogue_attention(user, window, items)
+        if len(items):  # one pair's forward declares the maps (names, shapes, which are distributions)
+            with torch.no_grad():
+                probe = self.model(Batch(user, items[:1], window), output_attentions=True)
+            declared = check_output(self.model, probe, 1, maps=True).attentions or {}
+            check_catalogue_maps(self.model, maps, declared, 1, len(items))
         over_history = [name for name, values in maps.items() if values.dim() == 3]
         if map_name is None and over_history:
             map_name = over_history[0]
