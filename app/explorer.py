@@ -6,6 +6,8 @@ from __future__ import annotations
 import streamlit as st
 from PIL import Image, ImageDraw
 
+from recmodels import settings
+from recmodels.errors import RecModelsError
 from recmodels_explorer.safety import REFUSAL, address_chosen, apply_safe_options
 
 
@@ -29,6 +31,17 @@ def refuse() -> None:
 if not address_chosen():
     # one page for every URL: without st.navigation, Streamlit would serve the files in pages/ on their own
     st.navigation([st.Page(refuse, title="Attention explorer", url_path="refused")], position="hidden").run()
+    st.stop()
+
+try:  # a root list with an empty entry would mean the current folder: refuse it here, once, for every page
+    settings.paths(settings.CHECKPOINT_ROOTS)
+except RecModelsError as err:
+    from recmodels_explorer.text import literal  # loads plotly and torch: only on this path
+
+    message = literal(str(err), 400)
+    st.navigation(
+        [st.Page(lambda: st.error(message), title="Attention explorer", url_path="roots")], position="hidden"
+    ).run()
     st.stop()
 
 pages = [

@@ -55,14 +55,24 @@ def with_safe_flags(flags: list[str]) -> list[str]:
 
 
 def add_checkpoint_roots(roots: list[str]) -> None:
-    """Pass the roots down to the pages through the environment (the pages run in this process)."""
+    """Pass the roots down to the pages through the environment (the pages run in this process). An empty root
+    (``--checkpoint-root ""``, or an empty entry of $RECMODELS_CHECKPOINT_ROOTS) is refused: it would add the current
+    folder."""
+    from recmodels.errors import InvalidArgumentError
+
     folders = []
-    for root in roots:
-        folder = Path(root).expanduser().resolve()
-        if not folder.is_dir():
-            raise SystemExit(f"--checkpoint-root {root}: not a folder; pass a folder that holds checkpoint folders.")
-        folders.append(str(folder))
-    if not folders and not settings.paths(settings.CHECKPOINT_ROOTS) and not (Path.cwd() / "checkpoints").is_dir():
+    try:
+        configured = settings.paths(settings.CHECKPOINT_ROOTS)
+        for root in roots:
+            folder = settings.path_entry(root, "--checkpoint-root is").resolve()
+            if not folder.is_dir():
+                raise SystemExit(
+                    f"--checkpoint-root {root}: not a folder; pass a folder that holds checkpoint folders."
+                )
+            folders.append(str(folder))
+    except InvalidArgumentError as err:
+        raise SystemExit(str(err)) from None
+    if not folders and not configured and not (Path.cwd() / "checkpoints").is_dir():
         raise SystemExit(
             f"There is no checkpoints/ folder in {Path.cwd()}; pass --checkpoint-root DIR, a folder that "
             "holds checkpoint folders."

@@ -74,7 +74,8 @@ def model_order(name) -> int | None:
 def checkpoint_roots() -> list[Path]:
     """The folders the app opens checkpoints from: every folder in $RECMODELS_CHECKPOINT_ROOTS (os.pathsep-separated;
     ``recmodels explore --checkpoint-root DIR`` sets it), or else the current folder's checkpoints/; symlinks
-    resolved, each once."""
+    resolved, each once. An empty or blank entry is one InvalidArgumentError sentence (explorer.py shows it and
+    stops), never the current folder."""
     roots = []
     for root in settings.paths(ROOTS_ENV) or [Path.cwd() / "checkpoints"]:
         try:
@@ -149,7 +150,7 @@ def _scan_roots(roots: tuple[str, ...]) -> list[CheckpointEntry]:
             continue
         for folder in folders:
             try:
-                config = read_config(folder)
+                config = read_config(folder, roots)  # a config.json linked from outside the roots is not read
                 entries.append(
                     CheckpointEntry(
                         str(folder),
@@ -204,7 +205,8 @@ def _unique_labels(entries: list[CheckpointEntry]) -> list[CheckpointEntry]:
 # ---------------------------------------------------------------- services and results
 @st.cache_resource(show_spinner="Loading the checkpoint and its data…", max_entries=16)
 def load_service(path: str) -> RecService:
-    return RecService.from_checkpoint(path)
+    # every file the checkpoint opens (config.json, model.safetensors) must resolve inside a root, links followed
+    return RecService.from_checkpoint(path, roots=checkpoint_roots())
 
 
 def open_service(path: str) -> tuple[RecService | None, str | None]:

@@ -100,3 +100,13 @@ class TrainingDivergedError(NotFiniteError):
     def __init__(self, message: str, epoch: int, step: int, setting: str | None = None):
         self.epoch, self.step, self.setting = epoch, step, setting
         super().__init__(message)
+
+
+class ModelOutputError(RecModelsError, ValueError):
+    """A model's forward (or ranking path) returned what the rules of its output do not allow: not a RecOutput,
+    scores of the wrong shape or dtype, NaN, or an attention map that does not match its axes or declaration."""
+
+
+class NotFiniteScoresError(NotFiniteError, ModelOutputError):
+    """A model's scores that are NaN or infinite where they are ranked: both numbers that stopped being numbers and
+    an output that breaks the model's rules, so either ``except`` catches it."""

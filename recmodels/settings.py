@@ -2,7 +2,8 @@
 
 - ``RECMODELS_CHECKPOINT_ROOTS`` (the app): the folders the app may open checkpoints from, separated by
   ``os.pathsep`` (the current folder's ``checkpoints/`` when unset); ``recmodels explore --checkpoint-root`` adds to
-  it.
+  it. Each folder is taken literally: an empty value or entry (``a::b``, a trailing ``:``), which elsewhere would mean
+  the current folder, and an entry with spaces around it are refused, never stripped or skipped.
 - ``RECMODELS_WORKERS`` (the service): requests that compute at once in one process (0, the default: no bound).
 - ``RECMODELS_TORCH_THREADS`` (the service): torch's intra-op threads (0, the default: torch's own choice).
 - ``RECMODELS_CACHE`` (image regions): where region features are cached (default ``.cache/recmodels`` in the
@@ -20,6 +21,8 @@ import os
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
+
+from recmodels.errors import InvalidArgumentError, quote
 
 
 @dataclass(frozen=True)
@@ -57,9 +60,47 @@ def path(name: str) -> Path | None:
 
 
 def paths(name: str) -> list[Path]:
-    """A list of folders separated by ``os.pathsep``; blank entries are skipped."""
-    value = text(name) or ""
-    return [Path(part).expanduser() for part in value.split(os.pathsep) if part.strip()]
+    """A list of folders separated by ``os.pathsep`` ([] when unset), each read by :func:`path_entry`: an empty
+    value, an empty entry or one with spaces around it is one :class:`InvalidArgumentError` sentence."""
+    if name not in SETTINGS:
+        raise KeyError(f"{name} is not a recmodels setting")
+    value = os.environ.get(name)
+    if value is None:
+        return []
+    if not value.strip():
+        raise InvalidArgumentError(
+            f"{name} is set but {'empty' if not value else 'blank'}; unset it for the default, or name the folders "
+            f"separated by {os.pathsep!r} (. for the current folder)."
+        )
+    return [path_entry(part, f"{name} holds", separated=True) for part in value.split(os.pathsep)]
+
+
+def path_entry(value: str, where: str, separated: bool = False) -> Path:
+    """One folder name of a path list or a folder flag, taken literally. Refused, with ``where`` leading the sentence
+    (e.g. "--checkpoint-root is"): an empty or blank name, which would silently mean the current folder; spaces around
+    it (paths are not stripped, so the spaces are refused rather than guessed at); and, for a name that will be
+    written into a path list, ``os.pathsep``, which would split it in two."""
+    if not value.strip():
+        empty = "an empty entry (two separators in a row, or one at an end)" if separated else "empty"
+        raise InvalidArgumentError(
+            f"{where} {empty}, which would mean the current folder; name the folder, . for the current one."
+        )
+    if value != value.strip():
+        raise InvalidArgumentError(
+            f"{where} {quote(value)}, with spaces around the folder name; paths are taken literally, not stripped, so "
+            "remove the spaces."
+        )
+    if not separated and os.pathsep in value:
+        raise InvalidArgumentError(
+            f"{where} {quote(value)}, which holds {os.pathsep!r}, the separator of a list of folders; pass the "
+            "folders one at a time."
+        )
+    try:
+        return Path(value).expanduser()
+    except RuntimeError:  # ~name of a user this machine does not have
+        raise InvalidArgumentError(
+            f"{where} {quote(value)}, whose ~ names no home folder on this machine; write the folder in full."
+        ) from None
 
 
 def whole_number(name: str, default: int, low: int, high: int) -> int:
@@ -78,7 +119,10 @@ def whole_number(name: str, default: int, low: int, high: int) -> int:
 
 
 def add_paths(name: str, folders: list[str]) -> None:
-    """Append folders to a path-list variable of this process (and the processes it starts)."""
-    existing = [part for part in os.environ.get(name, "").split(os.pathsep) if part.strip()]
+    """Append folders to a path-list variable of this process (and the processes it starts); each one, and what
+    the variable already holds, as :func:`paths` reads them."""
+    existing = [str(folder) for folder in paths(name)]
+    for folder in folders:
+        path_entry(folder, "a folder to add is")
     if folders:
         os.environ[name] = os.pathsep.join([*existing, *folders])

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import math
 import warnings
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -263,6 +264,49 @@ def test_catalogue_attention_arguments(service, k, map_name):
         shown = history.values[history.mask]
         assert np.allclose(first["weight"].to_numpy(), shown, atol=1e-5)
         assert list(first["history_item"]) == list(explained.history["item"])
+
+
+@pytest.fixture(scope="module")
+def popular_service(tiny_data) -> RecService:
+    """MostPopular: no embeddings, so nothing for integrated gradients to attribute to."""
+    return RecService(model_class("mostpop").from_data(tiny_data).eval(), tiny_data, device="cpu")
+
+
+@FUZZ
+@given(k=ANYTHING, n_steps=ANYTHING, attribute_to=st.one_of(st.none(), ANYTHING))
+def test_attribute_top_on_a_model_without_taps_is_one_sentence(popular_service, k, n_steps, attribute_to):
+    with pytest.raises(RecModelsError) as caught:
+        popular_service.attribute_top("3", k=k, n_steps=n_steps, attribute_to=attribute_to)
+    assert_one_sentence(caught.value)
+    with pytest.raises(InvalidArgumentError, match="MostPopular has no input embeddings .input taps. for integrated"):
+        popular_service.attribute_top("3", k=2)
+
+
+CHECKPOINT = Path(__file__).resolve().parents[1] / "checkpoints" / "din-ml100k"
+NOT_A_PATH = ANYTHING.filter(lambda value: value is not None and not isinstance(value, str)) | st.sampled_from(
+    ["", "   ", "\x00", "a\x00b"]
+)
+
+
+@FUZZ
+@given(path=st.one_of(st.none(), ANYTHING), data_dir=NOT_A_PATH, image_dir=NOT_A_PATH)
+def test_from_checkpoint_arguments_are_one_sentence(path, data_dir, image_dir):
+    # nothing is read before the arguments are checked: these cost no data load
+    for arguments in (
+        {"path": path},
+        {"path": CHECKPOINT, "data_dir": data_dir},
+        {"path": CHECKPOINT, "image_dir": image_dir},
+    ):
+        with pytest.raises(RecModelsError) as caught:
+            RecService.from_checkpoint(**arguments)
+        assert_one_sentence(caught.value)
+    for bad in (None, 5, b"checkpoints/din-ml100k", ""):
+        with pytest.raises(InvalidArgumentError, match="^path must (be|name) a folder"):
+            RecService.from_checkpoint(bad)
+    with pytest.raises(
+        InvalidArgumentError, match="^image_dir must be a folder, as a str or pathlib.Path .or None., got int '5'."
+    ):
+        RecService.from_checkpoint(CHECKPOINT, image_dir=5)
 
 
 @pytest.mark.parametrize("device", ["tpu", "cuda:99", "", "meta", 3, None, "cpu:0:1"])

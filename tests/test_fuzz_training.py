@@ -373,7 +373,7 @@ def test_a_model_that_scores_nan_stops_at_its_first_step_and_leaves_nothing(fold
     # with nothing to learn by gradient, the evaluation refuses the scores instead of ranking NaN first
     assert cli_main([*argv, "--set", "epochs=0"]) == 2
     assert re.search(
-        r"gave (\d+) of \1 scores of the valid part's candidate items as nan, which cannot be ranked",
+        r"Model 'nan_scores' \(from broken_models\) returned (\d+) NaN scores of \1 for a batch",
         capsys.readouterr().err,
     )
     assert_left_nothing(tmp_path / "out")
@@ -443,7 +443,9 @@ def test_evaluation_refuses_scores_that_are_not_numbers(tiny_data):
     with torch.no_grad():
         model.item_embedding.weight[3] = float("nan")
     with pytest.raises(
-        NotFiniteError, match=r"model 'bpr' gave [\d,]+ of [\d,]+ scores of the test part's candidate items"
+        NotFiniteError,
+        match=r"Model 'bpr' \(from recmodels.models.baselines\) gave [\d,]+ of [\d,]+ scores of the test part's "
+        "candidate items",
     ):
         evaluate_topk(model, tiny_data, TEST)
     with pytest.raises(NotFiniteError, match="of the valid part's rated rows as nan"):

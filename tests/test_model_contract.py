@@ -18,6 +18,7 @@ from recmodels.errors import InvalidArgumentError, UnknownModelError
 from recmodels.explain.collapse import epoch_summary
 from recmodels.explain.faithfulness import uniform_override
 from recmodels.models import AttentionMap, Batch, model_class, register_model, registered_models, registry
+from recmodels.models.output_check import CONTRACT_TOLERANCE, check_output
 from recmodels.train import NegativeSampler, TrainConfig
 from recmodels.train.batches import training_batch, training_rows
 from tests.helpers import ragged_batch
@@ -226,23 +227,10 @@ class TestModelContract:
         model, batch = build(model_cls, tiny_data), ragged_batch(tiny_data)
         with torch.no_grad():
             assert model(batch).attentions is None  # maps only when asked for
-            maps = model(batch, output_attentions=True).attentions
-        assert isinstance(maps, dict)
-        for name, attention_map in maps.items():
-            values, mask = attention_map.values, attention_map.full_mask()
-            sizes = dict(zip(attention_map.axes, values.shape[1:]))
-            assert values.shape[0] == len(batch) and torch.isfinite(values).all(), name
-            assert mask.dtype == torch.bool and torch.all(values[~mask] == 0), f"{name}: weight on padding"
-            for axis, labels in attention_map.labels.items():
-                assert len(labels) == sizes[axis], (name, axis)
-            for axis, ids in attention_map.axis_items.items():
-                assert tuple(ids.shape) == (len(batch), sizes[axis]), (name, axis)
-            if attention_map.normalised_over is not None:
-                # overrides and the collapse statistics read the distribution on the last axis
-                assert attention_map.normalised_over == attention_map.axes[-1], name
-                assert torch.all(values >= 0), name
-                any_valid = mask.any(-1)
-                sums = values.sum(-1)
-                torch.testing.assert_close(sums[any_valid], torch.ones_like(sums[any_valid]))
-                assert torch.all(sums[~any_valid] == 0), f"{name}: weight where nothing is valid"
-        epoch_summary(maps)  # the trainer's per-epoch attention statistics accept them
+            out = model(batch, output_attentions=True)
+        assert isinstance(out.attentions, dict)
+        # the rules the service checks at run time (recmodels/models/output_check.py), here at float32's tolerance:
+        # one finite float score per row; per map, one slice per row, ids and labels as long as their axes, no weight
+        # on padding, and a distribution on the last axis, non-negative, summing to 1 (0 where nothing is valid)
+        check_output(model, out, len(batch), maps=True, tolerance=CONTRACT_TOLERANCE)
+        epoch_summary(out.attentions)  # the trainer's per-epoch attention statistics accept them

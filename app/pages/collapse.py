@@ -15,6 +15,7 @@ from recmodels.explain.diagnostics import (
     unit_label,
 )
 from recmodels_explorer.services import (
+    checkpoint_roots,
     diagnostics,
     model_title,
     open_service,
@@ -94,7 +95,7 @@ def run_picker() -> str | None:
 def follow_run(folder: str) -> None:
     """The statistics of a run folder's records so far, read again on every refresh (only this part reruns)."""
     with guarded("reading the training run"):
-        run = read_run(folder)
+        run = read_run(folder, checkpoint_roots())  # history.jsonl and run.json must resolve inside a root
         title = run.run.get("title") or run.run.get("model") or "model"
         x = run.x_axis
         state = "finished: a checkpoint was saved here" if run.finished else "refreshing while it trains"

@@ -4,6 +4,7 @@
   :func:`read_config`);
 - :mod:`~recmodels.checkpoint.schema`: ``config.json`` read safely and checked field by field;
 - :mod:`~recmodels.checkpoint.weights`: the safetensors header and values checked before a tensor is allocated;
+- :mod:`~recmodels.checkpoint.roots`: with checkpoint roots given, every file opened must resolve inside one;
 - :mod:`~recmodels.checkpoint.recbole`: a SASRec or BERT4Rec saved by RecBole, converted into a checkpoint.
 """
 

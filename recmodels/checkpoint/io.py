@@ -14,6 +14,7 @@ import torch
 from safetensors.torch import save_file
 
 from recmodels.checkpoint.config import CheckpointConfig
+from recmodels.checkpoint.roots import inside_roots, resolved_roots
 from recmodels.checkpoint.schema import FORMAT_VERSION, MAX_HISTORY, load_config_json, quote, validate_config
 from recmodels.checkpoint.weights import (
     check_feature_tables,
@@ -86,20 +87,29 @@ def record_in_config(path, key: str, value) -> None:
     os.replace(tmp_config, folder / CONFIG_FILE)
 
 
-def read_config(path) -> CheckpointConfig:
-    """The checked ``config.json`` of a checkpoint folder (see :mod:`recmodels.checkpoint.schema`), typed."""
-    return CheckpointConfig.from_json(read_config_json(path))
+def read_config(path, roots=None) -> CheckpointConfig:
+    """The checked ``config.json`` of a checkpoint folder (see :mod:`recmodels.checkpoint.schema`), typed; with
+    ``roots`` (folders), only when the folder and the file resolve inside one of them (:mod:`~.roots`)."""
+    return CheckpointConfig.from_json(read_config_json(path, roots))
 
 
-def read_config_json(path) -> dict:
-    """The checked ``config.json`` of a checkpoint folder as the JSON object it holds (for tools that rewrite it)."""
-    folder = Path(path)
-    if not folder.is_dir():
+def read_config_json(path, roots=None) -> dict:
+    """The checked ``config.json`` of a checkpoint folder as the JSON object it holds (for tools that rewrite it);
+    ``roots`` as in :func:`read_config`."""
+    roots = resolved_roots(roots)
+    folder = inside_roots(path, roots, "checkpoint folder")
+    try:
+        is_folder, config_path = folder.is_dir(), inside_roots(folder / CONFIG_FILE, roots)
+        has_config = is_folder and config_path.is_file()
+    except OSError as err:  # a name too long for the file system, ...: quoted short, as it may be huge
+        raise CheckpointError(
+            f"{quote(str(folder))} cannot be a checkpoint folder ({err.strerror or err}); pass the path of one."
+        ) from None
+    if not is_folder:
         raise CheckpointError(
             f"{folder} is not a checkpoint folder; pass a folder that holds {CONFIG_FILE} and {WEIGHTS_FILE}."
         )
-    config_path = folder / CONFIG_FILE
-    if not config_path.is_file():
+    if not has_config:
         raise CheckpointError(f"{folder} has no {CONFIG_FILE}; it is not a recmodels checkpoint.")
     return validate_config(load_config_json(config_path), config_path)
 
@@ -121,21 +131,21 @@ def dataset_location(config: CheckpointConfig, folder) -> tuple[Path | None, Pat
     return locate(config.dataset.data_dir), locate(config.dataset.image_dir)
 
 
-def load_checkpoint(path, device="cpu", data=None):
+def load_checkpoint(path, device="cpu", data=None, roots=None):
     """Rebuild the model of a checkpoint folder; returns ``(model, config)``.
 
     When ``data`` (a :class:`~recmodels.data.RecData`) is given, its fingerprint must match the one the
     model was trained with; otherwise :class:`FingerprintMismatchError` says so. Config, sizes, header, dtypes
     and values are all checked before the model is built, so a hostile folder costs no more memory than its
-    own weights file.
+    own weights file. With ``roots`` (folders), every file it opens must resolve inside one of them.
     """
     folder = Path(path)
-    config = read_config(folder)
+    config = read_config(folder, roots)
     refuse_pickle_files(folder)
     if data is not None:
         check_fingerprint(config, data.fingerprint, folder)
         check_against_data(config, data, folder / CONFIG_FILE)
-    weights_path = folder / WEIGHTS_FILE
+    weights_path = inside_roots(folder / WEIGHTS_FILE, resolved_roots(roots))
     if not weights_path.is_file():
         raise CheckpointError(f"{folder} has no {WEIGHTS_FILE}; the checkpoint is incomplete.")
     compare_with_model(weights_path, read_header(weights_path), declared_tensors(config, folder), config.model)

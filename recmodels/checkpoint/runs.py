@@ -13,6 +13,7 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from recmodels.checkpoint.roots import inside_roots, resolved_roots
 from recmodels.checkpoint.schema import SchemaProblem, check_history_entry, load_config_json
 from recmodels.errors import CheckpointError, RecModelsError
 from recmodels.train.monitor import HISTORY_FILE, RUN_FILE
@@ -61,10 +62,12 @@ def is_run_folder(folder) -> bool:
     return (Path(folder) / HISTORY_FILE).is_file()
 
 
-def read_run(folder) -> TrainingRun:
-    """The records of a run folder as they stand; one :class:`CheckpointError` sentence when it is not one."""
-    folder = Path(folder)
-    path = folder / HISTORY_FILE
+def read_run(folder, roots=None) -> TrainingRun:
+    """The records of a run folder as they stand; one :class:`CheckpointError` sentence when it is not one. With
+    ``roots`` (folders), the folder and every file read from it must resolve inside one of them."""
+    roots = resolved_roots(roots)
+    folder = inside_roots(folder, roots, "run folder")
+    path = inside_roots(folder / HISTORY_FILE, roots)
     if not path.is_file():
         raise CheckpointError(
             f"{folder} has no {HISTORY_FILE}, so it is not a training run; pass a run folder "
@@ -81,7 +84,7 @@ def read_run(folder) -> TrainingRun:
             "it is not a history this library wrote."
         )
     complete = raw[: raw.rfind(b"\n") + 1]  # a line without its newline is still being written
-    run = TrainingRun(folder, _run_description(folder), finished=(folder / CONFIG_FILE).is_file())
+    run = TrainingRun(folder, _run_description(folder, roots), finished=(folder / CONFIG_FILE).is_file())
     for number, line in enumerate(complete.splitlines(), start=1):
         if not line.strip():
             continue
@@ -95,12 +98,12 @@ def read_run(folder) -> TrainingRun:
     return run
 
 
-def _run_description(folder: Path) -> dict:
+def _run_description(folder: Path, roots: list[Path] | None) -> dict:
     path = folder / RUN_FILE
     if not path.is_file():
         return {}
     try:
-        description = load_config_json(path)
+        description = load_config_json(inside_roots(path, roots))
     except RecModelsError:
         return {}
     return description if isinstance(description, dict) else {}

@@ -16,6 +16,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     parser.add_argument(
         "--checkpoint-root",
         action="append",
+        type=checkpoint_root,
         metavar="DIR",
         help="a folder of checkpoint folders (and training runs) to open; repeatable (default: ./checkpoints)",
     )
@@ -27,6 +28,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
         "streamlit_flags", nargs="*", metavar="-- STREAMLIT FLAGS", help="more Streamlit flags after a --"
     )
     return parser
+
+
+def checkpoint_root(text: str) -> str:
+    """An argparse type: a folder name taken literally; empty (the current folder, silently), spaces around it, or
+    the list separator are refused in one sentence (:func:`recmodels.settings.path_entry`)."""
+    from recmodels.errors import InvalidArgumentError
+    from recmodels.settings import path_entry
+
+    try:
+        path_entry(text, "the folder is")
+    except InvalidArgumentError as err:
+        raise argparse.ArgumentTypeError(str(err)) from None
+    return text
 
 
 def run(args: argparse.Namespace) -> int:

@@ -9,9 +9,10 @@ import torch
 from tqdm.auto import tqdm
 
 from recmodels.data import PART_NAMES, TEST, RecData, Rows
-from recmodels.errors import NotFiniteError
+from recmodels.errors import NotFiniteScoresError
 from recmodels.eval.metrics import auc, gauc, logloss, ranking_metrics, topk_hits
 from recmodels.models.base import RecModel
+from recmodels.models.output_check import check_output, check_scores, model_label, users_and_items
 from recmodels.models.outputs import Batch
 
 TOPK_METRICS = ("recall@10", "recall@20", "ndcg@10", "ndcg@20", "hr@10", "mrr@10")
@@ -37,7 +38,8 @@ def score_rows(model: RecModel, rows: Rows, batch_size: int = 4096, progress: bo
     for start in tqdm(starts, desc="scoring", disable=not progress, leave=False):
         part = rows.take(slice(start, start + batch_size))
         batch = Batch.from_numpy(part.users, part.items, part.history).to(device)
-        out[start : start + batch_size] = model(batch).scores.float().cpu().numpy()
+        scores = check_output(model, model(batch), len(batch), finite=False).scores  # values: check_finite
+        out[start : start + batch_size] = scores.float().cpu().numpy()
     return out
 
 
@@ -108,7 +110,18 @@ def _topk_per_user(model, data, part, ks, users_per_batch, progress, max_users):
         stop = min(n_users, start + users_per_batch)
         users = torch.as_tensor(cases.users[start:stop], device=device)
         history = torch.as_tensor(cases.history[start:stop], device=device)
-        scores = model.score_items(users, history, all_items).float()
+        shape = (stop - start, len(all_items))
+        scores = model.score_items(users, history, all_items)
+        # shape and dtype by the output rules; the values below, naming the part: NaN would be ranked as a number
+        check_scores(
+            model,
+            scores,
+            shape,
+            users_and_items(*shape),
+            fix="fix the model's score_items (or its forward)",
+            finite=False,
+        )
+        scores = scores.float()
         check_finite(model, scores, part, "candidate items")
         seen = _csr_to_dense(cases.seen_indptr, cases.seen_items, start, stop, data.dataset.n_items + 1, device)
         positives = _csr_to_dense(
@@ -128,8 +141,8 @@ def check_finite(model, scores: torch.Tensor, part: int, what: str) -> None:
     if bool(bad.any()):
         kinds = sorted({"nan" if v != v else ("inf" if v > 0 else "-inf") for v in scores[bad][:1000].tolist()})
         part_name = next((name for name, value in PART_NAMES.items() if value == part), str(part))
-        raise NotFiniteError(
-            f"model {getattr(model, 'name', type(model).__name__)!r} gave {int(bad.sum()):,} of {scores.numel():,} "
+        raise NotFiniteScoresError(
+            f"{model_label(model)} gave {int(bad.sum()):,} of {scores.numel():,} "
             f"scores of the {part_name} part's {what} as {'/'.join(kinds)}, which cannot be ranked; its weights or "
             "its forward are broken (a diverged training run leaves such weights), so retrain it or fix the model."
         )

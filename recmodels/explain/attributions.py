@@ -28,6 +28,7 @@ from captum.attr import LayerIntegratedGradients
 
 from recmodels.errors import InvalidArgumentError, quote
 from recmodels.models.base import RecModel
+from recmodels.models.output_check import check_output, model_label
 from recmodels.models.outputs import Batch, InputTap
 
 # Captum warns whenever several layers are attributed at once; taps are independent leaves by contract
@@ -156,9 +157,14 @@ def integrated_gradients(
     worker = private_copy(model)
     taps = chosen_taps(worker, taps)
     if not taps:
-        raise ValueError(f"model {model.name!r} has no input taps to attribute to")
+        raise InvalidArgumentError(
+            f"{model_label(model)} has no input taps (embeddings marked with InputTap) for integrated gradients to "
+            "attribute its scores to; attribute a model that has some."
+        )
     names = list(taps)
     batch = Batch(*_batch_inputs(batch))
+    with torch.no_grad():  # the scores first, checked, so a bad output is one sentence rather than Captum's error
+        scores = check_output(model, worker(batch), len(batch)).scores
 
     def forward(users, items, history):
         return worker(Batch(users, items, history)).scores
@@ -173,8 +179,6 @@ def integrated_gradients(
     )
     raw = [r[0] if isinstance(r, (tuple, list)) else r for r in raw]
 
-    with torch.no_grad():
-        scores = worker(batch).scores
     baseline_outputs = _tap_outputs(worker, taps, Batch(*_padding_baseline(batch)))
     baseline_scores = _scores_with_tap_outputs(worker, taps, batch, baseline_outputs)
 
@@ -224,6 +228,6 @@ def leave_one_out(model: RecModel, user: int, item: int, history: torch.Tensor) 
     variants = torch.cat([history.unsqueeze(0), remove_positions(history, valid)])
     rows = variants.shape[0]
     batch = Batch(torch.full((rows,), user, device=device), torch.full((rows,), item, device=device), variants)
-    scores = model(batch).scores
+    scores = check_output(model, model(batch), rows).scores
     out[valid] = scores[0] - scores[1:]
     return out.cpu()

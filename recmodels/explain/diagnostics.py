@@ -24,6 +24,7 @@ from recmodels.explain.collapse import (
     parse_layer_head_key,
 )
 from recmodels.explain.heads import HeadImportanceReport
+from recmodels.models.output_check import check_output
 from recmodels.models.outputs import AttentionMap, Batch
 
 RESAMPLES = 1000  # bootstrap resamples of the cases behind each interval
@@ -112,7 +113,7 @@ def dataset_diagnostics(
     for start in tqdm(range(0, len(users), batch_size), desc="diagnostics", disable=not progress, leave=False):
         stop = min(len(users), start + batch_size)
         batch = Batch.from_numpy(users[start:stop], items[start:stop], histories[start:stop]).to(device)
-        out = model(batch, output_attentions=True)
+        out = check_output(model, model(batch, output_attentions=True), len(batch), maps=True)
         for name, attention in (out.attentions or {}).items():
             stats = layer_head_statistics(attention)
             if stats is None:

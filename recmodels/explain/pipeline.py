@@ -19,6 +19,7 @@ from recmodels.explain.explainers import IntegratedGradients, LeaveOneOut, Pertu
 from recmodels.explain.faithfulness import kendall_tau, topk_overlap
 from recmodels.explain.views import Explanation, ItemNames, attribution_view, map_view
 from recmodels.models.base import RecModel
+from recmodels.models.output_check import check_output
 from recmodels.models.outputs import AttentionMap, Batch
 
 
@@ -43,7 +44,7 @@ class PairExplainer:
         timings = {}
         started = time.perf_counter()
         with torch.no_grad():
-            out = model(batch, output_attentions=True)
+            out = check_output(model, model(batch, output_attentions=True), len(batch), maps=True)
         attentions = out.attentions or {}
         views = {name: map_view(name, attention, self.names, self.thresholds) for name, attention in attentions.items()}
         history = batch.history[0].cpu().numpy()

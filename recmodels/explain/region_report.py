@@ -32,6 +32,7 @@ from recmodels.explain.region_recovery import (
     planted_region_recovery,
     region_map_name,
 )
+from recmodels.models.output_check import check_output
 from recmodels.models.outputs import Batch
 
 DELETED = 3
@@ -128,7 +129,8 @@ def collect_attention(model, batches, map_name: str | None):
     """Region weights, masks and item-level weights (or None) of every row, on the CPU."""
     betas, masks, alphas, name = [], [], [], map_name
     for batch in batches:
-        maps = model(batch.to(model.device), output_attentions=True).attentions or {}
+        out = model(batch.to(model.device), output_attentions=True)
+        maps = check_output(model, out, len(batch), maps=True).attentions or {}
         name = region_map_name(maps, name, model.name)
         region_map = maps[name]
         betas.append(as_items_by_regions(region_map.values.float().cpu()))

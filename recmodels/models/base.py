@@ -16,6 +16,7 @@ from torch import nn
 
 from recmodels.models.config import NoConfig, build_config, check_bounds, config_dict
 from recmodels.models.losses import training_loss
+from recmodels.models.output_check import check_output
 from recmodels.models.outputs import AttentionOverride, Batch, InputTap, RecOutput
 
 __all__ = ["LossSettings", "RecModel"]
@@ -155,6 +156,9 @@ class RecModel(nn.Module):
         """The training loss of one batch in the trainer's layout (see :class:`Batch`), as RecBole's
         ``calculate_loss``: ``training.loss`` is "bce" over every row's label, or "bpr"/"warp" comparing each
         observed row with its sampled negatives. A model adds its own terms by overriding this."""
+        # the trainer's forward output is checked here, where it is read: a wrong shape or dtype is one sentence
+        # (NaN is left to the optimiser; the evaluation that follows each epoch refuses it)
+        check_output(self, output, len(batch), finite=False)
         return training_loss(training.loss, output.scores, batch.labels, batch.negatives, self.n_items)
 
     def input_taps(self) -> dict[str, InputTap]:
@@ -182,9 +186,8 @@ class RecModel(nn.Module):
             u = users[start:stop].repeat_interleave(n_candidates)
             h = history[start:stop].repeat_interleave(n_candidates, dim=0)
             i = items.repeat(stop - start)
-            out[start:stop] = self(Batch(u, i, h), attention_override=attention_override).scores.view(
-                stop - start, n_candidates
-            )
+            scored = check_output(self, self(Batch(u, i, h), attention_override=attention_override), len(u))
+            out[start:stop] = scored.scores.view(stop - start, n_candidates)
         return out
 
     # a tower whose every map comes from the user side says so: its maps are the same for every candidate
@@ -202,7 +205,8 @@ class RecModel(nn.Module):
         """
         n_users, n_candidates = users.shape[0], items.shape[0]
         if self.maps_ignore_candidate:
-            maps = self(Batch(users, items[:1].expand(n_users), history), output_attentions=True).attentions or {}
+            out = self(Batch(users, items[:1].expand(n_users), history), output_attentions=True)
+            maps = check_output(self, out, n_users, maps=True).attentions or {}
             return {
                 name: m.values.unsqueeze(1).expand(n_users, n_candidates, *m.values.shape[1:])
                 for name, m in maps.items()
@@ -214,7 +218,8 @@ class RecModel(nn.Module):
         i = items.repeat(n_users)
         for start in range(0, len(u), rows_per_chunk):
             stop = min(len(u), start + rows_per_chunk)
-            maps = self(Batch(u[start:stop], i[start:stop], h[start:stop]), output_attentions=True).attentions or {}
+            out = self(Batch(u[start:stop], i[start:stop], h[start:stop]), output_attentions=True)
+            maps = check_output(self, out, stop - start, maps=True).attentions or {}
             for name, attention in maps.items():
                 parts.setdefault(name, []).append(attention.values)
         return {

@@ -15,6 +15,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from recmodels.errors import ModelOutputError, quote
+
 __all__ = ["LEVELS", "AttentionMap", "AttentionOverride", "Batch", "InputTap", "RecOutput", "apply_override"]
 
 LEVELS = ("head", "item", "field", "component")
@@ -104,12 +106,20 @@ class AttentionMap:
     derived: bool = False
 
     def __post_init__(self):
+        # raised inside a model's forward: typed (and still a ValueError), so the service shows one sentence
         if self.level not in LEVELS:
-            raise ValueError(f"level must be one of {LEVELS}, got {self.level!r}")
-        if self.values.dim() != len(self.axes) + 1:
-            raise ValueError(f"values has {self.values.dim() - 1} non-batch axes but axes names {self.axes}")
+            raise ModelOutputError(f"An AttentionMap's level must be one of {LEVELS}, got {quote(self.level)}.")
+        if not isinstance(self.values, torch.Tensor) or self.values.dim() != len(self.axes) + 1:
+            shape = tuple(self.values.shape) if isinstance(self.values, torch.Tensor) else type(self.values).__name__
+            raise ModelOutputError(
+                f"An AttentionMap's values of shape {shape} do not match its axes {tuple(self.axes)}; give the values "
+                "a batch dimension and one dimension per named axis."
+            )
         if self.normalised_over is not None and self.normalised_over not in self.axes:
-            raise ValueError(f"normalised_over {self.normalised_over!r} is not one of {self.axes}")
+            raise ModelOutputError(
+                f"An AttentionMap's normalised_over {quote(self.normalised_over)} is not one of its axes "
+                f"{tuple(self.axes)}."
+            )
 
     def row(self, index: int) -> AttentionMap:
         """The map of one row, keeping a leading batch axis of size 1."""

@@ -42,8 +42,9 @@ from recmodels.explain.narrative import sentences
 from recmodels.explain.pipeline import PairExplainer
 from recmodels.explain.views import AttributionView, Explanation, MapView
 from recmodels.models import import_model_module
+from recmodels.models.output_check import check_catalogue_maps, check_output, check_scores, users_and_items
 from recmodels.models.outputs import Batch
-from recmodels.serving.arguments import flag, optional_whole_number, whole_number
+from recmodels.serving.arguments import flag, folder_path, folder_paths, optional_whole_number, whole_number
 from recmodels.serving.concurrency import computes
 from recmodels.serving.dataset_views import DEFAULT_SAMPLE, MAX_BATCH, MAX_K, DatasetViews
 from recmodels.serving.lookup import DatasetLookup
@@ -113,20 +114,26 @@ class RecService:
 
     # ------------------------------------------------------------------ construction
     @classmethod
-    def from_checkpoint(cls, path, device="auto", data_dir=None, image_dir=None, model_module=None) -> RecService:
+    def from_checkpoint(
+        cls, path, device="auto", data_dir=None, image_dir=None, model_module=None, roots=None
+    ) -> RecService:
         """Load a checkpoint folder with its dataset; ``model_module`` names a module that registers the model
-        first (a model kept in a plain file rather than an installed plugin)."""
+        first (a model kept in a plain file rather than an installed plugin). With ``roots`` (folders: the app's
+        checkpoint roots), every file of the checkpoint must resolve inside one of them, links followed."""
+        path = folder_path("path", path)
+        data_dir = folder_path("data_dir", data_dir, optional=True)
+        image_dir = folder_path("image_dir", image_dir, optional=True)
+        roots = None if roots is None else folder_paths("roots", roots)
         if model_module is not None:
             import_model_module(model_module)
-        path = Path(path)
-        config = read_config(path)
+        config = read_config(path, roots)
         dataset = config.dataset
         stored_data_dir, stored_image_dir = dataset_location(config, path)
         data = load_data_cached(
             dataset.name, data_dir or stored_data_dir, image_dir or stored_image_dir, dataset.split, dataset.max_history
         )
         device = resolve_device(device)
-        model, config = load_checkpoint(path, device=device, data=data)
+        model, config = load_checkpoint(path, device=device, data=data, roots=roots)
         return cls(model, data, config, device, path)
 
     # ------------------------------------------------------------------ facts
@@ -309,7 +316,12 @@ class RecService:
                 return self._scores_cache[key]
         users = torch.tensor([subject.index], device=self.device)
         history = subject.window.unsqueeze(0).to(self.device)
-        scores = self.model.score_items(users, history, self._all_items)[0].float().cpu()
+        n_items = len(self._all_items)
+        scores = self.model.score_items(users, history, self._all_items)
+        # a plugin's ranking path is checked here, at the boundary: a wrong shape, integers or NaN never rank
+        fix = "fix the model's score_items (or its forward)"
+        check_scores(self.model, scores, (1, n_items), users_and_items(1, n_items), fix=fix)
+        scores = scores[0].float().cpu()
         with self._scores_lock:
             self._scores_cache[key] = scores
             while len(self._scores_cache) > SCORES_KEPT:
@@ -354,7 +366,13 @@ class RecService:
         subject = self.subject(user, history)
         window = subject.window.unsqueeze(0).to(self.device)
         items = torch.as_tensor([self.lookup.item(i) for i in recommended["item"]], device=self.device)
-        maps = self.model.catalogue_attention(torch.tensor([subject.index], device=self.device), window, items)
+        user = torch.tensor([subject.index], device=self.device)
+        maps = self.model.catalogue_attention(user, window, items)
+        if len(items):  # one pair's forward declares the maps (names, shapes, which are distributions)
+            with torch.no_grad():
+                probe = self.model(Batch(user, items[:1], window), output_attentions=True)
+            declared = check_output(self.model, probe, 1, maps=True).attentions or {}
+            check_catalogue_maps(self.model, maps, declared, 1, len(items))
         over_history = [name for name, values in maps.items() if values.dim() == 3]
         if map_name is None and over_history:
             map_name = over_history[0]
@@ -454,6 +472,11 @@ class RecService:
         each item's delta. ``history`` as in :meth:`recommend`."""
         n_steps = whole_number("n_steps", n_steps, 1, MAX_IG_STEPS)
         internal_batch_size = optional_whole_number("internal_batch_size", internal_batch_size, 1, MAX_BATCH)
+        if not self.model.input_taps():
+            raise InvalidArgumentError(
+                f"{self.model.title} has no input embeddings (input taps) for integrated gradients to attribute its "
+                "scores to; attribute the recommendations of a model that reads embeddings, such as DIN or SASRec."
+            )
         taps = None if attribute_to is None else list(chosen_taps(self.model, attribute_to))
         subject = self.subject(user, history)
         top = self.recommend(user, k=whole_number("k", k, 1, 1_000), history=history)
