@@ -520,3 +520,14 @@ def test_output_folders_are_checked_before_the_data_loads(folder, tmp_path, caps
         err = capsys.readouterr().err
         assert err.startswith("error: ") and message in err and err.count("\n") == 1, err
     assert sorted(p.name for p in tmp_path.iterdir()) == ["file"]
+
+
+def test_a_plugin_without_bounds_that_cannot_be_built_is_named(folder, plugins, tmp_path, capsys):
+    # its config declares no range, so dim=-4 passes the type check and reaches nn.Embedding
+    argv = train_args(folder, tmp_path / "out", "--model", "nan_scores", "--model-module", str(plugins))
+    assert cli_main([*argv, "--set", "dim=-4"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: Model 'nan_scores' (from broken_models) could not be built with '{\"dim\": -4}'")
+    assert "RuntimeError" in err and "negative dimension" in err and "recmodels.models.bounded" in err
+    assert_one_sentence(err.removeprefix("error: ").strip())
+    assert_left_nothing(tmp_path / "out")

@@ -15,7 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from recmodels.errors import InvalidArgumentError, TrainingDivergedError, quote
+from recmodels.errors import InvalidArgumentError, RecModelsError, TrainingDivergedError, quote
 from recmodels.train.trainer import LOWER_IS_BETTER, FitResult, TrainConfig, seed_everything, train_model
 
 
@@ -89,7 +89,7 @@ def train_on_grid(
     best_value, best = math.nan, None
     for number, (settings, hparams, config) in enumerate(candidates):
         seed_everything(config.seed)  # the initial weights come from the seeded generator as well
-        model = model_cls.from_data(data, **hparams)
+        model = built(model_cls, data, hparams)
         log(
             f"training {model_cls.name} ({sum(p.numel() for p in model.parameters()):,} parameters) with "
             f"{json.dumps(config.to_dict())}"
@@ -125,3 +125,19 @@ def train_on_grid(
 
 
 __all__ = ["GridPoint", "better", "grid_points", "parse_grid", "selection_record", "train_on_grid"]
+
+
+def built(model_cls, data, hparams: dict):
+    """``model_cls.from_data(data, **hparams)``; a constructor that fails on settings its config does not bound (a
+    plugin's ``dim=-4`` reaching ``nn.Embedding``) is one sentence naming the model, its module and the settings."""
+    try:
+        return model_cls.from_data(data, **hparams)
+    except RecModelsError:
+        raise
+    except Exception as err:  # noqa: BLE001 - a plugin's constructor can raise anything; say which and with what
+        raise InvalidArgumentError(
+            f"Model {quote(model_cls.name)} (from {model_cls.__module__}) could not be built with "
+            f"{quote(json.dumps(hparams, sort_keys=True) if hparams else 'its default settings')} "
+            f"({type(err).__name__}: {quote(' '.join(str(err).split()), 160)}); give its config fields bounds "
+            "(recmodels.models.bounded) so that such values are refused by name, or choose other settings."
+        ) from None
