@@ -88,3 +88,18 @@ def ml100k() -> RecData:
 def _seeded():
     torch.manual_seed(0)
     np.random.seed(0)
+
+
+@pytest.fixture(autouse=True)
+def _settings_left_as_found():
+    """A test that leaves a RECMODELS_* variable changed changes what every later test in its worker opens (the
+    app reads its checkpoint roots from the environment): put it back, and fail the test that did it."""
+    before = {key: value for key, value in os.environ.items() if key.startswith("RECMODELS_")}
+    yield
+    after = {key: value for key, value in os.environ.items() if key.startswith("RECMODELS_")}
+    if after != before:
+        for key in after.keys() - before.keys():
+            del os.environ[key]
+        os.environ.update(before)
+        changed = sorted(key for key in before.keys() | after.keys() if before.get(key) != after.get(key))
+        pytest.fail(f"the test left {', '.join(changed)} changed; restore it (monkeypatch.setenv, mock.patch.dict)")

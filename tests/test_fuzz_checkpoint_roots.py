@@ -13,6 +13,7 @@ import itertools
 import os
 import shutil
 from pathlib import Path
+from unittest import mock
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -86,7 +87,14 @@ def test_an_empty_or_blank_roots_variable_is_one_sentence(value, monkeypatch):
 @FUZZ
 @given(value=ENTRIES, equals=st.booleans())
 def test_a_checkpoint_root_flag_is_a_folder_name_or_one_sentence(value, equals, tmp_path, monkeypatch, capsys):
-    monkeypatch.delenv(ENV, raising=False)
+    # the whole environment comes back after each example: add_checkpoint_roots sets the variable itself, and
+    # monkeypatch.delenv records nothing when it is unset, so an example's root would outlive the test
+    with mock.patch.dict(os.environ):
+        _check_a_checkpoint_root_flag(value, equals, tmp_path, monkeypatch, capsys)
+
+
+def _check_a_checkpoint_root_flag(value, equals, tmp_path, monkeypatch, capsys):
+    os.environ.pop(ENV, None)
     argv = ["explore", f"--checkpoint-root={value}"] if equals else ["explore", "--checkpoint-root", value]
     literal = is_literal_name(value) and os.pathsep not in value
     try:
