@@ -287,3 +287,33 @@ def test_any_corrupted_output_is_a_result_or_one_sentence(nanny, corruption):
             assert np.isfinite(result["weight"]).all() and (result["weight"] >= 0).all()
     # every corruption reaches a call that reads it: the explanation reads both the scores and the maps
     assert "explain" in failed
+
+
+class BrokenUnderOverride(TinyAttention):
+    """Keeps every rule on a plain forward, and returns one score too many when its attention is overridden (the
+    perturbation tests' forward): the check must hold there too, not only on the first forward."""
+
+    name = "broken_under_override"
+
+    def forward(self, batch, output_attentions=False, attention_override=None):
+        out = super().forward(batch, output_attentions, attention_override)
+        if attention_override:
+            return RecOutput(torch.cat([out.scores, out.scores[:1]]), out.attentions)
+        return out
+
+
+def test_a_model_that_breaks_only_under_an_attention_override_is_named(tiny_data):
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(registry, "_added", dict(registry._added))
+        register_model(BrokenUnderOverride, {"module": __name__})
+        torch.manual_seed(0)
+        service = RecService(BrokenUnderOverride.from_data(tiny_data).eval(), tiny_data, device="cpu")
+        item = service.recommend("3", k=1)["item"].iloc[0]  # the plain forward is fine
+        assert service.explain("3", item, n_steps=2, perturbations=False, head_importance=False).score == (
+            pytest.approx(float(service.recommend("3", k=1)["score"].iloc[0]), abs=1e-5)
+        )
+        with pytest.raises(ModelOutputError) as caught:
+            service.explain("3", item, n_steps=2, perturbations=True, head_importance=False)
+    message = str(caught.value)
+    assert message.startswith(f"Model 'broken_under_override' (from {__name__}) returned scores of shape"), message
+    assert "(41,) for a batch of 40" in message and "\n" not in message

@@ -11,6 +11,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from recmodels.models.output_check import check_scores, users_and_items
+
 
 def kendall_tau(a: np.ndarray, b: np.ndarray) -> float:
     """Kendall's tau-b (tie-corrected); NaN when fewer than two pairs can be compared."""
@@ -80,9 +82,12 @@ def catalogue_scores(
     """Scores of ``items`` for one user, with the attention replaced where ``attention_override`` says."""
     device = model.device
     users = torch.tensor([user], device=device)
-    return model.score_items(
+    scores = model.score_items(
         users, history.to(device).unsqueeze(0), items.to(device), attention_override=attention_override
-    )[0]
+    )
+    # the perturbed attention is where a model that passed its plain forward can still break its rules
+    fix = "fix the model's score_items (or its forward) under attention_override"
+    return check_scores(model, scores, (1, len(items)), users_and_items(1, len(items)), fix=fix)[0]
 
 
 def rank_among(scores: torch.Tensor, target_index: int, excluded: torch.Tensor) -> int:

@@ -31,6 +31,7 @@ import torch
 from recmodels.data.split import TEST
 from recmodels.eval.metrics import top_k
 from recmodels.explain.views import HeadImportanceView, axis_label
+from recmodels.models.output_check import check_output
 from recmodels.models.outputs import AttentionMap, Batch
 
 QUANTILES = (0.1, 0.5, 0.9)
@@ -195,7 +196,7 @@ def _first_row(batch: Batch) -> Batch:
 def model_heads(model, users: np.ndarray, items: np.ndarray, histories: np.ndarray) -> list[MapHeads]:
     """The heads of ``model``, read from its maps on the first of the given rows."""
     batch = Batch.from_numpy(users[:1], items[:1], histories[:1]).to(model.device)
-    return find_heads(model(batch, output_attentions=True).attentions)
+    return find_heads(check_output(model, model(batch, output_attentions=True), 1, maps=True).attentions)
 
 
 @torch.no_grad()
@@ -207,9 +208,11 @@ def head_changes(
 
     ``heads`` (from :func:`find_heads`) defaults to the heads of the maps of the first row."""
     if heads is None:
-        heads = find_heads(model(_first_row(batch), output_attentions=True).attentions)
+        heads = find_heads(
+            check_output(model, model(_first_row(batch), output_attentions=True), 1, maps=True).attentions
+        )
     if not heads:
-        return model(batch).scores.detach().float(), {}
+        return check_output(model, model(batch), len(batch)).scores.detach().float(), {}
     units = [(m, *cell) for m, layout in enumerate(heads) for cell in layout.cells()]
     n, device = len(units), batch.users.device
     unit_map, unit_group, unit_layer, unit_head, unit_row, unit_column = (
@@ -229,7 +232,9 @@ def head_changes(
         batch.items.repeat_interleave(1 + n),
         batch.history.repeat_interleave(1 + n, dim=0),
     )
-    scores = model(repeated, attention_override=overrides).scores.detach().float().view(len(batch), 1 + n)
+    # a model that keeps its rules on a plain forward can still break them with a head masked: checked here too
+    masked = check_output(model, model(repeated, attention_override=overrides), len(repeated))
+    scores = masked.scores.detach().float().view(len(batch), 1 + n)
     full, change = scores[:, 0], scores[:, 1:] - scores[:, :1]
     grids = {}
     for m, layout in enumerate(heads):
