@@ -187,6 +187,10 @@ class Explanation:
     timings: dict[str, float] = field(default_factory=dict)
     head_importance: dict[str, HeadImportanceView] = field(default_factory=dict)  # by map name; {} without heads
     sentences: list = field(default_factory=list)  # the explanation in plain words (recmodels.explain.narrative)
+    # a pipeline's (recmodels.serving.pipeline): each stage's explanation of the pair, "retriever" and "ranker", and the
+    # retrieval facts (retriever rank and score, shortlist size, in_shortlist, final_rank: None outside the shortlist)
+    stages: dict[str, Explanation] = field(default_factory=dict)
+    retrieval: dict | None = None
 
 
 def _long_frame(axes, values: np.ndarray, labels: dict) -> dict:

@@ -19,6 +19,7 @@ import time
 from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
+from typing import ClassVar
 
 import numpy as np
 import pandas as pd
@@ -86,6 +87,16 @@ class RecService:
     """Recommendations and explanations for one checkpoint on its dataset, and the dataset-level figures
     (diagnostics, recovery, training history) through :class:`~recmodels.serving.dataset_views.DatasetViews`."""
 
+    # subclasses that open another kind of folder (``opens_folder(path, roots)`` and ``open(...)``, as
+    # PipelineService does) are listed here when defined; this module cannot import them (they import it), so the
+    # package, recmodels.serving, imports each of them
+    _folder_kinds: ClassVar[list[type[RecService]]] = []
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        if "opens_folder" in cls.__dict__:
+            RecService._folder_kinds.append(cls)
+
     def __init__(
         self,
         model,
@@ -119,11 +130,16 @@ class RecService:
     ) -> RecService:
         """Load a checkpoint folder with its dataset; ``model_module`` names a module that registers the model
         first (a model kept in a plain file rather than an installed plugin). With ``roots`` (folders: the app's
-        checkpoint roots), every file of the checkpoint must resolve inside one of them, links followed."""
+        checkpoint roots), every file of the checkpoint must resolve inside one of them, links followed. A pipeline
+        folder (:mod:`recmodels.checkpoint.pipeline`) opens as a
+        :class:`~recmodels.serving.pipeline.PipelineService`."""
         path = folder_path("path", path)
         data_dir = folder_path("data_dir", data_dir, optional=True)
         image_dir = folder_path("image_dir", image_dir, optional=True)
         roots = None if roots is None else folder_paths("roots", roots)
+        for kind in RecService._folder_kinds:  # a pipeline folder: PipelineService
+            if kind.opens_folder(path, roots):
+                return kind.open(path, device, data_dir, image_dir, model_module, roots)
         if model_module is not None:
             import_model_module(model_module)
         config = read_config(path, roots)
