@@ -38,8 +38,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     return parser
 
 
-def default_checkpoints(read_config) -> list[Path]:
+def default_checkpoints() -> list[Path]:
     """The ml-100k checkpoints under ./checkpoints, the folder a clone ships."""
+    from recmodels.checkpoint.io import read_config
+
     folder = Path("checkpoints")
     if not folder.is_dir():
         raise InvalidArgumentError(
@@ -56,7 +58,6 @@ def run(args: argparse.Namespace) -> int:
     import torch
 
     from recmodels.bench.latency import NAIVE_CANDIDATES, extrapolated, parse_scales, run_bench, shown
-    from recmodels.checkpoint.io import read_config
     from recmodels.device import resolve_device
     from recmodels.formatting import text_table
 
@@ -71,7 +72,7 @@ def run(args: argparse.Namespace) -> int:
         from recmodels.bench.concurrency import client_counts
 
         counts = client_counts(args.concurrency)
-    paths = [Path(p) for p in args.checkpoints] if args.checkpoints else default_checkpoints(read_config)
+    paths = [Path(p) for p in args.checkpoints] if args.checkpoints else default_checkpoints()
     if not paths:
         raise SystemExit("no checkpoints to benchmark; train some or pass --checkpoints")
     if counts is not None:

@@ -140,18 +140,7 @@ class PipelineService(RecService):
         excluded = subject.seen if exclude_seen else torch.zeros_like(subject.seen)
         shortlist = self._shortlist(subject, excluded)
         values, indices = top_k(self._pipeline_vector(subject, shortlist), min(k, len(shortlist.indices)))
-        items = (indices + 1).numpy()
-        frame = pd.DataFrame(
-            {
-                "rank": np.arange(1, len(items) + 1),
-                "item": self.lookup.raw_items(items),
-                "title": self._titles[items],
-                "genres": self._genres[items],
-                "score": values.numpy(),
-            }
-        )
-        if self.model.predicts_probability:
-            frame["probability"] = torch.sigmoid(values).numpy()
+        frame = self._ranking_frame(values, indices)
         frame["retriever_rank"] = shortlist.retriever_ranks[indices.numpy()]
         frame["retriever_score"] = shortlist.retriever_scores[indices].numpy()
         return frame
@@ -211,7 +200,7 @@ class PipelineService(RecService):
         whether it made the shortlist, its final rank (None when it did not) and the ranker's score. ``rank`` is
         the item's rank by the ranker among the shortlist, or the rank it would have had there had it been
         retrieved."""
-        self.retriever.subject(user, history)
+        subject = self._subjects(user, history)
         explanation = super().explain(
             user, item, attributions, n_steps, internal_batch_size, perturbations, head_importance, attribute_to,
             history,
@@ -219,7 +208,7 @@ class PipelineService(RecService):
         retriever_explanation = self.retriever.explain(
             user, item, attributions, n_steps, internal_batch_size, perturbations, head_importance, None, history
         )
-        subject, item_index = self.subject(user, history), self.lookup.item(item)
+        item_index = self.lookup.item(item)
         written = subject.written is not None
         excluded = subject.seen.clone()
         excluded[item_index - 1] = False  # as in RecService.explain: the item itself is not counted as seen

@@ -359,10 +359,15 @@ class RecService:
             scores = scores.masked_fill(subject.seen, float("-inf"))
         k = min(int(k), int(torch.isfinite(scores).sum()))
         values, indices = top_k(scores, k)  # ties: lower item index first, as in evaluation
+        return self._ranking_frame(values, indices)
+
+    def _ranking_frame(self, values: torch.Tensor, indices: torch.Tensor) -> pd.DataFrame:
+        """A ranking as :meth:`recommend` shows it: rank, item, title, genres, score (and probability) for the
+        catalogue ``indices`` (0-based, best first) and their scores ``values``."""
         items = (indices + 1).numpy()
         frame = pd.DataFrame(
             {
-                "rank": np.arange(1, k + 1),
+                "rank": np.arange(1, len(items) + 1),
                 "item": self.lookup.raw_items(items),
                 "title": self._titles[items],
                 "genres": self._genres[items],
