@@ -18,6 +18,8 @@ from streamlit.runtime.scriptrunner import get_script_run_ctx
 
 from recmodels import settings
 from recmodels.checkpoint import CONFIG_FILE, read_config
+from recmodels.checkpoint.folders import checkpoint_folders
+from recmodels.checkpoint.pipeline import is_pipeline, read_pipeline
 from recmodels.checkpoint.runs import find_runs
 from recmodels.errors import RecModelsError
 from recmodels.models import model_info
@@ -44,6 +46,7 @@ class CheckpointEntry:
     attention: bool = True  # the model records attention (its training history has attention statistics)
     global_split: bool = False  # trained on the global time split rather than the per-user one
     fingerprint: str = ""  # the data's fingerprint: two checkpoints with the same one have the same users and items
+    pipeline: bool = False  # a retriever's shortlist ranked by a ranker (model is the ranker's)
 
 
 # ---------------------------------------------------------------- messages a browser may see
@@ -144,26 +147,9 @@ def shipped_checkpoints() -> list[CheckpointEntry]:
 def _scan_roots(roots: tuple[str, ...]) -> list[CheckpointEntry]:
     entries = []
     for root in map(Path, roots):
-        try:
-            folders = sorted(p for p in root.iterdir() if (p / CONFIG_FILE).is_file()) if root.is_dir() else []
-        except OSError:
-            continue
-        for folder in folders:
-            try:
-                config = read_config(folder, roots)  # a config.json linked from outside the roots is not read
-                entries.append(
-                    CheckpointEntry(
-                        str(folder),
-                        checkpoint_label(config),
-                        config.model,
-                        config.dataset.name,
-                        bool(config.collapse_example),
-                        config.dataset.simulated,
-                        config.records_attention,
-                        _global_split(config),
-                        config.dataset.fingerprint,
-                    )
-                )
+        for folder in checkpoint_folders(root):
+            try:  # a config.json linked from outside the roots is not read
+                entries.append(_pipeline_entry(folder, roots) if is_pipeline(folder, roots) else _entry(folder, roots))
             except (RecModelsError, KeyError, TypeError, AttributeError):
                 continue
     entries = _unique_labels(entries)
@@ -174,6 +160,7 @@ def _scan_roots(roots: tuple[str, ...]) -> list[CheckpointEntry]:
             e.simulated,
             e.dataset,
             e.global_split,
+            e.pipeline,
             e.collapsed,
             not e.attention,
             orders[e.model] is None,
@@ -181,6 +168,33 @@ def _scan_roots(roots: tuple[str, ...]) -> list[CheckpointEntry]:
             e.label,
         ),
     )
+
+
+def _entry(folder: Path, roots) -> CheckpointEntry:
+    config = read_config(folder, roots)
+    return CheckpointEntry(
+        str(folder),
+        checkpoint_label(config),
+        config.model,
+        config.dataset.name,
+        bool(config.collapse_example),
+        config.dataset.simulated,
+        config.records_attention,
+        _global_split(config),
+        config.dataset.fingerprint,
+    )
+
+
+def _pipeline_entry(folder: Path, roots) -> CheckpointEntry:
+    """A pipeline, listed under its ranker's model with both stages' titles in its label."""
+    pipeline = read_pipeline(folder, roots)
+    retriever, ranker = pipeline.retriever_config, pipeline.ranker_config
+    label = (
+        f"{model_title(retriever.model)} → {model_title(ranker.model)} (top {pipeline.shortlist:,}) · "
+        f"{plain(ranker.dataset.name, 40)}{' · global split' if _global_split(ranker) else ''}"
+    )
+    ranker_entry = _entry(pipeline.ranker, roots)
+    return replace(ranker_entry, path=str(folder), label=label, collapsed=False, pipeline=True)
 
 
 def _global_split(config) -> bool:
@@ -290,6 +304,12 @@ def recommendations(path: str, user: str | None, k: int, exclude_seen: bool, his
     return load_service(path).recommend(
         user, k=k, exclude_seen=exclude_seen, history=None if history is None else list(history)
     )
+
+
+@st.cache_resource(show_spinner=False, max_entries=64)
+def missed_by_retrieval(path: str, user: str | None, k: int, history: tuple[str, ...] | None = None):
+    """A pipeline's missed-by-retrieval list: the ranker's own top ``k`` that the shortlist dropped."""
+    return load_service(path).missed_by_retrieval(user, k=k, history=None if history is None else list(history))
 
 
 @st.cache_resource(show_spinner="Computing attention statistics over the users…", max_entries=16)

@@ -15,6 +15,7 @@ METRIC_LABELS = {
     "auc": "AUC",
     "gauc": "GAUC",
     "logloss": "LogLoss",
+    "shortlist_recall@10": "Ranker's top 10 kept",
 }
 
 

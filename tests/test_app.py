@@ -17,6 +17,7 @@ from streamlit import config
 from streamlit.config_option import ConfigOption
 from streamlit.testing.v1 import AppTest
 
+from recmodels.checkpoint.folders import model_checkpoint_folders
 from recmodels.checkpoint.io import read_config
 from recmodels_explorer.safety import REFUSAL
 from recmodels_explorer.serve import split_arguments, with_safe_flags
@@ -27,7 +28,7 @@ pytestmark = pytest.mark.slow  # AppTest pages over the shipped checkpoints
 
 REPO = Path(__file__).resolve().parents[1]
 ENTRY = str(REPO / "app" / "explorer.py")
-SHIPPED = sorted(p for p in (REPO / "checkpoints").iterdir() if (p / "config.json").is_file())
+SHIPPED = model_checkpoint_folders(REPO / "checkpoints")  # the pipelines: tests/test_app_pipeline.py
 
 
 def _app() -> AppTest:

@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 from streamlit.testing.v1 import AppTest
 
+from recmodels.checkpoint.folders import model_checkpoint_folders
 from recmodels.checkpoint.io import read_config
 from recmodels.models import model_info
 from recmodels.serving.service import RecService
@@ -24,7 +25,7 @@ pytestmark = pytest.mark.slow  # AppTest pages over the shipped checkpoints
 
 REPO = Path(__file__).resolve().parents[1]
 ENTRY = str(REPO / "app" / "explorer.py")
-SHIPPED = sorted(p for p in (REPO / "checkpoints").iterdir() if (p / "config.json").is_file())
+SHIPPED = model_checkpoint_folders(REPO / "checkpoints")  # the pipelines: tests/test_app_pipeline.py
 EDITED = ["din-ml100k", "nrms-ml100k", "sasrec-ml100k", "vecf-fashion"]  # the four
 
 

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 
+from recmodels.checkpoint.folders import model_checkpoint_folders, pipeline_folders
 from recmodels.checkpoint.io import dataset_location, load_checkpoint, read_config
 from recmodels.data import TEST
 from recmodels.eval import evaluate
@@ -14,7 +15,8 @@ from recmodels.serving.service import load_data_cached
 pytestmark = pytest.mark.slow  # every shipped checkpoint re-measured
 
 REPO = Path(__file__).resolve().parents[1]
-SHIPPED = sorted(p for p in (REPO / "checkpoints").iterdir() if (p / "config.json").is_file())
+SHIPPED = model_checkpoint_folders(REPO / "checkpoints")
+PIPELINES = pipeline_folders(REPO / "checkpoints")
 EXPECTED_MODELS = {"mostpop", "bpr", "din", "nrms", "two_tower", "inttower", "acf", "ease", "sasrec", "bert4rec"}
 CLOSED_FORM = {"mostpop", "ease"}  # nothing trained by epochs, so no per-epoch history
 TOLERANCE = 2e-3  # float summation order differs between thread counts and machines
@@ -50,3 +52,31 @@ def test_checkpoint_reproduces_its_recorded_test_metrics(path):
     recorded = config.metrics["test"]
     for name, value in recorded.items():
         assert measured[name] == pytest.approx(value, abs=TOLERANCE), name
+
+
+def test_the_two_tower_din_pipeline_ships_with_its_shortlist_sweep():
+    from recmodels.checkpoint.pipeline import read_pipeline
+    from recmodels.eval.shortlist import PIPELINE_METRICS
+
+    (pipeline,) = [read_pipeline(p) for p in PIPELINES if p.name == "two_tower-din-ml100k"]
+    assert (pipeline.retriever_config.model, pipeline.ranker_config.model) == ("two_tower", "din")
+    assert {100, 200, 500, 1000} <= set(pipeline.metrics) and pipeline.shortlist in pipeline.metrics
+    for size in pipeline.metrics:
+        for part in ("valid", "test"):
+            assert set(pipeline.part_metrics(part, size)) == set(PIPELINE_METRICS)
+    # chosen on valid: the recorded N has the best valid NDCG@10 of the sizes measured
+    best = max(pipeline.metrics, key=lambda size: pipeline.part_metrics("valid", size)["ndcg@10"])
+    assert pipeline.shortlist == best
+
+
+@pytest.mark.parametrize("path", PIPELINES, ids=[p.name for p in PIPELINES])
+def test_pipeline_reproduces_its_recorded_test_metrics_at_every_shortlist_size(path):
+    from recmodels.eval.shortlist import evaluate_pipeline
+    from recmodels.serving.pipeline import PipelineService
+
+    service = PipelineService.open(path)
+    recorded = service.pipeline.metrics
+    measured = evaluate_pipeline(service.retriever.model, service.model, service.data, sorted(recorded), TEST)
+    for size, parts in recorded.items():
+        for name, value in parts["test"].items():
+            assert measured[size][name] == pytest.approx(value, abs=TOLERANCE), (size, name)

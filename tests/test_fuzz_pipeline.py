@@ -218,3 +218,66 @@ def test_write_pipeline_refuses_arguments_of_the_wrong_type(tmp_path):
             write_pipeline(tmp_path / "p", retriever, RANKER, shortlist)
         one_sentence(caught.value)
     assert not (tmp_path / "p").exists()
+
+
+METRICS_VALUES = st.one_of(
+    JSON,
+    st.dictionaries(
+        st.sampled_from(["100", "200", "0", "1683", "0100", "1e2", " 100", "١٠٠", "-1", "x", "99999999999"]),
+        st.one_of(
+            JSON,
+            st.dictionaries(
+                st.sampled_from(["valid", "test", "train", ""]),
+                st.one_of(JSON, st.dictionaries(st.sampled_from(["ndcg@10", "x"]), JSON, max_size=2)),
+                max_size=2,
+            ),
+        ),
+        max_size=3,
+    ),
+)
+
+
+def _good_metrics(value) -> bool:
+    """What read_pipeline accepts: decimal sizes 1..N_ITEMS, parts valid/test, numbers (or null) as values."""
+    if not isinstance(value, dict):
+        return False
+    for key, parts in value.items():
+        if not (key.isascii() and key.isdecimal() and str(int(key)) == key and 1 <= int(key) <= N_ITEMS):
+            return False
+        if not isinstance(parts, dict) or not set(parts) <= {"valid", "test"}:
+            return False
+        for values in parts.values():
+            if not isinstance(values, dict) or any(
+                v is not None and (isinstance(v, bool) or not isinstance(v, (int, float))) for v in values.values()
+            ):
+                return False
+    return True
+
+
+@FUZZ
+@given(metrics=METRICS_VALUES)
+def test_recorded_metrics_are_sizes_then_parts_then_numbers_or_one_sentence(metrics, tmp_path_factory):
+    folder = write_raw(tmp_path_factory.mktemp("p") / "pipe", {**GOOD, "shortlist": 100, "metrics": metrics})
+    if _good_metrics(metrics):
+        pipeline = read_pipeline(folder)
+        assert set(pipeline.metrics) == {int(key) for key in metrics}
+        return
+    message = refused(folder)
+    assert "metrics" in message and str(folder / "config.json") in message
+
+
+@pytest.mark.parametrize("sweep", ["0", "1683", "abc", "100,,x", "-5", "1e3", "100;200", "9" * 40, "١٠٠", "100, 2000"])
+def test_the_pipeline_command_refuses_a_bad_sweep_in_one_line_before_measuring(sweep, tmp_path, capsys):
+    out = tmp_path / "pipe"
+    argv = ["pipeline", "--retriever", str(RETRIEVER), "--ranker", str(RANKER), "--shortlist", "10"]
+    assert main([*argv, "--sweep", sweep, "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: --sweep") and err.count("\n") == 1, err
+
+
+@pytest.mark.parametrize("bad", ["not-a-folder", "checkpoints/din-ml100k", "README.md"])
+def test_bench_refuses_a_pipeline_that_is_not_one_in_one_line(bad, capsys, monkeypatch):
+    monkeypatch.chdir(REPO)
+    assert main(["bench", "--checkpoints", "--pipelines", bad, "--scales", "ml-100k", "--repeats", "1"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and err.count("\n") == 1, err

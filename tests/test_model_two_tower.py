@@ -129,3 +129,23 @@ def test_without_decade_and_without_user_fields(tiny_data):
     assert ranked.shape == (5, 40) and torch.isfinite(ranked).all()
     with pytest.raises(ValueError, match="multiple of heads"):
         build_model("two_tower", tiny_data.tables.spec(), dim=10, heads=4)
+
+
+def test_the_catalogue_vectors_kept_for_serving_follow_every_weight_change(tiny_data):
+    model = _model(tiny_data)
+    batch = _batch(tiny_data)
+    items = torch.arange(1, tiny_data.dataset.n_items + 1)
+    with torch.no_grad():
+        first = model.score_items(batch.users, batch.history, items)
+        assert model.candidate_vectors(items) is model.candidate_vectors(items), "kept between calls"
+        again = model.score_items(batch.users, batch.history, items)
+        torch.testing.assert_close(again, first, rtol=0, atol=0)
+        some = items[:5]
+        torch.testing.assert_close(model.score_items(batch.users, batch.history, some), first[:, :5])
+        model.item_embedding.weight.mul_(2.0)  # an in-place change, as an optimiser step makes
+        changed = model.score_items(batch.users, batch.history, items)
+    assert not torch.allclose(changed, first)
+    fresh = model.item_tower(model.item_fields(items))
+    torch.testing.assert_close(model.candidate_vectors(items), fresh, rtol=0, atol=0)
+    model.train()
+    assert model.candidate_vectors(items).requires_grad, "training never reads kept vectors"

@@ -169,7 +169,7 @@ def test_the_cli_writes_a_portable_pipeline_that_from_checkpoint_opens(tmp_path,
         (stages / source.name).symlink_to(source, target_is_directory=True)
     out = stages / "pipe"
     argv = ["pipeline", "--retriever", str(stages / RETRIEVER.name), "--ranker", str(stages / RANKER.name)]
-    assert main([*argv, "--shortlist", "100", "--out", str(out)]) == 0
+    assert main([*argv, "--shortlist", "100", "--no-evaluate", "--out", str(out)]) == 0
     printed = capsys.readouterr().out
     assert "wrote" in printed and "100 of 1,682" in printed
     stored = json.loads((out / "config.json").read_text())
@@ -187,8 +187,8 @@ def test_the_cli_writes_a_portable_pipeline_that_from_checkpoint_opens(tmp_path,
     assert isinstance(service, PipelineService) and service.shortlist == 100
     assert len(service.recommend("13", k=5)) == 5
     # an existing pipeline is rewritten; the absolute paths it is given are stored relative to it
-    assert main(["pipeline", "--retriever", str(RETRIEVER), "--ranker", str(RANKER), "--shortlist", "7", "--out",
-                 str(moved / "pipe")]) == 0  # fmt: skip
+    assert main(["pipeline", "--retriever", str(RETRIEVER), "--ranker", str(RANKER), "--shortlist", "7",
+                 "--no-evaluate", "--out", str(moved / "pipe")]) == 0  # fmt: skip
     assert read_pipeline(moved / "pipe").shortlist == 7
     assert read_pipeline(moved / "pipe").ranker.resolve() == RANKER.resolve()
 

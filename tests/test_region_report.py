@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 import torch
 
+from recmodels.checkpoint.folders import model_checkpoint_folders
 from recmodels.checkpoint.io import read_config, record_in_config
 from recmodels.cli.parser import main as cli_main
 from recmodels.errors import CheckpointError
@@ -20,8 +21,8 @@ from recmodels.serving.service import RecService
 REPO = Path(__file__).resolve().parents[1]
 FASHION_CHECKPOINTS = sorted(
     p
-    for p in (REPO / "checkpoints").iterdir()
-    if (p / "config.json").is_file() and read_config(p).dataset.name == "fashion" and read_config(p).recovery
+    for p in model_checkpoint_folders(REPO / "checkpoints")
+    if read_config(p).dataset.name == "fashion" and read_config(p).recovery
 )
 
 

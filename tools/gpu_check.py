@@ -26,6 +26,7 @@ import torch
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from recmodels.checkpoint.folders import model_checkpoint_folders
 from recmodels.checkpoint.io import dataset_location, load_checkpoint, read_config
 from recmodels.data import TEST
 from recmodels.eval import evaluate
@@ -116,9 +117,7 @@ def main(argv=None) -> int:
         if args.device == "cuda" and not torch.cuda.is_available():
             print("no CUDA device: nothing to compare", file=sys.stderr)
             return 1
-        paths = [Path(p) for p in args.checkpoints] or sorted(
-            p for p in (REPO / "checkpoints").iterdir() if (p / "config.json").is_file()
-        )
+        paths = [Path(p) for p in args.checkpoints] or model_checkpoint_folders(REPO / "checkpoints")
         rows = []
         for path in paths:
             try:

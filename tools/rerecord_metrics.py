@@ -20,6 +20,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from recmodels.checkpoint.folders import model_checkpoint_folders
 from recmodels.checkpoint.io import CONFIG_FILE, dataset_location, load_checkpoint, read_config
 from recmodels.data import PART_NAMES
 from recmodels.errors import RecModelsError
@@ -68,7 +69,7 @@ def main(argv=None) -> int:
     parser.add_argument("--parts", nargs="+", choices=["valid", "test"], default=["test"])
     parser.add_argument("--check", action="store_true", help="write nothing; exit 1 if any part moved")
     args = parser.parse_args(argv)
-    folders = args.folders or sorted(p for p in (ROOT / "checkpoints").iterdir() if (p / CONFIG_FILE).is_file())
+    folders = args.folders or model_checkpoint_folders(ROOT / "checkpoints")  # a pipeline has no weights
     any_moved = False
     for folder in folders:
         try:

@@ -16,6 +16,7 @@ from recmodels_explorer.html_report import explanation_html
 from recmodels_explorer.services import (
     explanation,
     figure_context,
+    missed_by_retrieval,
     model_title,
     recommendations,
     thumbnail_uri,
@@ -87,6 +88,49 @@ def edited_history_frame(items: tuple[str, ...]) -> pd.DataFrame:
                          "genres": [i["genres"] for i in info], "image": [i["image"] for i in info]})  # fmt: skip
 
 
+# ---------------------------------------------------------------- a pipeline: retrieve, then rank
+pipeline = getattr(service, "retriever", None) is not None  # a PipelineService: its explanations have two stages
+PIPELINE_COLUMNS = {
+    "rank": st.column_config.NumberColumn("final rank", help="The ranker's order of the retriever's shortlist."),
+    "retriever_rank": st.column_config.NumberColumn(
+        "retriever rank", help="Where the retriever put the item among the unseen ones (it passes on its top N)."
+    ),
+}
+
+
+def picked_from(table: str):
+    """A table's on_select: remember which table was clicked last, so the pair explained is that table's row."""
+
+    def remember() -> None:
+        st.session_state["picked_from"] = table
+
+    return remember
+
+
+def missed_list():
+    """The ranker's own favourites that the retriever's shortlist dropped: the items a pipeline never shows."""
+    st.markdown(f"**Missed by retrieval** · the ranker's own top 10 over the whole catalogue that "
+                f"{literal(model_title(service.retriever.model.title), 40)} left outside its top "
+                f"{service.shortlist:,}")  # fmt: skip
+    with guarded("finding what retrieval missed"):
+        missed = missed_by_retrieval(path, subject, 10, edited)
+        if missed.empty:
+            st.caption("None: the shortlist kept every one of the ranker's top 10.")
+            return None
+        chosen = st.dataframe(cut_cells(missed), hide_index=True, key="missed_rows",
+                              on_select=picked_from("missed_rows"), selection_mode="single-row",
+                              column_order=["ranker_rank", "retriever_rank", "title", "ranker_score", "item"],
+                              column_config={"ranker_rank": st.column_config.NumberColumn("ranker rank"),
+                                             "retriever_rank": st.column_config.NumberColumn("retriever rank"),
+                                             "ranker_score": st.column_config.NumberColumn("ranker score",
+                                                                                           format="%.3f")})  # fmt: skip
+        st.caption(f"{len(missed)} of the ranker's top 10 were never retrieved. Select a row to explain it: why it "
+                   "missed the shortlist, and what the ranker would have made of it.")  # fmt: skip
+        csv_button(missed, f"missed-by-retrieval-{whose}", key="missed_csv")
+        return chosen, missed
+    return None
+
+
 # ---------------------------------------------------------------- history and recommendations
 left, right = st.columns(2, gap="large")
 history = pd.DataFrame()
@@ -144,16 +188,19 @@ with right:
         listed = ranked if real is None else what_if_panel.with_ranking_changes(real, ranked)
         shown, config = with_thumbnails(listed.assign(image=[service.item_info(i)["image"] for i in listed["item"]]))
         config |= what_if_panel.RANKING_COLUMNS if real is not None else {}
+        config |= PIPELINE_COLUMNS if pipeline else {}
         selection = st.dataframe(cut_cells(shown), hide_index=True, height=300 if present else 360,
-                                 on_select="rerun", selection_mode="single-row", key="recommendations",
-                                 column_config=config,
-                                 column_order=[c for c in ["rank", "was", "moved", "image", "title", "genres", "score",
-                                                           "probability", "item"] if c in shown])  # fmt: skip
+                                 on_select=picked_from("recommendations"), selection_mode="single-row",
+                                 key="recommendations", column_config=config,
+                                 column_order=[c for c in ["rank", "retriever_rank", "was", "moved", "image", "title",
+                                                           "genres", "score", "probability", "item"]
+                                               if c in shown])  # fmt: skip
         if real is not None:
             what_if_panel.say_ranking_changes(real, ranked)
         if not present:
             st.caption("Select a row to explain it, or pick any item below.")
             csv_button(ranked, f"recommendations-{whose}", key="recs_csv")
+    missed_selection = missed_list() if pipeline and not present and not ranked.empty else None
 if ranked.empty:  # the ranking said why it could not be made; explaining would say it again
     st.stop()
 
@@ -162,6 +209,10 @@ selected_rows = list(selection.selection.rows) if selection is not None and not 
 default_item = (
     ranked["item"].iloc[selected_rows[0]] if selected_rows else ranked["item"].iloc[0] if not ranked.empty else None
 )
+if pipeline and missed_selection is not None and st.session_state.get("picked_from") == "missed_rows":
+    missed_rows = list(missed_selection[0].selection.rows)
+    if missed_rows:
+        default_item = missed_selection[1]["item"].iloc[missed_rows[0]]
 if st.session_state.get("explain_for") != (path, user, edited, default_item):  # another user, row, edit or checkpoint
     st.session_state["explain_for"] = (path, user, edited, default_item)
     st.session_state["explain_item"] = default_item
@@ -213,21 +264,22 @@ if present:
     st.stop()
 
 facts = st.columns(5)
-facts[0].metric("Score (logit)", f"{result.score:.3f}")
+facts[0].metric("Ranker score (logit)" if result.retrieval else "Score (logit)", f"{result.score:.3f}")
 facts[1].metric(
     "Probability",
     f"{result.probability:.3f}" if result.probability is not None else "–",
     help="Only models trained on click labels output a probability.",
 )
-facts[2].metric("Rank among unseen items", f"{result.rank}")
-facts[3].metric("History items seen", f"{len(result.history)}")
-if result.delta is not None:
-    facts[4].metric(
-        "IG convergence delta",
-        f"{result.delta:+.2e}",
-        help="Sum of attributions minus (score - baseline score). Small means the attributions "
-        "account for the whole change.",
-    )
+if result.retrieval:  # a pipeline: where each stage put the item
+    retrieval = result.retrieval
+    facts[2].metric("Final rank", f"{retrieval['final_rank']:,}" if retrieval["in_shortlist"] else "not shown",
+                    help="The ranker's order of the shortlist; an item outside the shortlist is never shown (it "
+                    f"would have been {retrieval['rank_if_shortlisted']:,} had it been retrieved).")  # fmt: skip
+    passed_on = f"Among the unseen items; the retriever passes on its top {retrieval['shortlist']:,}."
+    facts[3].metric("Retriever rank", f"{retrieval['retriever_rank']:,}", help=passed_on)
+else:
+    facts[2].metric("Rank among unseen items", f"{result.rank}")
+    facts[3].metric("History items seen", f"{len(result.history)}")
 original = None  # the pair explained with the real history, beside a what-if's
 if what_if is not None and subject is not None:
     with guarded("comparing with the real history"):
@@ -235,18 +287,12 @@ if what_if is not None and subject is not None:
         what_if_panel.show_explanation_changes(original, result)
 
 
-by_tab = maps_by_tab(result.maps)
-tab_names = [*by_tab, *(["Attributions"] if result.attributions else [])]
-if not tab_names:
-    st.info(
-        f"{literal(model_title(service.model_name), 40)} has no attention maps and no attribution "
-        "inputs: there is nothing to explain beyond the score."
-    )
-    st.stop()
-
-
 def csv_name(what: str) -> str:
     return f"{what}-{whose}-item-{filename(item)}"
+
+
+def nothing_to_draw(result) -> bool:
+    return not result.maps and not result.attributions
 
 
 def show_choice(choices: list[str], key: str) -> str | None:
@@ -258,46 +304,48 @@ def show_choice(choices: list[str], key: str) -> str | None:
     return st.selectbox("Show", choices, key=key, format_func=lambda c: plain(c, 60))
 
 
-def head_importance(importance, name: str) -> None:
+def head_importance(importance, name: str, prefix: str = "") -> None:
     """The score change when each head of the map is masked out, as a layer x head grid, with its CSV."""
     st.markdown("**Head importance** · score change when each head is masked out")
     st.caption(
         "Red: masking the head lowers this score (the head supports it); blue: masking it raises the score; "
         f"near 0: the head does little for this pair. Full score {importance.score:.3f}."
     )
-    figure(viz.head_grid_figure(importance.table()), key=f"fig_importance_{name}")
-    csv_button(importance.to_frame(), csv_name(f"head-importance-{name}"), key=f"csv_importance_{name}")
+    figure(viz.head_grid_figure(importance.table()), key=f"{prefix}fig_importance_{name}")
+    csv_button(importance.to_frame(), csv_name(f"{prefix}head-importance-{name}"), key=f"{prefix}csv_importance_{name}")
 
 
-def with_perturbations(result):
-    """The explanation with its perturbation tests, computed only where they are shown."""
+def with_perturbations(result, stage: str | None = None):
+    """The explanation (a pipeline's ``stage``'s) with its perturbation tests, computed only where they are shown."""
     if not result.attributions:
         return result
-    return explanation(path, subject, item, True, result.n_steps, perturbations=True, history=edited)
+    full = explanation(path, subject, item, True, result.n_steps, perturbations=True, history=edited)
+    return full if stage is None else full.stages[stage]
 
 
-def draw_maps(maps, result, context) -> None:
+def draw_maps(maps, result, context, prefix: str = "") -> None:
     for name, view in maps:
         st.markdown(f"**{literal(name, 60)}** · {code(' × '.join(view.axes))}")
         if view.description:
             st.caption(literal(view.description, 400))
-        choice = show_choice(choices_for(view), key=f"show_{name}")
+        choice = show_choice(choices_for(view), key=f"{prefix}show_{name}")
         drawn = figures_for(view, context, choice)
         importance = result.head_importance.get(name)
         if importance is None:
-            show_figures([d for d in drawn if not d.derived], key=f"fig_{name}")
+            show_figures([d for d in drawn if not d.derived], key=f"{prefix}fig_{name}")
         else:  # the heads' importance for this score beside their attention
             maps_column, importance_column = st.columns([3, 2], gap="medium")
             with maps_column:
-                show_figures([d for d in drawn if not d.derived], key=f"fig_{name}")
+                show_figures([d for d in drawn if not d.derived], key=f"{prefix}fig_{name}")
             with importance_column:
-                head_importance(importance, name)
+                head_importance(importance, name, prefix)
         collapse_badges(view)
-        show_figures([d for d in drawn if d.derived], key=f"fig_about_{name}")
-        csv_button(view.to_frame(), csv_name(name), key=f"csv_{name}")
+        show_figures([d for d in drawn if d.derived], key=f"{prefix}fig_about_{name}")
+        csv_button(view.to_frame(), csv_name(f"{prefix}{name}"), key=f"{prefix}csv_{name}")
 
 
-def draw_attributions(result) -> None:
+def draw_attributions(result, stage: str | None = None) -> None:
+    prefix = f"{stage}_" if stage else ""
     cols = st.columns(4)
     cols[0].metric("Score", f"{result.score:.4f}")
     cols[1].metric(
@@ -322,31 +370,35 @@ def draw_attributions(result) -> None:
         if agreed_on is not None and agreed_on.flags is not None and np.any(agreed_on.flags["near_uniform"]):
             st.caption("This attention is near uniform, so Kendall's τ here ranks weights that barely differ: it "
                        "measures noise more than agreement.")  # fmt: skip
-        figure(viz.agreement_figure(result.per_item), key="fig_agreement")
-        csv_button(result.per_item, csv_name("attention-vs-attributions"), key="csv_per_item")
+        figure(viz.agreement_figure(result.per_item), key=f"{prefix}fig_agreement")
+        csv_button(result.per_item, csv_name(f"{prefix}attention-vs-attributions"), key=f"{prefix}csv_per_item")
     for name, view in result.attributions.items():
         st.markdown(f"**{literal(name, 60)}** · {literal(view.description, 400)}")
-        figure(viz.attribution_figure(view), key=f"fig_attr_{name}")
-        csv_button(view.to_frame(), csv_name(f"ig-{name}"), key=f"csv_attr_{name}")
-    perturbations = with_perturbations(result).perturbations
+        figure(viz.attribution_figure(view), key=f"{prefix}fig_attr_{name}")
+        csv_button(view.to_frame(), csv_name(f"{prefix}ig-{name}"), key=f"{prefix}csv_attr_{name}")
+    perturbations = with_perturbations(result, stage).perturbations
     if perturbations is not None:
         st.markdown("**Perturbations** · change in score and in rank among all items")
         st.dataframe(cut_cells(perturbations), hide_index=True)
-        csv_button(perturbations, csv_name("perturbations"), key="csv_perturbations")
+        csv_button(perturbations, csv_name(f"{prefix}perturbations"), key=f"{prefix}csv_perturbations")
 
 
 @st.fragment
-def explanation_tabs(tab_names: list[str], by_tab: dict, result, context) -> None:
+def explanation_tabs(result, context, stage: str | None = None) -> None:
     """Only the open tab is drawn: a browser draws every figure it is sent, hidden tabs' too, and that made
-    switching user slow. Choosing a tab, or how a map is shown, reruns this fragment alone."""
-    for name, tab in zip(tab_names, st.tabs(tab_names, key="explain_tab", on_change="rerun")):
+    switching user slow. Choosing a tab, or how a map is shown, reruns this fragment alone. ``stage`` names a
+    pipeline's stage (its widgets get their own keys)."""
+    prefix = f"{stage}_" if stage else ""
+    by_tab = maps_by_tab(result.maps)
+    tab_names = [*by_tab, *(["Attributions"] if result.attributions else [])]
+    for name, tab in zip(tab_names, st.tabs(tab_names, key=f"{prefix}explain_tab", on_change="rerun")):
         if not tab.open:
             continue
         with tab, guarded(f"drawing the {name.lower()}"):
             if name in by_tab:
-                draw_maps(by_tab[name], result, context)
+                draw_maps(by_tab[name], result, context, prefix)
             else:
-                draw_attributions(result)
+                draw_attributions(result, stage)
 
 
 SCALES = {"follows the data": "data", "fixed, 0 to 1": "fixed"}
@@ -355,7 +407,18 @@ scale = st.segmented_control(
     help="A diffuse map (fifty weights near 1/50) looks empty on a fixed 0 to 1 scale; on a scale that follows the "
     "data it shows its shape. Each figure says which it is on.",
 )  # fmt: skip
-explanation_tabs(tab_names, by_tab, result, figure_context(path, subject, result, scale=SCALES.get(scale, "data")))
+STAGES = {"retriever": "Stage 1 · retrieval", "ranker": "Stage 2 · ranking"}
+for stage, staged in (result.stages or {None: result}).items():  # a pipeline: the retriever's first
+    title = literal(model_title(service.model_name) if stage is None else result.retrieval[stage], 40)
+    if stage is not None:
+        st.subheader(f"{STAGES.get(stage, stage)}: {title}", anchor=False)
+        st.markdown(" ".join(s.render(lambda value: f"*{literal(value, 80)}*") for s in staged.sentences))
+    if nothing_to_draw(staged):
+        st.info(f"{title} has no attention maps and no attribution inputs: there is nothing to explain beyond the "
+                "score.")  # fmt: skip
+        continue
+    context = figure_context(path, subject, staged, scale=SCALES.get(scale, "data"))
+    explanation_tabs(staged, context, stage)
 
 
 def report() -> bytes:

@@ -26,10 +26,38 @@ st.caption(
     f"written {literal(config.created, 30)} · device now: {literal(service.device_label, 60)}"
 )
 
+pipeline = getattr(service, "pipeline", None)  # a PipelineService's: a retriever's top N ranked by this ranker
+if pipeline is not None:
+    st.subheader("Pipeline", anchor=False)
+    retriever_title, ranker_title = (
+        literal(model_title(s.model.title), 40) for s in (service.retriever, service.ranker)
+    )
+    st.markdown(
+        f"{retriever_title} ({code(pipeline.retriever, 200)}) shortlists its top {pipeline.shortlist:,} of the "
+        f"{pipeline.n_items:,} items; {ranker_title} ({code(pipeline.ranker, 200)}) ranks them. The rest of this card "
+        "is the ranker's."
+    )
+    staged = [
+        {"N": size, "part": part, **{METRIC_LABELS.get(k, k): v for k, v in pipeline.part_metrics(part, size).items()}}
+        for size in sorted(pipeline.metrics)
+        for part in ("valid", "test")
+    ]
+    if staged:
+        table = pd.DataFrame(staged)
+        st.dataframe(table, hide_index=True)
+        csv_button(table, f"pipeline-metrics-{service.model_name}", key="csv_pipeline_metrics")
+        st.caption(
+            "The pipeline's order: the shortlist by the ranker, then the rest by the retriever, on the same protocol "
+            "as every model. Ranker's top 10 kept: the share of the ranker's own top 10 over the whole catalogue "
+            "that the shortlist kept."
+        )
+    else:
+        st.info("No metrics were recorded with this pipeline: `python -m recmodels evaluate` measures them.")
+
 metrics = config.metrics
 rows = [{"part": part, **{METRIC_LABELS.get(k, k): v for k, v in values.items()}} for part, values in metrics.items()]
 if rows:
-    st.subheader("Metrics")
+    st.subheader("Metrics" if pipeline is None else "The ranker's metrics")
     table = pd.DataFrame(rows)
     st.dataframe(table, hide_index=True)
     csv_button(table, f"metrics-{service.model_name}", key="csv_metrics")

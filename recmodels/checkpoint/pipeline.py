@@ -3,9 +3,12 @@
 A pipeline is a folder with only ``config.json`` (no weights) naming its two stages and the shortlist size N::
 
     {"format": "recmodels-pipeline", "version": 1, "retriever": "../two_tower-ml100k",
-     "ranker": "../din-ml100k", "shortlist": 200}
+     "ranker": "../din-ml100k", "shortlist": 200,
+     "metrics": {"200": {"valid": {"ndcg@10": ...}, "test": {...}}, "100": {...}}}
 
-Stage paths are stored relative to the pipeline folder (so the three folders move together) and absolute ones are
+``metrics`` (optional) holds what ``python -m recmodels pipeline`` measured, keyed by shortlist size: the pipeline's
+own N and any others it was asked to sweep (:func:`recmodels.eval.shortlist.evaluate_pipeline`). Stage paths are
+stored relative to the pipeline folder (so the three folders move together) and absolute ones are
 accepted. The file is untrusted like any config: read with a byte cap and a nesting bound
 (:func:`~recmodels.checkpoint.schema.load_config_json`), and each problem is one :class:`CheckpointError` sentence;
 stages trained on other data are a :class:`FingerprintMismatchError`.
@@ -16,21 +19,23 @@ from __future__ import annotations
 import json
 import math
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from recmodels.checkpoint.config import CheckpointConfig
 from recmodels.checkpoint.io import CONFIG_FILE, read_config
 from recmodels.checkpoint.roots import inside_roots, resolved_roots
-from recmodels.checkpoint.schema import load_config_json
+from recmodels.checkpoint.schema import SchemaProblem, load_config_json, mapping, measurements
 from recmodels.checkpoint.schema import quote as quote_json
 from recmodels.errors import CheckpointError, FingerprintMismatchError, InvalidArgumentError, quote
 
 PIPELINE_FORMAT = "recmodels-pipeline"
 PIPELINE_VERSION = 1
 STAGES = ("retriever", "ranker")
-KEYS = {"format", "version", *STAGES, "shortlist"}
+KEYS = {"format", "version", *STAGES, "shortlist", "metrics"}
 MAX_PATH = 4096
+MAX_SWEEP = 64  # shortlist sizes measured in one pipeline file
+PARTS = ("valid", "test")
 __all__ = ["PIPELINE_FORMAT", "PIPELINE_VERSION", "Pipeline", "is_pipeline", "read_pipeline", "write_pipeline"]
 
 
@@ -44,10 +49,16 @@ class Pipeline:
     shortlist: int
     retriever_config: CheckpointConfig
     ranker_config: CheckpointConfig
+    metrics: dict = field(default_factory=dict)  # {N: {"valid": {...}, "test": {...}}}, as recorded
 
     @property
     def n_items(self) -> int:
         return int(self.ranker_config.spec["n_items"])
+
+    def part_metrics(self, part: str, shortlist: int | None = None) -> dict:
+        """The recorded metrics of "valid" or "test" at ``shortlist`` (the pipeline's own N by default); {} when
+        none were recorded."""
+        return dict(self.metrics.get(self.shortlist if shortlist is None else shortlist, {}).get(part) or {})
 
 
 def _peek_format(config_path: Path, roots) -> object:
@@ -119,8 +130,33 @@ def _checked(raw, folder: Path, config_path: Path, roots) -> Pipeline:
             f"{ranker.dataset.fingerprint}); both stages must be trained on the same dataset, split and "
             "max_history."
         )
-    shortlist = check_shortlist(raw.get("shortlist"), int(ranker.spec["n_items"]), f"{config_path}: shortlist")
-    return Pipeline(folder, stages["retriever"], stages["ranker"], shortlist, retriever, ranker)
+    n_items = int(ranker.spec["n_items"])
+    shortlist = check_shortlist(raw.get("shortlist"), n_items, f"{config_path}: shortlist")
+    metrics = _recorded(raw.get("metrics", {}), n_items, config_path, fix)
+    return Pipeline(folder, stages["retriever"], stages["ranker"], shortlist, retriever, ranker, metrics)
+
+
+def _recorded(raw, n_items: int, config_path: Path, fix: str) -> dict[int, dict]:
+    """The ``metrics`` entry: shortlist sizes (decimal text keys, as JSON keys are) to parts to measured numbers."""
+    try:
+        recorded = {}
+        if len(mapping("metrics", raw)) > MAX_SWEEP:
+            raise SchemaProblem("metrics", f"an object of at most {MAX_SWEEP} shortlist sizes", raw, False)
+        for key, parts in raw.items():
+            size = int(key) if key.isascii() and key.isdecimal() and len(key) <= 9 else 0
+            if not 1 <= size <= n_items or str(size) != key:
+                raise SchemaProblem.saying(
+                    f"metrics keys must be shortlist sizes from 1 to {n_items} written as whole numbers, got "
+                    f"{quote_json(key)}"
+                )
+            for part, values in mapping(f"metrics.{size}", parts).items():
+                if part not in PARTS:
+                    raise SchemaProblem.saying(f"metrics.{size} holds only valid and test, got {quote_json(part)}")
+                measurements(f"metrics.{size}.{part}", values)
+            recorded[size] = {part: dict(values) for part, values in parts.items()}
+        return recorded
+    except SchemaProblem as problem:
+        raise CheckpointError(f"{config_path}: {problem}; {fix}.") from None
 
 
 def check_shortlist(value, n_items: int, where: str = "shortlist") -> int:
@@ -172,9 +208,10 @@ def _stage_config(path: Path, stage: str, config_path: Path, roots) -> Checkpoin
         raise CheckpointError(f"The pipeline's {stage} cannot be read: {message}") from None
 
 
-def write_pipeline(out, retriever, ranker, shortlist) -> Pipeline:
+def write_pipeline(out, retriever, ranker, shortlist, metrics: dict | None = None) -> Pipeline:
     """Write a pipeline folder ``out`` naming ``retriever`` and ``ranker`` (checkpoint folders) and the shortlist
-    size; stage paths are stored relative to ``out``. Everything is checked as :func:`read_pipeline` checks it
+    size, with ``metrics`` ({N: {"valid": {...}, "test": {...}}}) when measured; stage paths are stored relative to
+    ``out``. Everything is checked as :func:`read_pipeline` checks it
     before anything is written; the file replaces a previous one atomically. Returns the pipeline written."""
     folder = Path(out)
     stages = {}
@@ -185,6 +222,8 @@ def write_pipeline(out, retriever, ranker, shortlist) -> Pipeline:
     base = Path(os.path.abspath(folder.expanduser()))
     raw = {"format": PIPELINE_FORMAT, "version": PIPELINE_VERSION, **{k: str(v) for k, v in stages.items()}}
     raw["shortlist"] = shortlist
+    if metrics:
+        raw["metrics"] = {str(size): parts for size, parts in sorted(metrics.items())}
     pipeline = _checked(raw, base, folder / CONFIG_FILE, None)  # absolute paths: the folder may not exist yet
     for stage, path in stages.items():  # relative where that reaches the same folder (no link in between)
         relative = os.path.relpath(path, base)

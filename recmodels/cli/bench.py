@@ -19,6 +19,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     parser.add_argument(
         "--repeats", type=int_argument(1, 10_000), default=20, help="timed calls per figure (1 to 10000)"
     )
+    parser.add_argument(
+        "--pipelines",
+        nargs="*",
+        metavar="DIR",
+        help="pipeline folders to time (default: the ml-100k ones, unless --checkpoints names checkpoints)",
+    )
+    parser.add_argument(
+        "--shortlist",
+        type=int_argument(1, 10_000_000),
+        default=None,
+        help="time every pipeline with this shortlist size N instead of its own (at most the catalogue)",
+    )
     parser.add_argument("--scales", default="ml-100k,ml-1m")
     parser.add_argument("--no-naive", action="store_true", help="skip the one-candidate-at-a-time loop")
     parser.add_argument("--concurrency", metavar="N,N,...", help="instead: N concurrent clients of one service each")
@@ -48,16 +60,25 @@ def default_checkpoints() -> list[Path]:
             f"there is no checkpoints folder in {Path.cwd()} to benchmark; run from the repository's folder or "
             "pass --checkpoints FOLDER ..."
         )
-    return sorted(
-        p for p in folder.iterdir() if (p / "config.json").is_file() and read_config(p).dataset.name == "ml-100k"
-    )
+    from recmodels.checkpoint.folders import model_checkpoint_folders
+
+    return [p for p in model_checkpoint_folders(folder) if read_config(p).dataset.name == "ml-100k"]
+
+
+def default_pipelines() -> list[Path]:
+    """The ml-100k pipelines under ./checkpoints."""
+    from recmodels.checkpoint.folders import pipeline_folders
+    from recmodels.checkpoint.pipeline import read_pipeline
+
+    folder = Path("checkpoints")
+    return [p for p in pipeline_folders(folder) if read_pipeline(p).ranker_config.dataset.name == "ml-100k"]
 
 
 def run(args: argparse.Namespace) -> int:
     """The latency table, or with ``--concurrency`` the concurrent-clients one."""
     import torch
 
-    from recmodels.bench.latency import NAIVE_CANDIDATES, extrapolated, parse_scales, run_bench, shown
+    from recmodels.bench.latency import parse_scales, run_bench
     from recmodels.device import resolve_device
     from recmodels.formatting import text_table
 
@@ -72,8 +93,13 @@ def run(args: argparse.Namespace) -> int:
         from recmodels.bench.concurrency import client_counts
 
         counts = client_counts(args.concurrency)
-    paths = [Path(p) for p in args.checkpoints] if args.checkpoints else default_checkpoints()
-    if not paths:
+    paths = [Path(p) for p in args.checkpoints] if args.checkpoints is not None else default_checkpoints()
+    pipelines = (
+        [Path(p) for p in args.pipelines]
+        if args.pipelines is not None
+        else ([] if args.checkpoints is not None else default_pipelines())
+    )
+    if not paths and not pipelines:
         raise SystemExit("no checkpoints to benchmark; train some or pass --checkpoints")
     if counts is not None:
         from recmodels.bench.concurrency import run_concurrency
@@ -94,6 +120,30 @@ def run(args: argparse.Namespace) -> int:
         + (f", {torch.cuda.get_device_name()}" if torch.cuda.is_available() else ", no CUDA device")
     )
     rows = run_bench(paths, devices, repeats=args.repeats, scales=scales, naive=not args.no_naive)
+    if rows:
+        print_model_table(rows)
+    if pipelines:
+        from recmodels.bench.pipeline import PIPELINE_COLUMNS, PIPELINE_HEADERS, run_pipeline_bench
+
+        staged = run_pipeline_bench(pipelines, devices, args.repeats, scales, args.shortlist)
+        print("\n" + text_table(staged, PIPELINE_COLUMNS, PIPELINE_HEADERS))
+        print(
+            "\nrecommend: the retriever over the whole catalogue, the ranker over its top N; explain: every "
+            "attention map and IG (50 steps) of one pair in each stage"
+        )
+    print(
+        "\ntargets on a 2-core CPU: recommend <= 20 ms/user at ml-1m scale, <= 50 ms/user at ml-20m scale (a "
+        "pipeline too); maps <= 20 ms (1 pair), <= 2x recommend (catalogue); IG top-10 (n_steps=50) <= 500 ms (<= 1 s "
+        "at ml-20m scale), |delta| <= 1% of the score range; head importance <= 50 ms; explaining both stages of a "
+        "pipeline <= 2x explaining its ranker"
+    )
+    return 0
+
+
+def print_model_table(rows: list[dict]) -> None:
+    from recmodels.bench.latency import NAIVE_CANDIDATES, extrapolated, shown
+    from recmodels.formatting import text_table
+
     print(
         "\n"
         + text_table(
@@ -130,9 +180,3 @@ def run(args: argparse.Namespace) -> int:
     )
     if any(extrapolated(row) for row in rows if "naive_ms" in row):
         print(f"\n* naive: the first {NAIVE_CANDIDATES:,} candidates timed one at a time, scaled to the catalogue")
-    print(
-        "\ntargets on a 2-core CPU: recommend <= 20 ms/user at ml-1m scale, <= 50 ms/user at ml-20m scale; maps "
-        "<= 20 ms (1 pair), <= 2x recommend (catalogue); IG top-10 (n_steps=50) <= 500 ms (<= 1 s at ml-20m "
-        "scale), |delta| <= 1% of the score range; head importance <= 50 ms"
-    )
-    return 0

@@ -22,6 +22,43 @@ def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
 
 
 def run(args: argparse.Namespace) -> int:
+    from recmodels.checkpoint.pipeline import is_pipeline
+
+    if is_pipeline(args.checkpoint):
+        return run_pipeline(args)
+    return run_model(args)
+
+
+def run_pipeline(args: argparse.Namespace) -> int:
+    """A pipeline: the pipeline's metrics at each recorded shortlist size (its own N at least), beside the recorded
+    ones, with the share of the ranker's own top 10 that the shortlist kept."""
+    from recmodels.data import PART_NAMES
+    from recmodels.eval.shortlist import PIPELINE_METRICS, evaluate_pipeline
+    from recmodels.formatting import text_table
+    from recmodels.serving.pipeline import PipelineService
+
+    import_model_modules(args)
+    service = PipelineService.open(args.checkpoint, args.device, args.data_dir, args.image_dir)
+    pipeline = service.pipeline
+    sizes = sorted({pipeline.shortlist, *pipeline.metrics})
+    part = PART_NAMES[args.part]
+    measured = evaluate_pipeline(service.retriever.model, service.model, service.data, sizes, part,
+                                 progress=not args.quiet)  # fmt: skip
+    print(
+        f"{service.title} on {service.dataset_name} ({args.part}, {len(service.data.topk_cases(part))} ranked users, "
+        "full ranking over unseen items: the shortlist by the ranker, then the rest by the retriever)"
+    )
+    rows = []
+    for size in sizes:
+        rows.append({"N": size, "": "measured", **measured[size]})
+        recorded = pipeline.part_metrics(args.part, size)
+        if recorded:
+            rows.append({"N": size, "": "recorded", **recorded})
+    print(text_table(rows, ["N", "", *PIPELINE_METRICS]))
+    return 0
+
+
+def run_model(args: argparse.Namespace) -> int:
     from recmodels.checkpoint.io import dataset_location, load_checkpoint, read_config
     from recmodels.data import PART_NAMES, RecData
     from recmodels.device import resolve_device

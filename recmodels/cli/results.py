@@ -35,12 +35,17 @@ def results_markdown(root: Path, datasets: list[str] | None = None, split: str |
     """One table per dataset and split mode (per-user first, then global) from the shipped checkpoints' recorded
     test metrics (measured when trained; tests/test_checkpoints.py re-measures them). ``datasets`` and ``split``
     keep only those tables; naming a dataset or split that no checkpoint has raises SystemExit."""
+    from recmodels.checkpoint.folders import model_checkpoint_folders, pipeline_folders
     from recmodels.checkpoint.io import read_config
+    from recmodels.eval.shortlist import SHORTLIST_RECALL
     from recmodels.formatting import markdown_table
     from recmodels.models import model_info
 
     by_dataset: dict[tuple[str, str], list[dict]] = {}  # (dataset, split mode): rows
-    for folder in sorted(p for p in root.iterdir() if (p / "config.json").is_file()):
+    for folder in pipeline_folders(root):
+        for key, row in pipeline_rows(folder):
+            by_dataset.setdefault(key, []).append(row)
+    for folder in model_checkpoint_folders(root):
         config = read_config(folder)  # checks that the model is registered
         info = model_info(config.model)
         test = config.part_metrics("test")
@@ -71,11 +76,35 @@ def results_markdown(root: Path, datasets: list[str] | None = None, split: str |
     for (dataset, mode), rows in sorted(chosen.items(), key=lambda kv: (order.index(kv[0][0]), kv[0][1] != "per_user")):
         rows.sort(key=lambda r: r["order"])
         where = "test part" if mode == "per_user" else f"test part, {mode} time split"
-        blocks.append(
-            f"**{dataset}** ({where})\n\n"
-            + markdown_table(rows, ["model", "checkpoint", "ndcg@10", "recall@20", "hr@10", "auc", "gauc", "logloss"])
-        )
+        columns = ["model", "checkpoint", "ndcg@10", "recall@20", "hr@10", "auc", "gauc", "logloss"]
+        if any(SHORTLIST_RECALL in row for row in rows):  # a pipeline: what its shortlist cost
+            columns.append(SHORTLIST_RECALL)
+        blocks.append(f"**{dataset}** ({where})\n\n" + markdown_table(rows, columns))
     return "\n\n".join(blocks)
+
+
+def pipeline_rows(folder: Path) -> list[tuple[tuple[str, str], dict]]:
+    """One row per shortlist size a pipeline recorded, after every model; CTR metrics are not measured for a
+    pipeline (its order is not a score of the rated rows)."""
+    from recmodels.checkpoint.pipeline import read_pipeline
+    from recmodels.models import model_info
+
+    pipeline = read_pipeline(folder)
+    ranker = pipeline.ranker_config
+    stages = f"{model_info(pipeline.retriever_config.model).title} → {model_info(ranker.model).title}"
+    key = (ranker.dataset.name, ranker.dataset.split_mode)
+    return [
+        (
+            key,
+            {
+                "model": f"{stages} (top {size:,})",
+                "checkpoint": f"`{folder.name}`" + ("" if size == pipeline.shortlist else " (N swept)"),
+                **pipeline.part_metrics("test", size),
+                "order": (10_000, size),
+            },
+        )
+        for size in sorted(pipeline.metrics)
+    ]
 
 
 def run(args: argparse.Namespace) -> int:

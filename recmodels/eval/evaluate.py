@@ -100,17 +100,43 @@ def topk_per_user(
 
 
 def _topk_per_user(model, data, part, ks, users_per_batch, progress, max_users):
-    device = model.device
-    cases = data.topk_cases(part)
-    n_users = len(cases) if max_users is None else min(max_users, len(cases))
-    all_items = torch.arange(1, data.dataset.n_items + 1, device=device)
     per_user: dict[str, list[np.ndarray]] = {name: [] for name in TOPK_METRICS}
-    starts = range(0, n_users, users_per_batch)
-    for start in tqdm(starts, desc="ranking", disable=not progress, leave=False):
-        stop = min(n_users, start + users_per_batch)
-        users = torch.as_tensor(cases.users[start:stop], device=device)
-        history = torch.as_tensor(cases.history[start:stop], device=device)
-        shape = (stop - start, len(all_items))
+    batches = RankedBatches([model], data, part, users_per_batch, progress, max_users)
+    for (scores,), positives in batches:
+        hits = topk_hits(scores, positives, max(ks))
+        values = ranking_metrics(hits, positives.sum(1), ks)
+        for name in TOPK_METRICS:
+            per_user[name].append(values[name].double().cpu().numpy())
+    return batches.users, {name: np.concatenate(v) if v else np.zeros(0) for name, v in per_user.items()}
+
+
+class RankedBatches:
+    """Batches of the part's ranked users: (each model's (U, I) scores of the whole catalogue with the items the
+    user has seen at -inf, the (U, I) bool positives); column j is item j + 1. Every model's scores are checked by
+    the output rules and for finiteness. ``.users`` is the users it goes over, in order."""
+
+    def __init__(self, models, data, part, users_per_batch=64, progress=False, max_users=None):
+        self.models, self.data, self.part = list(models), data, part
+        self.users_per_batch, self.progress = users_per_batch, progress
+        self.cases = data.topk_cases(part)
+        self.n_users = len(self.cases) if max_users is None else min(max_users, len(self.cases))
+        self.users = self.cases.users[: self.n_users]
+
+    def __iter__(self):
+        cases, n_items = self.cases, self.data.dataset.n_items
+        device = self.models[0].device
+        all_items = torch.arange(1, n_items + 1, device=device)
+        starts = range(0, self.n_users, self.users_per_batch)
+        for start in tqdm(starts, desc="ranking", disable=not self.progress, leave=False):
+            stop = min(self.n_users, start + self.users_per_batch)
+            users = torch.as_tensor(cases.users[start:stop], device=device)
+            history = torch.as_tensor(cases.history[start:stop], device=device)
+            seen = _csr_to_dense(cases.seen_indptr, cases.seen_items, start, stop, n_items + 1, device)[:, 1:]
+            positives = _csr_to_dense(cases.positive_indptr, cases.positive_items, start, stop, n_items + 1, device)
+            yield [self._scores(model, users, history, all_items, seen) for model in self.models], positives[:, 1:]
+
+    def _scores(self, model, users, history, all_items, seen) -> torch.Tensor:
+        shape = (len(users), len(all_items))
         scores = model.score_items(users, history, all_items)
         # shape and dtype by the output rules; the values below, naming the part: NaN would be ranked as a number
         check_scores(
@@ -122,17 +148,8 @@ def _topk_per_user(model, data, part, ks, users_per_batch, progress, max_users):
             finite=False,
         )
         scores = scores.float()
-        check_finite(model, scores, part, "candidate items")
-        seen = _csr_to_dense(cases.seen_indptr, cases.seen_items, start, stop, data.dataset.n_items + 1, device)
-        positives = _csr_to_dense(
-            cases.positive_indptr, cases.positive_items, start, stop, data.dataset.n_items + 1, device
-        )
-        scores = scores.masked_fill(seen[:, 1:], float("-inf"))  # column j is item j + 1
-        hits = topk_hits(scores, positives[:, 1:], max(ks))
-        values = ranking_metrics(hits, positives.sum(1), ks)
-        for name in TOPK_METRICS:
-            per_user[name].append(values[name].double().cpu().numpy())
-    return cases.users[:n_users], {name: np.concatenate(v) if v else np.zeros(0) for name, v in per_user.items()}
+        check_finite(model, scores, self.part, "candidate items")
+        return scores.masked_fill(seen, float("-inf"))
 
 
 def check_finite(model, scores: torch.Tensor, part: int, what: str) -> None:
