@@ -11,6 +11,7 @@ from tools.app_browser import (
     choose,
     find_item,
     page_text,
+    select_rows,
     serve_app,
     visible_errors,
     wait_for_charts,
@@ -130,3 +131,35 @@ def test_search_box_random_user_link_and_the_report(page, app_url):
     wait_for_charts(page)
     assert "User nobody from the link is not in ml-100k; showing the first user." in page_text(page)
     assert "User 1\n" in page_text(page) and not visible_errors(page)
+
+
+def test_a_pipeline_shows_both_ranks_both_stages_and_what_retrieval_missed(page, app_url):
+    page.goto(f"{app_url}/?checkpoint=two_tower-din-ml100k&user=13")
+    wait_for_charts(page)
+    text = page_text(page)
+    assert "Two-tower (MHA) → DIN (top 100) on ml-100k" in text
+    headers = page.locator(".st-key-recommendations [role=columnheader]")  # the grid's accessible headers
+    assert [headers.nth(i).inner_text() for i in range(2)] == ["final rank", "retriever rank"]
+    assert "Missed by retrieval" in text and "were never retrieved" in text
+    # both stages, retriever first, each with its own tabs and figures
+    assert text.index("Stage 1 · retrieval: Two-tower (MHA)") < text.index("Stage 2 · ranking: DIN")
+    assert [tab.inner_text().strip() for tab in page.get_by_role("tab").all()] == [
+        "Heads", "Attributions", "Items", "Attributions",
+    ]  # fmt: skip
+    assert page.locator('[data-testid="stMain"] .js-plotly-plot').count() >= 2
+    assert "Final rank" in text and "Retriever rank" in text and "inside its shortlist of 100" in text
+    # open the ranker's favourite that the shortlist dropped: never shown, and what the ranker would have done
+    select_rows(page, "missed_rows", [0])
+    wait_for_charts(page)
+    text = page_text(page)
+    assert "outside its shortlist of 100, so the pipeline never shows it" in text
+    assert "Final rank\n\nnot shown" in text or "not shown" in text.split("Final rank", 1)[1][:40]
+    assert text.index("Stage 1 · retrieval") < text.index("Stage 2 · ranking")
+    assert not visible_errors(page) and "Traceback" not in page.content()
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(SHOTS / "browser-pipeline.png"), full_page=True)
+    # Compare: the pipeline beside its ranker, on the same users
+    page.get_by_role("link", name="Compare").click()
+    wait_idle(page)
+    text = page_text(page)
+    assert "Overlap of the two top-k lists" in text and not visible_errors(page)

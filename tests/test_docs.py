@@ -263,6 +263,7 @@ def test_results_blocks_equal_what_results_markdown_regenerates():
 
 
 def test_each_generated_table_is_in_the_page_its_tool_writes():
+    from recmodels.cli.bench import BENCH_PIPELINES
     from tools import (
         app_browser,
         bench_peer,
@@ -285,6 +286,7 @@ def test_each_generated_table_is_in_the_page_its_tool_writes():
         "scale-service": ["docs/benchmarks.md"],
         "scale-train": ["docs/benchmarks.md"],
         "gpu-check": ["docs/benchmarks.md"],
+        "bench-pipelines": ["docs/benchmarks.md"],
     }
     markers = {
         "history-breakdown": (history_length_breakdown.START, history_length_breakdown.END),
@@ -295,6 +297,7 @@ def test_each_generated_table_is_in_the_page_its_tool_writes():
         "scale-service": scale_service.MARKERS,
         "scale-train": scale_train.MARKERS,
         "gpu-check": (gpu_check.START, gpu_check.END),
+        "bench-pipelines": BENCH_PIPELINES,
     }
     for name, (start, end) in markers.items():  # the tools write the markers this test looks for
         assert (start, end) == (f"<!-- {name}:start -->", f"<!-- {name}:end -->")

@@ -22,6 +22,7 @@ import torch
 from conftest import make_tiny_dataset
 from test_train_and_checkpoint import write_atomic
 
+from recmodels.checkpoint.folders import model_checkpoint_folders
 from recmodels.checkpoint.io import load_checkpoint
 from recmodels.cli.parser import build_parser, one_line
 from recmodels.cli.parser import main as cli_main
@@ -289,7 +290,8 @@ def test_every_numeric_setting_has_bounds_and_the_shipped_checkpoints_keep_them(
             assert bound.low <= bound.high and math.isfinite(bound.low) and math.isfinite(bound.high)
             default = getattr(cls(), name)  # the defaults keep their own bounds
             assert check_values(cls, {name: default}, "x")
-    checkpoints = sorted(Path(__file__).resolve().parents[1].glob("checkpoints/*/config.json"))
+    folders = model_checkpoint_folders(Path(__file__).resolve().parents[1] / "checkpoints")  # pipelines: no settings
+    checkpoints = [folder / "config.json" for folder in folders]
     assert len(checkpoints) >= 20
     for path in checkpoints:
         config = json.loads(path.read_text())

@@ -80,10 +80,10 @@ def bench_pipeline(retriever, ranker, user: int, history, n_items: int, shortlis
 
 
 def run_pipeline_bench(
-    pipelines: list[Path], devices: list[str], repeats: int = 20, scales=("ml-100k",), shortlist: int | None = None
+    pipelines: list[Path], devices: list[str], repeats: int = 20, scales=("ml-100k",), shortlists=None
 ) -> list[dict]:
-    """A row per pipeline, scale and device, with each pipeline's own N or ``shortlist`` (at most the catalogue);
-    each row is printed as it is measured."""
+    """A row per pipeline, scale, device and shortlist size: each pipeline's own N, or each of ``shortlists`` (at
+    most the catalogue); each row is printed as it is measured."""
     rows = []
     for device_name in devices:
         device = torch.device(device_name)
@@ -100,18 +100,15 @@ def run_pipeline_bench(
                     ranker, _, _, _ = _synthetic(
                         pipeline.ranker_config.model, read_config(pipeline.ranker), device, scale
                     )
-                row = {"pipeline": path.name, "scale": scale, "device": device_name, "items": n_items}
-                row.update(
-                    bench_pipeline(
-                        retriever, ranker, user, history, n_items, shortlist or pipeline.shortlist, device, repeats
+                for size in shortlists or [pipeline.shortlist]:
+                    row = {"pipeline": path.name, "scale": scale, "device": device_name, "items": n_items}
+                    row.update(bench_pipeline(retriever, ranker, user, history, n_items, size, device, repeats))
+                    rows.append(row)
+                    print(
+                        f"{path.name:<22} {scale:<8} {device_name:<5} N={row['shortlist']:<5} recommend "
+                        f"{row['recommend_ms']:7.2f} ms (ranker alone {row['ranker_full_ms']:7.1f} ms)  explain "
+                        f"{row['explain_ms']:7.1f} ms (x{row['explain_ratio']:.2f} the ranker's)  IG top-10 "
+                        f"{row.get('ig_top10_ms', float('nan')):7.1f} ms",
+                        flush=True,
                     )
-                )
-                rows.append(row)
-                print(
-                    f"{path.name:<22} {scale:<8} {device_name:<5} N={row['shortlist']:<5} recommend "
-                    f"{row['recommend_ms']:7.2f} ms (ranker alone {row['ranker_full_ms']:7.1f} ms)  explain "
-                    f"{row['explain_ms']:7.1f} ms (x{row['explain_ratio']:.2f} the ranker's)  IG top-10 "
-                    f"{row.get('ig_top10_ms', float('nan')):7.1f} ms",
-                    flush=True,
-                )
     return rows

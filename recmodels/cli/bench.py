@@ -27,9 +27,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--shortlist",
-        type=int_argument(1, 10_000_000),
+        metavar="N,N,...",
         default=None,
-        help="time every pipeline with this shortlist size N instead of its own (at most the catalogue)",
+        help="time every pipeline at these shortlist sizes instead of its own N (each at most the catalogue)",
+    )
+    parser.add_argument(
+        "--write-docs",
+        metavar="FILE",
+        help="also write the pipeline table between the bench-pipelines markers of FILE (docs/benchmarks.md)",
     )
     parser.add_argument("--scales", default="ml-100k,ml-1m")
     parser.add_argument("--no-naive", action="store_true", help="skip the one-candidate-at-a-time loop")
@@ -85,6 +90,7 @@ def run(args: argparse.Namespace) -> int:
     import_model_modules(args)
 
     scales = parse_scales(args.scales)  # before any checkpoint loads: a typo costs nothing
+    sizes = shortlist_sizes(args.shortlist)
     # "all" is the CPU and, when present, CUDA; anything else must name a device this machine has
     devices = ["cpu"] + (["cuda"] if torch.cuda.is_available() else []) if args.device == "all" else [args.device]
     devices = [str(resolve_device(device)) for device in devices]
@@ -125,8 +131,10 @@ def run(args: argparse.Namespace) -> int:
     if pipelines:
         from recmodels.bench.pipeline import PIPELINE_COLUMNS, PIPELINE_HEADERS, run_pipeline_bench
 
-        staged = run_pipeline_bench(pipelines, devices, args.repeats, scales, args.shortlist)
+        staged = run_pipeline_bench(pipelines, devices, args.repeats, scales, sizes)
         print("\n" + text_table(staged, PIPELINE_COLUMNS, PIPELINE_HEADERS))
+        if args.write_docs:
+            write_pipeline_table(Path(args.write_docs), staged, args)
         print(
             "\nrecommend: the retriever over the whole catalogue, the ranker over its top N; explain: every "
             "attention map and IG (50 steps) of one pair in each stage"
@@ -138,6 +146,49 @@ def run(args: argparse.Namespace) -> int:
         "pipeline <= 2x explaining its ranker"
     )
     return 0
+
+
+BENCH_PIPELINES = ("<!-- bench-pipelines:start -->", "<!-- bench-pipelines:end -->")
+
+
+def shortlist_sizes(text: str | None) -> list[int] | None:
+    """``--shortlist``: whole numbers from 1 to 10,000,000, comma-separated; None keeps each pipeline's own N."""
+    if text is None:
+        return None
+    sizes = []
+    for part in str(text).split(","):
+        part = part.strip()
+        size = int(part) if part.isascii() and part.isdecimal() and len(part) <= 8 else 0
+        if not 1 <= size <= 10_000_000:
+            raise InvalidArgumentError(
+                f"--shortlist takes shortlist sizes from 1 to 10,000,000 separated by commas, got {part[:40]!r}."
+            )
+        sizes.append(size)
+    return sorted(set(sizes))
+
+
+def write_pipeline_table(path: Path, rows: list[dict], args: argparse.Namespace) -> None:
+    """The pipeline rows as a markdown table, with the command and machine under it, between the markers."""
+    import platform
+
+    import torch
+
+    from recmodels.bench.pipeline import PIPELINE_COLUMNS, PIPELINE_HEADERS
+    from recmodels.formatting import markdown_table, write_between_markers
+
+    shown = [{**row, "explain_ratio": f"x{row['explain_ratio']:.2f}"} for row in rows]
+    command = "python -m recmodels bench --checkpoints --pipelines " + " ".join(str(p) for p in (args.pipelines or []))
+    command += f" --scales {args.scales} --repeats {args.repeats}"
+    command += f" --shortlist {args.shortlist}" if args.shortlist else ""
+    note = (
+        f"`{command} --write-docs {path.as_posix()}` on {platform.machine()} with {torch.get_num_threads()} torch "
+        f"threads, {'CUDA' if torch.cuda.is_available() else 'no CUDA device'}; median of {args.repeats} calls "
+        f"(recommend) and of {max(1, args.repeats // 4)} (the rest), in ms."
+    )
+    write_between_markers(
+        path, *BENCH_PIPELINES, markdown_table(shown, PIPELINE_COLUMNS, PIPELINE_HEADERS) + "\n\n" + note
+    )
+    print(f"wrote the pipeline table into {path}")
 
 
 def print_model_table(rows: list[dict]) -> None:
