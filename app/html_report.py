@@ -15,7 +15,7 @@ from recmodels.explain.what_if import attention_changes, ranking_changes
 from recmodels.serving.service import NEW_USER
 from recmodels.viz import FigureContext, figures_for
 from recmodels_explorer.services import model_title
-from recmodels_explorer.text import cut_cells, plain
+from recmodels_explorer.text import STAGE_TITLES, cut_cells, plain
 
 
 def _figures(service, result):
@@ -116,13 +116,19 @@ def explanation_html(service, result, original=None, rankings=None) -> str:
         if note:
             parts.append(f"<p class='note'>{label}: {_text(note, 400)}</p>")
     first = True
-    for heading, note, fig in _figures(service, result):
-        parts.append(f"<h2>{_text(heading, 250)}</h2>")
-        if note:
-            parts.append(f"<p class='note'>{_text(note, 1200)}</p>")
-        if fig is not None:
-            parts.append(pio.to_html(fig, include_plotlyjs=bool(first), full_html=False))
-            first = False
+    # a pipeline's explanation: both stages one after the other, the retriever's first (the ranker's is the result's)
+    for stage, staged in list(result.stages.items()) or [(None, result)]:
+        level = 2 if stage is None else 3
+        if stage is not None:
+            title = f"{STAGE_TITLES.get(stage, stage)}: {(result.retrieval or {}).get(stage, '')}"
+            parts.append(f"<h2>{_text(title, 100)}</h2>" + _sentences(staged))
+        for heading, note, fig in _figures(service, staged):
+            parts.append(f"<h{level}>{_text(heading, 250)}</h{level}>")
+            if note:
+                parts.append(f"<p class='note'>{_text(note, 1200)}</p>")
+            if fig is not None:
+                parts.append(pio.to_html(fig, include_plotlyjs=bool(first), full_html=False))
+                first = False
     for title, frame in (
         ("History the model saw", result.history),
         ("Per history item", result.per_item),

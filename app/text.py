@@ -59,3 +59,6 @@ def _break_autolink(match: re.Match) -> str:
 def filename(value, width: int = 40) -> str:
     """A safe fragment of a download file name: letters, digits, ``.``, ``_`` and ``-`` only, cut to ``width``."""
     return _FILENAME_UNSAFE.sub("-", plain(value, 4 * width, blank=""))[:width].strip(".-") or "x"
+
+
+STAGE_TITLES = {"retriever": "Stage 1 · retrieval", "ranker": "Stage 2 · ranking"}  # a pipeline's, retriever first

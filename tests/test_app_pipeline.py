@@ -105,3 +105,16 @@ def test_compare_sets_the_pipeline_beside_either_stage(other, service):
     left = at.dataframe[0].value
     assert list(left["title"]) == list(service.recommend("13", k=10)["title"])
     assert any(m.label == "Overlap of the two top-k lists" for m in at.metric)
+
+
+def test_the_report_of_a_pipeline_pair_has_both_stages_retriever_first(service):
+    from recmodels_explorer.html_report import explanation_html
+
+    item = str(service.missed_by_retrieval("13", k=10)["item"].iloc[0])
+    report = explanation_html(service, service.explain("13", item, n_steps=8))
+    body = report.split("<body>")[1]
+    assert "outside its shortlist of 100, so the pipeline never shows it" in body.split("<h2>")[0]
+    retrieval = body.index("<h2>Stage 1 · retrieval: Two-tower (MHA)</h2>")
+    ranking = body.index("<h2>Stage 2 · ranking: DIN</h2>")
+    assert retrieval < ranking
+    assert "<h3>" in body[retrieval:ranking] and "<h3>" in body[ranking:], "each stage's figures under it"

@@ -23,7 +23,7 @@ from recmodels_explorer.services import (
     users_of,
 )
 from recmodels_explorer.state import PRESENT, write_url
-from recmodels_explorer.text import code, cut_cells, filename, literal, plain
+from recmodels_explorer.text import STAGE_TITLES, code, cut_cells, filename, literal, plain
 from recmodels_explorer.ui import (
     collapse_badges,
     csv_button,
@@ -407,11 +407,10 @@ scale = st.segmented_control(
     help="A diffuse map (fifty weights near 1/50) looks empty on a fixed 0 to 1 scale; on a scale that follows the "
     "data it shows its shape. Each figure says which it is on.",
 )  # fmt: skip
-STAGES = {"retriever": "Stage 1 · retrieval", "ranker": "Stage 2 · ranking"}
 for stage, staged in (result.stages or {None: result}).items():  # a pipeline: the retriever's first
     title = literal(model_title(service.model_name) if stage is None else result.retrieval[stage], 40)
     if stage is not None:
-        st.subheader(f"{STAGES.get(stage, stage)}: {title}", anchor=False)
+        st.subheader(f"{STAGE_TITLES.get(stage, stage)}: {title}", anchor=False)
         st.markdown(" ".join(s.render(lambda value: f"*{literal(value, 80)}*") for s in staged.sentences))
     if nothing_to_draw(staged):
         st.info(f"{title} has no attention maps and no attribution inputs: there is nothing to explain beyond the "
