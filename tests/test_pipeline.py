@@ -206,3 +206,17 @@ def test_the_cli_refuses_an_out_that_is_a_file_or_a_folder_of_other_files(tmp_pa
         assert err.startswith("error: --out") and err.count("\n") == 1
     assert (busy / "notes.txt").read_text() == "mine" and not (busy / "config.json").exists()
     assert afile.read_text() == "x"
+
+
+def test_a_recommendation_and_its_explanation_score_the_shortlist_once(pipeline, monkeypatch):
+    calls = []
+    score_items = pipeline.model.score_items
+
+    def counted(users, history, items, *args, **kwargs):
+        calls.append(len(items) if items.dim() == 1 else items.shape[-1])
+        return score_items(users, history, items, *args, **kwargs)
+
+    monkeypatch.setattr(pipeline.model, "score_items", counted)
+    top = pipeline.recommend("77", k=3)["item"].iloc[0]
+    pipeline.explain("77", top, attributions=False, perturbations=False, head_importance=False)
+    assert calls.count(N) == 1, calls  # the explanation found the shortlist's scores kept

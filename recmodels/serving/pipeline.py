@@ -101,9 +101,16 @@ class PipelineService(RecService):
         ranks[order.numpy()] = np.arange(1, n_candidates + 1)
         return Shortlist(order[: min(self.shortlist, n_candidates)], scores, ranks)
 
-    @torch.no_grad()
     def _ranker_scores(self, subject: Subject, indices: torch.Tensor) -> torch.Tensor:
-        """The ranker's scores of the items ``indices`` (0-based) alone: the N forwards that make a pipeline fast."""
+        """The ranker's scores of the items ``indices`` (0-based) alone: the N forwards that make a pipeline fast.
+        Kept like the catalogue's scores (a recommendation and the explanation of one of its items score the same
+        shortlist), under a key with the items and the ranker's weight versions."""
+        key = ("shortlist", subject.index, subject.window.numpy().tobytes(), indices.numpy().tobytes(),
+               *(p._version for p in self.model.parameters()))  # fmt: skip
+        return self._kept(key, lambda: self._score_shortlist(subject, indices))
+
+    @torch.no_grad()
+    def _score_shortlist(self, subject: Subject, indices: torch.Tensor) -> torch.Tensor:
         users = torch.tensor([subject.index], device=self.device)
         history = subject.window.unsqueeze(0).to(self.device)
         n = len(indices)

@@ -326,10 +326,9 @@ class RecService:
         the last few are kept; the key holds every parameter's version counter, so a model that trains on (an
         optimiser step changes its weights in place) is scored afresh."""
         key = (subject.index, subject.window.numpy().tobytes(), *(p._version for p in self.model.parameters()))
-        with self._scores_lock:
-            if key in self._scores_cache:
-                self._scores_cache.move_to_end(key)
-                return self._scores_cache[key]
+        return self._kept(key, lambda: self._score_catalogue(subject))
+
+    def _score_catalogue(self, subject: Subject) -> torch.Tensor:
         users = torch.tensor([subject.index], device=self.device)
         history = subject.window.unsqueeze(0).to(self.device)
         n_items = len(self._all_items)
@@ -337,7 +336,15 @@ class RecService:
         # a plugin's ranking path is checked here, at the boundary: a wrong shape, integers or NaN never rank
         fix = "fix the model's score_items (or its forward)"
         check_scores(self.model, scores, (1, n_items), users_and_items(1, n_items), fix=fix)
-        scores = scores[0].float().cpu()
+        return scores[0].float().cpu()
+
+    def _kept(self, key: tuple, compute) -> torch.Tensor:
+        """The score vector kept under ``key``, or ``compute()`` kept there (the last :data:`SCORES_KEPT`)."""
+        with self._scores_lock:
+            if key in self._scores_cache:
+                self._scores_cache.move_to_end(key)
+                return self._scores_cache[key]
+        scores = compute()
         with self._scores_lock:
             self._scores_cache[key] = scores
             while len(self._scores_cache) > SCORES_KEPT:
