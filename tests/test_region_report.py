@@ -183,7 +183,7 @@ def test_docs_vecf_comparison_quotes_the_recorded_figures():
         attention, ig = config.recovery["attention"], config.recovery["integrated_gradients"]
         assert f"x{attention['lift']:.2f} [{attention['lift_interval'][0]:.2f}, " in rows["lift over uniform (>= x3)"]
         assert f"x{attention['own_over_other_shoppers']:.2f}" in rows["own / other shoppers (>= x2)"]
-        assert f"{config.metrics['test']['ndcg@10']:.4f}" in rows["NDCG@10 (above BPR-MF 0.0815 and ACF 0.0546)"]
+        assert f"{config.metrics['test']['ndcg@10']:.4f}" in rows["NDCG@10 (above BPR-MF 0.0815 and EASE 0.0885)"]
         assert f"x{ig['lift']:.2f}, x{ig['own_over_other_shoppers']:.2f}" in rows["IG positive part: lift, own / other"]
         assert f"{ig['kendall_tau']:.2f}" in rows["Kendall tau (attention, IG)"]
         assert (
@@ -214,4 +214,4 @@ def test_recovery_over_the_valid_part_is_measured_on_valid_rows(acf, capsys):
             acf.planted_region_recovery(part=part)
     assert cli_main(["recovery", str(REPO / "checkpoints" / "acf-fashion"), "--part", "valid", "--ig-rows", "8",
                      "--quiet", "--device", "cpu"]) == 0  # fmt: skip
-    assert "over the valid part's interactions" in capsys.readouterr().out
+    assert "planted-cell recovery on the valid interactions" in capsys.readouterr().out

@@ -140,3 +140,24 @@ def test_any_text_as_the_source_is_a_typed_sentence_before_the_data_loads(folder
     assert isinstance(err, RecModelsError), err
     assert_one_sentence(one_line(err))
     assert not out.exists()
+
+
+def test_the_shipped_vecf_records_its_bpr_source_and_its_image_pathway_settings():
+    """The shipped vecf-fashion was warm-started from bpr-fashion on the same data; config.json says so."""
+    from recmodels.checkpoint.io import read_config
+
+    repo = Path(__file__).resolve().parents[1]
+    config, source = (
+        read_config(repo / "checkpoints" / "vecf-fashion"),
+        read_config(repo / "checkpoints" / "bpr-fashion"),
+    )
+    init = config.training["init_from"]
+    assert init == {
+        "path": "checkpoints/bpr-fashion",
+        "model": "bpr",
+        "fingerprint": config.dataset.fingerprint,
+        "parameters": SHARED,
+    }
+    assert source.dataset.fingerprint == init["fingerprint"] and source.hparams["dim"] == config.hparams["dim"]
+    assert config.training["image_lr"] > config.training["lr"] and config.training["aux_loss"] == "image"
+    assert config.hparams["image_from_zero"] is True

@@ -47,8 +47,6 @@ def run(args: argparse.Namespace) -> int:
         if args.record:
             record_in_config(path, "recovery", reports[Path(path).name])
     text, markdown = recovery_tables(reports)
-    if args.part != "test":
-        print(f"planted-cell recovery over the {args.part} part's interactions:")
     print(text)
     if args.write_docs:
         markdown += f"\n\nProduced by `python -m recmodels recovery {' '.join(args.checkpoints)}`."
