@@ -70,6 +70,7 @@ CHEAP = {
     "profile_dim": 8,
     "max_components": 8,
 }
+IMAGE_PATHWAY = {"image_lr", "image_weight_decay"}  # settings of a model's image pathway (VECF's)
 REGION_ONLY = {"component_dim", "grid"}  # read only with image regions, which tiny data has not
 CROSS = {"dim", "heads", "negatives"}  # in range alone, refused together (heads must divide dim; bpr needs a negative)
 PLUGINS = '''
@@ -173,11 +174,14 @@ def assert_trained(out: Path, folder: Path) -> None:
 
 # ---------------------------------------------------------------------------------------------- the fuzzer
 def numeric_fields(model: str) -> dict[str, tuple]:
-    """{name: (bound, kinds, owner class)} of every bounded setting a model's training run reads."""
+    """{name: (bound, kinds, owner class)} of every bounded setting a model's training run reads (image_lr and
+    image_weight_decay only for a model with an image pathway: the others refuse them whatever their value)."""
     fields = {}
     for cls in (TrainConfig, model_info(model).config_class):
         kinds = field_kinds(cls)
         fields.update({name: (bound, kinds[name], cls) for name, bound in field_bounds(cls).items()})
+    if not model_info(model).cls.image_pathway:
+        fields = {name: field for name, field in fields.items() if name not in IMAGE_PATHWAY}
     return fields
 
 

@@ -316,3 +316,67 @@ def test_from_data_reads_the_region_store_and_checkpoints_refuse_other_images(im
     shutil.copy(FASHION_DIR / "images" / "100.png", next(folder.glob("*.png")))  # another picture
     with pytest.raises(CheckpointError, match="images or the backbone .* changed since this VECF was trained"):
         load_checkpoint(tmp_path / "vecf", data=data)
+
+
+# ---------------------------------------------------------------------------------------------- issue 25, part 3
+def test_image_from_zero_starts_as_the_cf_part(tiny_data):
+    """W_v = 0: the attended image vector adds nothing, so the score is q^T e_j + b_j (BPR-MF's with query=user)."""
+    torch.manual_seed(0)
+    model = VECF(
+        tiny_data.tables.spec(),
+        dim=DIM,
+        components="regions",
+        backbone="made-up",
+        component_dim=FEATURES,
+        grid=list(GRID),
+        content=True,
+        image_from_zero=True,
+    )
+    w_f, w_v = model.region_projection.weight[: model.key_dim], model.region_projection.weight[model.key_dim :]
+    assert torch.count_nonzero(w_v) == 0 and torch.count_nonzero(w_f) > 0  # W_f keeps its random start
+    model = region_model(tiny_data, image_from_zero=True)  # random weights, then W_v zeroed by hand as at start
+    with torch.no_grad():
+        model.region_projection.weight[model.key_dim :].zero_()
+        batch = some_rows(tiny_data)
+        out = model(batch)
+    cf = (model.user_embedding(batch.users) * model.item_embedding(batch.items)).sum(-1)
+    torch.testing.assert_close(out.scores, cf + model.item_bias(batch.items).squeeze(-1))
+    assert torch.count_nonzero(out.image_term) == 0
+
+
+def test_the_image_aux_loss_ranks_by_the_image_term_alone(tiny_data):
+    from recmodels.models.losses import bpr
+    from recmodels.train import TrainConfig
+
+    model = region_model(tiny_data).train()
+    batch = some_rows(tiny_data)  # six rows: three positives, each with one negative
+    batch.labels = torch.tensor([1.0, 1.0, 1.0, 0.0, 0.0, 0.0])
+    batch.negatives = 1
+    out = model(batch)
+    plain = TrainConfig.for_model(VECF, loss="bpr")
+    with_aux = TrainConfig.for_model(VECF, loss="bpr", aux_loss="image", aux_weight=0.5)
+    image = bpr(out.image_term[:3], out.image_term[3:].view(3, 1))
+    torch.testing.assert_close(model.loss(out, batch, with_aux), model.loss(out, batch, plain) + 0.5 * image)
+    image.backward()
+    assert model.region_projection.weight.grad is not None  # the aux term trains the image pathway
+
+
+def test_the_image_pathway_trains_with_its_own_lr_and_weight_decay(tiny_data):
+    from recmodels.errors import InvalidArgumentError
+    from recmodels.models.baselines import BPRMF
+    from recmodels.train import TrainConfig
+
+    model = region_model(tiny_data, query="history")
+    config = TrainConfig.for_model(VECF, lr=1e-3, weight_decay=0.0, image_lr=1e-4, image_weight_decay=1e-2)
+    rest, image = config.parameter_groups(model)
+    names = {id(p): name for name, p in model.named_parameters()}
+    assert {names[id(p)].split(".")[0] for p in image["params"]} == {
+        "attention_user", "region_projection", "profile_projection", "profile_attention", "position", "attention_out"
+    }  # fmt: skip
+    assert {names[id(p)].split(".")[0] for p in rest["params"]} == {
+        "user_embedding", "item_embedding", "item_bias", "pool_projection", "pool_query"
+    }  # fmt: skip
+    assert image["lr"] == 1e-4 and image["weight_decay"] == 1e-2 and "lr" not in rest
+    assert len(TrainConfig.for_model(VECF).parameter_groups(model)) == 1  # unset: one group, as before
+    with pytest.raises(InvalidArgumentError, match="image_lr sets the image pathway apart, but model 'bpr' has none"):
+        TrainConfig.for_model(BPRMF, image_lr=1e-4)

@@ -14,7 +14,8 @@ import torch
 from recmodels.checkpoint.folders import model_checkpoint_folders
 from recmodels.checkpoint.io import read_config, record_in_config
 from recmodels.cli.parser import main as cli_main
-from recmodels.errors import CheckpointError
+from recmodels.data import VALID
+from recmodels.errors import CheckpointError, InvalidArgumentError
 from recmodels.explain.region_report import deletion_changes, interaction_recovery, shopper_means
 from recmodels.serving.service import RecService
 
@@ -183,10 +184,35 @@ def test_docs_vecf_comparison_quotes_the_recorded_figures():
         attention, ig = config.recovery["attention"], config.recovery["integrated_gradients"]
         assert f"x{attention['lift']:.2f} [{attention['lift_interval'][0]:.2f}, " in rows["lift over uniform (>= x3)"]
         assert f"x{attention['own_over_other_shoppers']:.2f}" in rows["own / other shoppers (>= x2)"]
-        assert f"{config.metrics['test']['ndcg@10']:.4f}" in rows["NDCG@10 (above BPR-MF 0.0815 and ACF 0.0546)"]
+        assert f"{config.metrics['test']['ndcg@10']:.4f}" in rows["NDCG@10 (above BPR-MF 0.0815 and EASE 0.0885)"]
         assert f"x{ig['lift']:.2f}, x{ig['own_over_other_shoppers']:.2f}" in rows["IG positive part: lift, own / other"]
         assert f"{ig['kendall_tau']:.2f}" in rows["Kendall tau (attention, IG)"]
         assert (
             f"{config.recovery['deletion']['top_attended_change']:+.3f}"
             in rows["score change, top-3 attended zeroed / 3 random"]
         )
+
+
+@pytest.mark.parametrize("extra", [["--record"], ["--write-docs", "docs/images.md"]])
+def test_valid_figures_are_printed_never_recorded_or_written(tmp_path, capsys, extra):
+    """--part valid is for choosing settings: neither config.json nor the docs ever get its figures."""
+    folder = tmp_path / "acf"
+    shutil.copytree(REPO / "checkpoints" / "acf-fashion", folder)
+    before = (folder / "config.json").read_bytes()
+    assert cli_main(["recovery", str(folder), "--part", "valid", *extra]) != 0
+    assert "leave out --part valid" in capsys.readouterr().err
+    assert (folder / "config.json").read_bytes() == before
+
+
+@pytest.mark.slow
+def test_recovery_over_the_valid_part_is_measured_on_valid_rows(acf, capsys):
+    valid = acf.planted_region_recovery(part="valid", ig_rows=8)
+    rows = acf.data.interaction_rows(VALID)
+    assert valid["part"] == "valid" and valid["attention"]["interactions"] == len(rows.users)
+    assert valid["attention"]["interactions"] != acf.recorded_recovery["attention"]["interactions"]
+    for part in ("train", "", None, 2, ["valid"]):
+        with pytest.raises(InvalidArgumentError, match="part must be 'valid' or 'test'"):
+            acf.planted_region_recovery(part=part)
+    assert cli_main(["recovery", str(REPO / "checkpoints" / "acf-fashion"), "--part", "valid", "--ig-rows", "8",
+                     "--quiet", "--device", "cpu"]) == 0  # fmt: skip
+    assert "planted-cell recovery on the valid interactions" in capsys.readouterr().out

@@ -81,6 +81,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
         help="a run folder for each epoch's record (history.jsonl, which the Collapse page follows while training "
         "runs) and TensorBoard's scalars; one folder per model with --model all",
     )
+    parser.add_argument(
+        "--init-from",
+        metavar="CHECKPOINT",
+        default=None,
+        help="warm start: copy the parameters the new model shares by name and shape with this checkpoint, "
+        "trained on the same data (e.g. VECF's user and item embeddings and item bias from a BPR-MF checkpoint "
+        "of the same dim); recorded in config.json, not needed to load the result",
+    )
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
     return parser
 
@@ -181,7 +189,13 @@ def run(args: argparse.Namespace) -> int:
     if args.model == "all" and args.out:
         raise SystemExit("--out names one folder; leave it out with --model all (each goes to checkpoints/).")
     names = registered_models() if args.model == "all" else [model_info(args.model).name]
+    if args.model == "all" and args.init_from:
+        raise InvalidArgumentError("--init-from starts one model from a checkpoint; name that model with --model.")
     plans, grid = plan(args, names)
+    if args.init_from is not None:  # a wrong path costs no loading time either
+        from recmodels.checkpoint.io import read_config
+
+        read_config(args.init_from)
     # where the results go is checked before the data loads, too: a bad --out costs no training time
     for name in names:
         check_output_folder(args.out or default_out(name, args.dataset), "--out")
@@ -199,12 +213,17 @@ def run(args: argparse.Namespace) -> int:
         print(f"dataset {data.dataset.name}: {data.summary()}")
         if data.dataset.citation:
             print(f"data: {data.dataset.citation}")
+    warm = None
+    if args.init_from is not None:
+        from recmodels.checkpoint.warm_start import WarmStart
+
+        warm = WarmStart.open(args.init_from, data)
     rows: list[dict] = []
     saved: list[Path] = []
     records = WrittenSince(args.log_dir if rank == 0 else None)
     try:
         for name, (info, candidates) in plans.items():
-            row = train_one(args, name, info, list(candidates.values()), bool(grid), data, (rank, world), saved)
+            row = train_one(args, name, info, list(candidates.values()), bool(grid), data, (rank, world), saved, warm)
             rows += [row] if row else []
     except (RecModelsError, ValueError) as err:
         # a failed run (a diverged one above all) leaves nothing of itself: no checkpoint, no records
@@ -222,9 +241,12 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def train_one(args, name: str, info, candidates: list, grid: bool, data, ranks: tuple[int, int], saved: list):
+def train_one(
+    args, name: str, info, candidates: list, grid: bool, data, ranks: tuple[int, int], saved: list, warm=None
+):
     """Train one model (every grid point), measure it and save it (rank 0); its test metrics as a results row, or
-    None off rank 0. ``saved`` gets the checkpoint folder once it is written."""
+    None off rank 0. ``saved`` gets the checkpoint folder once it is written. ``warm`` (a
+    :class:`~recmodels.checkpoint.warm_start.WarmStart`) starts each point from its shared parameters."""
     from recmodels.checkpoint.io import record_in_config, save_checkpoint
     from recmodels.data import TEST, VALID
     from recmodels.eval import evaluate
@@ -232,6 +254,11 @@ def train_one(args, name: str, info, candidates: list, grid: bool, data, ranks: 
     from recmodels.train.selection import train_on_grid
 
     rank, world = ranks
+    copied: list[str] = []
+
+    def initialise(model) -> None:
+        copied[:] = warm.apply(model)
+
     result, config, selection = train_on_grid(
         info.cls,
         candidates,
@@ -240,6 +267,7 @@ def train_one(args, name: str, info, candidates: list, grid: bool, data, ranks: 
         progress=not args.quiet,
         log=print if rank == 0 else None,
         log_dir=None if args.log_dir is None else Path(args.log_dir) / (name if args.model == "all" else ""),
+        initialise=None if warm is None else initialise,
     )
     if rank != 0:
         return None
@@ -265,6 +293,7 @@ def train_one(args, name: str, info, candidates: list, grid: bool, data, ranks: 
             "best_epoch": result.best_epoch,
             "device": str(result.model.device),
             "world_size": world,
+            **({"init_from": warm.record(copied)} if warm is not None else {}),
         },
         metrics=metrics,
         history=result.history,

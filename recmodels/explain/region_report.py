@@ -367,8 +367,10 @@ def recovery_tables(reports: dict[str, dict]) -> tuple[str, str]:
         "score change, 3 random zeroed",
         "share of rows where top-3 drops more",
     ]
+    parts = sorted({report.get("part", "test") for report in reports.values()})
     title = (
-        "planted-cell recovery on the test interactions (simulated shoppers; lift over uniform k/49 with a 95% "
+        f"planted-cell recovery on the {' and '.join(parts)} interactions (simulated shoppers; lift over uniform "
+        "k/49 with a 95% "
         "bootstrap interval over shoppers; other shoppers: the same weights scored against someone else's cells)"
     )
     text = "\n".join(

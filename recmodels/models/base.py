@@ -46,6 +46,8 @@ class RecModel(nn.Module):
     - ``default_training``: its defaults for :class:`~recmodels.train.TrainConfig` (loss, negatives, epochs,
       lr, ...); the command line overrides any of them.
     - ``aux_losses``: the names of auxiliary losses its :meth:`loss` can add (``TrainConfig.aux_loss``).
+    - ``image_pathway``: the name prefixes of the parameters that read images (``TrainConfig.image_lr`` and
+      ``image_weight_decay`` train them apart from the rest); empty for a model without one.
     - ``predicts_probability``: whether the sigmoid of a score is a calibrated click probability.
     - ``needs_item_features`` / ``uses_images``: whether it reads the items' genres and years / image regions.
     - ``new_user``: one sentence on what stands in for a user it was never trained on (None: it cannot take one),
@@ -64,6 +66,7 @@ class RecModel(nn.Module):
     task: ClassVar[str] = "implicit"
     default_training: ClassVar[dict] = {}
     aux_losses: ClassVar[tuple[str, ...]] = ()
+    image_pathway: ClassVar[tuple[str, ...]] = ()
     predicts_probability: ClassVar[bool] = False
     needs_item_features: ClassVar[bool] = False
     uses_images: ClassVar[bool] = False

@@ -32,6 +32,11 @@ each kept or dropped on valid NDCG@10 (the defaults are fashion's choice):
 - ``content``: whether the candidate's own regions enter the attention (W_f x_jr). Without them beta depends on
   the user and the grid only, and the candidate's regions enter the score through v_ij.
 - ``contrast``: the candidate's regions as what sets them apart from their genre's typical item.
+- ``aux_loss="image"`` (a training setting): the ranking loss of the image term q^T v_ij alone, weighted by
+  ``aux_weight``, so the attended regions learn to rank the candidates themselves.
+- ``image_from_zero``: W_v starts at 0, so the attended image vector adds nothing at first and the model starts as
+  its CF part: warm-started from BPR-MF's u, e and b (``train --init-from``), it starts at BPR-MF's scores, where a
+  random W_v would halve BPR-MF's valid NDCG@10 before the first step.
 
 With ``components="genres"`` (a dataset without images) the candidate's genres take the regions' place: unit g is
 genre g as a one-hot vector, masked where the item lacks it, m is 0, and the map is ``candidate_genres``.
@@ -60,6 +65,7 @@ from torch import nn
 from recmodels.models.base import RecModel
 from recmodels.models.config import MAX_GRID, MAX_WIDTH, bounded, check_bounds
 from recmodels.models.layers import masked_softmax
+from recmodels.models.losses import training_loss
 from recmodels.models.outputs import AttentionMap, AttentionOverride, Batch, InputTap, RecOutput, apply_override
 from recmodels.models.region_units import RegionUnits
 
@@ -81,6 +87,7 @@ class VECFConfig:
         content: whether the attention reads the candidate's region features (W_f f_jr, the paper's).
         profile_dim: k, the size per region of the shopper's region profile P_ir; 0 leaves it out.
         contrast: whether the candidate's regions enter as x = f - m (against their genres' mean) rather than f.
+        image_from_zero: whether W_v (the attended image vector's map) starts at zero rather than random.
         components: ``"regions"`` of item images or ``"genres"``; :meth:`VECF.from_data` picks regions when the
             dataset has an image folder.
         init_std: standard deviation of the embedding initialisation.
@@ -96,6 +103,7 @@ class VECFConfig:
     content: bool = False
     profile_dim: int = bounded(8, 0, MAX_WIDTH)
     contrast: bool = False
+    image_from_zero: bool = False
     components: str = "genres"
     init_std: float = bounded(0.05, 0.0, 1.0, low_open=True)
     backbone: str | None = None
@@ -119,6 +127,13 @@ class VECFConfig:
         self.grid = None if self.grid is None else tuple(int(g) for g in self.grid)
 
 
+@dataclass
+class VECFOutput(RecOutput):
+    """The scores and maps, and each row's image term q^T v_ij (B,), which the "image" auxiliary loss ranks by."""
+
+    image_term: torch.Tensor | None = None
+
+
 class VECF(RegionUnits, RecModel):
     """Visually explainable CF: user-conditioned attention over the candidate's image regions."""
 
@@ -130,8 +145,18 @@ class VECF(RegionUnits, RecModel):
         "(zeros), so their history alone asks the candidate's regions."
     )
     config_class = VECFConfig
+    aux_losses = ("image",)
     needs_item_features = True
     uses_images = True
+    # what reads the regions and attends over them; the rest (u, e, b and the history pooling) is the CF part
+    image_pathway = (
+        "attention_user",
+        "region_projection",
+        "profile_projection",
+        "profile_attention",
+        "position",
+        "attention_out",
+    )
     default_training = {
         "loss": "bpr",
         "negatives": 1,
@@ -216,6 +241,8 @@ class VECF(RegionUnits, RecModel):
                 nn.init.xavier_uniform_(layer.weight)
                 if layer.bias is not None:
                     nn.init.zeros_(layer.bias)
+        if config.image_from_zero:
+            nn.init.zeros_(self.region_projection.weight[self.key_dim :])  # W_v; W_f keeps its start
         if self.query == "history":
             nn.init.normal_(self.pool_query, std=config.pool_dim**-0.5)
         if config.position:
@@ -360,7 +387,17 @@ class VECF(RegionUnits, RecModel):
         scores = (query * candidate).sum(-1) + image_term + self.item_bias(batch.items).squeeze(-1)
         if output_attentions:
             maps[self.map_name] = self._candidate_map(beta, mask)
-        return RecOutput(scores=scores, attentions=maps)
+        return VECFOutput(scores=scores, attentions=maps, image_term=image_term)
+
+    def loss(self, output: VECFOutput, batch: Batch, training) -> torch.Tensor:
+        """The ranking loss of the scores, plus with aux_loss="image" ``aux_weight`` times the same loss of the image
+        term q^T v_ij alone: the attended regions must rank the candidates by themselves, not only correct what
+        the CF part gets wrong (once u, e and b fit the train pairs, as warm-started from BPR-MF, little is)."""
+        loss = super().loss(output, batch, training)
+        if training.aux_loss == "image" and output.image_term is not None:
+            image = training_loss(training.loss, output.image_term, batch.labels, batch.negatives, self.n_items)
+            loss = loss + training.aux_weight * image
+        return loss
 
     def _candidate_map(self, beta: torch.Tensor, mask: torch.Tensor) -> AttentionMap:
         if self.needs_data:

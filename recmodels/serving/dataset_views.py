@@ -10,6 +10,7 @@ import numbers
 import numpy as np
 import pandas as pd
 
+from recmodels.data import TEST, VALID
 from recmodels.errors import InvalidArgumentError, quote
 from recmodels.explain.diagnostics import DiagnosticsReport, dataset_diagnostics, history_frame
 from recmodels.explain.heads import PAIRS_FROM, dataset_head_importance, model_heads, sample_pairs
@@ -20,6 +21,7 @@ from recmodels.serving.concurrency import computes
 MAX_K = 10_000  # users or pairs per call
 MAX_BATCH = 65_536  # rows per forward pass
 MAX_SEED = 2**32 - 1
+RECOVERY_PARTS = {"test": TEST, "valid": VALID}  # valid: for choosing settings, never to report
 DEFAULT_SAMPLE = 2000  # users behind diagnostics() by default: a share to about ±2 points, in seconds
 
 
@@ -126,11 +128,19 @@ class DatasetViews:
 
     @computes
     def planted_region_recovery(
-        self, map_name: str | None = None, batch_size: int = 256, ig_rows: int = 256, progress: bool = False
+        self,
+        map_name: str | None = None,
+        batch_size: int = 256,
+        ig_rows: int = 256,
+        progress: bool = False,
+        part: str = "test",
     ) -> dict:
-        """Region attention and IG against each simulated shopper's planted cells over the test interactions, with
-        the other-shoppers control, bootstrap intervals, Kendall's tau and the deletion test; see
-        :mod:`recmodels.explain.region_report`. ``map_name`` defaults to the map whose meta gives a grid."""
+        """Region attention and IG against each simulated shopper's planted cells over the test interactions (or
+        the valid ones with ``part="valid"``, for choosing settings), with the other-shoppers control, bootstrap
+        intervals, Kendall's tau and the deletion test; see :mod:`recmodels.explain.region_report`. ``map_name``
+        defaults to the map whose meta gives a grid."""
+        if not isinstance(part, str) or part not in RECOVERY_PARTS:
+            raise InvalidArgumentError(f"part must be 'valid' or 'test', got {quote(part)}.")
         batch_size = whole_number("batch_size", batch_size, 1, MAX_BATCH)
         ig_rows = whole_number("ig_rows", ig_rows, 1, 100_000)
         planted = self.data.dataset.extras.get("planted_regions")
@@ -146,6 +156,7 @@ class DatasetViews:
             ig_rows=ig_rows,
             batch_size=batch_size,
             progress=flag("progress", progress),
+            part=RECOVERY_PARTS[part],
         )
 
     @property

@@ -542,12 +542,17 @@ class RecService:
         )
 
     def planted_region_recovery(
-        self, map_name: str | None = None, batch_size: int = 256, ig_rows: int = 256, progress: bool = False
+        self,
+        map_name: str | None = None,
+        batch_size: int = 256,
+        ig_rows: int = 256,
+        progress: bool = False,
+        part: str = "test",
     ) -> dict:
-        """Region attention and IG against each simulated shopper's planted cells; see
-        :meth:`DatasetViews.planted_region_recovery`."""
+        """Region attention and IG against each simulated shopper's planted cells (the test interactions, or the
+        valid ones with ``part="valid"``); see :meth:`DatasetViews.planted_region_recovery`."""
         return self.views.planted_region_recovery(
-            map_name=map_name, batch_size=batch_size, ig_rows=ig_rows, progress=progress
+            map_name=map_name, batch_size=batch_size, ig_rows=ig_rows, progress=progress, part=part
         )
 
     @property

@@ -75,12 +75,14 @@ def train_on_grid(
     progress: bool = True,
     log: Callable[[str], None] | None = print,
     log_dir=None,
+    initialise: Callable[[object], None] | None = None,
 ) -> tuple[FitResult, TrainConfig, dict]:
     """Train each candidate ``(grid settings, model hyperparameters, training config)`` and keep the best on valid.
 
     Returns the winner's fit and training config, and the "selection" record of every point. Only the winner's
     model is kept in memory. ``log`` (None for silence, e.g. on non-zero DDP ranks) gets one line per point.
     ``log_dir`` is the run folder each point's records go to (``point-N`` inside it when there are several).
+    ``initialise`` is called on each point's new model before it trains (a warm start).
     """
     log = log or (lambda line: None)
     monitor = candidates[0][2].monitor
@@ -90,6 +92,8 @@ def train_on_grid(
     for number, (settings, hparams, config) in enumerate(candidates):
         seed_everything(config.seed)  # the initial weights come from the seeded generator as well
         model = built(model_cls, data, hparams)
+        if initialise is not None:
+            initialise(model)
         log(
             f"training {model_cls.name} ({sum(p.numel() for p in model.parameters()):,} parameters) with "
             f"{json.dumps(config.to_dict())}"

@@ -49,6 +49,9 @@ class TrainConfig:
         SASRec and BERT4Rec turn it off; the final valid and test metrics always include them.
     max_steps: stop each epoch after this many optimiser steps (None: the whole epoch); for measuring throughput
         on large data, and for a quick check that a model trains.
+    image_lr, image_weight_decay: the learning rate and L2 coefficient of the model's image pathway (the
+        parameters its ``image_pathway`` names), for a pathway that fits sooner than the rest; None: ``lr`` and
+        ``weight_decay``, as every other parameter.
 
     Every numeric setting declares its accepted range (``field_bounds(TrainConfig)``); ``monitor`` is one of the
     metrics the evaluator produces.
@@ -72,6 +75,8 @@ class TrainConfig:
     valid_users: int | None = bounded(None, 1, MAX_ROWS)
     valid_ctr: bool = True
     max_steps: int | None = bounded(None, 1, MAX_ROWS)
+    image_lr: float | None = bounded(None, 0.0, 10.0, low_open=True)
+    image_weight_decay: float | None = bounded(None, 0.0, 10.0)
 
     def __post_init__(self):
         check_bounds(self)
@@ -101,7 +106,31 @@ class TrainConfig:
                 f"aux_loss {config.aux_loss!r} is not a loss model {model_cls.name!r} adds "
                 f"({', '.join(model_cls.aux_losses) or 'it adds none'})."
             )
+        pathway = [name for name in ("image_lr", "image_weight_decay") if getattr(config, name) is not None]
+        if pathway and not model_cls.image_pathway:
+            raise InvalidArgumentError(
+                f"{pathway[0]} sets the image pathway apart, but model {model_cls.name!r} has none; "
+                "leave it out, or use lr and weight_decay."
+            )
         return config
+
+    def parameter_groups(self, model: RecModel) -> list[dict]:
+        """Adam's parameter groups: the image pathway with ``image_lr`` and ``image_weight_decay`` when either is
+        set, everything else with ``lr`` and ``weight_decay``."""
+        if self.image_lr is None and self.image_weight_decay is None:
+            return [{"params": list(model.parameters())}]
+        image, rest = [], []
+        for name, parameter in model.named_parameters():
+            owner = name.split(".")[0]  # "region_projection.weight" -> "region_projection"; "position" itself
+            (image if owner in model.image_pathway else rest).append(parameter)
+        return [
+            {"params": rest},
+            {
+                "params": image,
+                "lr": self.lr if self.image_lr is None else self.image_lr,
+                "weight_decay": self.weight_decay if self.image_weight_decay is None else self.image_weight_decay,
+            },
+        ]
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -266,7 +295,9 @@ class _Epochs:
 
     def __init__(self, parallel, model: RecModel, batches: TrainingBatches, config: TrainConfig, device):
         self.parallel, self.model, self.batches, self.config, self.device = parallel, model, batches, config, device
-        self.optimiser = torch.optim.Adam(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+        self.optimiser = torch.optim.Adam(
+            config.parameter_groups(model), lr=config.lr, weight_decay=config.weight_decay
+        )
 
     def run(self, epoch: int, progress: bool) -> tuple[float, int, float]:
         """(mean training loss, rows trained on this rank, seconds the optimiser steps took)."""
