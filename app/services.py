@@ -189,6 +189,7 @@ def _global_split(config) -> bool:
 
 def checkpoint_label(config) -> str:
     tag = " · global split" if _global_split(config) else ""
+    tag += " · next-item split" if config.dataset.split_mode == "next_item" else ""
     tag += " · collapse example" if config.collapse_example else ""
     return f"{model_title(config.model)} · {plain(config.dataset.name, 40)}{tag}"
 
