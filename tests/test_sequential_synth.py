@@ -34,7 +34,10 @@ def _run(model, valid, test):
     metrics = lambda v: {"hr@10": v, "ndcg@10": v, "mrr@10": v}  # noqa: E731
     return {
         "model": model,
+        "flags": "--epochs 2",
+        "valid_by_epoch": [valid / 2, valid],
         "hparams": hparams,
+        "training": {"lr": 1e-3},
         "grid": [{"settings": {"l2": 500.0}}] if model == "ease" else None,
         "best_epoch": 1,
         "epochs_run": 2,
@@ -48,7 +51,7 @@ def _results(**runs):
     data = {"stay_rate": 0.65, "stay_rate_shuffled": 0.2, "planted_stay": 0.65}
     data |= {"drift_tv": 0.46, "drift_tv_shuffled": 0.19}
     summary = {"users": 6040, "items": 3706, "interactions": 1000209}
-    return {"preset": "ml-1m", "seed": 0, "summary": summary, "data": data, "models": runs}
+    return {"preset": "ml-1m", "seed": 0, "summary": summary, "data": data, "runs": runs}
 
 
 def test_the_verdict_compares_test_against_the_non_sequential_model_chosen_on_valid():
@@ -57,39 +60,45 @@ def test_the_verdict_compares_test_against_the_non_sequential_model_chosen_on_va
         "ease": _run("ease", 0.05, 0.30),
         "bpr": _run("bpr", 0.06, 0.10),
         "sasrec": _run("sasrec", 0.1, 0.2),
+        "bert4rec-first": _run("bert4rec", 0.03, 0.05),
         "bert4rec": _run("bert4rec", 0.1, 0.2),
     }
     table = tool.markdown(_results(**runs))
     assert "BPR-MF by valid NDCG@10, on test NDCG@10 0.1000): **met**" in table
     assert table.splitlines()[2].startswith("| SASRec | sequential |")
-    runs["bert4rec"] = _run("bert4rec", 0.1, 0.09)
+    row = "| BERT4Rec | sequential | windows of 50 + [mask], mask 0.2, 50% last-item windows, CE, lr 0.001 | 1 of 2 |"
+    assert f"{row} 0.1000 |" in table
+    assert "`bert4rec-first` (BERT4Rec: `--epochs 2`): 0.0150, 0.0300;" in table  # every run, the chosen marked
+    assert "`bert4rec` (BERT4Rec, chosen: `--epochs 2`): 0.0500, 0.1000." in table
+    runs["bert4rec"] = _run("bert4rec", 0.1, 0.09)  # chosen on valid, whatever its test figure
     assert "**missed** (SASRec above it)" in tool.markdown(_results(**runs))
-    del runs["bert4rec"]
+    del runs["bert4rec"], runs["bert4rec-first"]
     assert "Target" not in tool.markdown(_results(**runs))  # no verdict until both transformers ran
 
 
 def test_an_unknown_model_is_one_line(capsys):
     with pytest.raises(SystemExit) as exit_info:
-        tool.main(["--models", "sasrec,gru4rec"])
+        tool.main(["--runs", "sasrec,gru4rec"])
     assert exit_info.value.code == 2
-    assert "unknown model(s) gru4rec" in capsys.readouterr().err
+    assert "unknown run(s) gru4rec" in capsys.readouterr().err
 
 
 def test_end_to_end_on_the_tiny_preset_writes_the_json_and_the_block(tmp_path, monkeypatch, capsys):
-    monkeypatch.setitem(tool.RUNS, "ease", ["--grid", "l2=100,500"])
+    monkeypatch.setitem(tool.RUNS, "ease", ("ease", "--grid l2=100,500"))
     page = tmp_path / "page.md"
     page.write_text(f"# before\n{tool.START}\nold\n{tool.END}\nafter\n")
     out = tmp_path / "results.json"
-    args = ["--preset", "tiny", "--models", "ease", "--root", str(tmp_path / "root"), "--json", str(out)]
+    args = ["--preset", "tiny", "--runs", "ease", "--root", str(tmp_path / "root"), "--json", str(out)]
     assert tool.main([*args, "--write-docs", str(page)]) == 0
     results = json.loads(out.read_text())
-    assert results["summary"]["users"] == 1000 and results["models"]["ease"]["split"] == {"mode": "next_item"}
+    assert results["summary"]["users"] == 1000 and results["runs"]["ease"]["split"] == {"mode": "next_item"}
     assert abs(results["data"]["stay_rate"] - 0.65) < 0.01
     facts = results["data"]
     assert facts["stay_rate_shuffled"] < 0.4 and facts["drift_tv"] > facts["drift_tv_shuffled"]
-    assert [p["settings"]["l2"] for p in results["models"]["ease"]["grid"]] == [100, 500]
+    assert [p["settings"]["l2"] for p in results["runs"]["ease"]["grid"]] == [100, 500]
     block = page.read_text().split(tool.START)[1].split(tool.END)[0]
     assert "| EASE | non-sequential | lambda" in block and page.read_text().endswith(f"{tool.END}\nafter\n")
+    assert "| reference | knows the generator |" in block and 0 < results["reference"]["test"]["ndcg@10"] < 1
     # the table again from the JSON alone, and the checkpoint is read rather than retrained
     assert tool.main(["--from-json", "--json", str(out)]) == 0
     assert tool.markdown(results) in capsys.readouterr().out
