@@ -44,6 +44,7 @@ class CheckpointEntry:
     attention: bool = True  # the model records attention (its training history has attention statistics)
     global_split: bool = False  # trained on the global time split rather than the per-user one
     fingerprint: str = ""  # the data's fingerprint: two checkpoints with the same one have the same users and items
+    next_item: bool = False  # trained and measured on the next-item split (leave one out)
 
 
 # ---------------------------------------------------------------- messages a browser may see
@@ -162,6 +163,7 @@ def _scan_roots(roots: tuple[str, ...]) -> list[CheckpointEntry]:
                         config.records_attention,
                         _global_split(config),
                         config.dataset.fingerprint,
+                        config.dataset.split_mode == "next_item",
                     )
                 )
             except (RecModelsError, KeyError, TypeError, AttributeError):
@@ -174,6 +176,7 @@ def _scan_roots(roots: tuple[str, ...]) -> list[CheckpointEntry]:
             e.simulated,
             e.dataset,
             e.global_split,
+            e.next_item,  # after the per-user checkpoints, which the tables lead with
             e.collapsed,
             not e.attention,
             orders[e.model] is None,

@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import io
 import json
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -24,6 +25,7 @@ from recmodels.data.schema import build_interaction_data
 from recmodels.errors import DataFormatError, InvalidArgumentError
 
 NEXT = SplitConfig(mode="next_item")
+REPO = Path(__file__).resolve().parents[1]
 
 
 def _frame(rows) -> pd.DataFrame:
@@ -185,3 +187,54 @@ def test_the_next_item_protocol_names_every_flag_it_does_not_take():
         "or --test-fraction or --split global; leave them out, or use --protocol temporal."
     )
     assert split_config(parse(["train", "--model", "bpr"])) == SplitConfig()
+
+
+# ----------------------------------------------------------------------------------------- the tools
+def test_recbole_benchmark_files_hold_one_target_per_user_with_the_evaluators_history(tmp_path):
+    import sys
+
+    sys.path.insert(0, str(REPO))
+    from tools.recbole_compare import PROTOCOLS, RECBOLE_DATASET, markdown, write_benchmark
+
+    data = RecData.load("ml-100k", split=PROTOCOLS["next-item"].split)
+    counts = write_benchmark(tmp_path, data, 50)
+    assert counts["valid"] == counts["test"] == 943
+    assert counts["train"] == int((data.part == TRAIN).sum()) - 943  # every train interaction after a user's first
+    lines = (tmp_path / f"{RECBOLE_DATASET}.test.inter").read_text().splitlines()[1:]
+    cases = data.topk_cases(TEST)
+    user, item, history = lines[0].split("\t")
+    assert (user, item) == (
+        data.dataset.user_ids[cases.users[0]],
+        data.dataset.item_ids[cases.positive_items[0]],
+    )
+    assert history.split() == [data.dataset.item_ids[i] for i in cases.history[0] if i != PAD]
+    table = markdown({"runs": {}}, REPO / "checkpoints", "next-item")
+    assert "`checkpoints/sasrec-ml100k-next`" in table and "next-item split" in table
+
+
+@pytest.mark.slow
+def test_docs_next_item_breakdown_reproduces():
+    import re
+    import sys
+
+    sys.path.insert(0, str(REPO / "tools"))
+    from next_item_breakdown import END, START, breakdown
+
+    page = (REPO / "docs" / "sequential.md").read_text()
+    block = page.split(START, 1)[1].split(END, 1)[0]
+    recorded = {
+        m.group(1): [float(x) for x in m.group(2).split(" | ")]
+        for m in re.finditer(r"\| `([^`]+)` \| ([0-9.]+(?: \| [0-9.]+)+) \|", block)
+    }
+    assert {"sasrec-ml100k-next", "bert4rec-ml100k-next", "ease-ml100k-next"} <= set(recorded)
+    rows, _ = breakdown([REPO / "checkpoints" / name for name in recorded])
+    keys = ["all", "length0", "length1", "length2", "length3", "kept", "changed", "tied", "apart"]
+    for row in rows:
+        assert [row[k] for k in keys] == pytest.approx(recorded[row["checkpoint"]], abs=2e-3)
+    intervals = {
+        m.group(1): [float(x) for x in m.groups()[1:]]
+        for m in re.finditer(r"\| `([^`]+)` \|.* \| ([-+][0-9.]+) \[([-+][0-9.]+), ([-+][0-9.]+)\] \|", block)
+    }
+    assert set(intervals) == set(recorded)
+    for row in rows:
+        assert list(row["minus"]) == pytest.approx(intervals[row["checkpoint"]], abs=2e-3)
