@@ -46,6 +46,7 @@ class CheckpointEntry:
     attention: bool = True  # the model records attention (its training history has attention statistics)
     global_split: bool = False  # trained on the global time split rather than the per-user one
     fingerprint: str = ""  # the data's fingerprint: two checkpoints with the same one have the same users and items
+    next_item: bool = False  # trained and measured on the next-item split (leave one out)
     pipeline: bool = False  # a retriever's shortlist ranked by a ranker (model is the ranker's)
 
 
@@ -160,6 +161,7 @@ def _scan_roots(roots: tuple[str, ...]) -> list[CheckpointEntry]:
             e.simulated,
             e.dataset,
             e.global_split,
+            e.next_item,  # after the per-user checkpoints, which the tables lead with
             e.pipeline,
             e.collapsed,
             not e.attention,
@@ -182,6 +184,7 @@ def _entry(folder: Path, roots) -> CheckpointEntry:
         config.records_attention,
         _global_split(config),
         config.dataset.fingerprint,
+        config.dataset.split_mode == "next_item",
     )
 
 
@@ -191,7 +194,7 @@ def _pipeline_entry(folder: Path, roots) -> CheckpointEntry:
     retriever, ranker = pipeline.retriever_config, pipeline.ranker_config
     label = (
         f"{model_title(retriever.model)} → {model_title(ranker.model)} (top {pipeline.shortlist:,}) · "
-        f"{plain(ranker.dataset.name, 40)}{' · global split' if _global_split(ranker) else ''}"
+        f"{plain(ranker.dataset.name, 40)}{_split_tag(ranker)}"
     )
     ranker_entry = _entry(pipeline.ranker, roots)
     return replace(ranker_entry, path=str(folder), label=label, collapsed=False, pipeline=True)
@@ -201,8 +204,13 @@ def _global_split(config) -> bool:
     return config.dataset.split_mode == "global"
 
 
+def _split_tag(config) -> str:
+    mode = config.dataset.split_mode
+    return " · global split" if mode == "global" else " · next-item split" if mode == "next_item" else ""
+
+
 def checkpoint_label(config) -> str:
-    tag = " · global split" if _global_split(config) else ""
+    tag = _split_tag(config)
     tag += " · collapse example" if config.collapse_example else ""
     return f"{model_title(config.model)} · {plain(config.dataset.name, 40)}{tag}"
 

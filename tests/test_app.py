@@ -511,9 +511,14 @@ def test_model_titles_and_order_come_from_the_registry():
     assert model_title("not_a_model") == "not_a_model" and model_title(None) == "(blank)"
     entries = shipped_checkpoints()
     if entries:
-        first = [e for e in entries if not e.simulated and not e.collapsed and e.attention and not e.global_split]
+        first = [
+            e
+            for e in entries
+            if not e.simulated and not e.collapsed and e.attention and not e.global_split and not e.next_item
+        ]
         order = [model_info(e.model).order for e in first if e.dataset == first[0].dataset]
         assert entries[0] == first[0] and order == sorted(order), "models with attention first, in registry order"
         labels = [e.label for e in entries]
         assert len(set(labels)) == len(labels), "every checkpoint has its own label"
         assert all(e.label.endswith("· global split") == e.global_split for e in entries if not e.collapsed)
+        assert all(e.label.endswith("· next-item split") == e.next_item for e in entries if not e.collapsed)

@@ -273,12 +273,14 @@ def test_each_generated_table_is_in_the_page_its_tool_writes():
         scale_load,
         scale_service,
         scale_train,
+        sequential_synth,
     )
 
     pages = {
         "results": ["README.md", "docs/results.md"],
         "history-breakdown": ["docs/sequential.md"],
         "recbole-comparison": ["docs/sequential.md"],
+        "synthetic-sequential": ["docs/sequential.md"],
         "recovery": ["docs/images.md"],
         "app-timings": ["docs/benchmarks.md"],
         "bench-peer": ["docs/benchmarks.md"],
@@ -291,6 +293,7 @@ def test_each_generated_table_is_in_the_page_its_tool_writes():
     markers = {
         "history-breakdown": (history_length_breakdown.START, history_length_breakdown.END),
         "recbole-comparison": (recbole_compare.START, recbole_compare.END),
+        "synthetic-sequential": (sequential_synth.START, sequential_synth.END),
         "app-timings": app_browser.MARKERS,
         "bench-peer": (bench_peer.START, bench_peer.END),
         "scale-load": scale_load.MARKERS,

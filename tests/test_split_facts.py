@@ -39,3 +39,12 @@ def test_readme_cross_user_share_on_fashion():
     assert facts[
         "share of train interactions after a user's first test interaction (mean over users)"
     ] == pytest.approx(0.401, abs=5e-4)
+
+
+def test_next_item_split_figures_on_ml100k():
+    facts = split_facts(RecData.load("ml-100k", split=SplitConfig(mode="next_item")))
+    assert facts["users with a test part"] == 943
+    assert facts["users whose valid interaction is in the same second as their test one"] == 415
+    assert facts[
+        "share of train interactions after a user's first test interaction (mean over users)"
+    ] == pytest.approx(0.413, abs=5e-4)

@@ -82,7 +82,9 @@ def test_next_items_follow_recent_genres_and_taste_drifts(tiny):
     same_user = users[1:] == users[:-1]
     repeat = (genres[1:] == genres[:-1])[same_user].mean()
     chance = ((np.bincount(genres) / len(genres)) ** 2).sum()
-    assert repeat > 0.5 and repeat > 3 * chance
+    # the planted rate itself: a fresh draw that repeats the genre, or redraws of repeated items that leave it,
+    # would move it (0.75 and 0.59 at ml-1m scale before each was fixed)
+    assert abs(repeat - synth.STAY) < 0.01 and repeat > 3 * chance
 
     # drift: a user's genre mix of quarter i against quarter j, as the inner product of the two histograms (an
     # unbiased estimate for disjoint samples); without drift, quarters 1-4 would be as alike as 1-3 and 2-4, which

@@ -4,14 +4,18 @@
     python tools/recbole_compare.py --models SASRec --max-epochs 2    # a quick run
     python tools/recbole_compare.py --train-batch-size 256 --max-minutes 150   # what the docs' table ran
     python tools/recbole_compare.py --from-json --write-docs docs/sequential.md   # table from the last run's JSON
+    python tools/recbole_compare.py --protocol next-item --max-minutes 25 --write-docs docs/sequential.md
 
 What it does, for each model:
 
 1. writes RecBole benchmark files from ``RecData.load("ml-100k")`` (per-user temporal 70/10/20, as every model
-   here is trained) as dataset ``ml-100k-split`` (RecBole always reads its bundled copy for "ml-100k"):
-   ``.train.inter`` holds RecBole's own augmentation of our TRAIN part (every train interaction after a user's
-   first, with the up to ``MAX_ITEM_LIST_LENGTH`` train items before it); ``.valid.inter`` / ``.test.inter`` hold one
-   row per positive (rating >= 4) of our VALID / TEST part with the history our evaluator gives (the most recent items
+   here is trained; with ``--protocol next-item`` the next-item split, each user's last interaction test and the
+   one before it valid: RecBole's ``LS`` ``valid_and_test`` split in time order ``TO``, written out so that both
+   libraries rank the same targets after the same histories) as dataset ``ml-100k-split`` (RecBole always reads
+   its bundled copy for "ml-100k"): ``.train.inter`` holds RecBole's own augmentation of our TRAIN part (every train
+   interaction after a user's first, with the up to ``MAX_ITEM_LIST_LENGTH`` train items before it);
+   ``.valid.inter`` / ``.test.inter`` hold one row per positive (rating >= 4; under next-item the one target,
+   whatever its rating) of our VALID / TEST part with the history our evaluator gives (the most recent items
    strictly before the user's part). RecBole also reads the item ids of the ``.item`` file, so its item table covers
    the whole catalogue as ours does;
 2. trains RecBole's model with its default hyperparameters (``properties/model/<Model>.yaml``), the CE loss,
@@ -21,9 +25,11 @@ What it does, for each model:
    ``recmodels.eval.evaluate.evaluate_topk`` on VALID and TEST (full ranking over unseen items). Nothing is chosen
    on test: RecBole's test file is written because its benchmark loader needs three parts, and is never evaluated.
 
-The table sets this project's shipped SASRec / BERT4Rec (``checkpoints/*-ml100k/config.json`` metrics) beside the
-RecBole-trained ones. Results go to ``artifacts/recbole_comparison.json`` (merged per model, so the two models can
-run in two processes) and, with ``--write-docs``, between the ``recbole-comparison`` markers of docs/sequential.md.
+The table sets this project's shipped SASRec / BERT4Rec (``checkpoints/*-ml100k/config.json`` metrics, or
+``checkpoints/*-ml100k-next`` under next-item) beside the RecBole-trained ones. Results go to
+``artifacts/recbole_comparison.json`` (``recbole_comparison_next_item.json``; merged per model, so the two models can
+run in two processes) and, with ``--write-docs``, between the ``recbole-comparison`` (``recbole-next-item``) markers
+of docs/sequential.md.
 
 RecBole runs with the shims of ``tools/recbole_shims.py``. Torch uses one thread by default: on this 2-core
 machine OpenMP's second thread waits far longer than it helps when other jobs share the cores.
@@ -39,6 +45,7 @@ import os
 import shutil
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -46,14 +53,46 @@ sys.path.insert(0, str(ROOT))
 
 from recmodels.checkpoint.io import load_checkpoint
 from recmodels.checkpoint.recbole import convert, prepare, read_recbole_checkpoint
-from recmodels.data import TEST, TRAIN, VALID, RecData
+from recmodels.data import TEST, TRAIN, VALID, RecData, SplitConfig
 from recmodels.data.loaders import recbole_ml100k_folder
 from recmodels.eval.evaluate import evaluate_topk
 from recmodels.formatting import write_between_markers
 
 START, END = "<!-- recbole-comparison:start -->", "<!-- recbole-comparison:end -->"
+NEXT_START, NEXT_END = "<!-- recbole-next-item:start -->", "<!-- recbole-next-item:end -->"
 MAX_LENGTH = {"SASRec": 50, "BERT4Rec": 51}
 SHIPPED = {"SASRec": "sasrec-ml100k", "BERT4Rec": "bert4rec-ml100k"}
+
+
+@dataclass(frozen=True)
+class Protocol:
+    """What one protocol changes: the split, our checkpoints it is compared with, where its results go."""
+
+    split: SplitConfig
+    shipped: dict
+    markers: tuple[str, str]
+    name: str  # artifacts/<name>.json and artifacts/<name>/ for RecBole's files
+    described: str
+
+
+PROTOCOLS = {
+    "temporal": Protocol(
+        SplitConfig(),
+        SHIPPED,
+        (START, END),
+        "recbole_comparison",
+        "this project's per-user temporal split of ml-100k",
+    ),
+    "next-item": Protocol(
+        SplitConfig(mode="next_item"),
+        {model: f"{folder}-next" for model, folder in SHIPPED.items()},
+        (NEXT_START, NEXT_END),
+        "recbole_comparison_next_item",
+        "this project's next-item split of ml-100k (each user's last interaction is test and the one before it "
+        "valid: RecBole's LS valid_and_test split in time order, given to RecBole as benchmark files so that both "
+        "rank the same targets after the same histories)",
+    ),
+}
 METRICS = ("ndcg@10", "ndcg@20", "recall@10", "recall@20", "hr@10", "mrr@10")
 DATASET = "ml-100k"
 # RecBole always reads its bundled copy for the name "ml-100k", so the benchmark folder goes by another name
@@ -289,9 +328,9 @@ def run_model(model: str, data: RecData, args, log) -> dict:
 
 
 # ---------------------------------------------------------------------------------------------- reporting
-def shipped_rows(root: Path) -> list[dict]:
+def shipped_rows(root: Path, shipped: dict = SHIPPED) -> list[dict]:
     rows = []
-    for model, folder in SHIPPED.items():
+    for model, folder in shipped.items():
         path = root / folder / "config.json"
         if path.is_file():
             config = json.loads(path.read_text())
@@ -324,9 +363,9 @@ def recbole_rows(results: dict) -> list[dict]:
     ]
 
 
-def markdown(results: dict, root: Path) -> str:
+def markdown(results: dict, root: Path, protocol: str = "temporal") -> str:
     rows = sorted(
-        shipped_rows(root) + recbole_rows(results),
+        shipped_rows(root, PROTOCOLS[protocol].shipped) + recbole_rows(results),
         key=lambda r: (r["model"] != "SASRec", r["trained by"].startswith("RecBole")),
     )  # ours first
     head = (
@@ -345,11 +384,11 @@ def markdown(results: dict, root: Path) -> str:
         f"{number(r['test'].get('mrr@10'))} |"
         for r in rows
     ]
-    return "\n".join(lines) + "\n\n" + settings_note(results)
+    return "\n".join(lines) + "\n\n" + settings_note(results, protocol)
 
 
-def write_docs(page: Path, table: str) -> None:
-    write_between_markers(page, START, END, table)
+def write_docs(page: Path, table: str, protocol: str = "temporal") -> None:
+    write_between_markers(page, *PROTOCOLS[protocol].markers, table)
 
 
 def merge_json(path: Path, update: dict) -> dict:
@@ -368,6 +407,12 @@ def merge_json(path: Path, update: dict) -> dict:
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--models", nargs="+", choices=list(MAX_LENGTH), default=list(MAX_LENGTH))
+    parser.add_argument(
+        "--protocol",
+        choices=list(PROTOCOLS),
+        default="temporal",
+        help="temporal: the per-user split every table here uses; next-item: leave one out (RecBole's LS)",
+    )
     parser.add_argument(
         "--max-epochs",
         "--epochs",
@@ -390,8 +435,8 @@ def main(argv=None) -> int:
         help="write only the first N rows of each benchmark file: a smoke test, not a result",
     )
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads")
-    parser.add_argument("--workdir", default=str(ROOT / "artifacts" / "recbole_compare"))
-    parser.add_argument("--json", default=str(ROOT / "artifacts" / "recbole_comparison.json"))
+    parser.add_argument("--workdir", help="RecBole's files (default artifacts/recbole_compare[_next_item])")
+    parser.add_argument("--json", help="the results (default artifacts/recbole_comparison[_next_item].json)")
     parser.add_argument("--checkpoints", default=str(ROOT / "checkpoints"), help="where the shipped models are")
     parser.add_argument("--from-json", action="store_true", help="train nothing; report the JSON's results")
     parser.add_argument(
@@ -403,9 +448,14 @@ def main(argv=None) -> int:
     parser.add_argument(
         "--write-docs",
         metavar="PAGE",
-        help="replace the text between the recbole-comparison markers of PAGE (docs/sequential.md)",
+        help="replace the text between the recbole-comparison (recbole-next-item) markers of PAGE (docs/sequential.md)",
     )
     args = parser.parse_args(argv)
+    protocol = PROTOCOLS[args.protocol]
+    if args.workdir is None:
+        args.workdir = str(ROOT / "artifacts" / protocol.name.replace("comparison", "compare"))
+    if args.json is None:
+        args.json = str(ROOT / "artifacts" / f"{protocol.name}.json")
 
     import torch
 
@@ -418,28 +468,33 @@ def main(argv=None) -> int:
     if args.from_json:
         results = json.loads(json_path.read_text())
     else:
-        data = RecData.load(DATASET)
+        data = RecData.load(DATASET, split=protocol.split)
         for model in args.models:
             run = interrupted_run(model, data, args, log) if args.from_saved else run_model(model, data, args, log)
             results = merge_json(
                 json_path,
                 {
                     "dataset": DATASET,
+                    "protocol": args.protocol,
                     "split": data.split.to_dict(),
                     "fingerprint": data.fingerprint,
                     "evaluator": "recmodels.eval.evaluate.evaluate_topk (full ranking over unseen items)",
                     "runs": {model: run},
                 },
             )
-    table = markdown(results, Path(args.checkpoints))
+    if results.get("protocol", "temporal") != args.protocol:
+        raise SystemExit(
+            f"{json_path} holds the {results.get('protocol', 'temporal')} protocol's runs, not {args.protocol}"
+        )
+    table = markdown(results, Path(args.checkpoints), args.protocol)
     print(table)
     if args.write_docs:
-        write_docs(Path(args.write_docs), table)
+        write_docs(Path(args.write_docs), table, args.protocol)
         print(f"wrote the comparison into {args.write_docs}")
     return 0
 
 
-def settings_note(results: dict) -> str:
+def settings_note(results: dict, protocol: str = "temporal") -> str:
     def ran(r):
         epochs = f"{r['epochs_run']} epochs" if r.get("epochs_run") is not None else "epochs unknown"
         return epochs + (f" in {r['train_seconds'] / 60:.0f} min" if r.get("train_seconds") is not None else "")
@@ -450,13 +505,13 @@ def settings_note(results: dict) -> str:
         for model, r in results.get("runs", {}).items()
     )
     return (
-        "RecBole 1.2.0 trained on this project's per-user temporal split of ml-100k (train = our train part; "
+        f"RecBole 1.2.0 trained on {PROTOCOLS[protocol].described} (train = our train part; "
         "RecBole's early stopping on NDCG@10 of our valid part, stopping_step 10) with its default SASRec / "
         "BERT4Rec hyperparameters, CE loss and MAX_ITEM_LIST_LENGTH 50 / 51 (50 history items each); its best "
         "checkpoint is converted with this project's RecBole import and scored with this project's evaluator "
         f"(full ranking over unseen items){' (' + runs + ')' if runs else ''}. Shipped rows: recorded metrics of "
-        "`checkpoints/sasrec-ml100k` and `checkpoints/bert4rec-ml100k`. Produced by "
-        "`python tools/recbole_compare.py`."
+        f"{' and '.join(f'`checkpoints/{folder}`' for folder in PROTOCOLS[protocol].shipped.values())}. Produced by "
+        f"`python tools/recbole_compare.py{'' if protocol == 'temporal' else ' --protocol ' + protocol}`."
     )
 
 

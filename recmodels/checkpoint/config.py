@@ -60,7 +60,7 @@ class DatasetRecord:
 
     @property
     def split_mode(self) -> str:
-        """ "per_user" or "global" (the per-user split is written without a mode)."""
+        """ "per_user", "global" or "next_item" (the per-user split is written without a mode)."""
         return self.split.get("mode", "per_user")
 
     @classmethod

@@ -208,6 +208,22 @@ def check_spec(spec) -> None:
         raise SchemaProblem("spec.user_field_sizes", f"a list of {len(names)} sizes, one per user field", sizes)
 
 
+def check_fraction_split(split: dict) -> None:
+    """The per-user split (two fractions) or the global one (the same with mode "global")."""
+    if set(split) - {"mode"} != {"valid_fraction", "test_fraction"}:
+        raise SchemaProblem(
+            "dataset.split",
+            'an object with exactly valid_fraction and test_fraction (and mode "global" for the global split), '
+            'or {"mode": "next_item"}',
+            split,
+        )
+    if "mode" in split and split["mode"] != "global":  # the per-user split is written without a mode
+        raise SchemaProblem("dataset.split.mode", '"global" (or left out for the per-user split)', split["mode"])
+    fractions = [number(f"dataset.split.{key}", split[key], 0.0, 1.0) for key in ("valid_fraction", "test_fraction")]
+    if max(fractions) >= 1 or sum(fractions) >= 1:
+        raise SchemaProblem("dataset.split", "two fractions below 1 that sum to less than 1", split)
+
+
 def check_dataset(dataset) -> None:
     dataset = mapping("dataset", dataset)
     for key in ("name", "split", "max_history", "fingerprint"):
@@ -220,17 +236,8 @@ def check_dataset(dataset) -> None:
         if dataset.get(key) is not None:
             text(f"dataset.{key}", dataset[key], MAX_TEXT)
     split = mapping("dataset.split", dataset["split"])
-    if set(split) - {"mode"} != {"valid_fraction", "test_fraction"}:
-        raise SchemaProblem(
-            "dataset.split",
-            'an object with exactly valid_fraction and test_fraction (and mode "global" for the global split)',
-            split,
-        )
-    if "mode" in split and split["mode"] != "global":  # the per-user split is written without a mode
-        raise SchemaProblem("dataset.split.mode", '"global" (or left out for the per-user split)', split["mode"])
-    fractions = [number(f"dataset.split.{key}", split[key], 0.0, 1.0) for key in ("valid_fraction", "test_fraction")]
-    if max(fractions) >= 1 or sum(fractions) >= 1:
-        raise SchemaProblem("dataset.split", "two fractions below 1 that sum to less than 1", split)
+    if split != {"mode": "next_item"}:  # leave one out takes no fractions
+        check_fraction_split(split)
     if dataset.get("citation") is not None:
         text("dataset.citation", dataset["citation"], MAX_TEXT, empty=True)
     if "simulated" in dataset and not isinstance(dataset["simulated"], bool):

@@ -83,7 +83,7 @@ def run_model(args: argparse.Namespace) -> int:
         f"{config.model} on {dataset.name} ({args.part}, {len(data.topk_cases(part))} ranked users, "
         f"full ranking over unseen items)"
     )
-    if data.split.mode != "per_user":
+    if data.split.mode == "global":
         print(
             f"{data.users_without_train()} users have no train interaction before the {data.split.mode} cut and "
             "are not evaluated"

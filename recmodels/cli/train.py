@@ -19,6 +19,7 @@ from recmodels.cli.arguments import (
 from recmodels.errors import InvalidArgumentError, RecModelsError, quote
 
 HELP = "train a model (or all) and write a checkpoint folder"
+PROTOCOLS = ("temporal", "next-item")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
@@ -46,8 +47,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     parser.add_argument(
         "--max-history", type=history_length, default=50, help="the most recent interactions a model sees (1 to 10000)"
     )
-    parser.add_argument("--valid-fraction", type=float, default=0.1)
-    parser.add_argument("--test-fraction", type=float, default=0.2)
+    parser.add_argument(
+        "--protocol",
+        choices=PROTOCOLS,
+        default="temporal",
+        help="temporal: the split below (the default); next-item: leave one out, each user's last interaction is "
+        "test and the one before it valid, every interaction a positive whatever its rating (users with fewer "
+        "than 3 interactions are trained on, not evaluated); recorded in the checkpoint as its split",
+    )
+    parser.add_argument("--valid-fraction", type=float, default=None, help="default 0.1 (temporal protocol only)")
+    parser.add_argument("--test-fraction", type=float, default=None, help="default 0.2 (temporal protocol only)")
     parser.add_argument(
         "--split",
         choices=["per_user", "global"],
@@ -99,6 +108,30 @@ def slug(name: str) -> str:
 
 def default_out(model: str, dataset: str) -> Path:
     return Path("checkpoints") / f"{model}-{slug(dataset)}"
+
+
+def split_config(args: argparse.Namespace):
+    """The SplitConfig that ``--protocol``, ``--split`` and the fractions name; the next-item protocol takes no
+    fractions and no other split, and says so in one sentence rather than ignoring them."""
+    from recmodels.data import SplitConfig
+
+    if args.protocol == "next-item":
+        given = [
+            flag
+            for flag, value in (("--valid-fraction", args.valid_fraction), ("--test-fraction", args.test_fraction))
+            if value is not None
+        ]
+        if args.split != "per_user":
+            given.append(f"--split {args.split}")
+        if given:
+            raise InvalidArgumentError(
+                f"--protocol next-item takes one interaction per user for valid and for test, so it takes no "
+                f"{' or '.join(given)}; leave {'them' if len(given) > 1 else 'it'} out, or use --protocol temporal."
+            )
+        return SplitConfig(mode="next_item")
+    valid = 0.1 if args.valid_fraction is None else args.valid_fraction
+    test = 0.2 if args.test_fraction is None else args.test_fraction
+    return SplitConfig(valid, test, args.split)
 
 
 def split_settings(names: list[str], settings: dict, flag: str = "--set") -> dict[str, tuple[dict, dict]]:
@@ -180,7 +213,7 @@ def run(args: argparse.Namespace) -> int:
     import torch.distributed as dist
 
     from recmodels.cli.output import WrittenSince, check_output_folder
-    from recmodels.data import RecData, SplitConfig
+    from recmodels.data import RecData
     from recmodels.formatting import text_table
     from recmodels.models import model_info, registered_models
     from recmodels.train.trainer import distributed_context
@@ -191,6 +224,7 @@ def run(args: argparse.Namespace) -> int:
     names = registered_models() if args.model == "all" else [model_info(args.model).name]
     if args.model == "all" and args.init_from:
         raise InvalidArgumentError("--init-from starts one model from a checkpoint; name that model with --model.")
+    split = split_config(args)
     plans, grid = plan(args, names)
     if args.init_from is not None:  # a wrong path costs no loading time either
         from recmodels.checkpoint.io import read_config
@@ -206,7 +240,7 @@ def run(args: argparse.Namespace) -> int:
         args.dataset,
         args.data_dir,
         image_dir=args.image_dir,
-        split=SplitConfig(args.valid_fraction, args.test_fraction, args.split),
+        split=split,
         max_history=args.max_history,
     )
     if rank == 0:

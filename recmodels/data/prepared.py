@@ -182,12 +182,19 @@ class RecData:
         indptr = np.searchsorted(users, np.arange(self.dataset.n_users + 2), side="left")
         return indptr, items
 
+    def _positive(self) -> np.ndarray:
+        """The interactions that count as hits when ranking: ratings >= POSITIVE_RATING, or every interaction
+        for implicit data and under the next-item split (there the next item is the target whatever its rating,
+        as in SASRec's and BERT4Rec's papers and RecBole)."""
+        if self.implicit or self.split.mode == "next_item":
+            return np.ones(len(self._ratings), dtype=bool)
+        return self._ratings >= POSITIVE_RATING
+
     def topk_cases(self, part: int) -> TopKCases:
         """Full-ranking cases for ``part`` (VALID or TEST): users with a train interaction and at least one
         positive in the part."""
-        threshold = POSITIVE_RATING if not self.implicit else self._ratings[0]
         in_part = self.part == part
-        positive = in_part & (self._ratings >= threshold) & self.has_train[self._users]
+        positive = in_part & self._positive() & self.has_train[self._users]
         users = np.unique(self._users[positive])
         # the part begins at each user's first interaction in it; the history stops strictly before that
         first_rank = np.full(self.dataset.n_users + 1, np.iinfo(np.int64).max, dtype=np.int64)
@@ -213,9 +220,8 @@ class RecData:
         """Refuse data whose split leaves train, valid or test with nothing to train or measure on (one
         :class:`~recmodels.errors.DataFormatError` naming the part and the split); training calls it first. A
         split with an empty part is still a RecData: its facts can be read, it cannot train."""
-        positive = self._ratings >= (POSITIVE_RATING if not self.implicit else self._ratings[0])  # as topk_cases
         where = self.dataset.extras.get("data_dir") or self.dataset.name
-        check_parts(self._users, self.part, positive, self.split, where)
+        check_parts(self._users, self.part, self._positive(), self.split, where)
 
     def users_without_train(self) -> int:
         """Users with interactions but none in train: the global split leaves them out of evaluation."""

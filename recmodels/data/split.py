@@ -1,5 +1,6 @@
-"""The temporal splits: per user (each user's timeline cut into train, valid, test) or global (one time cut for
-valid and one for test, shared by all users)."""
+"""The temporal splits: per user (each user's timeline cut into train, valid, test), global (one time cut for
+valid and one for test, shared by all users) or next item (leave one out: each user's last interaction is test and
+the one before it valid, as SASRec's and BERT4Rec's papers and RecBole's ``LS`` ordering judge them)."""
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -11,13 +12,14 @@ from recmodels.errors import DataFormatError, InvalidArgumentError
 
 TRAIN, VALID, TEST = 0, 1, 2
 PART_NAMES = {"train": TRAIN, "valid": VALID, "test": TEST}
-SPLIT_MODES = ("per_user", "global")
+SPLIT_MODES = ("per_user", "global", "next_item")
+NEXT_ITEM_MIN_INTERACTIONS = 3  # one train, one valid, one test; users with fewer stay wholly in train
 
 
 @dataclass(frozen=True)
 class SplitConfig:
     """Fractions taken from the end of the timeline: of each user's interactions (``per_user``), or of all
-    interactions at once (``global``)."""
+    interactions at once (``global``); ``next_item`` takes one interaction per user instead and ignores them."""
 
     valid_fraction: float = 0.1
     test_fraction: float = 0.2
@@ -34,18 +36,46 @@ class SplitConfig:
 
     def describe(self) -> str:
         """"the per-user split (valid_fraction 0.1, test_fraction 0.2)", for messages."""
+        if self.mode == "next_item":
+            return "the next-item split (each user's last interaction is test and the one before it valid)"
         mode = "per-user" if self.mode == "per_user" else self.mode
         return f"the {mode} split (valid_fraction {self.valid_fraction:g}, test_fraction {self.test_fraction:g})"
 
     def to_dict(self) -> dict:
         # the per-user form stays the two fractions: shipped checkpoints' fingerprints hash this dict
+        if self.mode == "next_item":  # the fractions play no part, so they are not recorded
+            return {"mode": self.mode}
         out = {"valid_fraction": self.valid_fraction, "test_fraction": self.test_fraction}
         return out if self.mode == "per_user" else {**out, "mode": self.mode}
 
 
 def split_parts(interactions: pd.DataFrame, config: SplitConfig = SplitConfig()) -> np.ndarray:
     """Label each interaction TRAIN, VALID or TEST with the config's mode."""
+    if config.mode == "next_item":
+        return next_item_split(interactions)
     return global_split(interactions, config) if config.mode == "global" else temporal_split(interactions, config)
+
+
+def next_item_split(interactions: pd.DataFrame) -> np.ndarray:
+    """Label each user's last interaction TEST, the one before it VALID and the rest TRAIN (leave one out).
+
+    ``interactions`` must be sorted by user, then time, then item (as every loader returns them), so among
+    interactions in the same second the one with the larger item id counts as the later. Users with fewer than
+    three interactions cannot give one to each part: they stay wholly in train and are not evaluated. Histories
+    stay strictly earlier in time than their target (:class:`~recmodels.data.RecData`), so a valid interaction in
+    the same second as the test one is not in the test history; it is only left out of the test ranking.
+    """
+    users = interactions["user"].to_numpy()
+    n = len(users)
+    part = np.full(n, TRAIN, dtype=np.int8)
+    if n == 0:
+        return part
+    ends = np.flatnonzero(np.r_[users[1:] != users[:-1], True])  # each user's last row
+    starts = np.r_[0, ends[:-1] + 1]
+    kept = ends[ends - starts + 1 >= NEXT_ITEM_MIN_INTERACTIONS]
+    part[kept] = TEST
+    part[kept - 1] = VALID
+    return part
 
 
 def temporal_split(interactions: pd.DataFrame, config: SplitConfig = SplitConfig()) -> np.ndarray:
@@ -108,13 +138,15 @@ def check_parts(users: np.ndarray, part: np.ndarray, positive: np.ndarray, confi
             problems.append(f"{name} holds no positive of a user with a train interaction, so nothing to rank")
     if not problems:
         return
-    hint = (
-        "give users more interactions (one with n interactions gives round(n x fraction) to valid and to test and "
-        "keeps one in train), or raise --valid-fraction and --test-fraction"
-        if config.mode == "per_user"
-        else "interactions in the same second stay on one side of each time cut, so use data spread over more "
-        "seconds, other fractions, or --split per_user"
-    )
+    hints = {
+        "per_user": "give users more interactions (one with n interactions gives round(n x fraction) to valid and to test and "
+        "keeps one in train), or raise --valid-fraction and --test-fraction",
+        "global": "interactions in the same second stay on one side of each time cut, so use data spread over more "
+        "seconds, other fractions, or --split per_user",
+        "next_item": f"give users at least {NEXT_ITEM_MIN_INTERACTIONS} interactions (one each for train, valid "
+        "and test)",
+    }
+    hint = hints[config.mode]
     raise DataFormatError(
         where,
         f"{config.describe()} gives {counts[TRAIN]:,} train, {counts[VALID]:,} valid and {counts[TEST]:,} test "

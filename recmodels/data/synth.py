@@ -254,9 +254,10 @@ def _allocate(shape: Shape, weights: np.ndarray) -> np.ndarray:
 
 
 class _GenreSampler:
-    """Draws items by popularity, within a genre or over the whole catalogue, from uniform numbers."""
+    """Draws items within a genre, by popularity or uniformly, from uniform numbers."""
 
     def __init__(self, primary: np.ndarray, weight: np.ndarray, n_genres: int):
+        self.primary = primary
         self.order = np.lexsort((-weight, primary))  # grouped by primary genre
         grouped = primary[self.order]
         self.start = np.searchsorted(grouped, np.arange(n_genres))
@@ -267,14 +268,14 @@ class _GenreSampler:
             block = slice(self.start[genre], self.end[genre])
             cumulative = np.cumsum(ordered[block])
             self.within[block] = genre + cumulative / cumulative[-1] if len(cumulative) else []
-        self.overall = np.cumsum(weight) / weight.sum()
 
     def in_genre(self, genres: np.ndarray, uniform: np.ndarray) -> np.ndarray:
         index = np.searchsorted(self.within, genres + uniform, side="right")
         return self.order[np.clip(index, self.start[genres], self.end[genres] - 1)]
 
-    def by_popularity(self, uniform: np.ndarray) -> np.ndarray:
-        return np.minimum(np.searchsorted(self.overall, uniform, side="right"), len(self.overall) - 1)
+    def in_genre_uniformly(self, genres: np.ndarray, uniform: np.ndarray) -> np.ndarray:
+        size = self.end[genres] - self.start[genres]
+        return self.order[self.start[genres] + np.minimum((uniform * size).astype(np.int64), size - 1)]
 
 
 # ------------------------------------------------------------------ interactions, one chunk of users at a time
@@ -305,15 +306,12 @@ def _chunk(first: int, last: int, shape: Shape, cat: dict, rng: np.random.Genera
     position = np.arange(n) - np.repeat(begins, counts)
     progress = position / np.repeat(np.maximum(counts - 1, 1), counts)  # 0 at a user's first row, 1 at the last
 
-    # the genre of each row: drawn from the start or the end taste (the end one more often later on), and kept
-    # from the previous row with probability STAY
+    # the genre of each row: kept from the previous row with probability STAY, otherwise another genre drawn from
+    # the start or the end taste (the end one more often later on)
     late = rng.random(n) < progress
-    taste = np.where(late[:, None], cat["taste_end"][user], cat["taste_start"][user]).cumsum(axis=1)
-    # (1 - uniform) lies in (0, 1]: a genre of zero weight is never picked, at either end
-    fresh = np.minimum((taste < (1.0 - rng.random(n))[:, None] * taste[:, -1:]).sum(axis=1), len(GENRES) - 1)
     switch = rng.random(n) >= STAY
     switch[begins] = True
-    genre = fresh[np.maximum.accumulate(np.where(switch, np.arange(n), 0))]
+    genre = _genre_runs(user, switch, late, cat, rng)
     sampler = cat["sampler"]
     item = sampler.in_genre(genre, rng.random(n))
     item = _distinct_per_user(user - first, item, genre, shape.items, sampler, rng)
@@ -329,9 +327,43 @@ def _chunk(first: int, last: int, shape: Shape, cat: dict, rng: np.random.Genera
     return item, times, np.clip(np.rint(score), 1, 5).astype(np.int8)
 
 
+def _genre_runs(user, switch, late, cat, rng) -> np.ndarray:
+    """The genre of each row, in runs that open where ``switch`` is set: a user's first run draws from their taste,
+    each later one from their taste without the previous run's genre, so consecutive rows share a genre with
+    probability STAY, not STAY plus the chance that a fresh draw repeats it. A genre whose unseen items the run
+    would outnumber is skipped too (an active user moves on from a genre they have seen all of); otherwise its
+    items would run out and the redraws would scatter the run over other genres. A run depends on the ones before,
+    so runs are drawn rank by rank (every user's first, then every second, ...), vectorised over users."""
+    heads = np.flatnonzero(switch)
+    head_user = user[heads]
+    local = head_user - head_user[0]
+    length = np.diff(np.r_[heads, len(user)])
+    rank = np.arange(heads.size) - np.searchsorted(head_user, head_user)  # rows come sorted by user
+    weights = np.where(late[heads, None], cat["taste_end"][head_user], cat["taste_start"][head_user])
+    uniform = 1.0 - rng.random(heads.size)  # in (0, 1]: a genre of zero weight is never picked
+    room = np.tile(np.bincount(cat["primary"], minlength=len(GENRES)), (int(local[-1]) + 1, 1))
+    order = np.argsort(rank, kind="stable")
+    bounds = np.r_[0, np.cumsum(np.bincount(rank))]
+    run_genre = np.empty(heads.size, dtype=np.int64)
+    for r in range(len(bounds) - 1):
+        runs = order[bounds[r]:bounds[r + 1]]
+        w = np.where(room[local[runs]] >= length[runs, None], weights[runs], 0.0)
+        if r:  # runs[i] - 1 is the same user's previous run
+            w[np.arange(runs.size), run_genre[runs - 1]] = 0.0
+        cumulative = w.cumsum(axis=1)
+        picked = np.minimum((cumulative < uniform[runs, None] * cumulative[:, -1:]).sum(axis=1), len(GENRES) - 1)
+        # nowhere left to go (one genre in the catalogue, or no genre with room for the run): the most room
+        picked = np.where(cumulative[:, -1] > 0, picked, room[local[runs]].argmax(axis=1))
+        run_genre[runs] = picked
+        room[local[runs], picked] -= length[runs]
+    return run_genre[np.cumsum(switch) - 1]
+
+
 def _distinct_per_user(local_user, item, genre, n_items, sampler, rng) -> np.ndarray:
-    """Redraw the later copies of a repeated (user, item) pair: in the row's genre, then by popularity, then
-    uniformly; a few rounds leave at most a handful, which take a uniform pick of the user's unseen items."""
+    """Redraw the later copies of a repeated (user, item) pair in the row's genre, by popularity, then uniformly, so
+    that redrawing does not break the runs of a genre; a few rounds leave the rows of users who have (nearly) seen
+    the genre's every item: these take a uniform pick of the user's unseen items of that genre, and only when there
+    are none, of the genre with the most unseen items."""
     item = item.copy()
     seen = np.zeros((int(local_user.max()) + 1) * n_items, dtype=bool)
     keys = local_user * n_items + item
@@ -344,9 +376,8 @@ def _distinct_per_user(local_user, item, genre, n_items, sampler, rng) -> np.nda
         if not rows.size:
             return item
         uniform = rng.random(rows.size)
-        candidate = (sampler.in_genre(genre[rows], uniform) if attempt < REDRAW_ROUNDS // 3 else
-                     sampler.by_popularity(uniform) if attempt < 2 * REDRAW_ROUNDS // 3 else
-                     np.minimum((uniform * n_items).astype(np.int64), n_items - 1))
+        candidate = (sampler.in_genre(genre[rows], uniform) if attempt < REDRAW_ROUNDS // 2 else
+                     sampler.in_genre_uniformly(genre[rows], uniform))
         keys = local_user[rows] * n_items + candidate
         new = ~seen[keys]
         _, first = np.unique(keys[new], return_index=True)
@@ -354,11 +385,20 @@ def _distinct_per_user(local_user, item, genre, n_items, sampler, rng) -> np.nda
         item[taken] = candidate[new][first]
         seen[keys[new][first]] = True
         repeated[taken] = False
-    for user in np.unique(local_user[repeated]):  # only users whose rows outran the rounds
-        rows = np.flatnonzero(repeated & (local_user == user))
-        unseen = np.flatnonzero(~seen[user * n_items:(user + 1) * n_items])
-        item[rows] = rng.choice(unseen, size=rows.size, replace=False)
-        seen[user * n_items + item[rows]] = True
+    rows = np.flatnonzero(repeated)  # sorted by user: split into each user's rows
+    users, begins = np.unique(local_user[rows], return_index=True)
+    for user, own in zip(users, np.split(rows, begins[1:])):
+        unseen = ~seen[user * n_items:(user + 1) * n_items]
+        for wanted in np.unique(genre[own]):
+            targets = own[genre[own] == wanted]  # in time order: a used-up genre runs out at the user's latest rows
+            left = np.bincount(sampler.primary[unseen], minlength=len(GENRES))
+            # the genre first, then (once it is used up) the genre with the most unseen items, and so on, so that
+            # a run of the used-up genre becomes a run of one other genre rather than scattered ones
+            order = np.r_[wanted, [g for g in np.argsort(-left, kind="stable") if g != wanted]]
+            picked = np.concatenate([rng.permutation(np.flatnonzero(unseen & (sampler.primary == g)))
+                                     for g in order[np.cumsum(left[order]) - left[order] < targets.size]])
+            item[targets] = picked[:targets.size]
+            unseen[item[targets]] = False
     return item
 
 

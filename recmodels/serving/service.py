@@ -27,7 +27,7 @@ import torch
 
 from recmodels.checkpoint.config import CheckpointConfig
 from recmodels.checkpoint.io import dataset_location, load_checkpoint, read_config
-from recmodels.data import PART_NAMES, RecData
+from recmodels.data import PART_NAMES, TEST, TRAIN, VALID, RecData
 from recmodels.data.cache import load_data_cached
 from recmodels.data.features import IDENTIFYING_USER_FIELDS
 from recmodels.device import describe_device, resolve_device
@@ -193,6 +193,9 @@ class RecService:
         or of all of them (the global split, see :attr:`split_description`). The checkpoint's split: the data was
         loaded with it, and its fingerprint matched the model's."""
         split = self.data.split
+        if split.mode == "next_item":  # one interaction per user each: the shares are measured, not chosen
+            counts = np.bincount(self.data.part, minlength=3) / max(len(self.data.part), 1)
+            return {"train": float(counts[TRAIN]), "valid": float(counts[VALID]), "test": float(counts[TEST])}
         return {
             "train": 1.0 - split.valid_fraction - split.test_fraction,
             "valid": split.valid_fraction,
@@ -203,6 +206,8 @@ class RecService:
     def split_description(self) -> str:
         """The split as percentages, train/valid/test, e.g. "70/10/20 per user" or "70/10/20, global time cuts"."""
         shares = "/".join(f"{100 * share:.3g}" for share in self.split_fractions.values())
+        if getattr(self.data.split, "mode", "per_user") == "next_item":
+            return f"{shares}, next item (each user's last interaction is test, the one before it valid)"
         return (
             f"{shares}, global time cuts"
             if getattr(self.data.split, "mode", "per_user") == "global"
