@@ -514,7 +514,12 @@ def test_model_titles_and_order_come_from_the_registry():
         first = [
             e
             for e in entries
-            if not e.simulated and not e.collapsed and e.attention and not e.global_split and not e.next_item
+            if not e.simulated
+            and not e.collapsed
+            and e.attention
+            and not e.global_split
+            and not e.next_item
+            and not e.pipeline
         ]
         order = [model_info(e.model).order for e in first if e.dataset == first[0].dataset]
         assert entries[0] == first[0] and order == sorted(order), "models with attention first, in registry order"

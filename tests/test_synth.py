@@ -201,8 +201,8 @@ def test_sizes_past_the_memory_are_refused_with_the_estimate(tmp_path, capsys, m
     argv = ["synth", "--users", "2000000000", "--interactions", "2000000000", "--out", str(tmp_path / "big"), "--quiet"]
     assert cli_main(argv) == 2
     assert capsys.readouterr().err == (
-        "error: 2,000,000,000 users, 26,744 items and 2,000,000,000 interactions need about 537.7 GiB of memory to "
-        "generate (32 bytes per interaction, 256 per user, 512 per item and 1280 MB besides), but 24.0 GiB is "
+        "error: 2,000,000,000 users, 26,744 items and 2,000,000,000 interactions need about 537.0 GiB of memory to "
+        "generate (32 bytes per interaction, 256 per user, 512 per item and 512 MB besides), but 24.0 GiB is "
         "available; ask for fewer.\n"
     )
     assert not (tmp_path / "big").exists()

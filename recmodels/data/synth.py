@@ -52,11 +52,11 @@ CHUNK_CELLS = 1 << 26         # users x items of one generation chunk (its seen-
 CHUNK_ROWS = 1 << 20
 REDRAW_ROUNDS = 12            # rounds of redrawing repeated (user, item) pairs before the exact fallback
 MAX_COUNT = 2 ** 31 - 1
-# what generating takes in memory, from ru_maxrss (tests/test_synth.py checks it against a run): the interpreter,
-# numpy and one generation chunk (0.6 to 0.95 GB measured at a million rows a chunk, the allocator deciding); the
-# user, item, time and rating columns and the sort while writing (26 bytes per interaction); tastes and features
-# (160 per user, more per item)
-BYTES_FIXED = 1280 * 2**20
+# what generating takes in memory (tests/test_synth.py checks it against a run's VmHWM): the interpreter, numpy and
+# one generation chunk (its seen-bitmap is at most CHUNK_CELLS); the user, item, time and rating columns and the sort
+# while writing; tastes and features (per user, more per item). Measured peaks since genre-kept redraws: 329 MiB at 2
+# million interactions, 400 MiB at 6 million, 714 MiB at ml-20m's 20 million (estimates 581, 709 and 1,169 MiB)
+BYTES_FIXED = 512 * 2**20
 BYTES_PER_INTERACTION = 32
 BYTES_PER_USER = 256
 BYTES_PER_ITEM = 512
