@@ -49,4 +49,5 @@ def test_checkpoint_reproduces_its_recorded_test_metrics(path):
     measured = evaluate(model, data, TEST)
     recorded = config.metrics["test"]
     for name, value in recorded.items():
-        assert measured[name] == pytest.approx(value, abs=TOLERANCE), name
+        # nan_ok: under the next-item split each user has one test row, so GAUC (per-user AUC) is undefined
+        assert measured[name] == pytest.approx(value, abs=TOLERANCE, nan_ok=True), name
