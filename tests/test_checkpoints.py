@@ -51,7 +51,8 @@ def test_checkpoint_reproduces_its_recorded_test_metrics(path):
     measured = evaluate(model, data, TEST)
     recorded = config.metrics["test"]
     for name, value in recorded.items():
-        assert measured[name] == pytest.approx(value, abs=TOLERANCE), name
+        # nan_ok: under the next-item split each user has one test row, so GAUC (per-user AUC) is undefined
+        assert measured[name] == pytest.approx(value, abs=TOLERANCE, nan_ok=True), name
 
 
 def test_the_two_tower_din_pipeline_ships_with_its_shortlist_sweep():

@@ -465,7 +465,10 @@ def main(argv=None) -> int:
     def log(message):
         print(f"[{time.strftime('%H:%M:%S')}] {message}", flush=True)
 
-    if args.from_json:
+    if args.from_json and not json_path.is_file():  # no run yet: our rows alone, and the note says so
+        log(f"no RecBole run recorded in {json_path}")
+        results = {"protocol": args.protocol, "runs": {}}
+    elif args.from_json:
         results = json.loads(json_path.read_text())
     else:
         data = RecData.load(DATASET, split=protocol.split)
@@ -504,6 +507,8 @@ def settings_note(results: dict, protocol: str = "temporal") -> str:
         f"{r.get('stopped_by', 'early stopping')}"
         for model, r in results.get("runs", {}).items()
     )
+    missing = [model for model in MAX_LENGTH if model not in results.get("runs", {})]
+    not_run = f" No RecBole {' or '.join(missing)} run is recorded yet." if missing else ""
     return (
         f"RecBole 1.2.0 trained on {PROTOCOLS[protocol].described} (train = our train part; "
         "RecBole's early stopping on NDCG@10 of our valid part, stopping_step 10) with its default SASRec / "
@@ -511,7 +516,7 @@ def settings_note(results: dict, protocol: str = "temporal") -> str:
         "checkpoint is converted with this project's RecBole import and scored with this project's evaluator "
         f"(full ranking over unseen items){' (' + runs + ')' if runs else ''}. Shipped rows: recorded metrics of "
         f"{' and '.join(f'`checkpoints/{folder}`' for folder in PROTOCOLS[protocol].shipped.values())}. Produced by "
-        f"`python tools/recbole_compare.py{'' if protocol == 'temporal' else ' --protocol ' + protocol}`."
+        f"`python tools/recbole_compare.py{'' if protocol == 'temporal' else ' --protocol ' + protocol}`.{not_run}"
     )
 
 
