@@ -176,14 +176,21 @@ def write_pipeline_table(path: Path, rows: list[dict], args: argparse.Namespace)
     from recmodels.bench.pipeline import PIPELINE_COLUMNS, PIPELINE_HEADERS
     from recmodels.formatting import markdown_table, write_between_markers
 
-    shown = [{**row, "explain_ratio": f"x{row['explain_ratio']:.2f}"} for row in rows]
+    shown = [
+        {
+            **{key: f"{value:.1f}" if key.endswith("_ms") else value for key, value in row.items()},
+            "explain_ratio": f"x{row['explain_ratio']:.2f}",
+        }
+        for row in rows
+    ]
     command = "python -m recmodels bench --checkpoints --pipelines " + " ".join(str(p) for p in (args.pipelines or []))
     command += f" --scales {args.scales} --repeats {args.repeats}"
     command += f" --shortlist {args.shortlist}" if args.shortlist else ""
     note = (
         f"`{command} --write-docs {path.as_posix()}` on {platform.machine()} with {torch.get_num_threads()} torch "
         f"threads, {'CUDA' if torch.cuda.is_available() else 'no CUDA device'}; median of {args.repeats} calls "
-        f"(recommend) and of {max(1, args.repeats // 4)} (the rest), in ms."
+        f"(recommend, and the two explanations, taken in turn), of {max(1, args.repeats // 4)} (the ranker alone over "
+        "the whole catalogue, IG top-10), in ms."
     )
     write_between_markers(
         path, *BENCH_PIPELINES, markdown_table(shown, PIPELINE_COLUMNS, PIPELINE_HEADERS) + "\n\n" + note
