@@ -172,8 +172,8 @@ def _scan_roots(roots: tuple[str, ...]) -> list[CheckpointEntry]:
     )
 
 
-def _entry(folder: Path, roots) -> CheckpointEntry:
-    config = read_config(folder, roots)
+def _entry(folder: Path, roots, config=None) -> CheckpointEntry:
+    config = config or read_config(folder, roots)
     return CheckpointEntry(
         str(folder),
         checkpoint_label(config),
@@ -196,7 +196,7 @@ def _pipeline_entry(folder: Path, roots) -> CheckpointEntry:
         f"{model_title(retriever.model)} → {model_title(ranker.model)} (top {pipeline.shortlist:,}) · "
         f"{plain(ranker.dataset.name, 40)}{_split_tag(ranker)}"
     )
-    ranker_entry = _entry(pipeline.ranker, roots)
+    ranker_entry = _entry(pipeline.ranker, roots, ranker)  # read_pipeline has read (and checked) its config
     return replace(ranker_entry, path=str(folder), label=label, collapsed=False, pipeline=True)
 
 

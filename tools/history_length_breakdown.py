@@ -18,7 +18,8 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from recmodels.checkpoint.io import dataset_location, load_checkpoint, read_config
-from recmodels.data import TEST, TRAIN, VALID, RecData
+from recmodels.data import TEST, TRAIN, VALID
+from recmodels.data.cache import load_data_cached
 from recmodels.eval.evaluate import topk_per_user
 from recmodels.formatting import write_between_markers
 from recmodels.models import model_info
@@ -27,17 +28,11 @@ START, END = "<!-- history-breakdown:start -->", "<!-- history-breakdown:end -->
 
 
 def breakdown(paths: list[Path], part: int = TEST) -> list[dict]:
-    rows, cache = [], {}
+    rows = []
     for path in paths:
         config = read_config(path)
         dataset = config.dataset
-        key = (dataset.name, str(dataset_location(config, path)), str(dataset.split), dataset.max_history)
-        if key not in cache:
-            data_dir, image_dir = dataset_location(config, path)
-            cache[key] = RecData.load(
-                dataset.name, data_dir, image_dir=image_dir, split=dataset.split, max_history=dataset.max_history
-            )
-        data = cache[key]
+        data = load_data_cached(dataset.name, *dataset_location(config, path), dataset.split, dataset.max_history)
         model, _ = load_checkpoint(path, data=data)
         users, values = topk_per_user(model, data, part)
         train_counts = np.bincount(

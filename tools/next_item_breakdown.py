@@ -26,6 +26,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from recmodels.checkpoint.io import dataset_location, load_checkpoint, read_config
 from recmodels.data import PAD, TEST, TRAIN, VALID, RecData
+from recmodels.data.cache import load_data_cached
 from recmodels.eval.evaluate import topk_per_user
 from recmodels.formatting import write_between_markers
 from recmodels.models import model_info
@@ -58,19 +59,13 @@ def user_facts(data: RecData, users: np.ndarray) -> dict[str, np.ndarray]:
 
 
 def breakdown(paths: list[Path], against: str = "ease-ml100k-next") -> tuple[list[dict], dict]:
-    rows, cache, groups, per_user = [], {}, {}, {}
+    rows, groups, per_user = [], {}, {}
     for path in paths:
         config = read_config(path)
         dataset = config.dataset
         if dataset.split_mode != "next_item":
             raise SystemExit(f"{path} is on the {dataset.split_mode} split; this table is for next-item checkpoints")
-        key = (dataset.name, str(dataset_location(config, path)), dataset.max_history)
-        if key not in cache:
-            data_dir, image_dir = dataset_location(config, path)
-            cache[key] = RecData.load(
-                dataset.name, data_dir, image_dir=image_dir, split=dataset.split, max_history=dataset.max_history
-            )
-        data = cache[key]
+        data = load_data_cached(dataset.name, *dataset_location(config, path), dataset.split, dataset.max_history)
         model, _ = load_checkpoint(path, data=data)
         users, values = topk_per_user(model, data, TEST)
         facts = user_facts(data, users)

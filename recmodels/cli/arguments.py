@@ -25,6 +25,24 @@ def parse_settings(pairs: list[str]) -> dict:
     return out
 
 
+def whole_numbers(text: str, flag: str, high: int, what: str) -> list[int]:
+    """A comma-separated list of whole numbers from 1 to ``high`` (blank entries skipped), sorted and each once;
+    anything else is one sentence naming ``flag`` and ``what`` the numbers are (e.g. "shortlist sizes")."""
+    from recmodels.errors import InvalidArgumentError, quote
+
+    sizes = []
+    for part in (part.strip() for part in str(text).split(",")):
+        if not part:
+            continue
+        size = int(part) if part.isascii() and part.isdecimal() and len(part) <= 9 else 0
+        if not 1 <= size <= high:
+            raise InvalidArgumentError(
+                f"{flag} takes {what} from 1 to {high:,} separated by commas, got {quote(part, 40)}."
+            )
+        sizes.append(size)
+    return sorted(set(sizes))
+
+
 def int_argument(low: int, high: int | None = None, what: str = "a whole number", bounds: str | None = None):
     """An argparse type: a whole number from ``low`` (to ``high``), refused with ``bounds`` or the range in words."""
 

@@ -153,18 +153,16 @@ BENCH_PIPELINES = ("<!-- bench-pipelines:start -->", "<!-- bench-pipelines:end -
 
 def shortlist_sizes(text: str | None) -> list[int] | None:
     """``--shortlist``: whole numbers from 1 to 10,000,000, comma-separated; None keeps each pipeline's own N."""
+    from recmodels.cli.arguments import whole_numbers
+
     if text is None:
         return None
-    sizes = []
-    for part in str(text).split(","):
-        part = part.strip()
-        size = int(part) if part.isascii() and part.isdecimal() and len(part) <= 8 else 0
-        if not 1 <= size <= 10_000_000:
-            raise InvalidArgumentError(
-                f"--shortlist takes shortlist sizes from 1 to 10,000,000 separated by commas, got {part[:40]!r}."
-            )
-        sizes.append(size)
-    return sorted(set(sizes))
+    sizes = whole_numbers(text, "--shortlist", 10_000_000, "shortlist sizes")
+    if not sizes:
+        raise InvalidArgumentError(
+            f"--shortlist takes shortlist sizes from 1 to 10,000,000 separated by commas, got {text!r}."
+        )
+    return sizes
 
 
 def write_pipeline_table(path: Path, rows: list[dict], args: argparse.Namespace) -> None:

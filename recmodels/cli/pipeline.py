@@ -64,20 +64,9 @@ def run(args: argparse.Namespace) -> int:
 
 def sweep_sizes(text: str, shortlist: int, n_items: int) -> list[int]:
     """The pipeline's own N and the ``--sweep`` sizes, each a whole number from 1 to the catalogue."""
-    from recmodels.errors import InvalidArgumentError, quote
+    from recmodels.cli.arguments import whole_numbers
 
-    sizes = [shortlist]
-    for part in str(text).split(","):
-        if not part.strip():
-            continue
-        size = int(part) if part.strip().isascii() and part.strip().isdecimal() and len(part.strip()) <= 9 else 0
-        if not 1 <= size <= n_items:
-            raise InvalidArgumentError(
-                f"--sweep takes shortlist sizes from 1 to {n_items:,} (the catalogue) separated by commas, got "
-                f"{quote(part.strip(), 40)}."
-            )
-        sizes.append(size)
-    return sorted(set(sizes))
+    return sorted({shortlist, *whole_numbers(text, "--sweep", n_items, "shortlist sizes (the catalogue's at most)")})
 
 
 def measure(folder, sizes: list[int], device: str) -> dict[int, dict]:
